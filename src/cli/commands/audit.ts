@@ -1,0 +1,37 @@
+import type { Command } from 'commander';
+import { auditChainContains, verifyAuditChain } from '../../audit/trail.js';
+import { CliError } from '../errors.js';
+import { openRuntime, type CliIo } from '../runtime.js';
+
+export function registerAudit(program: Command, io: CliIo): void {
+  const audit = program.command('audit').description('the hash-chained audit trail');
+  audit
+    .command('verify')
+    .description('check the audit chain; exit 0 when intact, 1 naming the first broken entry')
+    .option(
+      '--expect-entry <hash>',
+      'also require the entry with this hash (a head printed by an earlier verify) to still be in the chain; catches entries cut off the end',
+    )
+    .action(async (options: { expectEntry?: string }) => {
+      if (options.expectEntry !== undefined && !/^[0-9a-f]{64}$/.test(options.expectEntry)) {
+        throw new CliError('--expect-entry: expected 64 lower-case hex characters', 2);
+      }
+      const runtime = await openRuntime(io, { logTo: 'stderr', defaultLogLevel: 'warn' });
+      try {
+        const result = await verifyAuditChain(runtime.database.db);
+        if (!result.intact) {
+          throw new CliError(
+            `audit chain broken at entry seq ${result.brokenAt.seq} (id ${result.brokenAt.id}): ${result.brokenAt.reason}; ${result.entries} entries before it are intact`,
+          );
+        }
+        if (options.expectEntry !== undefined && !(await auditChainContains(runtime.database.db, options.expectEntry))) {
+          throw new CliError(
+            `audit chain is internally intact (${result.entries} entries) but no longer contains entry ${options.expectEntry}: entries were cut off the end`,
+          );
+        }
+        io.stdout.write(`audit chain intact: ${result.entries} entries, head ${result.headHash}\n`);
+      } finally {
+        await runtime.close();
+      }
+    });
+}

@@ -1,0 +1,61 @@
+import { Command, CommanderError } from 'commander';
+import { SettingError } from '../config/load.js';
+import { registerAudit } from './commands/audit.js';
+import { registerMigrate } from './commands/migrate.js';
+import { registerServe } from './commands/serve.js';
+import { CliError, EXIT } from './errors.js';
+import type { CliIo } from './runtime.js';
+
+export function buildProgram(io: CliIo): Command {
+  const program = new Command('ciphergate')
+    .description('Ciphergate: a security gateway for conversation data')
+    .showHelpAfterError('(run with --help for usage)')
+    .configureOutput({
+      writeOut: (text) => io.stdout.write(text),
+      writeErr: (text) => io.stderr.write(text),
+    });
+  registerServe(program, io);
+  registerMigrate(program, io);
+  registerAudit(program, io);
+  // Every subcommand reports usage errors instead of exiting the process itself, so the one
+  // place below decides the exit code.
+  const exitOverride = (command: Command) => {
+    command.exitOverride();
+    command.commands.forEach(exitOverride);
+  };
+  exitOverride(program);
+  return program;
+}
+
+/** Runs the CLI and returns the exit code: 0 success, 1 failure, 2 bad usage. */
+export async function runCli(argv: string[], io: CliIo): Promise<number> {
+  const program = buildProgram(io);
+  if (argv.length === 0) {
+    program.outputHelp({ error: true });
+    return EXIT.usage;
+  }
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return typeof process.exitCode === 'number' ? process.exitCode : EXIT.ok;
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      // Help and version are not failures; commander has already printed its message.
+      if (error.code === 'commander.helpDisplayed' || error.code === 'commander.version' || error.code === 'commander.help') return EXIT.ok;
+      if (error.code === 'commander.executeSubCommandAsync') return EXIT.failure;
+      return EXIT.usage;
+    }
+    io.stderr.write(`ciphergate: ${oneLine(describe(error))}\n`);
+    if (error instanceof CliError) return error.exitCode;
+    return EXIT.failure;
+  }
+}
+
+function describe(error: unknown): string {
+  if (error instanceof SettingError || error instanceof CliError) return error.message;
+  if (error instanceof Error) return error.message;
+  return String(error);
+}
+
+function oneLine(text: string): string {
+  return text.replace(/\s*\n\s*/g, ' ').trim();
+}

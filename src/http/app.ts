@@ -1,0 +1,113 @@
+import { randomUUID } from 'node:crypto';
+import helmet from '@fastify/helmet';
+import swagger from '@fastify/swagger';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { Config } from '../config/load.js';
+import type { Logger } from '../log/logger.js';
+import { installErrorHandling } from './error-handler.js';
+import { assertRouteDeclaresAccess, type RouteAccess } from './route-access.js';
+import { docsRoutes } from './routes/docs.js';
+import { healthRoutes, type ReadinessCheck } from './routes/health.js';
+
+export type App = FastifyInstance;
+
+export interface RouteCatalogueEntry {
+  method: string | string[];
+  url: string;
+  access: RouteAccess;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Every route with its declared access: the source for permission docs and route tests. */
+    routeCatalogue: RouteCatalogueEntry[];
+  }
+}
+
+export interface AppDependencies {
+  config: Pick<Config, 'publicUrl' | 'trustProxy' | 'bodyLimitBytes'>;
+  logger: Logger;
+  /** Named checks behind `/readyz`: the database, the keys, later the queue. */
+  readinessChecks?: ReadinessCheck[];
+  /** Extra route modules (later issues); registered after the core plugins. */
+  routes?: Array<(app: App) => Promise<void> | void>;
+}
+
+/**
+ * Builds the HTTP application without listening, so tests inject requests and `serve` decides
+ * where to listen. Every plugin and route goes through here, so what tests exercise is what
+ * production runs.
+ */
+export async function buildApp(dependencies: AppDependencies): Promise<App> {
+  const { config, logger } = dependencies;
+  const app = Fastify({
+    loggerInstance: logger as unknown as FastifyBaseLogger,
+    // Ids are always ours: an id taken from a request header could be chosen to confuse logs.
+    genReqId: () => randomUUID(),
+    bodyLimit: config.bodyLimitBytes,
+    trustProxy: config.trustProxy.length > 0 ? config.trustProxy : false,
+    // While closing, new requests get 503 and idle keep-alive sockets are closed, so a drain
+    // waits only for requests actually in flight.
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+    ajv: {
+      customOptions: {
+        // Unknown properties are an error the client should hear about, not something to drop.
+        removeAdditional: false,
+        allErrors: false,
+      },
+    },
+  });
+
+  const routeCatalogue: RouteCatalogueEntry[] = [];
+  app.decorate('routeCatalogue', routeCatalogue);
+  app.addHook('onRoute', (route) => {
+    assertRouteDeclaresAccess(route);
+    routeCatalogue.push({ method: route.method, url: route.url, access: route.config!.access! });
+  });
+
+  // A response finished while the server drains asks its client to close the connection;
+  // otherwise an idle keep-alive socket would hold the shutdown open until it times out.
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
+  app.addHook('onSend', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+    if (closing) reply.header('connection', 'close');
+  });
+  installErrorHandling(app);
+
+  // An API answers JSON, never a page: the OWASP REST profile (nothing may load, nothing may
+  // frame it) instead of helmet's document-oriented defaults. Headers that only old browsers
+  // read (X-XSS-Protection, X-Download-Options, …) are left out. The console, when it is
+  // served, sets its own policy on its own routes.
+  await app.register(helmet, {
+    contentSecurityPolicy: { useDefaults: false, directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] } },
+    frameguard: { action: 'deny' },
+    hsts: config.publicUrl.startsWith('https://') ? { maxAge: 31_536_000, includeSubDomains: true } : false,
+    xXssProtection: false,
+    xDownloadOptions: false,
+    xDnsPrefetchControl: false,
+    xPermittedCrossDomainPolicies: false,
+    originAgentCluster: false,
+  });
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'Ciphergate',
+        version: '0.1.0',
+        description: 'Security gateway for conversation data. Errors are application/problem+json (RFC 9457).',
+      },
+      servers: [{ url: config.publicUrl }],
+    },
+  });
+
+  await app.register(healthRoutes, { checks: dependencies.readinessChecks ?? [] });
+  await app.register(docsRoutes);
+  for (const routes of dependencies.routes ?? []) await app.register(async (scope) => routes(scope));
+
+  await app.ready();
+  return app;
+}

@@ -1,0 +1,128 @@
+import { randomUUID } from 'node:crypto';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import FindMyWay, { type HTTPVersion } from 'find-my-way';
+import { HttpProblem, sendProblem, type Problem } from './problem.js';
+
+/**
+ * The one place where errors become responses. Handlers throw typed errors; nothing else
+ * writes an error body, so every client sees RFC 9457 problem+json and never a stack trace,
+ * SQL or an internal message.
+ */
+export function installErrorHandling(app: FastifyInstance): void {
+  // A shadow router of every registered route tells "no such path" (404) from "no such
+  // method on this path" (405, with Allow) without reaching into Fastify's private router.
+  const shadowRouter = FindMyWay<HTTPVersion.V1>({ ignoreTrailingSlash: false });
+  const methodsByRoute = new Map<string, Set<string>>();
+  app.addHook('onRoute', (route) => {
+    const methods = Array.isArray(route.method) ? route.method : [route.method];
+    for (const method of methods) {
+      let known = methodsByRoute.get(route.url);
+      if (!known) {
+        known = new Set();
+        methodsByRoute.set(route.url, known);
+      }
+      if (!known.has(method)) {
+        known.add(method);
+        shadowRouter.on(method as 'GET', route.url, () => undefined, { url: route.url });
+      }
+    }
+  });
+
+  app.setNotFoundHandler((request, reply) => {
+    const path = request.url.split('?')[0] ?? '/';
+    const allowed = new Set<string>();
+    for (const method of ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']) {
+      if (method !== request.method && shadowRouter.find(method as 'GET', path)) allowed.add(method);
+    }
+    if (allowed.size > 0) {
+      const allow = [...allowed].sort().join(', ');
+      return sendProblem(
+        reply,
+        problem(405, 'method-not-allowed', 'Method not allowed', `${request.method} is not allowed on ${path}; allowed: ${allow}`),
+        { allow },
+      );
+    }
+    return sendProblem(reply, problem(404, 'not-found', 'Not found', `no route for ${request.method} ${path}`));
+  });
+
+  app.setErrorHandler((error: FastifyError, request, reply) => respondToError(error, request, reply));
+}
+
+function respondToError(error: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  if (error instanceof HttpProblem) {
+    if (error.status >= 500) request.log.error({ err: error }, 'request failed');
+    return sendProblem(reply, error.toProblem(), error.headers);
+  }
+  if (error.validation) {
+    const where = error.validationContext ?? 'request';
+    const errors = error.validation.map((issue) => {
+      const missing = (issue.params as { missingProperty?: string } | undefined)?.missingProperty;
+      const field = [issue.instancePath.replace(/^\//, '').replaceAll('/', '.'), missing].filter(Boolean).join('.');
+      return { in: where, field: field || '(root)', message: issue.message ?? 'is invalid' };
+    });
+    const first = errors[0]!;
+    return sendProblem(reply, {
+      ...problem(400, 'validation-failed', 'Invalid request', `${first.in} ${first.field}: ${first.message}`),
+      errors,
+    });
+  }
+  const known = FASTIFY_CLIENT_ERRORS[error.code];
+  if (known) {
+    return sendProblem(reply, problem(known.status, known.type, known.title, known.detail(request)));
+  }
+  if (typeof error.statusCode === 'number' && error.statusCode >= 400 && error.statusCode < 500) {
+    // Another 4xx raised by Fastify or one of its plugins (their messages describe the request,
+    // not our internals); anything else that claims a 4xx is not trusted with its message.
+    const detail = error.code?.startsWith('FST_') ? error.message : 'the request was not accepted';
+    return sendProblem(reply, problem(error.statusCode, 'bad-request', 'Bad request', detail));
+  }
+  const errorId = randomUUID();
+  request.log.error({ err: error, errorId }, 'unexpected error');
+  return sendProblem(reply, {
+    ...problem(500, 'internal-error', 'Internal error', `something went wrong on our side; quote errorId ${errorId} when reporting it`),
+    errorId,
+  });
+}
+
+function problem(status: number, type: string, title: string, detail: string): Problem {
+  return { type, title, status, detail };
+}
+
+const FASTIFY_CLIENT_ERRORS: Record<string, { status: number; type: string; title: string; detail: (request: FastifyRequest) => string }> = {
+  FST_ERR_CTP_BODY_TOO_LARGE: {
+    status: 413,
+    type: 'payload-too-large',
+    title: 'Payload too large',
+    detail: (request) => `the body is larger than the ${request.routeOptions.bodyLimit ?? 0} bytes this endpoint accepts`,
+  },
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: {
+    status: 415,
+    type: 'unsupported-media-type',
+    title: 'Unsupported media type',
+    detail: (request) => `content-type ${JSON.stringify(request.headers['content-type'] ?? '')} is not accepted here`,
+  },
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: {
+    status: 400,
+    type: 'malformed-body',
+    title: 'Malformed body',
+    detail: () => 'the body length does not match the content-length header',
+  },
+  FST_ERR_CTP_EMPTY_JSON_BODY: {
+    status: 400,
+    type: 'malformed-body',
+    title: 'Malformed body',
+    detail: () => 'the body is empty but content-type says JSON',
+  },
+  FST_ERR_CTP_INVALID_JSON_BODY: {
+    status: 400,
+    type: 'malformed-body',
+    title: 'Malformed body',
+    detail: () => 'the body is not valid JSON',
+  },
+  FST_ERR_BAD_URL: {
+    status: 400,
+    type: 'bad-url',
+    title: 'Bad URL',
+    detail: () => 'the request URL cannot be decoded',
+  },
+};

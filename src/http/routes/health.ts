@@ -1,0 +1,77 @@
+import { Type } from '@sinclair/typebox';
+import type { FastifyInstance } from 'fastify';
+import { sendProblem } from '../problem.js';
+import { ProblemSchema } from '../schemas/problem.js';
+
+export interface ReadinessCheck {
+  /** Named in the 503 body, e.g. `database`, `keys`. */
+  name: string;
+  check(): Promise<void>;
+}
+
+/** A check that hangs (a database behind a dead network) must not hang the probe with it. */
+const CHECK_TIMEOUT_MS = 2_000;
+
+const ChecksSchema = Type.Record(Type.String(), Type.Union([Type.Literal('ok'), Type.Literal('failed')]));
+
+export async function healthRoutes(app: FastifyInstance, options: { checks: ReadinessCheck[] }): Promise<void> {
+  app.get(
+    '/healthz',
+    {
+      config: { access: { public: true, reason: 'liveness probe; says nothing but "the process runs"' } },
+      schema: {
+        summary: 'Liveness: 200 while the process runs',
+        tags: ['operations'],
+        response: { 200: Type.Object({ status: Type.Literal('ok') }) },
+      },
+    },
+    async () => ({ status: 'ok' as const }),
+  );
+
+  app.get(
+    '/readyz',
+    {
+      config: { access: { public: true, reason: 'readiness probe for load balancers; names dependencies, never errors' } },
+      schema: {
+        summary: 'Readiness: 200 when the database and keys are usable, else 503',
+        tags: ['operations'],
+        response: {
+          200: Type.Object({ status: Type.Literal('ready'), checks: ChecksSchema }),
+          503: ProblemSchema,
+        },
+      },
+    },
+    async (request, reply) => {
+      const results = await Promise.all(
+        options.checks.map(async ({ name, check }) => {
+          try {
+            await withTimeout(check(), CHECK_TIMEOUT_MS);
+            return { name, ok: true as const };
+          } catch (error) {
+            // The reason goes to the log only: the probe is public and must not describe internals.
+            request.log.warn({ err: error, check: name }, 'readiness check failed');
+            return { name, ok: false as const };
+          }
+        }),
+      );
+      const checks = Object.fromEntries(results.map((result) => [result.name, result.ok ? 'ok' : 'failed'] as const));
+      const failed = results.filter((result) => !result.ok).map((result) => result.name);
+      if (failed.length === 0) return { status: 'ready' as const, checks };
+      return sendProblem(reply, {
+        type: 'not-ready',
+        title: 'Not ready',
+        status: 503,
+        detail: `${failed.join(', ')} ${failed.length === 1 ? 'is' : 'are'} not usable`,
+        checks,
+      });
+    },
+  );
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}

@@ -1,0 +1,81 @@
+import { pino, type DestinationStream, type Logger, type LoggerOptions } from 'pino';
+
+export type { Logger } from 'pino';
+
+/**
+ * Field names whose values never reach a log line, at any depth. Matched case-insensitively
+ * against the end of the key with separators removed, so `api_key`, `apiKey` and `API-KEY` are
+ * all caught, and so are compounds such as `refreshToken`, `recoveryCode` or `webhookSecret`,
+ * while ids of such things (`tokenId`, `apiKeyId`) stay visible for correlation.
+ */
+const SENSITIVE_KEY = /(password|passwd|passphrase|token|secret|apikey|authorization|cookie|signature|contentmac|pin|masterkey|privatekey|credentials?|otp|code)$/;
+/** Codes that are protocol facts, not secrets. */
+const NOT_SENSITIVE = new Set(['statuscode', 'errorcode', 'countrycode', 'reasoncode']);
+
+/** Headers named exactly; redacted by pino's own fast path before our deep walk. */
+const REDACTED_PATHS = [
+  'req.headers.authorization',
+  'req.headers.cookie',
+  'req.headers["x-twilio-signature"]',
+  'req.headers["podium-signature"]',
+  'req.headers["x-airtable-content-mac"]',
+  'req.headers["x-csrf-token"]',
+  'res.headers["set-cookie"]',
+];
+
+export const REDACTED = '[redacted]';
+
+export function createLogger(options: { level: string; destination?: DestinationStream; base?: Record<string, unknown> }): Logger {
+  const loggerOptions: LoggerOptions = {
+    level: options.level,
+    base: options.base ?? { service: 'ciphergate' },
+    redact: { paths: REDACTED_PATHS, censor: REDACTED },
+    timestamp: pino.stdTimeFunctions.isoTime,
+    formatters: { log: (object) => redactDeep(object) as Record<string, unknown> },
+    serializers: {
+      err: pino.stdSerializers.err,
+      req: (request: { method?: string; url?: string; id?: string; ip?: string }) => ({
+        id: request.id,
+        method: request.method,
+        url: request.url === undefined ? undefined : redactUrl(request.url),
+        remoteAddress: request.ip,
+      }),
+      res: (reply: { statusCode?: number }) => ({ statusCode: reply.statusCode }),
+    },
+  };
+  return options.destination ? pino(loggerOptions, options.destination) : pino(loggerOptions);
+}
+
+/** Replaces the value of every sensitive-named field, however deep, without mutating the input. */
+export function redactDeep(value: unknown, depth = 0): unknown {
+  if (depth > 8 || value === null || typeof value !== 'object') return value;
+  if (Array.isArray(value)) return value.map((item) => redactDeep(item, depth + 1));
+  // Only plain objects are walked: requests, replies and errors have serializers of their own,
+  // and walking them would follow sockets and cycles.
+  // Dictionaries made by parsers (querystrings) sit on a null-prototype object of their own.
+  const prototype = Object.getPrototypeOf(value) as object | null;
+  const isDictionary = prototype === null || prototype === Object.prototype || Object.getPrototypeOf(prototype) === null;
+  if (!isDictionary) return value;
+  const out: Record<string, unknown> = {};
+  for (const [key, inner] of Object.entries(value)) {
+    out[key] = isSensitiveKey(key) ? REDACTED : redactDeep(inner, depth + 1);
+  }
+  return out;
+}
+
+export function isSensitiveKey(key: string): boolean {
+  const normalised = key.replace(/[-_\s]/g, '').toLowerCase();
+  return SENSITIVE_KEY.test(normalised) && !NOT_SENSITIVE.has(normalised);
+}
+
+/** Query strings carry tokens too (setup links, signed URLs): keep the names, drop sensitive values. */
+export function redactUrl(url: string): string {
+  const queryStart = url.indexOf('?');
+  if (queryStart === -1) return url;
+  const params = new URLSearchParams(url.slice(queryStart + 1));
+  const kept: string[] = [];
+  for (const [name, value] of params) {
+    kept.push(`${encodeURIComponent(name)}=${isSensitiveKey(name) ? REDACTED : encodeURIComponent(value)}`);
+  }
+  return `${url.slice(0, queryStart)}?${kept.join('&')}`;
+}

@@ -1,0 +1,61 @@
+/**
+ * Typed failures of the sealing layer. Callers branch on `name` and `reason`, never on
+ * message text, so the HTTP error handler can map them to problem+json in one place.
+ */
+
+export type SealOpenFailure =
+  | 'not-sealed'
+  | 'unsupported-format'
+  | 'truncated'
+  | 'unknown-key-version'
+  | 'authentication-failed';
+
+/**
+ * A sealed value could not be opened. Messages never include key material, plaintext or
+ * the sealed bytes, because they end up in logs.
+ */
+export class SealOpenError extends Error {
+  override readonly name = 'SealOpenError';
+  constructor(
+    readonly reason: SealOpenFailure,
+    message: string = DEFAULT_OPEN_MESSAGES[reason],
+  ) {
+    super(message);
+  }
+}
+
+/** A value handed to a normaliser cannot be put into canonical form (e.g. not a phone number). */
+export class NormaliseError extends Error {
+  override readonly name = 'NormaliseError';
+  constructor(
+    readonly normaliser: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * A caller passed something the sealing layer refuses to guess about: an empty tenant, a
+ * table name that would make key labels ambiguous, a key of the wrong length. These are
+ * programming or configuration errors, not bad end-user input.
+ */
+export class SealInputError extends Error {
+  override readonly name = 'SealInputError';
+}
+
+/** The keyring has no current data key for a scope, so nothing can be sealed for it yet. */
+export class MissingKeyError extends Error {
+  override readonly name = 'MissingKeyError';
+  constructor(readonly scope: string) {
+    super(`no current data key for scope "${scope}"`);
+  }
+}
+
+const DEFAULT_OPEN_MESSAGES: Record<SealOpenFailure, string> = {
+  'not-sealed': 'value is not a sealed envelope',
+  'unsupported-format': 'sealed envelope has an unsupported format version',
+  truncated: 'sealed envelope is truncated',
+  'unknown-key-version': 'sealed envelope names a key version that is not available',
+  'authentication-failed': 'sealed envelope failed authentication (tampered, or opened in the wrong context)',
+};

@@ -1,0 +1,164 @@
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { PGlite } from '@electric-sql/pglite';
+import { drizzle as drizzleNodePg } from 'drizzle-orm/node-postgres';
+import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
+import type { SQL } from 'drizzle-orm';
+import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
+import pg from 'pg';
+import type { Logger } from '../log/logger.js';
+import { DataDirLock } from './data-dir-lock.js';
+import { connectWithBackoff } from './backoff.js';
+import * as schema from './schema.js';
+
+export type Schema = typeof schema;
+/** The query builder both backends share; a transaction (`tx`) is one of these too. */
+export type Db = PgDatabase<PgQueryResultHKT, Schema>;
+
+/**
+ * One connection type for both backends. Callers never branch on `kind`; it exists for logs,
+ * `/readyz` details and the few operations (advisory locks across processes) whose meaning
+ * differs.
+ */
+export interface Database {
+  readonly kind: 'pglite' | 'postgres';
+  readonly db: Db;
+  /** Runs `fn` holding a session-level advisory lock, on one connection, across processes. */
+  withSessionLock<T>(lockKey: bigint, fn: (db: Db) => Promise<T>): Promise<T>;
+  /** Cheap round trip used by `/readyz`. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface OpenDatabaseOptions {
+  /** A PostgreSQL URL; without it PGlite is used. */
+  url?: string;
+  /** PGlite data folder, or `memory://` for an in-memory database (tests). */
+  dataDir?: string;
+  connectTimeoutSeconds?: number;
+  /** Pool size for PostgreSQL. */
+  maxConnections?: number;
+  logger?: Logger;
+}
+
+export async function openDatabase(options: OpenDatabaseOptions): Promise<Database> {
+  if (options.url) return openPostgres(options.url, options);
+  return openPglite(options.dataDir ?? 'memory://');
+}
+
+async function openPostgres(url: string, options: OpenDatabaseOptions): Promise<Database> {
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: options.maxConnections ?? 10,
+    connectionTimeoutMillis: 5_000,
+    application_name: 'ciphergate',
+  });
+  // An idle client that loses its server emits 'error' on the pool; unhandled it would end the
+  // process. The next query reconnects, and /readyz reports the outage meanwhile.
+  pool.on('error', (error) => options.logger?.warn({ err: error }, 'database connection lost'));
+  await connectWithBackoff(
+    async () => {
+      await pool.query('select 1');
+    },
+    { timeoutSeconds: options.connectTimeoutSeconds ?? 30, what: describePostgres(url), logger: options.logger },
+  ).catch(async (error: unknown) => {
+    await pool.end().catch(() => undefined);
+    throw error;
+  });
+  const db = drizzleNodePg({ client: pool, schema }) as unknown as Db;
+  let closed = false;
+  return {
+    kind: 'postgres',
+    db,
+    async withSessionLock(lockKey, fn) {
+      const client = await pool.connect();
+      try {
+        await client.query('select pg_advisory_lock($1)', [lockKey.toString()]);
+        try {
+          return await fn(drizzleNodePg({ client, schema }) as unknown as Db);
+        } finally {
+          await client.query('select pg_advisory_unlock($1)', [lockKey.toString()]);
+        }
+      } finally {
+        client.release();
+      }
+    },
+    async ping() {
+      await pool.query('select 1');
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      await pool.end();
+    },
+  };
+}
+
+async function openPglite(dataDir: string): Promise<Database> {
+  const inMemory = dataDir.startsWith('memory://');
+  let lock: DataDirLock | undefined;
+  let location = dataDir;
+  if (!inMemory) {
+    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    // PGlite is single-process: two processes on one folder would corrupt it, so the second
+    // one is refused with a clear message instead.
+    lock = DataDirLock.acquire(dataDir);
+    location = join(dataDir, 'pgdata');
+  }
+  let client: PGlite;
+  try {
+    client = await PGlite.create(location);
+  } catch (error) {
+    lock?.release();
+    throw error;
+  }
+  const db = drizzlePglite({ client, schema }) as unknown as Db;
+  const sessionLocks = new Map<bigint, Promise<void>>();
+  let closed = false;
+  return {
+    kind: 'pglite',
+    db,
+    // One process owns the data folder and PGlite has a single session, in which advisory
+    // locks are re-entrant; so the lock is an in-process queue per key instead.
+    async withSessionLock(lockKey, fn) {
+      const previous = sessionLocks.get(lockKey) ?? Promise.resolve();
+      const run = previous.then(() => fn(db));
+      const settled = run.then(
+        () => undefined,
+        () => undefined,
+      );
+      sessionLocks.set(lockKey, settled);
+      try {
+        return await run;
+      } finally {
+        if (sessionLocks.get(lockKey) === settled) sessionLocks.delete(lockKey);
+      }
+    },
+    async ping() {
+      if (closed) throw new Error('database is closed');
+      await client.query('select 1');
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      await client.close();
+      lock?.release();
+    },
+  };
+}
+
+/** host:port/database, never the password. */
+export function describePostgres(url: string): string {
+  try {
+    const parsed = new URL(url);
+    return `PostgreSQL at ${parsed.hostname}:${parsed.port || '5432'}${parsed.pathname}`;
+  } catch {
+    return 'PostgreSQL';
+  }
+}
+
+/** Rows of a raw SQL statement; both drivers answer `{ rows }`, which Drizzle's shared type hides. */
+export async function queryRows<Row>(db: Db, statement: SQL): Promise<Row[]> {
+  const result = (await db.execute(statement)) as unknown as { rows: Row[] };
+  return result.rows;
+}

@@ -1,0 +1,5 @@
+/**
+ * The database schema, one Drizzle declaration per table. SQL migrations in drizzle/ are
+ * generated from this file by `npm run db:generate` and committed; never edit them by hand.
+ */
+export * from './tables/audit-events.js';
