@@ -2,7 +2,9 @@ import { Command, CommanderError } from 'commander';
 import { SettingError } from '../config/load.js';
 import { registerAudit } from './commands/audit.js';
 import { registerMigrate } from './commands/migrate.js';
+import { registerKeys } from './commands/keys.js';
 import { registerServe } from './commands/serve.js';
+import { registerTenants } from './commands/tenants.js';
 import { CliError, EXIT } from './errors.js';
 import type { CliIo } from './runtime.js';
 
@@ -17,6 +19,8 @@ export function buildProgram(io: CliIo): Command {
   registerServe(program, io);
   registerMigrate(program, io);
   registerAudit(program, io);
+  registerTenants(program, io);
+  registerKeys(program, io);
   // Every subcommand reports usage errors instead of exiting the process itself, so the one
   // place below decides the exit code.
   const exitOverride = (command: Command) => {

@@ -2,6 +2,7 @@ import { loadConfig, type Config } from '../config/load.js';
 import { createLogger, type Logger } from '../log/logger.js';
 import { openDatabase, type Database } from '../store/connection.js';
 import { migrate } from '../store/migrate.js';
+import { openSealing, type Sealing } from '../seal/open-sealing.js';
 
 /** What a command needs from its surroundings; tests give their own streams and environment. */
 export interface CliIo {
@@ -21,6 +22,10 @@ export interface Runtime {
   logger: Logger;
   database: Database;
   close(): Promise<void>;
+}
+
+export interface SealingRuntime extends Runtime {
+  sealing: Sealing;
 }
 
 /**
@@ -49,6 +54,26 @@ export async function openRuntime(io: CliIo, options: { logTo: 'stdout' | 'stder
     database,
     async close() {
       await database.close();
+    },
+  };
+}
+
+/** A runtime whose keys are open too: every command that seals or opens data starts here. */
+export async function openSealingRuntime(io: CliIo, options: Parameters<typeof openRuntime>[1]): Promise<SealingRuntime> {
+  const runtime = await openRuntime(io, options);
+  let sealing: Sealing;
+  try {
+    sealing = await openSealing(runtime.config, runtime.database.db, runtime.logger);
+  } catch (error) {
+    await runtime.close();
+    throw error;
+  }
+  return {
+    ...runtime,
+    sealing,
+    async close() {
+      await sealing.close();
+      await runtime.close();
     },
   };
 }

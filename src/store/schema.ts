@@ -3,3 +3,7 @@
  * generated from this file by `npm run db:generate` and committed; never edit them by hand.
  */
 export * from './tables/audit-events.js';
+export * from './tables/contacts.js';
+export * from './tables/data-keys.js';
+export * from './tables/messages.js';
+export * from './tables/tenants.js';

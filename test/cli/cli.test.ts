@@ -119,7 +119,7 @@ describe('serve', () => {
     assert.equal((await fetch(`${first.base}/healthz`)).status, 200);
     const ready = await fetch(`${first.base}/readyz`);
     assert.equal(ready.status, 200);
-    assert.deepEqual(await ready.json(), { status: 'ready', checks: { database: 'ok' } });
+    assert.deepEqual(await ready.json(), { status: 'ready', checks: { database: 'ok', keys: 'ok' } });
     assert.equal(await stop(first.child), 0);
     assert.match(first.child.output.stdout, /"msg":"stopped cleanly"/);
 
@@ -165,7 +165,8 @@ describe('serve on PostgreSQL', async () => {
     await testDb.database.close();
     try {
       const cwd = tempDir();
-      const child = spawnCli(['serve'], { env: { CIPHERGATE_PORT: '0', CIPHERGATE_DATABASE_URL: testDb.url! }, cwd });
+      const masterKey = Buffer.alloc(32, 3).toString('base64');
+      const child = spawnCli(['serve'], { env: { CIPHERGATE_PORT: '0', CIPHERGATE_DATABASE_URL: testDb.url!, CIPHERGATE_MASTER_KEY: masterKey }, cwd });
       await waitForOutput(child, (output) => output.stdout.includes('"msg":"ciphergate listening"'));
       const port = logLines(child.output.stdout).find((line) => line.msg === 'ciphergate listening')!.port as number;
       assert.equal((await fetch(`http://127.0.0.1:${port}/readyz`)).status, 200);
@@ -174,6 +175,18 @@ describe('serve on PostgreSQL', async () => {
       const verify = await runCliProcess(['audit', 'verify'], { env: { CIPHERGATE_DATABASE_URL: testDb.url! }, cwd });
       assert.equal(verify.code, 0, verify.stderr);
       assert.match(verify.stdout, /intact: 2 entries/);
+    } finally {
+      await testDb.cleanup();
+    }
+  });
+
+  test('a server deployment without a master key is refused instead of generating one', { skip: gate.skip }, async () => {
+    const testDb = await createTestDatabase('postgres', { migrated: false });
+    await testDb.database.close();
+    try {
+      const result = await runCliProcess(['serve'], { env: { CIPHERGATE_PORT: '0', CIPHERGATE_DATABASE_URL: testDb.url! }, cwd: tempDir() });
+      assert.equal(result.code, 1);
+      assert.equal(result.stderr, 'ciphergate: no master key: set CIPHERGATE_MASTER_KEY or CIPHERGATE_MASTER_KEY_FILE\n');
     } finally {
       await testDb.cleanup();
     }

@@ -1,6 +1,6 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { appendRowId, bindingPrefix, encodeBinding, SYSTEM_SCOPE } from '../../src/seal/binding.js';
+import { appendRowId, BindingBuilder, bindingPrefix, encodeBinding, SYSTEM_SCOPE } from '../../src/seal/binding.js';
 import { SealInputError } from '../../src/seal/errors.js';
 
 const base = { tenantId: 't1', table: 'messages', column: 'body', rowId: '42' };
@@ -23,6 +23,15 @@ describe('binding', () => {
     for (const rowId of ['1', '42', 'f47ac10b-58cc-4372-a567-0e02b2c3d479', 'ünï']) {
       assert.ok(appendRowId(prefix, rowId).equals(encodeBinding({ ...base, rowId })));
     }
+  });
+
+  test('the reusable builder gives headroom ‖ binding, growing for long row ids', () => {
+    const builder = new BindingBuilder(bindingPrefix(base), 6);
+    for (const rowId of ['1', 'r'.repeat(500), '42', '👋'.repeat(40), '7']) {
+      const aad = builder.forRow(rowId);
+      assert.ok(aad.subarray(6).equals(encodeBinding({ ...base, rowId })), rowId);
+    }
+    assert.throws(() => builder.forRow(''), SealInputError);
   });
 
   test('moving characters between adjacent fields changes the encoding', () => {

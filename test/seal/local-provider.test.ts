@@ -1,9 +1,12 @@
 import { test, describe, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { KeyProviderError, KeyUnwrapError } from '../../src/seal/providers/key-provider.js';
 import { LocalKeyProvider, type LocalKeyProviderOptions } from '../../src/seal/providers/local.js';
 
@@ -156,5 +159,21 @@ describe('local key provider: loading the master key', () => {
     const dataDir = freshDir();
     new LocalKeyProvider({ masterKey, dataDir, allowGenerate: true, warn: () => assert.fail('no warning expected') });
     assert.deepEqual(fs.readdirSync(dataDir), []);
+  });
+
+  test('concurrent first starts agree on one generated key', async () => {
+    const dataDir = path.join(freshDir(), 'shared');
+    const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
+    const script = `
+      const { LocalKeyProvider } = await import('./src/seal/providers/local.ts');
+      const provider = new LocalKeyProvider({ dataDir: ${JSON.stringify(dataDir)}, allowGenerate: true, warn: () => {} });
+      console.log(provider.kekId);`;
+    const starts = Array.from({ length: 4 }, () =>
+      promisify(execFile)(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: repoRoot }),
+    );
+    const kekIds = (await Promise.all(starts)).map(({ stdout }) => stdout.trim());
+    assert.equal(new Set(kekIds).size, 1, kekIds.join(', '));
+    assert.match(kekIds[0]!, /^local:[0-9a-f]{16}$/);
+    assert.deepEqual(fs.readdirSync(dataDir), ['master.key']);
   });
 });

@@ -46,6 +46,13 @@ describe('Sealer round trip', () => {
     assert.equal(opened.toString('utf8'), 'cross-check');
   });
 
+  test('rows of one column interleave, with row ids of any length', () => {
+    const rows = ['1', 'x'.repeat(300), '2', 'ünï-👋', 'y'.repeat(70)].map((rowId) => ({ ...ctx, rowId }));
+    const sealed = rows.map((row) => sealer.seal(row, `value of ${row.rowId}`));
+    rows.forEach((row, i) => assert.equal(sealer.openString(row, sealed[i]!), `value of ${row.rowId}`));
+    assert.throws(() => sealer.open(rows[0]!, sealed[1]!), SealOpenError);
+  });
+
   test('system-wide data uses the system scope', () => {
     const systemCtx = { ...ctx, tenantId: 'system', table: 'settings', column: 'value' };
     assert.equal(sealer.openString(systemCtx, sealer.seal(systemCtx, 'smtp password')), 'smtp password');

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { appendAuditEvent } from '../../audit/trail.js';
 import { buildApp, type App } from '../../http/app.js';
-import { openRuntime, type CliIo, type Runtime } from '../runtime.js';
+import { openSealingRuntime, type CliIo, type SealingRuntime } from '../runtime.js';
 
 /** Longer than any sane request; a drain that takes more is stuck, and exiting beats hanging. */
 const DRAIN_TIMEOUT_MS = 30_000;
@@ -12,20 +12,36 @@ export function registerServe(program: Command, io: CliIo): void {
     .description('HTTP server and job workers; migrates the database on start')
     .option('--no-workers', 'serve HTTP only (run `ciphergate worker` elsewhere)')
     .action(async () => {
-      const runtime = await openRuntime(io, { logTo: 'stdout' });
+      const runtime = await openSealingRuntime(io, { logTo: 'stdout' });
       const server = await startServer(runtime);
       await waitForShutdownSignal(runtime, server);
     });
 }
 
-export async function startServer(runtime: Runtime): Promise<App> {
-  const { config, logger, database } = runtime;
+/** How often a server picks up data-key versions that another process (a CLI rotation) added. */
+const KEYRING_REFRESH_MS = 10_000;
+
+export interface RunningServer {
+  app: App;
+  /** Stops timers and background work; called before the database closes. */
+  stopBackground(): void;
+}
+
+export async function startServer(runtime: SealingRuntime): Promise<RunningServer> {
+  const { config, logger, database, sealing } = runtime;
   if (database.kind === 'pglite') logger.info({ dataDir: config.dataDir }, 'using the embedded database');
   const app = await buildApp({
     config,
     logger,
-    readinessChecks: [{ name: 'database', check: () => database.ping() }],
+    readinessChecks: [
+      { name: 'database', check: () => database.ping() },
+      { name: 'keys', check: () => sealing.provider.check() },
+    ],
   });
+  const refresher = setInterval(() => {
+    sealing.keyring.refresh().catch((error: unknown) => logger.error({ err: error }, 'could not refresh data keys'));
+  }, KEYRING_REFRESH_MS);
+  refresher.unref();
   await app.listen({ host: config.host, port: config.port });
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
@@ -36,10 +52,10 @@ export async function startServer(runtime: Runtime): Promise<App> {
     details: { database: database.kind, pid: process.pid },
   });
   logger.info({ host: config.host, port, publicUrl: config.publicUrl }, 'ciphergate listening');
-  return app;
+  return { app, stopBackground: () => clearInterval(refresher) };
 }
 
-function waitForShutdownSignal(runtime: Runtime, app: App): Promise<void> {
+function waitForShutdownSignal(runtime: SealingRuntime, server: RunningServer): Promise<void> {
   return new Promise((resolve) => {
     let stopping = false;
     const stop = async (signal: NodeJS.Signals) => {
@@ -56,7 +72,8 @@ function waitForShutdownSignal(runtime: Runtime, app: App): Promise<void> {
       }, DRAIN_TIMEOUT_MS);
       forced.unref();
       try {
-        await app.close();
+        await server.app.close();
+        server.stopBackground();
         await appendAuditEvent(runtime.database.db, {
           actor: { type: 'system' },
           action: 'system.stop',

@@ -177,41 +177,51 @@ function readKeyFile(file: string): string {
 
 /**
  * The embedded default's key: reuse `<dataDir>/master.key`, or create it. The new key is
- * written to a private temporary file first and then hard-linked into place, which fails
- * with EEXIST if another start won the race; so a reader never sees a half-written key,
- * and a crash mid-write leaves no empty master.key that would block every later start.
+ * written to a private temporary file (flag 'wx', mode 0600) and then hard-linked into
+ * place, which fails with EEXIST if another start won the race; so a reader never sees a
+ * half-written key, and a crash mid-write leaves no empty master.key that would block
+ * every later start. Filesystems without hard links get master.key opened with 'wx'
+ * directly, which still lets exactly one start create it.
  */
 function generatedMasterKey(options: LocalKeyProviderOptions): Buffer {
   const keyFile = path.join(options.dataDir, MASTER_KEY_FILE_NAME);
   const existing = readExistingKey(keyFile, options.warn);
   if (existing !== undefined) return existing;
 
+  const key = randomBytes(KEK_BYTES);
   try {
     fs.mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
-    const key = randomBytes(KEK_BYTES);
-    const tempFile = `${keyFile}.${randomBytes(6).toString('hex')}.tmp`;
-    writeExclusive(tempFile, `${key.toString('base64')}\n`);
-    try {
-      fs.linkSync(tempFile, keyFile);
-    } catch (error) {
-      key.fill(0);
-      if (errorCode(error) !== 'EEXIST') throw error;
-      const winner = readExistingKey(keyFile, options.warn);
-      if (winner === undefined) throw new KeyProviderError(`${keyFile} vanished while starting; start again`);
-      return winner;
-    } finally {
-      fs.rmSync(tempFile, { force: true });
-    }
+    publishExclusive(keyFile, `${key.toString('base64')}\n`);
     syncDirectory(options.dataDir);
-    options.warn(
-      `generated a new master key at ${keyFile}; it must be backed up separately from the database, because sealed data cannot be recovered without it`,
-    );
-    return key;
   } catch (error) {
-    if (error instanceof KeyProviderError) throw error;
+    key.fill(0);
+    if (errorCode(error) === 'EEXIST') {
+      const winner = readExistingKey(keyFile, options.warn);
+      if (winner !== undefined) return winner;
+    }
     throw new KeyProviderError(`cannot create ${keyFile}: ${errorCode(error)}`);
   }
+  options.warn(
+    `generated a new master key at ${keyFile}; it must be backed up separately from the database, because sealed data cannot be recovered without it`,
+  );
+  return key;
 }
+
+/** Creates `file` with `contents` unless it exists (then throws EEXIST). */
+function publishExclusive(file: string, contents: string): void {
+  const tempFile = `${file}.${randomBytes(6).toString('hex')}.tmp`;
+  try {
+    writeExclusive(tempFile, contents);
+    fs.linkSync(tempFile, file);
+  } catch (error) {
+    if (!NO_HARD_LINKS.has(errorCode(error))) throw error;
+    writeExclusive(file, contents);
+  } finally {
+    fs.rmSync(tempFile, { force: true });
+  }
+}
+
+const NO_HARD_LINKS = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS', 'EXDEV']);
 
 function readExistingKey(keyFile: string, warn: (msg: string) => void): Buffer | undefined {
   let text: string;

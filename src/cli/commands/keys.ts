@@ -1,0 +1,131 @@
+import type { Command } from 'commander';
+import { readFileSync } from 'node:fs';
+import { appendAuditEvent } from '../../audit/trail.js';
+import { SYSTEM_SCOPE } from '../../seal/binding.js';
+import { StoredKeyring } from '../../seal/keyring.js';
+import { openKeyProvider } from '../../seal/open-sealing.js';
+import type { KeyProvider } from '../../seal/providers/key-provider.js';
+import { LocalKeyProvider } from '../../seal/providers/local.js';
+import { createPkcs11Kek, openPkcs11KeyProvider } from '../../seal/providers/pkcs11.js';
+import { listTenants } from '../../store/repositories/tenants.js';
+import { CliError } from '../errors.js';
+import { openRuntime, openSealingRuntime, type CliIo, type SealingRuntime } from '../runtime.js';
+import { registerKeyMaintenance, reencryptScopes } from './key-maintenance.js';
+
+export function registerKeys(program: Command, io: CliIo): void {
+  const keys = program.command('keys').description('data keys, the root key (KEK) and token-signing keys');
+
+  keys
+    .command('rotate')
+    .description('make a new data-key version (every scope, or one tenant); new writes use it at once, then old values are moved forward')
+    .option('--tenant <slug>', 'only this tenant')
+    .option('--no-reencrypt', 'only make the new version; move old values later with `keys reencrypt` (the server also does it in the background)')
+    .action(async (options: { tenant?: string; reencrypt: boolean }) => {
+      const runtime = await openSealingRuntime(io, { logTo: 'stderr', defaultLogLevel: 'warn' });
+      try {
+        const scopes = await scopesFor(runtime, options.tenant);
+        for (const { scope, label } of scopes) {
+          const version = await runtime.sealing.keyring.rotate(scope);
+          await appendAuditEvent(runtime.database.db, {
+            actor: { type: 'system', id: 'cli' },
+            action: 'keys.rotate',
+            target: { type: 'data_key', id: `${scope}:v${version}` },
+            tenantId: scope === SYSTEM_SCOPE ? null : scope,
+            outcome: 'success',
+            details: { version },
+          });
+          io.stdout.write(`${label}: now on data key v${version}\n`);
+        }
+        if (options.reencrypt) await reencryptScopes(runtime, io, scopes.map((entry) => entry.scope));
+      } finally {
+        await runtime.close();
+      }
+    });
+
+  keys
+    .command('rewrap')
+    .description('re-wrap every data key under the configured KEK (data rows are not touched); afterwards the old KEK is not needed')
+    .option('--from-master-key-file <path>', 'the old local master key (base64 of 32 bytes in a file)')
+    .option('--from-pkcs11-key-label <label>', 'the old KEK label in the configured PKCS#11 token')
+    .action(async (options: { fromMasterKeyFile?: string; fromPkcs11KeyLabel?: string }) => {
+      if ((options.fromMasterKeyFile === undefined) === (options.fromPkcs11KeyLabel === undefined)) {
+        throw new CliError('keys rewrap: give exactly one of --from-master-key-file or --from-pkcs11-key-label', 2);
+      }
+      const runtime = await openRuntime(io, { logTo: 'stderr', defaultLogLevel: 'warn' });
+      let target: KeyProvider | undefined;
+      let source: KeyProvider | undefined;
+      try {
+        target = await openKeyProvider(runtime.config, runtime.logger);
+        source = await openSourceProvider(runtime.config, options, runtime.config.dataDir);
+        if (source.kekId === target.kekId) throw new CliError('keys rewrap: the old and the configured KEK are the same key');
+        const keyring = StoredKeyring.unloaded(runtime.database.db, target);
+        const result = await keyring.rewrapFrom(source);
+        keyring.close();
+        await appendAuditEvent(runtime.database.db, {
+          actor: { type: 'system', id: 'cli' },
+          action: 'keys.rewrap',
+          target: { type: 'kek', id: target.kekId },
+          outcome: 'success',
+          details: { from: source.kekId, to: target.kekId, rewrapped: result.rewrapped, alreadyCurrent: result.alreadyCurrent },
+        });
+        io.stdout.write(`re-wrapped ${result.rewrapped} data keys from ${source.kekId} to ${target.kekId} (${result.alreadyCurrent} already there)\n`);
+      } finally {
+        await source?.close();
+        await target?.close();
+        await runtime.close();
+      }
+    });
+
+  keys
+    .command('init-hsm')
+    .description('create the KEK inside the configured PKCS#11 token (non-extractable AES-256); a no-op when it exists')
+    .action(async () => {
+      const runtime = await openRuntime(io, { logTo: 'stderr', defaultLogLevel: 'warn' });
+      try {
+        const config = runtime.config.keys;
+        if (config.provider !== 'pkcs11') throw new CliError('keys init-hsm: set CIPHERGATE_KEY_PROVIDER=pkcs11 and the CIPHERGATE_PKCS11_* variables first', 2);
+        const result = await createPkcs11Kek({ modulePath: config.module, tokenLabel: config.tokenLabel, pin: config.pin, keyLabel: config.keyLabel });
+        await appendAuditEvent(runtime.database.db, {
+          actor: { type: 'system', id: 'cli' },
+          action: 'keys.init-hsm',
+          target: { type: 'kek', id: result.kekId },
+          outcome: 'success',
+          details: { created: result.created },
+        });
+        io.stdout.write(`${result.kekId} in token "${result.tokenLabel}": ${result.created ? 'created' : 'already present'}\n`);
+      } finally {
+        await runtime.close();
+      }
+    });
+
+  registerKeyMaintenance(keys, program, io);
+}
+
+async function openSourceProvider(
+  config: SealingRuntime['config'],
+  options: { fromMasterKeyFile?: string; fromPkcs11KeyLabel?: string },
+  dataDir: string,
+): Promise<KeyProvider> {
+  if (options.fromMasterKeyFile !== undefined) {
+    let masterKey: string;
+    try {
+      masterKey = readFileSync(options.fromMasterKeyFile, 'utf8').trim();
+    } catch (error) {
+      throw new CliError(`--from-master-key-file: cannot read ${options.fromMasterKeyFile} (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
+    }
+    return new LocalKeyProvider({ masterKey, dataDir, allowGenerate: false, warn: () => undefined });
+  }
+  if (config.keys.provider !== 'pkcs11') throw new CliError('--from-pkcs11-key-label needs CIPHERGATE_KEY_PROVIDER=pkcs11 (the old key lives in the same token)', 2);
+  return openPkcs11KeyProvider({ modulePath: config.keys.module, tokenLabel: config.keys.tokenLabel, pin: config.keys.pin, keyLabel: options.fromPkcs11KeyLabel! });
+}
+
+/** `system` plus every tenant, or the one tenant named; each with the label the operator knows it by. */
+export async function scopesFor(runtime: SealingRuntime, tenantSlug: string | undefined): Promise<Array<{ scope: string; label: string }>> {
+  const all = await listTenants(runtime.database.db);
+  if (tenantSlug !== undefined) {
+    const tenant = all.find((entry) => entry.slug === tenantSlug);
+    if (!tenant) throw new CliError(`--tenant: no tenant ${JSON.stringify(tenantSlug)}`);
+    return [{ scope: tenant.id, label: `tenant ${tenant.slug}` }];
+  }
+  return [{ scope: SYSTEM_SCOPE, label: 'system' }, ...all.map((tenant) => ({ scope: tenant.id, label: `tenant ${tenant.slug}` }))];
+}

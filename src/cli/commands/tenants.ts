@@ -1,0 +1,79 @@
+import type { Command } from 'commander';
+import { parseTenantDocument, TENANT_SLUG_PATTERN, TenantDocumentError } from '../../config/tenant-document.js';
+import { listTenants, TenantRepository, type TenantSummary } from '../../store/repositories/tenants.js';
+import { CliError } from '../errors.js';
+import { openSealingRuntime, openRuntime, type CliIo } from '../runtime.js';
+import { readStdin } from '../stdin.js';
+
+export function registerTenants(program: Command, io: CliIo): void {
+  const tenantsCommand = program.command('tenants').description('tenants and their provider settings');
+
+  tenantsCommand
+    .command('put')
+    .description('create or update a tenant from tenant.json on stdin; secrets are stored sealed; prints the webhook URLs')
+    .argument('<slug>', 'lower-case letters, digits and dashes, e.g. acme-dental')
+    .action(async (slug: string) => {
+      if (!TENANT_SLUG_PATTERN.test(slug)) throw new CliError(`slug: expected lower-case letters, digits and dashes (1-63, starting with a letter or digit), got ${JSON.stringify(slug)}`, 2);
+      const text = await readStdin(io.stdin, 'tenant.json', 256 * 1024);
+      let document;
+      try {
+        document = parseTenantDocument(text);
+      } catch (error) {
+        if (error instanceof TenantDocumentError) throw new CliError(error.message);
+        throw error;
+      }
+      const runtime = await openSealingRuntime(io, { logTo: 'stderr', defaultLogLevel: 'warn' });
+      try {
+        const repository = new TenantRepository(runtime.database.db, runtime.sealing.fields, runtime.sealing.keyring);
+        const { tenant, created } = await repository.put(slug, document, { type: 'system', id: 'cli' });
+        io.stdout.write(`${created ? 'created' : 'updated'} tenant ${tenant.slug} (${tenant.id})\n`);
+        io.stdout.write(webhookLines(runtime.config.publicUrl, tenant));
+        if (document.airtable && document.airtable.webhookId === undefined) {
+          io.stderr.write(
+            'ciphergate: note: airtable has no webhookId/macSecretBase64 yet; create the webhook on the base and run `tenants put` again with both (see docs/tenants.md)\n',
+          );
+        }
+      } finally {
+        await runtime.close();
+      }
+    });
+
+  tenantsCommand
+    .command('list')
+    .description('slugs and which providers are configured (never secrets)')
+    .option('--json', 'one JSON document instead of a table')
+    .action(async (options: { json?: boolean }) => {
+      const runtime = await openRuntime(io, { logTo: 'stderr', defaultLogLevel: 'warn' });
+      try {
+        // Listing needs no keys: nothing sealed is read.
+        const all = await listTenants(runtime.database.db);
+        if (options.json) {
+          io.stdout.write(`${JSON.stringify(all.map(({ id, slug, name, providers }) => ({ id, slug, name, providers })), null, 2)}\n`);
+          return;
+        }
+        if (all.length === 0) {
+          io.stdout.write('no tenants\n');
+          return;
+        }
+        const width = Math.max(4, ...all.map((tenant) => tenant.slug.length));
+        io.stdout.write(`${'SLUG'.padEnd(width)}  PROVIDERS                     NAME\n`);
+        for (const tenant of all) {
+          io.stdout.write(`${tenant.slug.padEnd(width)}  ${(tenant.providers.join(',') || '-').padEnd(28)}  ${tenant.name}\n`);
+        }
+      } finally {
+        await runtime.close();
+      }
+    });
+}
+
+/** The URLs to paste into each provider's console, built from CIPHERGATE_PUBLIC_URL (never a Host header). */
+export function webhookLines(publicUrl: string, tenant: TenantSummary): string {
+  const base = `${publicUrl}/webhooks`;
+  const lines: string[] = [];
+  if (tenant.providers.includes('twilio')) {
+    lines.push(`twilio sms:     ${base}/twilio/${tenant.slug}/sms`, `twilio status:  ${base}/twilio/${tenant.slug}/status`);
+  }
+  if (tenant.providers.includes('podium')) lines.push(`podium:         ${base}/podium/${tenant.slug}`);
+  if (tenant.providers.includes('airtable')) lines.push(`airtable:       ${base}/airtable/${tenant.slug}`);
+  return lines.length ? `${lines.join('\n')}\n` : 'no provider webhooks (no twilio, podium or airtable block)\n';
+}

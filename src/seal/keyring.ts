@@ -1,0 +1,189 @@
+import { randomBytes } from 'node:crypto';
+import { and, eq, sql } from 'drizzle-orm';
+import type { Db } from '../store/connection.js';
+import { dataKeys } from '../store/schema.js';
+import { DEK_BYTES } from './derive.js';
+import { MissingKeyError } from './errors.js';
+import { KeyProviderError, type KeyProvider } from './providers/key-provider.js';
+import type { Keyring } from './sealer.js';
+
+export class KekMismatchError extends KeyProviderError {
+  constructor(scope: string, version: number, storedKekId: string, configuredKekId: string) {
+    super(
+      `keys: data key ${scope} v${version} is wrapped under ${storedKekId}, but the configured key is ${configuredKekId}; ` +
+        'start with the key it was wrapped under, or run `ciphergate keys rewrap` to move it',
+    );
+  }
+}
+
+interface ScopeKeys {
+  deks: Map<number, Buffer>;
+  newestFirst: number[];
+}
+
+/**
+ * The DEKs of every scope, persisted wrapped in `data_keys` and held unwrapped in memory only.
+ * The Sealer's hot path asks synchronously; `refresh()` (on an interval in `serve`, and after
+ * any change made here) picks up versions that another process added.
+ */
+export class StoredKeyring implements Keyring {
+  private scopes = new Map<string, ScopeKeys>();
+
+  private constructor(
+    private readonly db: Db,
+    private readonly provider: KeyProvider,
+  ) {}
+
+  /** Loads and unwraps every active DEK; fails when one is wrapped under another KEK. */
+  static async open(db: Db, provider: KeyProvider): Promise<StoredKeyring> {
+    const keyring = new StoredKeyring(db, provider);
+    await keyring.refresh();
+    return keyring;
+  }
+
+  /** A keyring that has loaded nothing yet: for `keys rewrap`, whose DEKs are still under the old KEK. */
+  static unloaded(db: Db, provider: KeyProvider): StoredKeyring {
+    return new StoredKeyring(db, provider);
+  }
+
+  get kekId(): string {
+    return this.provider.kekId;
+  }
+
+  current(scope: string): { version: number; dek: Buffer } {
+    const keys = this.scopes.get(scope);
+    const version = keys?.newestFirst[0];
+    const dek = version === undefined ? undefined : keys?.deks.get(version);
+    if (version === undefined || dek === undefined) throw new MissingKeyError(scope);
+    return { version, dek };
+  }
+
+  byVersion(scope: string, version: number): Buffer | undefined {
+    return this.scopes.get(scope)?.deks.get(version);
+  }
+
+  activeVersions(scope: string): readonly number[] {
+    return this.scopes.get(scope)?.newestFirst ?? [];
+  }
+
+  has(scope: string): boolean {
+    return (this.scopes.get(scope)?.newestFirst.length ?? 0) > 0;
+  }
+
+  /**
+   * Re-reads `data_keys`. DEKs already held are kept (same Buffer, so the Sealer's derived-key
+   * cache stays valid); new ones are unwrapped; destroyed ones are wiped from memory.
+   */
+  async refresh(): Promise<void> {
+    const rows = await this.db.select().from(dataKeys);
+    const next = new Map<string, ScopeKeys>();
+    for (const row of rows) {
+      if (row.state !== 'active' || row.wrappedKey === null) continue;
+      let dek = this.scopes.get(row.scope)?.deks.get(row.version);
+      if (dek === undefined) {
+        if (row.kekId !== this.provider.kekId) throw new KekMismatchError(row.scope, row.version, row.kekId, this.provider.kekId);
+        dek = await this.provider.unwrapKey(row.wrappedKey, { scope: row.scope, version: row.version });
+      }
+      let keys = next.get(row.scope);
+      if (!keys) {
+        keys = { deks: new Map(), newestFirst: [] };
+        next.set(row.scope, keys);
+      }
+      keys.deks.set(row.version, dek);
+    }
+    for (const keys of next.values()) keys.newestFirst = [...keys.deks.keys()].sort((a, b) => b - a);
+    for (const [scope, keys] of this.scopes) {
+      for (const [version, dek] of keys.deks) if (!next.get(scope)?.deks.has(version)) dek.fill(0);
+    }
+    this.scopes = next;
+  }
+
+  /** Makes version 1 for a scope that has no key yet; a no-op when it has one. */
+  async ensureScope(scope: string): Promise<void> {
+    if (this.has(scope)) return;
+    await this.addVersion(scope, { onlyIfNone: true });
+  }
+
+  /**
+   * Adds a new DEK version for a scope: new writes use it at once, reads keep every active
+   * version. Versions are allocated in the database, so two rotations at once get two
+   * distinct versions instead of one overwriting the other.
+   */
+  async rotate(scope: string): Promise<number> {
+    return this.addVersion(scope, { onlyIfNone: false });
+  }
+
+  /** Scopes with at least one active DEK. */
+  scopeNames(): string[] {
+    return [...this.scopes.keys()].sort();
+  }
+
+  private async addVersion(scope: string, options: { onlyIfNone: boolean }): Promise<number> {
+    const dek = randomBytes(DEK_BYTES);
+    try {
+      const version = await this.db.transaction(async (tx) => {
+        // Serialise version allocation per scope across processes.
+        await tx.execute(sql`select pg_advisory_xact_lock(hashtext(${`data_keys:${scope}`}))`);
+        const [latest] = await tx
+          .select({ version: sql<number>`coalesce(max(${dataKeys.version}), 0)::int` })
+          .from(dataKeys)
+          .where(eq(dataKeys.scope, scope));
+        const newest = latest?.version ?? 0;
+        if (options.onlyIfNone && newest > 0) return undefined;
+        const version = newest + 1;
+        const wrappedKey = await this.provider.wrapKey(dek, { scope, version });
+        await tx.insert(dataKeys).values({
+          scope,
+          version,
+          wrappedKey,
+          kekKind: this.provider.kind,
+          kekId: this.provider.kekId,
+          state: 'active',
+          createdAt: new Date(),
+        });
+        return version;
+      });
+      await this.refresh();
+      return version ?? this.current(scope).version;
+    } finally {
+      dek.fill(0);
+    }
+  }
+
+  /**
+   * Re-wraps every active DEK still under `from` with this keyring's provider. Data rows are
+   * not touched: only the wrapping changes. Returns how many keys moved.
+   */
+  async rewrapFrom(from: KeyProvider): Promise<{ rewrapped: number; alreadyCurrent: number }> {
+    const rows = await this.db.select().from(dataKeys).where(eq(dataKeys.state, 'active'));
+    let rewrapped = 0;
+    let alreadyCurrent = 0;
+    for (const row of rows) {
+      if (row.kekId === this.provider.kekId) {
+        alreadyCurrent += 1;
+        continue;
+      }
+      if (row.kekId !== from.kekId) throw new KekMismatchError(row.scope, row.version, row.kekId, from.kekId);
+      const context = { scope: row.scope, version: row.version };
+      const dek = await from.unwrapKey(row.wrappedKey!, context);
+      try {
+        const wrappedKey = await this.provider.wrapKey(dek, context);
+        await this.db
+          .update(dataKeys)
+          .set({ wrappedKey, kekKind: this.provider.kind, kekId: this.provider.kekId, rewrappedAt: new Date() })
+          .where(and(eq(dataKeys.scope, row.scope), eq(dataKeys.version, row.version), eq(dataKeys.kekId, from.kekId)));
+        rewrapped += 1;
+      } finally {
+        dek.fill(0);
+      }
+    }
+    await this.refresh();
+    return { rewrapped, alreadyCurrent };
+  }
+
+  /** Wipes every DEK from memory (shutdown). */
+  close(): void {
+    for (const keys of this.scopes.values()) for (const dek of keys.deks.values()) dek.fill(0);
+    this.scopes.clear();
+  }
+}

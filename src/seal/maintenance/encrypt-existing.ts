@@ -1,0 +1,276 @@
+/**
+ * Seals values that an older version (or an import) left in plaintext in sealed columns.
+ *
+ * Rows are taken in primary-key order, a batch at a time, each batch in one transaction: the
+ * rows are locked (`select ... for update`), sealed in memory, written back with one statement
+ * and committed. A process killed mid-batch therefore loses nothing and leaves nothing half
+ * done; the next run finds the same plaintext by its header and carries on. A value that
+ * already starts with the envelope marker is never touched, so running twice seals nothing
+ * twice. Memory is bounded by one batch, whatever the size of the table.
+ */
+
+import { sql } from 'drizzle-orm';
+import { appendAuditEvent } from '../../audit/trail.js';
+import type { Db } from '../../store/connection.js';
+import { queryRows } from '../../store/connection.js';
+import { sealedTables } from '../../store/sealed-tables.js';
+import { MissingKeyError, NormaliseError } from '../errors.js';
+import type { SealedFields, SealedTable } from '../sealed-fields.js';
+import type { Progress } from './progress.js';
+import {
+  PLAINTEXT_KIND,
+  checkBatchSize,
+  column,
+  countValues,
+  isPlaintext,
+  scopeOf,
+  shapeOf,
+  tableRef,
+  toBuffer,
+  writeBatch,
+  type ColumnWrite,
+  type TableShape,
+} from './sql.js';
+
+export interface EncryptExistingOptions {
+  db: Db;
+  fields: SealedFields;
+  /** Defaults to every declared sealed table. */
+  tables?: SealedTable[];
+  /** Rows per transaction (default 1000). */
+  batchSize?: number;
+  onProgress?: (progress: Progress) => void;
+  /** Stops after the batch in flight has committed; the result then says `complete: false`. */
+  signal?: AbortSignal;
+  /**
+   * @internal Fault injection for tests: awaited inside each batch's transaction after the
+   * write and before the commit, so a test can kill the process with a batch written but
+   * not committed.
+   */
+  beforeCommit?: (batch: { table: string; number: number; rows: number }) => Promise<void>;
+}
+
+export interface ColumnTotals {
+  table: string;
+  column: string;
+  /** Values sealed by this run. */
+  sealed: number;
+  /** Values that were sealed already when the run reached the table. */
+  alreadySealed: number;
+}
+
+export interface EncryptExistingResult {
+  columns: ColumnTotals[];
+  sealed: number;
+  alreadySealed: number;
+  /** False when stopped by the signal before every table was done. */
+  complete: boolean;
+}
+
+/** A value that cannot be sealed as it is; names the row (an id, never the value) to fix. */
+export class EncryptExistingError extends Error {
+  override readonly name = 'EncryptExistingError';
+  constructor(
+    readonly table: string,
+    readonly column: string,
+    readonly rowId: string,
+    reason: string,
+  ) {
+    super(`encrypt-existing: ${table}.${column} of row ${rowId}: ${reason}; fix that value and run again (finished batches stay sealed)`);
+  }
+}
+
+const DEFAULT_BATCH_SIZE = 1000;
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+export async function encryptExisting(options: EncryptExistingOptions): Promise<EncryptExistingResult> {
+  const batchSize = checkBatchSize(options.batchSize, DEFAULT_BATCH_SIZE);
+  const columns: ColumnTotals[] = [];
+  let complete = true;
+  let failure: unknown;
+  try {
+    for (const declaration of options.tables ?? sealedTables) {
+      if (options.signal?.aborted) {
+        complete = false;
+        break;
+      }
+      const done = await encryptTable(options, shapeOf(declaration), batchSize, columns);
+      if (!done) {
+        complete = false;
+        break;
+      }
+    }
+  } catch (error) {
+    failure = error;
+  }
+  const sealed = sum(columns.map((c) => c.sealed));
+  const alreadySealed = sum(columns.map((c) => c.alreadySealed));
+  // One event per run, success or not: what was sealed before a failure stays sealed.
+  await appendAuditEvent(options.db, {
+    actor: { type: 'system' },
+    action: 'keys.encrypt-existing',
+    outcome: failure === undefined && complete ? 'success' : 'failure',
+    details: { sealed, alreadySealed, tables: new Set(columns.map((c) => c.table)).size },
+  });
+  if (failure !== undefined) throw failure;
+  return { columns, sealed, alreadySealed, complete };
+}
+
+/** Returns false when stopped by the signal. */
+async function encryptTable(options: EncryptExistingOptions, shape: TableShape, batchSize: number, out: ColumnTotals[]): Promise<boolean> {
+  const { db, fields } = options;
+  const table = shape.declaration.name;
+  const counts = await countValues(db, shape);
+  const totals = shape.fields.map((field) => {
+    const ofColumn = counts.filter((c) => c.column === field.sqlName);
+    const entry: ColumnTotals = {
+      table,
+      column: field.sqlName,
+      sealed: 0,
+      alreadySealed: sum(ofColumn.filter((c) => c.kind !== PLAINTEXT_KIND).map((c) => c.values)),
+    };
+    out.push(entry);
+    return { entry, total: sum(ofColumn.filter((c) => c.kind === PLAINTEXT_KIND).map((c) => c.values)) };
+  });
+
+  const report = () => {
+    for (const { entry, total } of totals) {
+      if (total === 0 && entry.sealed === 0) continue;
+      options.onProgress?.({ table, column: entry.column, done: entry.sealed, total: Math.max(total, entry.sealed) });
+    }
+  };
+
+  // Keys first, outside any batch transaction: creating a DEK takes its own transaction, and
+  // on PGlite (one session) that cannot run while a batch transaction is open.
+  const scopes = new Set(counts.filter((c) => c.kind === PLAINTEXT_KIND).map((c) => c.scope));
+  for (const scope of scopes) await ensureKey(fields, scope);
+  if (scopes.size === 0) return true;
+  report();
+
+  const anyPlaintext = sql.join(
+    shape.fields.map((field) => isPlaintext(column(field.sqlName))),
+    sql` or `,
+  );
+  // Only plaintext values travel to this process; sealed ones in the same row stay put.
+  const selected = sql.join(
+    shape.fields.map((field, index) => sql`case when ${isPlaintext(column(field.sqlName))} then ${column(field.sqlName)} end as ${sql.raw(`c${index}`)}`),
+    sql`, `,
+  );
+
+  let lastId: string | undefined;
+  let batchNumber = 0;
+  for (;;) {
+    if (options.signal?.aborted) return false;
+    batchNumber += 1;
+    const after = lastId === undefined ? sql`` : sql`${column(shape.idColumn)} > ${lastId}::${sql.raw(shape.idType)} and `;
+    const batch = await retryOnMissingKey(fields, () =>
+      db.transaction(async (txDb) => {
+        const tx = txDb as unknown as Db;
+        const rows = await queryRows<Record<string, unknown> & { id: string; scope: string }>(
+          tx,
+          sql`select ${column(shape.idColumn)}::text as id, ${scopeOf(shape.declaration)} as scope, ${selected}
+              from ${tableRef(shape.declaration)}
+              where ${after}(${anyPlaintext})
+              order by ${column(shape.idColumn)}
+              limit ${batchSize}
+              for update of t`,
+        );
+        if (rows.length === 0) return undefined;
+        const sealedNow = sealBatch(fields, shape, rows);
+        await writeBatch(tx, shape, rows.map((row) => row.id), sealedNow.writes);
+        await options.beforeCommit?.({ table, number: batchNumber, rows: rows.length });
+        return { lastId: rows[rows.length - 1]!.id, perField: sealedNow.perField };
+      }),
+    );
+    // An empty batch is the end: LIMIT counts rows after locking, so a short batch only
+    // happens at the end of the table, but an empty one is the proof.
+    if (batch === undefined) break;
+    lastId = batch.lastId;
+    batch.perField.forEach((n, index) => (totals[index]!.entry.sealed += n));
+    report();
+  }
+  return true;
+}
+
+interface SealedBatch {
+  writes: ColumnWrite[];
+  perField: number[];
+}
+
+function sealBatch(fields: SealedFields, shape: TableShape, rows: Array<Record<string, unknown> & { id: string; scope: string }>): SealedBatch {
+  const declaration = shape.declaration;
+  const emptyWrite = (sqlName: string): ColumnWrite => ({ sqlName, values: new Array<Buffer | null>(rows.length).fill(null) });
+  const valueWrites = shape.fields.map((field) => emptyWrite(field.sqlName));
+  const indexWrites = shape.fields.map((field) => (field.blindIndex ? emptyWrite(field.blindIndex.sqlName) : undefined));
+  const perField = shape.fields.map(() => 0);
+
+  rows.forEach((row, rowIndex) => {
+    const plaintext: Record<string, string> = {};
+    const raw: Buffer[] = [];
+    let sealed: Record<string, Buffer | null>;
+    try {
+      shape.fields.forEach((field, fieldIndex) => {
+        const value = row[`c${fieldIndex}`];
+        if (value === null || value === undefined) return;
+        const bytes = toBuffer(value as Uint8Array);
+        raw.push(bytes);
+        try {
+          // Strict: bytes that are not UTF-8 would come back as U+FFFD, silently changed.
+          plaintext[field.property] = utf8.decode(bytes);
+        } catch {
+          throw new EncryptExistingError(declaration.name, field.sqlName, row.id, 'the stored bytes are not valid UTF-8 text');
+        }
+      });
+      // The one sealing path (SealedFields), so envelope, binding and blind index are exactly
+      // what a repository would have written.
+      sealed = fields.sealRow(declaration, { scope: row.scope, id: row.id }, plaintext);
+    } catch (error) {
+      if (error instanceof NormaliseError) {
+        const field = shape.fields.find((f) => f.blindIndex?.normaliser === error.normaliser && plaintext[f.property] !== undefined);
+        throw new EncryptExistingError(declaration.name, field?.sqlName ?? '?', row.id, `cannot build its blind index (${error.message})`);
+      }
+      throw error;
+    } finally {
+      for (const bytes of raw) bytes.fill(0);
+    }
+    shape.fields.forEach((field, fieldIndex) => {
+      const value = sealed[field.property];
+      if (value === undefined || value === null) return;
+      valueWrites[fieldIndex]!.values[rowIndex] = value;
+      perField[fieldIndex]! += 1;
+      const indexWrite = indexWrites[fieldIndex];
+      if (indexWrite && field.blindIndex) indexWrite.values[rowIndex] = sealed[field.blindIndex.property] ?? null;
+    });
+  });
+  const writes = [...valueWrites, ...indexWrites.filter((write): write is ColumnWrite => write !== undefined)];
+  return { writes: writes.filter((write) => write.values.some((value) => value !== null)), perField };
+}
+
+type EnsureScope = { ensureScope?: (scope: string) => Promise<void> };
+
+async function ensureKey(fields: SealedFields, scope: string): Promise<void> {
+  const keyring = fields.keyring as typeof fields.keyring & EnsureScope;
+  if (typeof keyring.ensureScope === 'function') await keyring.ensureScope(scope);
+}
+
+/**
+ * A row of a scope that had no key yet may appear after the table was counted (a tenant
+ * added meanwhile). The batch then rolls back, the key is made, and the same batch runs again.
+ */
+async function retryOnMissingKey<T>(fields: SealedFields, run: () => Promise<T>): Promise<T> {
+  const tried = new Set<string>();
+  for (;;) {
+    try {
+      return await run();
+    } catch (error) {
+      const keyring = fields.keyring as typeof fields.keyring & EnsureScope;
+      if (!(error instanceof MissingKeyError) || typeof keyring.ensureScope !== 'function' || tried.has(error.scope)) throw error;
+      tried.add(error.scope);
+      await keyring.ensureScope(error.scope);
+    }
+  }
+}
+
+function sum(values: number[]): number {
+  return values.reduce((a, b) => a + b, 0);
+}

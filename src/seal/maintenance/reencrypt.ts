@@ -1,0 +1,217 @@
+/**
+ * Moves sealed values forward to their scope's current key version after a DEK rotation: open
+ * with the version the envelope names, seal with the current one, and recompute blind indexes
+ * under the current key. The same batching as encrypt-existing: primary-key order, one
+ * transaction per batch, rows locked with `select ... for update`, one write-back statement.
+ *
+ * A value the application rewrites meanwhile is never lost: if it was written first, the
+ * locking select re-reads it, sees the current version and leaves it out; if the batch locked
+ * it first, the application's write waits for the commit and then wins. A killed run leaves
+ * committed batches on the new version and the rest on the old one, both readable, and the
+ * next run carries on from what is still old.
+ */
+
+import { sql } from 'drizzle-orm';
+import { appendAuditEvent } from '../../audit/trail.js';
+import { queryRows, type Db } from '../../store/connection.js';
+import { sealedTables } from '../../store/sealed-tables.js';
+import { MissingKeyError, SealOpenError, type SealOpenFailure } from '../errors.js';
+import type { SealedFields, SealedTable } from '../sealed-fields.js';
+import type { Progress } from './progress.js';
+import { checkBatchSize, column, countValues, keyVersion, scopeOf, shapeOf, tableRef, toBuffer, writeBatch, type ColumnWrite, type TableShape } from './sql.js';
+
+export interface ReencryptOptions {
+  db: Db;
+  fields: SealedFields;
+  /** Defaults to every declared sealed table. */
+  tables?: SealedTable[];
+  /** Rows per transaction (default 1000). */
+  batchSize?: number;
+  onProgress?: (progress: Progress) => void;
+  /** Only this scope (a tenant id, or `system`); by default every scope with older values. */
+  scope?: string;
+  /** Stops after the batch in flight has committed; the result then says `complete: false`. */
+  signal?: AbortSignal;
+}
+
+export interface ReencryptColumnTotals {
+  table: string;
+  column: string;
+  /** Values moved to their scope's current version by this run. */
+  reencrypted: number;
+  /** Values on an older version that could not be opened, left as they are (see `unreadableReasons`). */
+  unreadable: number;
+}
+
+export interface ReencryptResult {
+  columns: ReencryptColumnTotals[];
+  reencrypted: number;
+  unreadable: number;
+  /**
+   * Why values could not be opened: `unknown-key-version` means their key was destroyed
+   * (shredded data, expected to stay); anything else is damage to investigate.
+   */
+  unreadableReasons: Partial<Record<SealOpenFailure, number>>;
+  complete: boolean;
+}
+
+const DEFAULT_BATCH_SIZE = 1000;
+
+export async function reencrypt(options: ReencryptOptions): Promise<ReencryptResult> {
+  const batchSize = checkBatchSize(options.batchSize, DEFAULT_BATCH_SIZE);
+  // Another process may have rotated: current() must name the newest version there is.
+  await options.fields.keyring.refresh?.();
+  const result: ReencryptResult = { columns: [], reencrypted: 0, unreadable: 0, unreadableReasons: {}, complete: true };
+  let failure: unknown;
+  try {
+    for (const declaration of options.tables ?? sealedTables) {
+      if (options.signal?.aborted || !(await reencryptTable(options, shapeOf(declaration), batchSize, result))) {
+        result.complete = false;
+        break;
+      }
+    }
+  } catch (error) {
+    failure = error;
+  }
+  result.reencrypted = result.columns.reduce((n, c) => n + c.reencrypted, 0);
+  result.unreadable = result.columns.reduce((n, c) => n + c.unreadable, 0);
+  const scopeIsTenant = options.scope !== undefined && options.scope !== 'system';
+  await appendAuditEvent(options.db, {
+    actor: { type: 'system' },
+    action: 'keys.reencrypt',
+    tenantId: scopeIsTenant ? options.scope! : null,
+    outcome: failure === undefined && result.complete ? 'success' : 'failure',
+    details: { reencrypted: result.reencrypted, unreadable: result.unreadable },
+  });
+  if (failure !== undefined) throw failure;
+  return result;
+}
+
+/** Returns false when stopped by the signal. */
+async function reencryptTable(options: ReencryptOptions, shape: TableShape, batchSize: number, result: ReencryptResult): Promise<boolean> {
+  const { db, fields } = options;
+  const table = shape.declaration.name;
+
+  // The current version of every scope that still has values below it. Only those scopes go
+  // into the query, so a run after one tenant's rotation carries one entry, not every tenant.
+  const counts = await countValues(db, shape, options.scope);
+  const currentOf = new Map<string, number>();
+  const totals = shape.fields.map((field) => {
+    const entry: ReencryptColumnTotals = { table, column: field.sqlName, reencrypted: 0, unreadable: 0 };
+    result.columns.push(entry);
+    return { entry, total: 0 };
+  });
+  for (const count of counts) {
+    if (count.kind <= 0) continue; // plaintext is encrypt-existing's work; damaged headers cannot be moved
+    const current = currentVersion(fields, count.scope);
+    if (current === undefined || count.kind >= current) continue;
+    currentOf.set(count.scope, current);
+    totals[shape.fields.findIndex((f) => f.sqlName === count.column)]!.total += count.values;
+  }
+  if (currentOf.size === 0) return true;
+
+  const report = () => {
+    for (const { entry, total } of totals) {
+      if (total === 0) continue;
+      const done = entry.reencrypted + entry.unreadable;
+      options.onProgress?.({ table, column: entry.column, done, total: Math.max(total, done) });
+    }
+  };
+  report();
+
+  const versions = sql`${JSON.stringify(Object.fromEntries(currentOf))}::jsonb`;
+  // A scalar lookup rather than a join: the batch query stays a walk of the primary key.
+  const currentForRow = sql`coalesce((${versions} ->> ${scopeOf(shape.declaration)})::bigint, 0)`;
+  const isOld = (sqlName: string) => sql`${keyVersion(column(sqlName))} < ${currentForRow}`;
+  const anyOld = sql.join(
+    shape.fields.map((field) => isOld(field.sqlName)),
+    sql` or `,
+  );
+  const selected = sql.join(
+    shape.fields.map((field, index) => sql`case when ${isOld(field.sqlName)} then ${column(field.sqlName)} end as ${sql.raw(`c${index}`)}`),
+    sql`, `,
+  );
+  const scopeFilter = options.scope === undefined ? sql`` : sql`${scopeOf(shape.declaration)} = ${options.scope} and `;
+
+  let lastId: string | undefined;
+  for (;;) {
+    if (options.signal?.aborted) return false;
+    const after = lastId === undefined ? sql`` : sql`${column(shape.idColumn)} > ${lastId}::${sql.raw(shape.idType)} and `;
+    const batch = await db.transaction(async (txDb) => {
+      const tx = txDb as unknown as Db;
+      const rows = await queryRows<Record<string, unknown> & { id: string; scope: string }>(
+        tx,
+        sql`select ${column(shape.idColumn)}::text as id, ${scopeOf(shape.declaration)} as scope, ${selected}
+            from ${tableRef(shape.declaration)}
+            where ${after}${scopeFilter}(${anyOld})
+            order by ${column(shape.idColumn)}
+            limit ${batchSize}
+            for update of t`,
+      );
+      if (rows.length === 0) return undefined;
+      const moved = reencryptBatch(fields, shape, rows, result.unreadableReasons);
+      await writeBatch(tx, shape, rows.map((row) => row.id), moved.writes);
+      return { lastId: rows[rows.length - 1]!.id, ...moved };
+    });
+    if (batch === undefined) break;
+    lastId = batch.lastId;
+    batch.reencrypted.forEach((n, index) => (totals[index]!.entry.reencrypted += n));
+    batch.unreadable.forEach((n, index) => (totals[index]!.entry.unreadable += n));
+    report();
+  }
+  return true;
+}
+
+function currentVersion(fields: SealedFields, scope: string): number | undefined {
+  try {
+    return fields.keyring.current(scope).version;
+  } catch (error) {
+    if (error instanceof MissingKeyError) return undefined;
+    throw error;
+  }
+}
+
+function reencryptBatch(
+  fields: SealedFields,
+  shape: TableShape,
+  rows: Array<Record<string, unknown> & { id: string; scope: string }>,
+  reasons: Partial<Record<SealOpenFailure, number>>,
+): { writes: ColumnWrite[]; reencrypted: number[]; unreadable: number[] } {
+  const declaration = shape.declaration;
+  const emptyWrite = (sqlName: string): ColumnWrite => ({ sqlName, values: new Array<Buffer | null>(rows.length).fill(null) });
+  const valueWrites = shape.fields.map((field) => emptyWrite(field.sqlName));
+  const indexWrites = shape.fields.map((field) => (field.blindIndex ? emptyWrite(field.blindIndex.sqlName) : undefined));
+  const reencrypted = shape.fields.map(() => 0);
+  const unreadable = shape.fields.map(() => 0);
+
+  rows.forEach((row, rowIndex) => {
+    const plaintext: Record<string, string> = {};
+    shape.fields.forEach((field, fieldIndex) => {
+      const value = row[`c${fieldIndex}`];
+      if (value === null || value === undefined) return;
+      try {
+        plaintext[field.property] = fields.openRow(declaration, { scope: row.scope, id: row.id }, { [field.property]: toBuffer(value as Uint8Array) })[
+          field.property
+        ]!;
+      } catch (error) {
+        // Left as it is: re-sealing cannot repair it, and one bad value must not stop the
+        // rest of the table from moving forward. Counted, so the operator sees it.
+        if (!(error instanceof SealOpenError)) throw error;
+        unreadable[fieldIndex]! += 1;
+        reasons[error.reason] = (reasons[error.reason] ?? 0) + 1;
+      }
+    });
+    if (Object.keys(plaintext).length === 0) return;
+    const sealed = fields.sealRow(declaration, { scope: row.scope, id: row.id }, plaintext);
+    shape.fields.forEach((field, fieldIndex) => {
+      const value = sealed[field.property];
+      if (value === undefined || value === null) return;
+      valueWrites[fieldIndex]!.values[rowIndex] = value;
+      reencrypted[fieldIndex]! += 1;
+      const indexWrite = indexWrites[fieldIndex];
+      if (indexWrite && field.blindIndex) indexWrite.values[rowIndex] = sealed[field.blindIndex.property] ?? null;
+    });
+  });
+  const writes = [...valueWrites, ...indexWrites.filter((write): write is ColumnWrite => write !== undefined)];
+  return { writes: writes.filter((write) => write.values.some((value) => value !== null)), reencrypted, unreadable };
+}

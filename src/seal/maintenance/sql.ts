@@ -1,0 +1,155 @@
+/**
+ * SQL shared by the maintenance jobs (encrypt-existing, re-encryption, key status). They work
+ * on raw column names from the declarations in src/store/sealed-tables.ts, because they walk
+ * every sealed table generically rather than through one repository.
+ *
+ * Plaintext and ciphertext are told apart by the envelope header only (docs/sealing.md): a
+ * value whose first byte is 0xC1 is sealed, anything else (the empty value included) is
+ * legacy plaintext. Nothing here guesses from content.
+ */
+
+import { sql, type SQL } from 'drizzle-orm';
+import type { PgColumn } from 'drizzle-orm/pg-core';
+import { getTableColumns } from 'drizzle-orm';
+import { SYSTEM_SCOPE } from '../binding.js';
+import { resolveFields, sqlNameOf, type ResolvedField, type SealedTable } from '../sealed-fields.js';
+import { queryRows, type Db } from '../../store/connection.js';
+
+/**
+ * `decode()` rather than a `'\xc1'` literal: the literal's meaning depends on
+ * standard_conforming_strings, and the function is folded to a constant at plan time anyway.
+ */
+const MARKER = sql.raw(`decode('c1', 'hex')`);
+
+/** Alias the table gets in every statement here, so column references are never ambiguous. */
+export const T = sql.raw('t');
+
+export function column(name: string): SQL {
+  return sql`${T}.${sql.identifier(name)}`;
+}
+
+export function tableRef(declaration: SealedTable): SQL {
+  return sql`${sql.identifier(declaration.name)} as ${T}`;
+}
+
+/** True for a value still in plaintext. `substr` instead of `get_byte`, which fails on an empty value. */
+export function isPlaintext(value: SQL): SQL {
+  return sql`(${value} is not null and substr(${value}, 1, 1) <> ${MARKER})`;
+}
+
+/**
+ * The key version a well-formed v1 header names, else null (plaintext, or a damaged header).
+ * CASE is the one construct whose evaluation order PostgreSQL guarantees, so `get_byte` never
+ * runs on a value too short for it. bigint, because versions are uint32.
+ */
+export function keyVersion(value: SQL): SQL {
+  return sql`(case
+    when octet_length(${value}) < 6 then null
+    when get_byte(${value}, 0) <> 193 or get_byte(${value}, 1) <> 1 then null
+    else (get_byte(${value}, 2)::bigint << 24) | (get_byte(${value}, 3)::bigint << 16) | (get_byte(${value}, 4)::bigint << 8) | get_byte(${value}, 5)::bigint
+  end)`;
+}
+
+/** 0 = plaintext, -1 = starts like an envelope but its header is unreadable, else the key version. */
+export const PLAINTEXT_KIND = 0;
+export const DAMAGED_KIND = -1;
+
+function valueKind(value: SQL): SQL {
+  return sql`(case
+    when substr(${value}, 1, 1) <> ${MARKER} then ${sql.raw(String(PLAINTEXT_KIND))}::bigint
+    else coalesce(${keyVersion(value)}, ${sql.raw(String(DAMAGED_KIND))}::bigint)
+  end)`;
+}
+
+/** The scope (tenant id or `system`) a row's values are sealed under, as text. */
+export function scopeOf(declaration: SealedTable): SQL {
+  if (declaration.scope === 'system') return sql`${SYSTEM_SCOPE}::text`;
+  if (declaration.scope === 'self') return sql`${column(sqlNameOf(declaration, declaration.idProperty))}::text`;
+  return sql`${column(sqlNameOf(declaration, declaration.scope.property))}::text`;
+}
+
+export interface TableShape {
+  declaration: SealedTable;
+  fields: ResolvedField[];
+  idColumn: string;
+  /** SQL type of the primary key, for casting the id array in write-backs (`uuid`). */
+  idType: string;
+}
+
+export function shapeOf(declaration: SealedTable): TableShape {
+  const idColumn = sqlNameOf(declaration, declaration.idProperty);
+  const idType = (getTableColumns(declaration.table) as Record<string, PgColumn>)[declaration.idProperty]!.getSQLType();
+  return { declaration, fields: resolveFields(declaration), idColumn, idType };
+}
+
+export interface ValueCount {
+  /** SQL column name. */
+  column: string;
+  scope: string;
+  /** PLAINTEXT_KIND, DAMAGED_KIND or a key version. */
+  kind: number;
+  values: number;
+}
+
+/**
+ * Non-null values of every sealed column of a table, counted by (column, scope, key version)
+ * in one scan. The answer has one row per combination that occurs, so it stays small however
+ * large the table is.
+ */
+export async function countValues(db: Db, shape: TableShape, scope?: string): Promise<ValueCount[]> {
+  if (shape.fields.length === 0) return [];
+  const pairs = sql.join(
+    shape.fields.map((field) => sql`(${field.sqlName}::text, ${column(field.sqlName)})`),
+    sql`, `,
+  );
+  const scopeFilter = scope === undefined ? sql`` : sql` and ${scopeOf(shape.declaration)} = ${scope}`;
+  const rows = await queryRows<{ column: string; scope: string; kind: number | string | bigint; values: number | string | bigint }>(
+    db,
+    sql`select v.col as "column", ${scopeOf(shape.declaration)} as scope, ${valueKind(sql`v.val`)} as kind, count(*) as "values"
+        from ${tableRef(shape.declaration)} cross join lateral (values ${pairs}) as v(col, val)
+        where v.val is not null${scopeFilter}
+        group by 1, 2, 3`,
+  );
+  return rows.map((row) => ({ column: row.column, scope: row.scope, kind: Number(row.kind), values: Number(row.values) }));
+}
+
+/** PGlite answers bytea as Uint8Array, node-postgres as Buffer. */
+export function toBuffer(value: Uint8Array): Buffer {
+  return Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+}
+
+export interface ColumnWrite {
+  sqlName: string;
+  /** One entry per id; null keeps the stored value. */
+  values: Array<Buffer | null>;
+}
+
+/**
+ * Writes a batch back in one statement. `coalesce` keeps the stored value where the batch has
+ * nothing for a column, so a row touched for one column leaves its others as they are (and no
+ * sealed column is ever set to null by this path).
+ */
+export async function writeBatch(db: Db, shape: TableShape, ids: string[], writes: ColumnWrite[]): Promise<void> {
+  if (ids.length === 0 || writes.length === 0) return;
+  const arrays = sql.join(
+    [sql`${sql.param(ids)}::${sql.raw(shape.idType)}[]`, ...writes.map((write) => sql`${sql.param(write.values)}::bytea[]`)],
+    sql`, `,
+  );
+  const aliases = sql.raw(['id', ...writes.map((_, index) => `c${index}`)].join(', '));
+  const assignments = sql.join(
+    writes.map((write, index) => sql`${sql.identifier(write.sqlName)} = coalesce(u.${sql.raw(`c${index}`)}, ${column(write.sqlName)})`),
+    sql`, `,
+  );
+  await db.execute(
+    sql`update ${tableRef(shape.declaration)} set ${assignments}
+        from unnest(${arrays}) as u(${aliases})
+        where ${column(shape.idColumn)} = u.id`,
+  );
+}
+
+/** Validates a batch size option; large batches hold row locks longer and cost memory. */
+export function checkBatchSize(batchSize: number | undefined, fallback: number): number {
+  const size = batchSize ?? fallback;
+  if (!Number.isInteger(size) || size < 1 || size > 100_000) throw new RangeError('batchSize must be an integer from 1 to 100000');
+  return size;
+}

@@ -1,0 +1,69 @@
+import type { Config } from '../config/load.js';
+import type { Logger } from '../log/logger.js';
+import type { Db } from '../store/connection.js';
+import { SYSTEM_SCOPE } from './binding.js';
+import { StoredKeyring } from './keyring.js';
+import type { KeyProvider } from './providers/key-provider.js';
+import { LocalKeyProvider } from './providers/local.js';
+import { openPkcs11KeyProvider } from './providers/pkcs11.js';
+import { SealedFields } from './sealed-fields.js';
+import { Sealer } from './sealer.js';
+
+export interface Sealing {
+  provider: KeyProvider;
+  keyring: StoredKeyring;
+  sealer: Sealer;
+  fields: SealedFields;
+  close(): Promise<void>;
+}
+
+/** The configured key provider, proven usable; throws KeyProviderError with one clear line otherwise. */
+export async function openKeyProvider(config: Pick<Config, 'keys' | 'dataDir' | 'database'>, logger: Logger): Promise<KeyProvider> {
+  const provider =
+    config.keys.provider === 'pkcs11'
+      ? await openPkcs11KeyProvider({
+          modulePath: config.keys.module,
+          tokenLabel: config.keys.tokenLabel,
+          pin: config.keys.pin,
+          keyLabel: config.keys.keyLabel,
+        })
+      : new LocalKeyProvider({
+          ...(config.keys.masterKey !== undefined ? { masterKey: config.keys.masterKey } : {}),
+          dataDir: config.dataDir,
+          // Only the embedded default may make its own key: a server deployment must bring one,
+          // or a fresh container would silently seal data under a key nobody backed up.
+          allowGenerate: config.database.url === undefined,
+          warn: (message) => logger.warn(message),
+        });
+  try {
+    await provider.check();
+  } catch (error) {
+    await provider.close();
+    throw error;
+  }
+  return provider;
+}
+
+/** Key provider, keyring (every DEK unwrapped) and the sealing API, ready for repositories. */
+export async function openSealing(config: Pick<Config, 'keys' | 'dataDir' | 'database'>, db: Db, logger: Logger): Promise<Sealing> {
+  const provider = await openKeyProvider(config, logger);
+  try {
+    const keyring = await StoredKeyring.open(db, provider);
+    await keyring.ensureScope(SYSTEM_SCOPE);
+    const sealer = new Sealer(keyring);
+    return {
+      provider,
+      keyring,
+      sealer,
+      fields: new SealedFields(sealer, keyring),
+      async close() {
+        keyring.close();
+        sealer.forget();
+        await provider.close();
+      },
+    };
+  } catch (error) {
+    await provider.close();
+    throw error;
+  }
+}

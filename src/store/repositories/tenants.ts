@@ -1,0 +1,156 @@
+import { randomUUID } from 'node:crypto';
+import { asc, eq } from 'drizzle-orm';
+import { appendAuditEvent } from '../../audit/trail.js';
+import type { TenantDocument } from '../../config/tenant-document.js';
+import type { StoredKeyring } from '../../seal/keyring.js';
+import type { SealedFields } from '../../seal/sealed-fields.js';
+import type { Db } from '../connection.js';
+import { tenantsSealed } from '../sealed-tables.js';
+import { tenants, type TenantSettings } from '../schema.js';
+
+export type ProviderName = 'twilio' | 'openai' | 'airtable' | 'podium';
+
+export interface TenantSummary {
+  id: string;
+  slug: string;
+  name: string;
+  providers: ProviderName[];
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+/** Provider secrets, opened: exists only in memory, for the duration of a job or request. */
+export interface TenantSecrets {
+  twilioAuthToken: string | null;
+  openaiApiKey: string | null;
+  airtableApiKey: string | null;
+  airtableMacSecret: string | null;
+  podiumApiKey: string | null;
+  podiumWebhookSecret: string | null;
+}
+
+export class TenantRepository {
+  constructor(
+    private readonly db: Db,
+    private readonly fields: SealedFields,
+    private readonly keyring: StoredKeyring,
+  ) {}
+
+  /**
+   * Creates or replaces a tenant from its document (PUT semantics: a provider left out is
+   * removed with its secrets). The tenant gets its own data key on creation; its secrets are
+   * sealed under it before the first write. The audit event commits with the change.
+   */
+  async put(slug: string, document: TenantDocument, actor: { type: 'system' | 'user'; id?: string }): Promise<{ tenant: TenantSummary; created: boolean }> {
+    const existing = await this.findBySlug(slug);
+    const id = existing?.id ?? randomUUID();
+    await this.keyring.ensureScope(id);
+    const sealed = this.fields.sealRow(tenantsSealed, { scope: id, id }, secretsOf(document));
+    const settings = settingsOf(document);
+    const now = new Date();
+    await this.db.transaction(async (tx) => {
+      if (existing) {
+        await tx.update(tenants).set({ name: document.name, settings, ...sealed, updatedAt: now }).where(eq(tenants.id, id));
+      } else {
+        await tx.insert(tenants).values({ id, slug, name: document.name, settings, ...sealed, createdAt: now, updatedAt: now });
+      }
+      await appendAuditEvent(tx as unknown as Db, {
+        actor,
+        action: existing ? 'tenant.update' : 'tenant.create',
+        target: { type: 'tenant', id },
+        tenantId: id,
+        outcome: 'success',
+        details: { providers: providersOf(settings).join(',') },
+      });
+    });
+    const tenant = await this.findBySlug(slug);
+    return { tenant: tenant!, created: !existing };
+  }
+
+  async findBySlug(slug: string): Promise<TenantSummary | undefined> {
+    const [row] = await this.db.select(summaryColumns).from(tenants).where(eq(tenants.slug, slug)).limit(1);
+    return row ? toSummary(row) : undefined;
+  }
+
+  async list(): Promise<TenantSummary[]> {
+    return listTenants(this.db);
+  }
+
+  /** Opens a tenant's provider secrets. Callers hold them only as long as one job or request. */
+  async openSecrets(tenantId: string): Promise<TenantSecrets> {
+    const [row] = await this.db
+      .select({
+        twilioAuthToken: tenants.twilioAuthToken,
+        openaiApiKey: tenants.openaiApiKey,
+        airtableApiKey: tenants.airtableApiKey,
+        airtableMacSecret: tenants.airtableMacSecret,
+        podiumApiKey: tenants.podiumApiKey,
+        podiumWebhookSecret: tenants.podiumWebhookSecret,
+      })
+      .from(tenants)
+      .where(eq(tenants.id, tenantId))
+      .limit(1);
+    if (!row) throw new Error(`tenant ${tenantId} does not exist`);
+    return this.fields.openRow(tenantsSealed, { scope: tenantId, id: tenantId }, row) as TenantSecrets;
+  }
+}
+
+/** Slugs, names and configured providers; reads nothing sealed, so it needs no keys. */
+export async function listTenants(db: Db): Promise<TenantSummary[]> {
+  const rows = await db.select(summaryColumns).from(tenants).orderBy(asc(tenants.slug));
+  return rows.map(toSummary);
+}
+
+const summaryColumns = {
+  id: tenants.id,
+  slug: tenants.slug,
+  name: tenants.name,
+  settings: tenants.settings,
+  createdAt: tenants.createdAt,
+  updatedAt: tenants.updatedAt,
+};
+
+function toSummary(row: { id: string; slug: string; name: string; settings: TenantSettings; createdAt: Date; updatedAt: Date }): TenantSummary {
+  return { id: row.id, slug: row.slug, name: row.name, providers: providersOf(row.settings), createdAt: row.createdAt, updatedAt: row.updatedAt };
+}
+
+function providersOf(settings: TenantSettings): ProviderName[] {
+  return (['twilio', 'openai', 'airtable', 'podium'] as const).filter((provider) => settings[provider] !== undefined);
+}
+
+function secretsOf(document: TenantDocument): Record<keyof TenantSecrets, string | null> {
+  return {
+    twilioAuthToken: document.twilio?.authToken ?? null,
+    openaiApiKey: document.openai?.apiKey ?? null,
+    airtableApiKey: document.airtable?.apiKey ?? null,
+    airtableMacSecret: document.airtable?.macSecretBase64 ?? null,
+    podiumApiKey: document.podium?.apiKey ?? null,
+    podiumWebhookSecret: document.podium?.webhookSecret ?? null,
+  };
+}
+
+/** Everything in the document except secrets; stored as plain JSON. */
+function settingsOf(document: TenantDocument): TenantSettings {
+  return {
+    ...(document.twilio ? { twilio: { accountSid: document.twilio.accountSid, fromNumber: document.twilio.fromNumber } } : {}),
+    ...(document.openai
+      ? { openai: { model: document.openai.model, ...(document.openai.systemPrompt !== undefined ? { systemPrompt: document.openai.systemPrompt } : {}) } }
+      : {}),
+    ...(document.airtable
+      ? {
+          airtable: {
+            baseId: document.airtable.baseId,
+            table: document.airtable.table,
+            fields: document.airtable.fields,
+            ...(document.airtable.webhookId !== undefined ? { webhookId: document.airtable.webhookId } : {}),
+          },
+        }
+      : {}),
+    ...(document.podium ? { podium: { locationUid: document.podium.locationUid } } : {}),
+    allowIps: {
+      twilio: document.allowIps?.twilio ?? [],
+      airtable: document.allowIps?.airtable ?? [],
+      podium: document.allowIps?.podium ?? [],
+    },
+  };
+}
