@@ -7,7 +7,7 @@ import { join } from 'node:path';
 function findTests(dir) {
   return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
     const path = join(dir, entry.name);
-    if (entry.isDirectory()) return entry.name === 'fakes' || entry.name === 'helpers' ? [] : findTests(path);
+    if (entry.isDirectory()) return entry.name === 'fakes' || entry.name === 'helpers' || entry.name === 'fixtures' ? [] : findTests(path);
     return entry.name.endsWith('.test.ts') ? [path] : [];
   });
 }
