@@ -13,6 +13,8 @@ export function machineLine(): string {
 export interface Server {
   child: ChildProcess;
   url: string;
+  /** From spawn to the first 200 of the probe path. */
+  startupMs: number;
   stop(): Promise<void>;
 }
 
@@ -30,6 +32,7 @@ export async function freePort(): Promise<number> {
  * share an event loop) on `port`, and waits until `probePath` answers 200.
  */
 export async function startServer(command: string[], env: Record<string, string>, cwd: string, port: number, probePath = '/healthz'): Promise<Server> {
+  const started = Date.now();
   const child = spawn(process.execPath, command, { cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let errors = '';
   child.stderr!.on('data', (chunk: Buffer) => (errors += chunk.toString()));
@@ -44,9 +47,11 @@ export async function startServer(command: string[], env: Record<string, string>
     if (ok) break;
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
+  const startupMs = Date.now() - started;
   return {
     child,
     url,
+    startupMs,
     async stop() {
       if (child.exitCode !== null) return;
       child.kill('SIGTERM');

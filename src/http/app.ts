@@ -49,6 +49,9 @@ export async function buildApp(dependencies: AppDependencies): Promise<App> {
     // While closing, new requests get 503 and idle keep-alive sockets are closed, so a drain
     // waits only for requests actually in flight.
     return503OnClosing: true,
+    // One line per request (written when it completes) instead of Fastify's two: half the
+    // logging cost on every request, and the line carries everything the two did.
+    disableRequestLogging: true,
     forceCloseConnections: 'idle',
     ajv: {
       customOptions: {
@@ -72,9 +75,14 @@ export async function buildApp(dependencies: AppDependencies): Promise<App> {
   app.addHook('preClose', async () => {
     closing = true;
   });
-  app.addHook('onSend', async (request, reply) => {
+  app.addHook('onSend', (request, reply, payload, done) => {
     reply.header('x-request-id', request.id);
     if (closing) reply.header('connection', 'close');
+    done(null, payload);
+  });
+  app.addHook('onResponse', (request, reply, done) => {
+    request.log.info({ req: request, res: reply, responseTime: reply.elapsedTime }, 'request completed');
+    done();
   });
   installErrorHandling(app);
 

@@ -2,10 +2,12 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, test } from 'node:test';
-import { runCliProcess } from '../helpers/cli.js';
+import { after, describe, test } from 'node:test';
+import { runCliProcess, stopChildren } from '../helpers/cli.js';
 import { createSoftHsmToken, softHsmAvailable } from '../helpers/softhsm.js';
 import { serviceGate } from '../helpers/services.js';
+
+after(stopChildren);
 
 const TENANT_JSON = JSON.stringify({
   name: 'Acme Dental',

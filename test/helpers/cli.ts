@@ -25,6 +25,23 @@ export function cleanEnv(extra: Record<string, string | undefined>): Record<stri
   return env;
 }
 
+const liveChildren = new Set<ChildProcess>();
+
+/**
+ * Kills every child still running. Test files that spawn call it in `after()`, so a failed
+ * assertion between start and stop cannot leave a server behind that keeps the run alive.
+ */
+export async function stopChildren(): Promise<void> {
+  await Promise.all(
+    [...liveChildren].map(async (child) => {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGKILL');
+      await once(child, 'exit');
+    }),
+  );
+  liveChildren.clear();
+}
+
 /** Starts `ciphergate ARGS` from the sources (so tests never run a stale build). */
 export function spawnCli(args: string[], options: { env: Record<string, string | undefined>; cwd: string; stdin?: string }): ChildProcess & {
   output: { stdout: string; stderr: string };
@@ -34,6 +51,8 @@ export function spawnCli(args: string[], options: { env: Record<string, string |
     env: cleanEnv(options.env),
     stdio: ['pipe', 'pipe', 'pipe'],
   }) as ChildProcess & { output: { stdout: string; stderr: string } };
+  liveChildren.add(child);
+  child.once('exit', () => liveChildren.delete(child));
   child.output = { stdout: '', stderr: '' };
   child.stdout!.on('data', (chunk: Buffer) => (child.output.stdout += chunk.toString()));
   child.stderr!.on('data', (chunk: Buffer) => (child.output.stderr += chunk.toString()));

@@ -21,6 +21,7 @@ const result = await encryptExisting({
   fields: new SealedFields(new Sealer(keyring), keyring),
   tables: [messagesSealed],
   batchSize: Number(process.env.WORKER_BATCH_SIZE ?? 250),
+  concurrency: Number(process.env.WORKER_CONCURRENCY ?? 2),
   onProgress: (progress) => process.stdout.write(`${JSON.stringify({ done: progress.done })}\n`),
   beforeCommit: async (batch) => {
     if (batch.number !== hangAt) return;

@@ -10,7 +10,7 @@ import { readEnvelopeHeader } from '../../src/seal/envelope.js';
 import { MissingKeyError } from '../../src/seal/errors.js';
 import { StoredKeyring } from '../../src/seal/keyring.js';
 import { EncryptExistingError, encryptExisting } from '../../src/seal/maintenance/encrypt-existing.js';
-import type { Progress } from '../../src/seal/maintenance/progress.js';
+import { createProgressReporter, type Progress } from '../../src/seal/maintenance/progress.js';
 import { LocalKeyProvider } from '../../src/seal/providers/local.js';
 import { SealedFields } from '../../src/seal/sealed-fields.js';
 import { InMemoryKeyring, Sealer } from '../../src/seal/sealer.js';
@@ -91,6 +91,39 @@ async function countWhere(db: Db, condition: ReturnType<typeof sql>): Promise<nu
   const [row] = await queryRows<{ n: number }>(db, sql`select count(*)::int as n from ${condition}`);
   return row!.n;
 }
+
+test('progress: one bar redrawn in place on a terminal, a line now and then elsewhere', () => {
+  const body = (done: number, total = 1000): Progress => ({ table: 'messages', column: 'body', done, total });
+  let clock = 0;
+  const lines: string[] = [];
+  const log = createProgressReporter({ label: 'encrypt-existing', stream: { write: (chunk: string) => lines.push(chunk) }, intervalMs: 10_000, now: () => clock });
+  log.update(body(0));
+  clock += 4_000;
+  log.update(body(100)); // too soon
+  clock += 7_000;
+  log.update(body(120)); // interval passed
+  clock += 1_000;
+  log.update(body(500)); // too soon, printed by finish()
+  log.finish();
+  log.update(body(1000)); // a finished column is always printed once
+  log.update(body(1000));
+  assert.deepEqual(lines, [
+    'encrypt-existing: messages.body 0/1000 (0%)\n',
+    'encrypt-existing: messages.body 120/1000 (12%)\n',
+    'encrypt-existing: messages.body 500/1000 (50%)\n',
+    'encrypt-existing: messages.body 1000/1000 (100%)\n',
+  ]);
+
+  const screen: string[] = [];
+  const bar = createProgressReporter({ label: 'reencrypt', stream: { write: (chunk: string) => screen.push(chunk), isTTY: true, columns: 100 } });
+  bar.update(body(250));
+  bar.update({ table: 'contacts', column: 'phone', done: 1, total: 2 });
+  bar.finish();
+  assert.match(screen[0]!, /^\r\[#+\.+\] reencrypt: messages\.body 250\/1000 \(25%\)\x1b\[K$/);
+  assert.equal(screen[1], '\n', 'a new column starts on a new line');
+  assert.match(screen[2]!, /contacts\.phone 1\/2 \(50%\)/);
+  assert.equal(screen.at(-1), '\n');
+});
 
 await describeEachBackend('encrypt-existing', (backend) => {
   test('seals every plaintext value with its blind index, leaves sealed values alone, and is idempotent', async () => {
@@ -255,6 +288,7 @@ await describeEachBackend('encrypt-existing', (backend) => {
         fields: keys.fields,
         tables: [messagesSealed],
         batchSize: 7,
+        concurrency: 1,
         signal: controller.signal,
         onProgress: (p) => {
           if (p.done > 0) controller.abort();
@@ -262,11 +296,26 @@ await describeEachBackend('encrypt-existing', (backend) => {
       });
       assert.equal(first.complete, false);
       assert.equal(first.sealed, 7);
-      const second = await encryptExisting({ db, fields: keys.fields, tables: [messagesSealed], batchSize: 7 });
+      const second = await encryptExisting({ db, fields: keys.fields, tables: [messagesSealed], batchSize: 7, concurrency: 1 });
       assert.deepEqual([second.complete, second.sealed, second.alreadySealed], [true, 23, 7]);
       for (const row of await messageRows(db)) {
         assert.equal(keys.fields.openRow(messagesSealed, { scope: tenantId, id: row.id }, { body: row.body }).body, expected.get(row.id));
       }
+    });
+  });
+
+  test('several key ranges at once seal every row exactly once', async () => {
+    await withFixture(backend, async ({ db, keys }) => {
+      const tenantId = await insertPlainTenant(db);
+      const contact = await insertPlainContact(db, tenantId, '+14155550100', null);
+      await db.execute(sql`insert into messages (id, tenant_id, contact_id, direction, body, created_at)
+        select gen_random_uuid(), ${tenantId}, ${contact}, 'inbound', convert_to('body ' || i, 'UTF8'), now() from generate_series(1, 500) as i`);
+      const progress: Progress[] = [];
+      const result = await encryptExisting({ db, fields: keys.fields, tables: [messagesSealed], batchSize: 20, concurrency: 4, onProgress: (p) => progress.push(p) });
+      assert.deepEqual([result.complete, result.sealed], [true, 500]);
+      assert.deepEqual(progress.at(-1), { table: 'messages', column: 'body', done: 500, total: 500 });
+      const bodies = (await messageRows(db)).map((row) => keys.fields.openRow(messagesSealed, { scope: tenantId, id: row.id }, { body: row.body }).body);
+      assert.deepEqual(bodies.sort(), Array.from({ length: 500 }, (_, i) => `body ${i + 1}`).sort());
     });
   });
 
@@ -302,10 +351,10 @@ await describeEachBackend('encrypt-existing', (backend) => {
         const expectedBody = (id: string) => `message ${parseInt(id.slice(24), 16)} Zoë 👋 ${'x'.repeat(120)}`;
         const sealedCount = () => countWhere(db, sql`messages where substr(body, 1, 1) = decode('c1', 'hex')`);
 
-        const startWorker = (mode: string) => {
+        const startWorker = (mode: string, concurrency: number) => {
           const child = spawn(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'test/helpers/encrypt-existing-worker.ts'), mode], {
             cwd: REPO_ROOT,
-            env: { ...process.env, WORKER_DATABASE_URL: testDb.url!, WORKER_MASTER_KEY: masterKey, WORKER_BATCH_SIZE: '250' },
+            env: { ...process.env, WORKER_DATABASE_URL: testDb.url!, WORKER_MASTER_KEY: masterKey, WORKER_BATCH_SIZE: '250', WORKER_CONCURRENCY: String(concurrency) },
             stdio: ['ignore', 'pipe', 'inherit'],
           });
           const lines: Array<Record<string, number>> = [];
@@ -332,15 +381,17 @@ await describeEachBackend('encrypt-existing', (backend) => {
           assert.equal(signal, 'SIGKILL');
         };
 
-        // 1: killed at whatever point it has reached once it has committed a few batches.
-        const first = startWorker('run');
+        // 1: killed at whatever point it has reached once it has committed a few batches, with
+        // two key ranges in flight.
+        const first = startWorker('run', 2);
         await waitFor(first.lines, first.child, (line) => (line.done ?? 0) >= 1000);
         await kill(first.child);
         const afterFirst = await sealedCount();
         assert.ok(afterFirst > 0 && afterFirst < total, `partly sealed (${afterFirst})`);
 
-        // 2: killed while it holds a batch written but not committed.
-        const second = startWorker('hang-in-batch:3');
+        // 2: killed while it holds a batch written but not committed (one range, so nothing
+        // else commits meanwhile).
+        const second = startWorker('hang-in-batch:3', 1);
         await waitFor(second.lines, second.child, (line) => line.inBatch === 3);
         const committedBeforeKill = await sealedCount();
         await kill(second.child);

@@ -51,7 +51,7 @@ export function createProgressReporter(options: ProgressReporterOptions): Progre
   const intervalMs = options.intervalMs ?? 10_000;
   const now = options.now ?? Date.now;
   // Per column: when it was last printed, how many updates since, and the newest figures.
-  const columns = new Map<string, { lastPrinted: number; updatesSincePrint: number; latest: Progress; printedLatest: boolean }>();
+  const columns = new Map<string, { lastPrinted: number; updatesSincePrint: number; latest: Progress; printedLatest: boolean; printedComplete: boolean }>();
   let barOpen = false;
   let barKey: string | undefined;
 
@@ -80,14 +80,14 @@ export function createProgressReporter(options: ProgressReporterOptions): Progre
       const state = columns.get(key);
       const complete = progress.done >= progress.total;
       if (state === undefined) {
-        columns.set(key, { lastPrinted: now(), updatesSincePrint: 0, latest: progress, printedLatest: true });
+        columns.set(key, { lastPrinted: now(), updatesSincePrint: 0, latest: progress, printedLatest: true, printedComplete: complete });
         printLine(progress);
         return;
       }
       state.latest = progress;
       state.updatesSincePrint += 1;
       const due =
-        complete ||
+        (complete && !state.printedComplete) ||
         now() - state.lastPrinted >= intervalMs ||
         (options.everyUpdates !== undefined && state.updatesSincePrint >= options.everyUpdates);
       state.printedLatest = false;
@@ -95,6 +95,7 @@ export function createProgressReporter(options: ProgressReporterOptions): Progre
       state.lastPrinted = now();
       state.updatesSincePrint = 0;
       state.printedLatest = true;
+      state.printedComplete ||= complete;
       printLine(progress);
     },
     finish() {

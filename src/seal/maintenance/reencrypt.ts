@@ -1,8 +1,9 @@
 /**
  * Moves sealed values forward to their scope's current key version after a DEK rotation: open
  * with the version the envelope names, seal with the current one, and recompute blind indexes
- * under the current key. The same batching as encrypt-existing: primary-key order, one
- * transaction per batch, rows locked with `select ... for update`, one write-back statement.
+ * under the current key. The same batching as encrypt-existing (walkBatches in ./sql.ts):
+ * primary-key order, one transaction per batch, rows locked with `select ... for update`, one
+ * write-back statement.
  *
  * A value the application rewrites meanwhile is never lost: if it was written first, the
  * locking select re-reads it, sees the current version and leaves it out; if the batch locked
@@ -13,12 +14,26 @@
 
 import { sql } from 'drizzle-orm';
 import { appendAuditEvent } from '../../audit/trail.js';
-import { queryRows, type Db } from '../../store/connection.js';
+import type { Db } from '../../store/connection.js';
 import { sealedTables } from '../../store/sealed-tables.js';
 import { MissingKeyError, SealOpenError, type SealOpenFailure } from '../errors.js';
 import type { SealedFields, SealedTable } from '../sealed-fields.js';
 import type { Progress } from './progress.js';
-import { checkBatchSize, column, countValues, keyVersion, scopeOf, shapeOf, tableRef, toBuffer, writeBatch, type ColumnWrite, type TableShape } from './sql.js';
+import {
+  checkBatchSize,
+  checkConcurrency,
+  column,
+  countValues,
+  keyVersion,
+  scopeOf,
+  shapeOf,
+  toBuffer,
+  walkBatches,
+  writeBatch,
+  type BatchRow,
+  type ColumnWrite,
+  type TableShape,
+} from './sql.js';
 
 export interface ReencryptOptions {
   db: Db;
@@ -27,6 +42,8 @@ export interface ReencryptOptions {
   tables?: SealedTable[];
   /** Rows per transaction (default 1000). */
   batchSize?: number;
+  /** Key ranges of a table worked on at once, each on its own connection (default 2); see encryptExisting. */
+  concurrency?: number;
   onProgress?: (progress: Progress) => void;
   /** Only this scope (a tenant id, or `system`); by default every scope with older values. */
   scope?: string;
@@ -56,16 +73,18 @@ export interface ReencryptResult {
 }
 
 const DEFAULT_BATCH_SIZE = 1000;
+const DEFAULT_CONCURRENCY = 2;
 
 export async function reencrypt(options: ReencryptOptions): Promise<ReencryptResult> {
   const batchSize = checkBatchSize(options.batchSize, DEFAULT_BATCH_SIZE);
+  const concurrency = checkConcurrency(options.concurrency, DEFAULT_CONCURRENCY);
   // Another process may have rotated: current() must name the newest version there is.
   await options.fields.keyring.refresh?.();
   const result: ReencryptResult = { columns: [], reencrypted: 0, unreadable: 0, unreadableReasons: {}, complete: true };
   let failure: unknown;
   try {
     for (const declaration of options.tables ?? sealedTables) {
-      if (options.signal?.aborted || !(await reencryptTable(options, shapeOf(declaration), batchSize, result))) {
+      if (options.signal?.aborted || !(await reencryptTable(options, shapeOf(declaration), { batchSize, concurrency }, result))) {
         result.complete = false;
         break;
       }
@@ -88,7 +107,12 @@ export async function reencrypt(options: ReencryptOptions): Promise<ReencryptRes
 }
 
 /** Returns false when stopped by the signal. */
-async function reencryptTable(options: ReencryptOptions, shape: TableShape, batchSize: number, result: ReencryptResult): Promise<boolean> {
+async function reencryptTable(
+  options: ReencryptOptions,
+  shape: TableShape,
+  { batchSize, concurrency }: { batchSize: number; concurrency: number },
+  result: ReencryptResult,
+): Promise<boolean> {
   const { db, fields } = options;
   const table = shape.declaration.name;
 
@@ -133,33 +157,29 @@ async function reencryptTable(options: ReencryptOptions, shape: TableShape, batc
   );
   const scopeFilter = options.scope === undefined ? sql`` : sql`${scopeOf(shape.declaration)} = ${options.scope} and `;
 
-  let lastId: string | undefined;
-  for (;;) {
-    if (options.signal?.aborted) return false;
-    const after = lastId === undefined ? sql`` : sql`${column(shape.idColumn)} > ${lastId}::${sql.raw(shape.idType)} and `;
-    const batch = await db.transaction(async (txDb) => {
-      const tx = txDb as unknown as Db;
-      const rows = await queryRows<Record<string, unknown> & { id: string; scope: string }>(
-        tx,
-        sql`select ${column(shape.idColumn)}::text as id, ${scopeOf(shape.declaration)} as scope, ${selected}
-            from ${tableRef(shape.declaration)}
-            where ${after}${scopeFilter}(${anyOld})
-            order by ${column(shape.idColumn)}
-            limit ${batchSize}
-            for update of t`,
-      );
-      if (rows.length === 0) return undefined;
-      const moved = reencryptBatch(fields, shape, rows, result.unreadableReasons);
+  return walkBatches({
+    db,
+    shape,
+    needsWork: sql`${scopeFilter}(${anyOld})`,
+    columns: selected,
+    batchSize,
+    concurrency,
+    estimatedRows: Math.max(...totals.map((t) => t.total)),
+    ...(options.signal ? { signal: options.signal } : {}),
+    work: async (tx, rows) => {
+      const moved = reencryptBatch(fields, shape, rows);
       await writeBatch(tx, shape, rows.map((row) => row.id), moved.writes);
-      return { lastId: rows[rows.length - 1]!.id, ...moved };
-    });
-    if (batch === undefined) break;
-    lastId = batch.lastId;
-    batch.reencrypted.forEach((n, index) => (totals[index]!.entry.reencrypted += n));
-    batch.unreadable.forEach((n, index) => (totals[index]!.entry.unreadable += n));
-    report();
-  }
-  return true;
+      return moved;
+    },
+    committed: (moved) => {
+      moved.reencrypted.forEach((n, index) => (totals[index]!.entry.reencrypted += n));
+      moved.unreadable.forEach((n, index) => (totals[index]!.entry.unreadable += n));
+      for (const [reason, n] of Object.entries(moved.reasons) as Array<[SealOpenFailure, number]>) {
+        result.unreadableReasons[reason] = (result.unreadableReasons[reason] ?? 0) + n;
+      }
+      report();
+    },
+  });
 }
 
 function currentVersion(fields: SealedFields, scope: string): number | undefined {
@@ -171,18 +191,21 @@ function currentVersion(fields: SealedFields, scope: string): number | undefined
   }
 }
 
-function reencryptBatch(
-  fields: SealedFields,
-  shape: TableShape,
-  rows: Array<Record<string, unknown> & { id: string; scope: string }>,
-  reasons: Partial<Record<SealOpenFailure, number>>,
-): { writes: ColumnWrite[]; reencrypted: number[]; unreadable: number[] } {
+interface MovedBatch {
+  writes: ColumnWrite[];
+  reencrypted: number[];
+  unreadable: number[];
+  reasons: Partial<Record<SealOpenFailure, number>>;
+}
+
+function reencryptBatch(fields: SealedFields, shape: TableShape, rows: BatchRow[]): MovedBatch {
   const declaration = shape.declaration;
   const emptyWrite = (sqlName: string): ColumnWrite => ({ sqlName, values: new Array<Buffer | null>(rows.length).fill(null) });
   const valueWrites = shape.fields.map((field) => emptyWrite(field.sqlName));
   const indexWrites = shape.fields.map((field) => (field.blindIndex ? emptyWrite(field.blindIndex.sqlName) : undefined));
   const reencrypted = shape.fields.map(() => 0);
   const unreadable = shape.fields.map(() => 0);
+  const reasons: Partial<Record<SealOpenFailure, number>> = {};
 
   rows.forEach((row, rowIndex) => {
     const plaintext: Record<string, string> = {};
@@ -213,5 +236,5 @@ function reencryptBatch(
     });
   });
   const writes = [...valueWrites, ...indexWrites.filter((write): write is ColumnWrite => write !== undefined)];
-  return { writes: writes.filter((write) => write.values.some((value) => value !== null)), reencrypted, unreadable };
+  return { writes: writes.filter((write) => write.values.some((value) => value !== null)), reencrypted, unreadable, reasons };
 }

@@ -127,14 +127,14 @@ export interface ColumnWrite {
 /**
  * Writes a batch back in one statement. `coalesce` keeps the stored value where the batch has
  * nothing for a column, so a row touched for one column leaves its others as they are (and no
- * sealed column is ever set to null by this path).
+ * sealed column is ever set to null by this path). The `= any(ids)` is for the planner: with
+ * only the join to go by it may hash the whole table for every batch; with it, it looks the
+ * batch's rows up in the primary key.
  */
 export async function writeBatch(db: Db, shape: TableShape, ids: string[], writes: ColumnWrite[]): Promise<void> {
   if (ids.length === 0 || writes.length === 0) return;
-  const arrays = sql.join(
-    [sql`${sql.param(ids)}::${sql.raw(shape.idType)}[]`, ...writes.map((write) => sql`${sql.param(write.values)}::bytea[]`)],
-    sql`, `,
-  );
+  const idArray = () => sql`${sql.param(ids)}::${sql.raw(shape.idType)}[]`;
+  const arrays = sql.join([idArray(), ...writes.map((write) => sql`${sql.param(write.values)}::bytea[]`)], sql`, `);
   const aliases = sql.raw(['id', ...writes.map((_, index) => `c${index}`)].join(', '));
   const assignments = sql.join(
     writes.map((write, index) => sql`${sql.identifier(write.sqlName)} = coalesce(u.${sql.raw(`c${index}`)}, ${column(write.sqlName)})`),
@@ -143,8 +143,133 @@ export async function writeBatch(db: Db, shape: TableShape, ids: string[], write
   await db.execute(
     sql`update ${tableRef(shape.declaration)} set ${assignments}
         from unnest(${arrays}) as u(${aliases})
-        where ${column(shape.idColumn)} = u.id`,
+        where ${column(shape.idColumn)} = u.id and ${column(shape.idColumn)} = any(${idArray()})`,
   );
+}
+
+export type BatchRow = Record<string, unknown> & { id: string; scope: string };
+
+export interface BatchWalk<Result> {
+  db: Db;
+  shape: TableShape;
+  /** Rows that still need work; re-checked on every batch, so finished rows drop out. */
+  needsWork: SQL;
+  /** Select-list entries after `id` and `scope`. */
+  columns: SQL;
+  batchSize: number;
+  /** Ranges of the primary key walked at once, each on its own connection. */
+  concurrency: number;
+  /** Estimated rows to do; below two batches per range, one range is enough. */
+  estimatedRows: number;
+  signal?: AbortSignal;
+  /** Runs inside the batch's transaction with the locked rows; its writes commit or roll back with them. */
+  work(tx: Db, rows: BatchRow[], batchNumber: number): Promise<Result>;
+  /** Called after each commit, in commit order. */
+  committed(result: Result): void;
+  /**
+   * Called with an error from a batch after its transaction rolled back; resolving true runs
+   * the same batch again (e.g. once a missing key has been made, which cannot happen inside
+   * the batch: on PGlite a second transaction would wait for the first).
+   */
+  retryAfterRollback?(error: unknown): Promise<boolean>;
+}
+
+/**
+ * Walks the rows that need work in primary-key order (keyset pagination, never OFFSET), one
+ * transaction per batch: `select ... for update` locks the batch, `work` computes and writes,
+ * the commit publishes the batch whole. Returns false when stopped by the signal.
+ *
+ * With concurrency > 1 the key space is cut into ranges holding about equal shares of the
+ * rows to do, and each range is walked by its own loop; on PostgreSQL the update work is then
+ * spread over several backends. The first range starts below every key and the last ends
+ * above every key, so rows added meanwhile are still inside some range.
+ */
+export async function walkBatches<Result>(walk: BatchWalk<Result>): Promise<boolean> {
+  const { db, shape } = walk;
+  const id = column(shape.idColumn);
+  const idType = sql.raw(shape.idType);
+  const ranges = await splitKeys(walk);
+  let batchNumber = 0;
+  let failed = false;
+  const stopped = () => failed || walk.signal?.aborted === true;
+
+  const walkRange = async (from: string | undefined, to: string | undefined) => {
+    let lastId: string | undefined;
+    while (!stopped()) {
+      const lower =
+        lastId !== undefined ? sql`${id} > ${lastId}::${idType} and ` : from !== undefined ? sql`${id} >= ${from}::${idType} and ` : sql``;
+      const upper = to === undefined ? sql`` : sql`${id} < ${to}::${idType} and `;
+      const number = (batchNumber += 1);
+      const runBatch = () => db.transaction(async (txDb) => {
+        const tx = txDb as unknown as Db;
+        // A batch lost in a server crash after its commit was acknowledged is simply redone
+        // by the next run (its rows are found again by their header), so it need not wait
+        // for the WAL flush. Any later durable commit, such as the run's audit event, flushes
+        // it anyway.
+        await tx.execute(sql`set local synchronous_commit = off`);
+        const rows = await queryRows<BatchRow>(
+          tx,
+          sql`select ${id}::text as id, ${scopeOf(shape.declaration)} as scope, ${walk.columns}
+              from ${tableRef(shape.declaration)}
+              where ${lower}${upper}(${walk.needsWork})
+              order by ${id}
+              limit ${walk.batchSize}
+              for update of t`,
+        );
+        if (rows.length === 0) return undefined;
+        return { lastId: rows[rows.length - 1]!.id, result: await walk.work(tx, rows, number) };
+      });
+      let batch: Awaited<ReturnType<typeof runBatch>>;
+      for (;;) {
+        try {
+          batch = await runBatch();
+          break;
+        } catch (error) {
+          if (!(await walk.retryAfterRollback?.(error))) throw error;
+        }
+      }
+      // Only an empty batch ends a range: it proves nothing is left in it.
+      if (batch === undefined) return;
+      lastId = batch.lastId;
+      walk.committed(batch.result);
+    }
+  };
+
+  const outcomes = await Promise.allSettled(
+    ranges.map(async (range) => {
+      try {
+        await walkRange(range.from, range.to);
+      } catch (error) {
+        failed = true; // the other ranges stop after their batch in flight
+        throw error;
+      }
+    }),
+  );
+  const failure = outcomes.find((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected');
+  if (failure) throw failure.reason;
+  return walk.signal?.aborted !== true;
+}
+
+async function splitKeys(walk: BatchWalk<unknown>): Promise<Array<{ from?: string; to?: string }>> {
+  const parts = Math.min(walk.concurrency, Math.floor(walk.estimatedRows / (2 * walk.batchSize)));
+  if (parts <= 1) return [{}];
+  const id = column(walk.shape.idColumn);
+  const step = Math.ceil(walk.estimatedRows / parts);
+  // One pass over the rows to do in key order (a streaming window, nothing held): every
+  // step-th key starts a range.
+  const starts = await queryRows<{ start: string }>(
+    walk.db,
+    sql`select s.id::text as start
+        from (select ${id} as id, row_number() over (order by ${id}) as n from ${tableRef(walk.shape.declaration)} where ${walk.needsWork}) as s
+        where s.n % ${step} = 1 and s.n > 1
+        order by s.id
+        limit ${parts - 1}`,
+  );
+  const bounds = starts.map((row) => row.start);
+  return [undefined, ...bounds].map((from, index) => ({
+    ...(from !== undefined ? { from } : {}),
+    ...(bounds[index] !== undefined ? { to: bounds[index] } : {}),
+  }));
 }
 
 /** Validates a batch size option; large batches hold row locks longer and cost memory. */
@@ -152,4 +277,10 @@ export function checkBatchSize(batchSize: number | undefined, fallback: number):
   const size = batchSize ?? fallback;
   if (!Number.isInteger(size) || size < 1 || size > 100_000) throw new RangeError('batchSize must be an integer from 1 to 100000');
   return size;
+}
+
+export function checkConcurrency(concurrency: number | undefined, fallback: number): number {
+  const value = concurrency ?? fallback;
+  if (!Number.isInteger(value) || value < 1 || value > 16) throw new RangeError('concurrency must be an integer from 1 to 16');
+  return value;
 }
