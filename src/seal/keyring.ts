@@ -3,9 +3,8 @@ import { and, eq, sql } from 'drizzle-orm';
 import type { Db } from '../store/connection.js';
 import { dataKeys } from '../store/schema.js';
 import { DEK_BYTES } from './derive.js';
-import { MissingKeyError } from './errors.js';
 import { KeyProviderError, type KeyProvider } from './providers/key-provider.js';
-import type { Keyring } from './sealer.js';
+import { InMemoryKeyring, type Keyring } from './sealer.js';
 
 export class KekMismatchError extends KeyProviderError {
   constructor(scope: string, version: number, storedKekId: string, configuredKekId: string) {
@@ -16,18 +15,15 @@ export class KekMismatchError extends KeyProviderError {
   }
 }
 
-interface ScopeKeys {
-  deks: Map<number, Buffer>;
-  newestFirst: number[];
-}
-
 /**
  * The DEKs of every scope, persisted wrapped in `data_keys` and held unwrapped in memory only.
  * The Sealer's hot path asks synchronously; `refresh()` (on an interval in `serve`, and after
  * any change made here) picks up versions that another process added.
  */
 export class StoredKeyring implements Keyring {
-  private scopes = new Map<string, ScopeKeys>();
+  /** The unwrapped DEKs; InMemoryKeyring gives the version bookkeeping, this class the persistence. */
+  private readonly held = new InMemoryKeyring();
+  private readonly scopes = new Set<string>();
 
   private constructor(
     private readonly db: Db,
@@ -51,23 +47,19 @@ export class StoredKeyring implements Keyring {
   }
 
   current(scope: string): { version: number; dek: Buffer } {
-    const keys = this.scopes.get(scope);
-    const version = keys?.newestFirst[0];
-    const dek = version === undefined ? undefined : keys?.deks.get(version);
-    if (version === undefined || dek === undefined) throw new MissingKeyError(scope);
-    return { version, dek };
+    return this.held.current(scope);
   }
 
   byVersion(scope: string, version: number): Buffer | undefined {
-    return this.scopes.get(scope)?.deks.get(version);
+    return this.held.byVersion(scope, version);
   }
 
   activeVersions(scope: string): readonly number[] {
-    return this.scopes.get(scope)?.newestFirst ?? [];
+    return this.held.activeVersions(scope);
   }
 
   has(scope: string): boolean {
-    return (this.scopes.get(scope)?.newestFirst.length ?? 0) > 0;
+    return this.held.activeVersions(scope).length > 0;
   }
 
   /**
@@ -76,26 +68,22 @@ export class StoredKeyring implements Keyring {
    */
   async refresh(): Promise<void> {
     const rows = await this.db.select().from(dataKeys);
-    const next = new Map<string, ScopeKeys>();
+    const live = new Set<string>();
     for (const row of rows) {
       if (row.state !== 'active' || row.wrappedKey === null) continue;
-      let dek = this.scopes.get(row.scope)?.deks.get(row.version);
-      if (dek === undefined) {
-        if (row.kekId !== this.provider.kekId) throw new KekMismatchError(row.scope, row.version, row.kekId, this.provider.kekId);
-        dek = await this.provider.unwrapKey(row.wrappedKey, { scope: row.scope, version: row.version });
-      }
-      let keys = next.get(row.scope);
-      if (!keys) {
-        keys = { deks: new Map(), newestFirst: [] };
-        next.set(row.scope, keys);
-      }
-      keys.deks.set(row.version, dek);
+      live.add(`${row.scope}\u0000${row.version}`);
+      if (this.held.byVersion(row.scope, row.version) !== undefined) continue;
+      if (row.kekId !== this.provider.kekId) throw new KekMismatchError(row.scope, row.version, row.kekId, this.provider.kekId);
+      const dek = await this.provider.unwrapKey(row.wrappedKey, { scope: row.scope, version: row.version });
+      this.held.add(row.scope, row.version, dek);
+      dek.fill(0); // add() keeps its own copy
+      this.scopes.add(row.scope);
     }
-    for (const keys of next.values()) keys.newestFirst = [...keys.deks.keys()].sort((a, b) => b - a);
-    for (const [scope, keys] of this.scopes) {
-      for (const [version, dek] of keys.deks) if (!next.get(scope)?.deks.has(version)) dek.fill(0);
+    for (const scope of this.scopes) {
+      for (const version of [...this.held.activeVersions(scope)]) {
+        if (!live.has(`${scope}\u0000${version}`)) this.held.retire(scope, version);
+      }
     }
-    this.scopes = next;
   }
 
   /** Makes version 1 for a scope that has no key yet; a no-op when it has one. */
@@ -115,7 +103,7 @@ export class StoredKeyring implements Keyring {
 
   /** Scopes with at least one active DEK. */
   scopeNames(): string[] {
-    return [...this.scopes.keys()].sort();
+    return [...this.scopes].filter((scope) => this.has(scope)).sort();
   }
 
   private async addVersion(scope: string, options: { onlyIfNone: boolean }): Promise<number> {
@@ -183,7 +171,7 @@ export class StoredKeyring implements Keyring {
 
   /** Wipes every DEK from memory (shutdown). */
   close(): void {
-    for (const keys of this.scopes.values()) for (const dek of keys.deks.values()) dek.fill(0);
+    for (const scope of this.scopes) for (const version of [...this.held.activeVersions(scope)]) this.held.retire(scope, version);
     this.scopes.clear();
   }
 }

@@ -337,6 +337,36 @@ await describeEachBackend('encrypt-existing', (backend) => {
   });
 
   if (backend === 'postgres') {
+    test('a tenant that appears mid-run gets its key, and its batch is sealed after all', async () => {
+      await withFixture('postgres', async ({ db, keys }) => {
+        const tenantId = await insertPlainTenant(db);
+        const contact = await insertPlainContact(db, tenantId, '+14155550100', null);
+        for (let i = 0; i < 12; i += 1) await insertPlainMessage(db, tenantId, contact, `body ${i}`);
+        const lateTenant = randomUUID();
+        const lateMessage = 'ffffffff-ffff-4fff-bfff-ffffffffffff'; // last in key order, so a later batch meets it
+        const result = await encryptExisting({
+          db,
+          fields: keys.fields,
+          tables: [messagesSealed],
+          batchSize: 5,
+          concurrency: 1,
+          beforeCommit: async (batch) => {
+            if (batch.number !== 1) return;
+            // Another connection, committed at once: the table was counted before this tenant existed.
+            await db.execute(sql`insert into tenants (id, slug, name, settings, created_at, updated_at)
+              values (${lateTenant}, 'late', 'Late', ${TENANT_SETTINGS}::jsonb, now(), now())`);
+            const lateContact = await insertPlainContact(db, lateTenant, '+14155550199', null);
+            await db.execute(sql`insert into messages (id, tenant_id, contact_id, direction, body, created_at)
+              values (${lateMessage}, ${lateTenant}, ${lateContact}, 'inbound', convert_to('late body', 'UTF8'), now())`);
+          },
+        });
+        assert.equal(result.sealed, 13);
+        assert.equal(keys.keyring.current(lateTenant).version, 1);
+        const late = (await messageRows(db)).find((row) => row.id === lateMessage)!;
+        assert.equal(keys.fields.openRow(messagesSealed, { scope: lateTenant, id: lateMessage }, { body: late.body }).body, 'late body');
+      });
+    });
+
     test('a process killed mid-run, even mid-batch, loses nothing and seals nothing twice', { timeout: 180_000 }, async () => {
       await withFixture('postgres', async ({ testDb, db }) => {
         const masterKey = randomBytes(32).toString('base64');
