@@ -1,4 +1,5 @@
 import { loadConfig, type Config } from '../config/load.js';
+import { pino, type DestinationStream } from 'pino';
 import { createLogger, type Logger } from '../log/logger.js';
 import { openDatabase, type Database } from '../store/connection.js';
 import { migrate } from '../store/migrate.js';
@@ -35,7 +36,7 @@ export interface SealingRuntime extends Runtime {
 export async function openRuntime(io: CliIo, options: { logTo: 'stdout' | 'stderr'; defaultLogLevel?: Config['logLevel'] }): Promise<Runtime> {
   const config = loadConfig(io.env, io.cwd);
   const level = io.env.CIPHERGATE_LOG_LEVEL ? config.logLevel : (options.defaultLogLevel ?? config.logLevel);
-  const logger = createLogger({ level, destination: (options.logTo === 'stdout' ? io.stdout : io.stderr) as never });
+  const logger = createLogger({ level, destination: logDestination(io, options.logTo) });
   const database = await openDatabase({
     url: config.database.url,
     dataDir: config.dataDir,
@@ -56,6 +57,16 @@ export async function openRuntime(io: CliIo, options: { logTo: 'stdout' | 'stder
       await database.close();
     },
   };
+}
+
+/**
+ * The server's own stdout gets an asynchronous pino destination: writes to a pipe are
+ * synchronous on Linux, so one write per request line would stall the event loop; this one
+ * batches lines written while a write is in flight, and pino flushes it when the process exits.
+ */
+function logDestination(io: CliIo, to: 'stdout' | 'stderr'): DestinationStream {
+  if (to === 'stdout' && io.stdout === process.stdout) return pino.destination({ dest: 1, sync: false });
+  return (to === 'stdout' ? io.stdout : io.stderr) as unknown as DestinationStream;
 }
 
 /** A runtime whose keys are open too: every command that seals or opens data starts here. */

@@ -29,11 +29,12 @@ export function registerKeyMaintenance(keys: Command, program: Command, io: CliI
     .description('move values still sealed under older data-key versions to the current one; resumable')
     .option('--tenant <slug>', 'only this tenant')
     .option('--batch-size <n>', 'rows per transaction', parseBatchSize, 1000)
-    .action(async (options: { tenant?: string; batchSize: number }) => {
+    .option('--concurrency <n>', 'key ranges worked at once, each on its own connection', parseConcurrency, 2)
+    .action(async (options: { tenant?: string; batchSize: number; concurrency: number }) => {
       const runtime = await openSealingRuntime(io, { logTo: 'stderr', defaultLogLevel: 'warn' });
       try {
         const scopes = options.tenant === undefined ? undefined : (await scopesFor(runtime, options.tenant)).map((entry) => entry.scope);
-        await reencryptScopes(runtime, io, scopes, options.batchSize);
+        await reencryptScopes(runtime, io, scopes, options.batchSize, options.concurrency);
       } finally {
         await runtime.close();
       }
@@ -43,7 +44,8 @@ export function registerKeyMaintenance(keys: Command, program: Command, io: CliI
     .command('encrypt-existing')
     .description('seal every declared column that still holds plain text; resumable, idempotent, with progress')
     .option('--batch-size <n>', 'rows per transaction', parseBatchSize, 1000)
-    .action(async (options: { batchSize: number }) => {
+    .option('--concurrency <n>', 'key ranges worked at once, each on its own connection', parseConcurrency, 2)
+    .action(async (options: { batchSize: number; concurrency: number }) => {
       const runtime = await openSealingRuntime(io, { logTo: 'stderr', defaultLogLevel: 'warn' });
       const stop = stopOnSignal();
       try {
@@ -52,6 +54,7 @@ export function registerKeyMaintenance(keys: Command, program: Command, io: CliI
           db: runtime.database.db,
           fields: runtime.sealing.fields,
           batchSize: options.batchSize,
+          concurrency: options.concurrency,
           onProgress: (progress) => reporter.update(progress),
           signal: stop.signal,
         });
@@ -66,7 +69,7 @@ export function registerKeyMaintenance(keys: Command, program: Command, io: CliI
 }
 
 /** Re-encrypts the given scopes (all when undefined) with progress on stderr and a summary on stdout. */
-export async function reencryptScopes(runtime: SealingRuntime, io: CliIo, scopes: string[] | undefined, batchSize = 1000): Promise<void> {
+export async function reencryptScopes(runtime: SealingRuntime, io: CliIo, scopes: string[] | undefined, batchSize = 1000, concurrency = 2): Promise<void> {
   const reporter = createProgressReporter({ label: 'reencrypt', stream: io.stderr as never });
   const stop = stopOnSignal();
   let moved = 0;
@@ -78,6 +81,7 @@ export async function reencryptScopes(runtime: SealingRuntime, io: CliIo, scopes
         db: runtime.database.db,
         fields: runtime.sealing.fields,
         batchSize,
+        concurrency,
         ...(scope !== undefined ? { scope } : {}),
         onProgress: (progress) => reporter.update(progress),
         signal: stop.signal,
@@ -108,6 +112,12 @@ function stopOnSignal(): { signal: AbortSignal; dispose(): void } {
       process.off('SIGTERM', onSignal);
     },
   };
+}
+
+function parseConcurrency(value: string): number {
+  const count = Number(value);
+  if (!Number.isInteger(count) || count < 1 || count > 8) throw new CliError(`--concurrency: expected an integer 1-8, got ${JSON.stringify(value)}`, 2);
+  return count;
 }
 
 function parseBatchSize(value: string): number {
