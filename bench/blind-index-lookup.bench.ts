@@ -25,12 +25,9 @@ import { computeBlindIndex } from '../src/seal/blind-index.js';
 import { deriveBlindIndexKey } from '../src/seal/derive.js';
 import { SealedFields } from '../src/seal/sealed-fields.js';
 import { InMemoryKeyring, Sealer } from '../src/seal/sealer.js';
-import { openDatabase } from '../src/store/connection.js';
-import { migrate } from '../src/store/migrate.js';
 import { contactsSealed } from '../src/store/sealed-tables.js';
-import { machineLine } from './lib/harness.js';
+import { createBenchDatabase, machineLine } from './lib/harness.js';
 
-const ADMIN_URL = process.env.CIPHERGATE_TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const GOAL_P99_MS = 2;
 const SEED_BATCH = 10_000;
 const AREA_CODES = [415, 212, 310, 646, 617, 312, 206, 303, 512, 702, 305, 404, 503, 619, 718];
@@ -46,16 +43,10 @@ export async function main(options: { rows?: number; lookups?: number; print?: b
   const rows = options.rows ?? Number(process.env.ROWS ?? 1_000_000);
   const lookups = options.lookups ?? Number(process.env.LOOKUPS ?? 10_000);
   if (rows > AREA_CODES.length * 800 * 10_000) throw new Error('ROWS too large for the phone number generator');
-  const name = `cg_bench_${randomBytes(5).toString('hex')}`;
-  const admin = new pg.Client({ connectionString: ADMIN_URL });
-  await admin.connect();
-  await admin.query(`create database "${name}"`);
-  const url = new URL(ADMIN_URL);
-  url.pathname = `/${name}`;
-  const database = await openDatabase({ url: url.toString(), maxConnections: 2 });
-  const client = new pg.Client({ connectionString: url.toString() });
+  const bench = await createBenchDatabase(2);
+  const database = bench.database;
+  const client = new pg.Client({ connectionString: bench.url });
   try {
-    await migrate(database);
     await client.connect();
     const tenantId = randomUUID();
     const keyring = new InMemoryKeyring().add(tenantId, 1, randomBytes(32));
@@ -109,9 +100,7 @@ export async function main(options: { rows?: number; lookups?: number; print?: b
     return result;
   } finally {
     await client.end().catch(() => undefined);
-    await database.close();
-    await admin.query(`drop database if exists "${name}" with (force)`);
-    await admin.end();
+    await bench.drop();
   }
 }
 

@@ -22,12 +22,10 @@ import { encryptExisting } from '../src/seal/maintenance/encrypt-existing.js';
 import { column, shapeOf, walkBatches, writeBatch } from '../src/seal/maintenance/sql.js';
 import { SealedFields } from '../src/seal/sealed-fields.js';
 import { InMemoryKeyring, Sealer } from '../src/seal/sealer.js';
-import { openDatabase, queryRows, type Db } from '../src/store/connection.js';
-import { migrate } from '../src/store/migrate.js';
+import { queryRows, type Db } from '../src/store/connection.js';
 import { messagesSealed } from '../src/store/sealed-tables.js';
-import { machineLine } from './lib/harness.js';
+import { createBenchDatabase, machineLine } from './lib/harness.js';
 
-const ADMIN_URL = process.env.CIPHERGATE_TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const BODY_BYTES = 160;
 const GOAL_ROWS_PER_SECOND = 50_000;
 
@@ -53,15 +51,9 @@ export async function main(options: { rows?: number; batchSize?: number; concurr
   const rows = options.rows ?? Number(process.env.ROWS ?? 1_000_000);
   const batchSize = options.batchSize ?? Number(process.env.BATCH_SIZE ?? 5000);
   const concurrency = options.concurrency ?? Number(process.env.CONCURRENCY ?? 2);
-  const name = `cg_bench_${randomBytes(5).toString('hex')}`;
-  const admin = new pg.Client({ connectionString: ADMIN_URL });
-  await admin.connect();
-  await admin.query(`create database "${name}"`);
-  const url = new URL(ADMIN_URL);
-  url.pathname = `/${name}`;
-  const database = await openDatabase({ url: url.toString(), maxConnections: concurrency + 1 });
+  const bench = await createBenchDatabase(concurrency + 1);
+  const database = bench.database;
   try {
-    await migrate(database);
     const db = database.db;
     const tenantId = await seed(db, rows);
 
@@ -83,9 +75,7 @@ export async function main(options: { rows?: number; batchSize?: number; concurr
     if (options.print ?? true) print(result);
     return result;
   } finally {
-    await database.close();
-    await admin.query(`drop database if exists "${name}" with (force)`);
-    await admin.end();
+    await bench.drop();
   }
 }
 

@@ -1,8 +1,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:net';
 import { arch, cpus, release } from 'node:os';
 import autocannon from 'autocannon';
+import pg from 'pg';
+import { openDatabase, type Database } from '../../src/store/connection.js';
+import { migrate } from '../../src/store/migrate.js';
 
 /** Where and when a figure was measured; printed with every result so docs/benchmarks.md can quote it. */
 export function machineLine(): string {
@@ -83,4 +87,27 @@ export function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const middle = Math.floor(sorted.length / 2);
   return sorted.length % 2 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+}
+
+export const ADMIN_DATABASE_URL = process.env.CIPHERGATE_TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+
+/** A fresh, migrated PostgreSQL database for one benchmark run; `drop()` removes it. */
+export async function createBenchDatabase(maxConnections: number): Promise<{ url: string; database: Database; drop(): Promise<void> }> {
+  const name = `cg_bench_${randomBytes(5).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: ADMIN_DATABASE_URL });
+  await admin.connect();
+  await admin.query(`create database "${name}"`);
+  const url = new URL(ADMIN_DATABASE_URL);
+  url.pathname = `/${name}`;
+  const database = await openDatabase({ url: url.toString(), maxConnections });
+  await migrate(database);
+  return {
+    url: url.toString(),
+    database,
+    async drop() {
+      await database.close();
+      await admin.query(`drop database if exists "${name}" with (force)`);
+      await admin.end();
+    },
+  };
 }

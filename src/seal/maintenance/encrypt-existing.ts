@@ -12,11 +12,9 @@
 
 import { sql } from 'drizzle-orm';
 import { appendAuditEvent } from '../../audit/trail.js';
-import type { Db } from '../../store/connection.js';
 import { sealedTables } from '../../store/sealed-tables.js';
 import { MissingKeyError, NormaliseError } from '../errors.js';
-import type { SealedFields, SealedTable } from '../sealed-fields.js';
-import type { Progress } from './progress.js';
+import type { SealedFields } from '../sealed-fields.js';
 import {
   PLAINTEXT_KIND,
   checkBatchSize,
@@ -30,25 +28,11 @@ import {
   writeBatch,
   type BatchRow,
   type ColumnWrite,
+  type MaintenanceOptions,
   type TableShape,
 } from './sql.js';
 
-export interface EncryptExistingOptions {
-  db: Db;
-  fields: SealedFields;
-  /** Defaults to every declared sealed table. */
-  tables?: SealedTable[];
-  /** Rows per transaction (default 1000). */
-  batchSize?: number;
-  /**
-   * Key ranges of a table worked on at once, each on its own connection (default 2). On
-   * PostgreSQL the row updates, not the sealing, bound the speed, and two backends do them
-   * nearly twice as fast; on PGlite, which has one session, batches simply take turns.
-   */
-  concurrency?: number;
-  onProgress?: (progress: Progress) => void;
-  /** Stops after the batches in flight have committed; the result then says `complete: false`. */
-  signal?: AbortSignal;
+export interface EncryptExistingOptions extends MaintenanceOptions {
   /**
    * @internal Fault injection for tests: awaited inside each batch's transaction after the
    * write and before the commit, so a test can kill the process with a batch written but

@@ -14,11 +14,9 @@
 
 import { sql } from 'drizzle-orm';
 import { appendAuditEvent } from '../../audit/trail.js';
-import type { Db } from '../../store/connection.js';
 import { sealedTables } from '../../store/sealed-tables.js';
 import { MissingKeyError, SealOpenError, type SealOpenFailure } from '../errors.js';
-import type { SealedFields, SealedTable } from '../sealed-fields.js';
-import type { Progress } from './progress.js';
+import type { SealedFields } from '../sealed-fields.js';
 import {
   checkBatchSize,
   checkConcurrency,
@@ -32,23 +30,13 @@ import {
   writeBatch,
   type BatchRow,
   type ColumnWrite,
+  type MaintenanceOptions,
   type TableShape,
 } from './sql.js';
 
-export interface ReencryptOptions {
-  db: Db;
-  fields: SealedFields;
-  /** Defaults to every declared sealed table. */
-  tables?: SealedTable[];
-  /** Rows per transaction (default 1000). */
-  batchSize?: number;
-  /** Key ranges of a table worked on at once, each on its own connection (default 2); see encryptExisting. */
-  concurrency?: number;
-  onProgress?: (progress: Progress) => void;
+export interface ReencryptOptions extends MaintenanceOptions {
   /** Only this scope (a tenant id, or `system`); by default every scope with older values. */
   scope?: string;
-  /** Stops after the batch in flight has committed; the result then says `complete: false`. */
-  signal?: AbortSignal;
 }
 
 export interface ReencryptColumnTotals {

@@ -12,7 +12,8 @@ import { sql, type SQL } from 'drizzle-orm';
 import type { PgColumn } from 'drizzle-orm/pg-core';
 import { getTableColumns } from 'drizzle-orm';
 import { SYSTEM_SCOPE } from '../binding.js';
-import { resolveFields, sqlNameOf, type ResolvedField, type SealedTable } from '../sealed-fields.js';
+import { resolveFields, sqlNameOf, type ResolvedField, type SealedFields, type SealedTable } from '../sealed-fields.js';
+import type { Progress } from './progress.js';
 import { queryRows, type Db } from '../../store/connection.js';
 
 /**
@@ -283,4 +284,23 @@ export function checkConcurrency(concurrency: number | undefined, fallback: numb
   const value = concurrency ?? fallback;
   if (!Number.isInteger(value) || value < 1 || value > 16) throw new RangeError('concurrency must be an integer from 1 to 16');
   return value;
+}
+
+/** What every maintenance job (encrypt-existing, re-encryption) takes. */
+export interface MaintenanceOptions {
+  db: Db;
+  fields: SealedFields;
+  /** Defaults to every declared sealed table. */
+  tables?: SealedTable[];
+  /** Rows per transaction (default 1000). */
+  batchSize?: number;
+  /**
+   * Key ranges of a table worked on at once, each on its own connection (default 2). On
+   * PostgreSQL the row updates, not the sealing, bound the speed, and two backends do them
+   * nearly twice as fast; on PGlite, which has one session, batches simply take turns.
+   */
+  concurrency?: number;
+  onProgress?: (progress: Progress) => void;
+  /** Stops after the batches in flight have committed; the result then says `complete: false`. */
+  signal?: AbortSignal;
 }
