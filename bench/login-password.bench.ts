@@ -11,7 +11,7 @@
 import { pathToFileURL } from 'node:url';
 import { verify } from '@node-rs/argon2';
 import { hashPassword, verifyAgainstDummy, verifyPassword } from '../src/identity/passwords.js';
-import { machineLine, median } from './lib/harness.js';
+import { compareAlternating, machineLine } from './lib/harness.js';
 
 export interface BenchRow {
   operation: string;
@@ -65,40 +65,15 @@ export async function main(options: BenchOptions = {}): Promise<BenchRow[]> {
   return rows;
 }
 
-interface Comparison {
-  baselineOpsPerSec: number;
-  candidateOpsPerSec: number;
-  /** Median of per-round ratios: each pairs two runs adjacent in time. */
-  ratio: number;
-}
-
+/** Alternating rounds of `opsPerRound` sequential operations each. */
 async function compare(
   baseline: () => Promise<unknown>,
   candidate: () => Promise<unknown>,
   rounds: number,
   opsPerRound: number,
-): Promise<Comparison> {
-  // Warm-up: spins up libuv's pool threads and lets the allocator settle.
-  await opsPerSecond(baseline, 2);
-  await opsPerSecond(candidate, 2);
-  const baselineRuns: number[] = [];
-  const candidateRuns: number[] = [];
-  const ratios: number[] = [];
-  for (let round = 0; round < rounds; round++) {
-    let baselineOps: number;
-    let candidateOps: number;
-    if (round % 2 === 0) {
-      baselineOps = await opsPerSecond(baseline, opsPerRound);
-      candidateOps = await opsPerSecond(candidate, opsPerRound);
-    } else {
-      candidateOps = await opsPerSecond(candidate, opsPerRound);
-      baselineOps = await opsPerSecond(baseline, opsPerRound);
-    }
-    baselineRuns.push(baselineOps);
-    candidateRuns.push(candidateOps);
-    ratios.push(candidateOps / baselineOps);
-  }
-  return { baselineOpsPerSec: median(baselineRuns), candidateOpsPerSec: median(candidateRuns), ratio: median(ratios) };
+): Promise<{ baselineOpsPerSec: number; candidateOpsPerSec: number; ratio: number }> {
+  const result = await compareAlternating(() => opsPerSecond(baseline, opsPerRound), () => opsPerSecond(candidate, opsPerRound), rounds);
+  return { baselineOpsPerSec: result.baseline, candidateOpsPerSec: result.candidate, ratio: result.ratio };
 }
 
 /** Sequential, as one sign-in is: argon2id is memory-hard, so parallel runs measure RAM bandwidth. */

@@ -12,6 +12,7 @@ import { pathToFileURL } from 'node:url';
 import { encodeBinding } from '../src/seal/binding.js';
 import { HEADER_BYTES } from '../src/seal/envelope.js';
 import { InMemoryKeyring, Sealer, type SealContext } from '../src/seal/sealer.js';
+import { compareAlternating, median, type Comparison } from './lib/harness.js';
 
 export interface BenchRow {
   operation: string;
@@ -47,7 +48,7 @@ export async function main(options: BenchOptions = {}): Promise<BenchRow[]> {
 
   // A/A: the baseline against itself shows how much of a ratio is just noise on this host.
   const noisePlaintext = randomBytes(SIZES[0]);
-  const noise = compare(
+  const noise = await compare(
     () => rawSealOpen(rawKey, noisePlaintext, rawAad),
     () => rawSealOpen(rawKey, noisePlaintext, rawAad),
     rounds,
@@ -69,7 +70,7 @@ export async function main(options: BenchOptions = {}): Promise<BenchRow[]> {
     const plaintext = randomBytes(size);
     const raw = () => rawSealOpen(rawKey, plaintext, rawAad);
     const ours = () => sealer.open(ctx, sealer.seal(ctx, plaintext));
-    const result = compare(raw, ours, rounds, roundMs);
+    const result = await compare(raw, ours, rounds, roundMs);
     rows.push({
       operation: 'AES-256-GCM seal+open',
       size: `${size} B`,
@@ -85,7 +86,7 @@ export async function main(options: BenchOptions = {}): Promise<BenchRow[]> {
   const indexCtx = { tenantId: 'tenant-1', table: 'users', column: 'email' };
   const indexValue = 'alice.smith@example.com';
   const hmacKey = randomBytes(32);
-  const hmac = compare(
+  const hmac = await compare(
     () => createHmac('sha256', hmacKey).update(indexValue, 'utf8').digest(),
     () => sealer.blindIndex(indexCtx, indexValue, { normaliser: 'exact', lengthBytes: 16 }),
     rounds,
@@ -123,36 +124,9 @@ function rawSealOpen(key: Buffer, plaintext: Buffer, aad: Buffer): Buffer {
   return opened;
 }
 
-interface Comparison {
-  baseline: number;
-  candidate: number;
-  /** Median of per-round ratios: each ratio pairs two runs adjacent in time, so load
-   * from other processes that drifts between rounds cancels out. */
-  ratio: number;
-}
-
-/** Runs `baseline` and `candidate` in alternating order each round. */
-function compare(baseline: () => unknown, candidate: () => unknown, rounds: number, roundMs: number): Comparison {
-  opsPerSecond(baseline, roundMs);
-  opsPerSecond(candidate, roundMs);
-  const baselineRuns: number[] = [];
-  const candidateRuns: number[] = [];
-  const ratios: number[] = [];
-  for (let round = 0; round < rounds; round++) {
-    let baselineOps: number;
-    let candidateOps: number;
-    if (round % 2 === 0) {
-      baselineOps = opsPerSecond(baseline, roundMs);
-      candidateOps = opsPerSecond(candidate, roundMs);
-    } else {
-      candidateOps = opsPerSecond(candidate, roundMs);
-      baselineOps = opsPerSecond(baseline, roundMs);
-    }
-    baselineRuns.push(baselineOps);
-    candidateRuns.push(candidateOps);
-    ratios.push(candidateOps / baselineOps);
-  }
-  return { baseline: median(baselineRuns), candidate: median(candidateRuns), ratio: median(ratios) };
+/** Alternating rounds of synchronous work, each `roundMs` long. */
+function compare(baseline: () => unknown, candidate: () => unknown, rounds: number, roundMs: number): Promise<Comparison> {
+  return compareAlternating(() => opsPerSecond(baseline, roundMs), () => opsPerSecond(candidate, roundMs), rounds);
 }
 
 function opsPerSecond(fn: () => unknown, roundMs: number): number {
@@ -169,11 +143,6 @@ function opsPerSecond(fn: () => unknown, roundMs: number): number {
   return ops / (Number(elapsed) / 1e9);
 }
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((x, y) => x - y);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
-}
 
 interface CloakModule {
   generateKey(): string;

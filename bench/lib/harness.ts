@@ -111,3 +111,43 @@ export async function createBenchDatabase(maxConnections: number): Promise<{ url
     },
   };
 }
+
+export interface Comparison {
+  /** Median ops/s of the baseline and the candidate over the rounds. */
+  baseline: number;
+  candidate: number;
+  /** Median of per-round ratios: each ratio pairs two runs adjacent in time, so load from
+   * other processes that drifts between rounds cancels out. */
+  ratio: number;
+}
+
+/**
+ * Measures baseline and candidate in alternating order each round (A B, B A, …), after one
+ * warm-up run of each. `measure*` return ops/s for one run; sync or async.
+ */
+export async function compareAlternating(
+  measureBaseline: () => number | Promise<number>,
+  measureCandidate: () => number | Promise<number>,
+  rounds: number,
+): Promise<Comparison> {
+  await measureBaseline();
+  await measureCandidate();
+  const baselineRuns: number[] = [];
+  const candidateRuns: number[] = [];
+  const ratios: number[] = [];
+  for (let round = 0; round < rounds; round++) {
+    let baselineOps: number;
+    let candidateOps: number;
+    if (round % 2 === 0) {
+      baselineOps = await measureBaseline();
+      candidateOps = await measureCandidate();
+    } else {
+      candidateOps = await measureCandidate();
+      baselineOps = await measureBaseline();
+    }
+    baselineRuns.push(baselineOps);
+    candidateRuns.push(candidateOps);
+    ratios.push(candidateOps / baselineOps);
+  }
+  return { baseline: median(baselineRuns), candidate: median(candidateRuns), ratio: median(ratios) };
+}

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,7 +7,9 @@ import { StoredKeyring } from '../../src/seal/keyring.js';
 import { LocalKeyProvider } from '../../src/seal/providers/local.js';
 import { SealedFields } from '../../src/seal/sealed-fields.js';
 import { Sealer } from '../../src/seal/sealer.js';
-import type { Db } from '../../src/store/connection.js';
+import { sql } from 'drizzle-orm';
+import { queryRows, type Db } from '../../src/store/connection.js';
+import { messagesSealed } from '../../src/store/sealed-tables.js';
 
 export function randomMasterKey(): string {
   return randomBytes(32).toString('base64');
@@ -24,4 +26,24 @@ export async function openTestSealing(db: Db, masterKey = randomMasterKey()) {
   await keyring.ensureScope(SYSTEM_SCOPE);
   const sealer = new Sealer(keyring);
   return { masterKey, provider, keyring, sealer, fields: new SealedFields(sealer, keyring) };
+}
+
+/** PGlite answers bytea as Uint8Array, node-postgres as Buffer. */
+export function asBuffer(value: Uint8Array): Buffer {
+  return Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+}
+
+/** A message sealed the way a repository writes it. */
+export async function insertSealedMessage(db: Db, fields: SealedFields, tenantId: string, contactId: string, body: string): Promise<string> {
+  const id = randomUUID();
+  const sealed = fields.sealRow(messagesSealed, { scope: tenantId, id }, { body });
+  await db.execute(sql`insert into messages (id, tenant_id, contact_id, direction, body, created_at)
+    values (${id}, ${tenantId}, ${contactId}, 'inbound', ${sealed.body!}, now())`);
+  return id;
+}
+
+/** Every message row as stored, ordered by id. */
+export async function storedMessages(db: Db): Promise<Array<{ id: string; tenant_id: string; body: Buffer }>> {
+  const rows = await queryRows<{ id: string; tenant_id: string; body: Uint8Array }>(db, sql`select id::text, tenant_id::text, body from messages order by id`);
+  return rows.map((row) => ({ ...row, body: asBuffer(row.body) }));
 }

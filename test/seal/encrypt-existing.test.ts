@@ -18,6 +18,7 @@ import { queryRows, type Db } from '../../src/store/connection.js';
 import { contactsSealed, messagesSealed, tenantsSealed } from '../../src/store/sealed-tables.js';
 import { REPO_ROOT } from '../helpers/cli.js';
 import { createTestDatabase, describeEachBackend, type Backend, type TestDatabase } from '../helpers/database.js';
+import { asBuffer, insertSealedMessage, storedMessages } from '../helpers/sealing.js';
 
 interface Keys {
   masterKey: string;
@@ -70,22 +71,8 @@ async function insertPlainMessage(db: Db, tenantId: string, contactId: string, b
   return id;
 }
 
-async function insertSealedMessage(db: Db, fields: SealedFields, tenantId: string, contactId: string, body: string): Promise<string> {
-  const id = randomUUID();
-  const sealed = fields.sealRow(messagesSealed, { scope: tenantId, id }, { body });
-  await db.execute(sql`insert into messages (id, tenant_id, contact_id, direction, body, created_at)
-    values (${id}, ${tenantId}, ${contactId}, 'inbound', ${sealed.body!}, now())`);
-  return id;
-}
 
-function buffer(value: Uint8Array): Buffer {
-  return Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength);
-}
 
-async function messageRows(db: Db): Promise<Array<{ id: string; tenant_id: string; body: Buffer }>> {
-  const rows = await queryRows<{ id: string; tenant_id: string; body: Uint8Array }>(db, sql`select id::text, tenant_id::text, body from messages order by id`);
-  return rows.map((row) => ({ ...row, body: buffer(row.body) }));
-}
 
 async function countWhere(db: Db, condition: ReturnType<typeof sql>): Promise<number> {
   const [row] = await queryRows<{ n: number }>(db, sql`select count(*)::int as n from ${condition}`);
@@ -145,7 +132,7 @@ await describeEachBackend('encrypt-existing', (backend) => {
       const plaintexts = new Map<string, string>();
       const bodies = [`${canary} in a message`, '', 'Grüße 👋 你好', 'x'.repeat(5000), ...Array.from({ length: 20 }, (_, i) => `message ${i}`)];
       for (const body of bodies) plaintexts.set(await insertPlainMessage(db, tenantId, bodies.indexOf(body) % 2 ? zoe : noName, body), body);
-      const sealedBefore = (await messageRows(db)).find((row) => row.id === sealedMessageId)!.body;
+      const sealedBefore = (await storedMessages(db)).find((row) => row.id === sealedMessageId)!.body;
       const [sealedContactBefore] = await queryRows<{ phone: Uint8Array; phone_index: Uint8Array; name: Uint8Array }>(
         db,
         sql`select phone, phone_index, name from contacts where id = ${sealedContactId}`,
@@ -170,12 +157,12 @@ await describeEachBackend('encrypt-existing', (backend) => {
       assert.equal(result.sealed, 2 + 3 + bodies.length);
 
       // Every message opens to exactly what it held, the empty one included.
-      for (const row of await messageRows(db)) {
+      for (const row of await storedMessages(db)) {
         assert.ok(readEnvelopeHeader(row.body), 'every body is an envelope now');
         const expected = row.id === sealedMessageId ? 'sealed by the app' : plaintexts.get(row.id);
         assert.equal(fields.openRow(messagesSealed, { scope: tenantId, id: row.id }, { body: row.body }).body, expected);
       }
-      assert.ok(sealedBefore.equals((await messageRows(db)).find((row) => row.id === sealedMessageId)!.body), 'a sealed value is not touched');
+      assert.ok(sealedBefore.equals((await storedMessages(db)).find((row) => row.id === sealedMessageId)!.body), 'a sealed value is not touched');
 
       // The tenant is its own scope; null stays null, the empty secret is sealed as "".
       const [tenant] = await queryRows<{ twilio_auth_token: Uint8Array; openai_api_key: null; airtable_api_key: Uint8Array }>(
@@ -184,9 +171,9 @@ await describeEachBackend('encrypt-existing', (backend) => {
       );
       assert.deepEqual(
         fields.openRow(tenantsSealed, { scope: tenantId, id: tenantId }, {
-          twilioAuthToken: buffer(tenant!.twilio_auth_token),
+          twilioAuthToken: asBuffer(tenant!.twilio_auth_token),
           openaiApiKey: tenant!.openai_api_key,
-          airtableApiKey: buffer(tenant!.airtable_api_key),
+          airtableApiKey: asBuffer(tenant!.airtable_api_key),
         }),
         { twilioAuthToken: `${canary}-twilio-token`, openaiApiKey: null, airtableApiKey: '' },
       );
@@ -203,7 +190,7 @@ await describeEachBackend('encrypt-existing', (backend) => {
       assert.deepEqual(await findContact('(415) 555-0101'), [noName]);
       assert.deepEqual(await findContact('+1 415 555 0102'), [sealedContactId]);
       const [zoeRow] = await queryRows<{ phone: Uint8Array; name: Uint8Array }>(db, sql`select phone, name from contacts where id = ${zoe}`);
-      assert.deepEqual(fields.openRow(contactsSealed, { scope: tenantId, id: zoe }, { phone: buffer(zoeRow!.phone), name: buffer(zoeRow!.name) }), {
+      assert.deepEqual(fields.openRow(contactsSealed, { scope: tenantId, id: zoe }, { phone: asBuffer(zoeRow!.phone), name: asBuffer(zoeRow!.name) }), {
         phone: '+1 (415) 555-0100',
         name: 'Zoë 👋',
       });
@@ -298,7 +285,7 @@ await describeEachBackend('encrypt-existing', (backend) => {
       assert.equal(first.sealed, 7);
       const second = await encryptExisting({ db, fields: keys.fields, tables: [messagesSealed], batchSize: 7, concurrency: 1 });
       assert.deepEqual([second.complete, second.sealed, second.alreadySealed], [true, 23, 7]);
-      for (const row of await messageRows(db)) {
+      for (const row of await storedMessages(db)) {
         assert.equal(keys.fields.openRow(messagesSealed, { scope: tenantId, id: row.id }, { body: row.body }).body, expected.get(row.id));
       }
     });
@@ -314,7 +301,7 @@ await describeEachBackend('encrypt-existing', (backend) => {
       const result = await encryptExisting({ db, fields: keys.fields, tables: [messagesSealed], batchSize: 20, concurrency: 4, onProgress: (p) => progress.push(p) });
       assert.deepEqual([result.complete, result.sealed], [true, 500]);
       assert.deepEqual(progress.at(-1), { table: 'messages', column: 'body', done: 500, total: 500 });
-      const bodies = (await messageRows(db)).map((row) => keys.fields.openRow(messagesSealed, { scope: tenantId, id: row.id }, { body: row.body }).body);
+      const bodies = (await storedMessages(db)).map((row) => keys.fields.openRow(messagesSealed, { scope: tenantId, id: row.id }, { body: row.body }).body);
       assert.deepEqual(bodies.sort(), Array.from({ length: 500 }, (_, i) => `body ${i + 1}`).sort());
     });
   });
@@ -330,7 +317,7 @@ await describeEachBackend('encrypt-existing', (backend) => {
       keyring.add(tenantId, 3, randomBytes(32));
       const result = await encryptExisting({ db, fields, tables: [messagesSealed] });
       assert.equal(result.sealed, 1);
-      const [row] = await messageRows(db);
+      const [row] = await storedMessages(db);
       assert.equal(readEnvelopeHeader(row!.body)?.keyVersion, 3);
       assert.equal(fields.openRow(messagesSealed, { scope: tenantId, id }, { body: row!.body }).body, 'hello');
     });
@@ -362,7 +349,7 @@ await describeEachBackend('encrypt-existing', (backend) => {
         });
         assert.equal(result.sealed, 13);
         assert.equal(keys.keyring.current(lateTenant).version, 1);
-        const late = (await messageRows(db)).find((row) => row.id === lateMessage)!;
+        const late = (await storedMessages(db)).find((row) => row.id === lateMessage)!;
         assert.equal(keys.fields.openRow(messagesSealed, { scope: lateTenant, id: lateMessage }, { body: late.body }).body, 'late body');
       });
     });
@@ -437,7 +424,7 @@ await describeEachBackend('encrypt-existing', (backend) => {
         assert.equal(await sealedCount(), total);
 
         // Twice-sealed would open to an envelope, not to the body; a lost row would be missing.
-        const rows = await messageRows(db);
+        const rows = await storedMessages(db);
         assert.equal(rows.length, total);
         for (const row of rows) {
           assert.equal(keys.fields.openRow(messagesSealed, { scope: tenantId, id: row.id }, { body: row.body }).body, expectedBody(row.id));

@@ -14,6 +14,7 @@ import { Sealer } from '../../src/seal/sealer.js';
 import { queryRows, type Db } from '../../src/store/connection.js';
 import { contactsSealed, messagesSealed, tenantsSealed } from '../../src/store/sealed-tables.js';
 import { createTestDatabase, describeEachBackend, type Backend } from '../helpers/database.js';
+import { asBuffer, insertSealedMessage, storedMessages } from '../helpers/sealing.js';
 
 interface Fixture {
   db: Db;
@@ -53,22 +54,8 @@ async function insertContact(f: Fixture, tenantId: string, phone: string, name: 
   return id;
 }
 
-async function insertMessage(db: Db, fields: SealedFields, tenantId: string, contactId: string, body: string): Promise<string> {
-  const id = randomUUID();
-  const sealed = fields.sealRow(messagesSealed, { scope: tenantId, id }, { body });
-  await db.execute(sql`insert into messages (id, tenant_id, contact_id, direction, body, created_at)
-    values (${id}, ${tenantId}, ${contactId}, 'inbound', ${sealed.body!}, now())`);
-  return id;
-}
 
-function buffer(value: Uint8Array): Buffer {
-  return Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength);
-}
 
-async function messages(db: Db): Promise<Array<{ id: string; tenant_id: string; body: Buffer }>> {
-  const rows = await queryRows<{ id: string; tenant_id: string; body: Uint8Array }>(db, sql`select id::text, tenant_id::text, body from messages order by id`);
-  return rows.map((row) => ({ ...row, body: buffer(row.body) }));
-}
 
 const versionOf = (value: Buffer) => readEnvelopeHeader(value)!.keyVersion;
 
@@ -81,8 +68,8 @@ await describeEachBackend('reencrypt', (backend) => {
       const contactA = await insertContact(f, a, '+14155550100', 'Zoë');
       const contactB = await insertContact(f, b, '+14155550100', 'Bob');
       const expected = new Map<string, string>();
-      for (let i = 0; i < 40; i += 1) expected.set(await insertMessage(db, fields, a, contactA, `a ${i} 👋`), `a ${i} 👋`);
-      for (let i = 0; i < 10; i += 1) expected.set(await insertMessage(db, fields, b, contactB, `b ${i}`), `b ${i}`);
+      for (let i = 0; i < 40; i += 1) expected.set(await insertSealedMessage(db, fields, a, contactA, `a ${i} 👋`), `a ${i} 👋`);
+      for (let i = 0; i < 10; i += 1) expected.set(await insertSealedMessage(db, fields, b, contactB, `b ${i}`), `b ${i}`);
 
       assert.equal(await keyring.rotate(a), 2);
       assert.equal(await keyring.rotate(b), 2);
@@ -104,7 +91,7 @@ await describeEachBackend('reencrypt', (backend) => {
       const totals = Object.fromEntries(onlyA.columns.filter((c) => c.reencrypted > 0).map((c) => [`${c.table}.${c.column}`, c.reencrypted]));
       assert.deepEqual(totals, { 'tenants.twilio_auth_token': 1, 'contacts.phone': 1, 'contacts.name': 1, 'messages.body': 40 });
       assert.deepEqual(progress.filter((p) => p.table === 'messages').at(-1), { table: 'messages', column: 'body', done: 40, total: 40 });
-      for (const row of await messages(db)) {
+      for (const row of await storedMessages(db)) {
         assert.equal(versionOf(row.body), row.tenant_id === a ? 2 : 1);
         assert.equal(fields.openRow(messagesSealed, { scope: row.tenant_id, id: row.id }, { body: row.body }).body, expected.get(row.id));
       }
@@ -112,7 +99,7 @@ await describeEachBackend('reencrypt', (backend) => {
       const all = await reencrypt({ db, fields, batchSize: 7 });
       assert.equal(all.reencrypted, 1 + 2 + 10);
       assert.equal((await reencrypt({ db, fields })).reencrypted, 0, 'nothing left to move');
-      for (const row of await messages(db)) {
+      for (const row of await storedMessages(db)) {
         assert.equal(versionOf(row.body), 2);
         assert.equal(fields.openRow(messagesSealed, { scope: row.tenant_id, id: row.id }, { body: row.body }).body, expected.get(row.id));
       }
@@ -127,8 +114,8 @@ await describeEachBackend('reencrypt', (backend) => {
           sql`select phone, phone_index, name from contacts where id = ${contactId}`,
         );
         const current = fields.sealer.blindIndex({ tenantId, table: 'contacts', column: 'phone' }, '+1 415 555 0100', { normaliser: 'e164', lengthBytes: 16 });
-        assert.ok(buffer(row!.phone_index).equals(current));
-        assert.deepEqual(fields.openRow(contactsSealed, { scope: tenantId, id: contactId }, { phone: buffer(row!.phone), name: buffer(row!.name) }), {
+        assert.ok(asBuffer(row!.phone_index).equals(current));
+        assert.deepEqual(fields.openRow(contactsSealed, { scope: tenantId, id: contactId }, { phone: asBuffer(row!.phone), name: asBuffer(row!.name) }), {
           phone: '+14155550100',
           name,
         });
@@ -139,7 +126,7 @@ await describeEachBackend('reencrypt', (backend) => {
         assert.deepEqual(found, [{ id: contactId }]);
       }
       const [tenant] = await queryRows<{ twilio_auth_token: Uint8Array }>(db, sql`select twilio_auth_token from tenants where id = ${a}`);
-      assert.equal(fields.openRow(tenantsSealed, { scope: a, id: a }, { twilioAuthToken: buffer(tenant!.twilio_auth_token) }).twilioAuthToken, 'secret of a');
+      assert.equal(fields.openRow(tenantsSealed, { scope: a, id: a }, { twilioAuthToken: asBuffer(tenant!.twilio_auth_token) }).twilioAuthToken, 'secret of a');
 
       const after = await keyStatus(db);
       assert.deepEqual(
@@ -211,7 +198,7 @@ await describeEachBackend('reencrypt', (backend) => {
       assert.ok(writes > 0, 'some writes happened while it ran');
       assert.ok(result.reencrypted <= 1000);
 
-      const rows = await messages(db);
+      const rows = await storedMessages(db);
       assert.equal(rows.length, 1000 + writes);
       for (const row of rows) {
         assert.equal(versionOf(row.body), 2);
@@ -226,7 +213,7 @@ await describeEachBackend('reencrypt', (backend) => {
       const tenantId = await insertTenant(f, 'secret');
       const contactId = await insertContact(f, tenantId, '+14155550100', 'Zoë');
       const ids: string[] = [];
-      for (let i = 0; i < 5; i += 1) ids.push(await insertMessage(db, fields, tenantId, contactId, `body ${i}`));
+      for (let i = 0; i < 5; i += 1) ids.push(await insertSealedMessage(db, fields, tenantId, contactId, `body ${i}`));
       // Flip one ciphertext bit of one message.
       await db.execute(sql`update messages set body = set_byte(body, 20, get_byte(body, 20) # 1) where id = ${ids[2]!}`);
       await keyring.rotate(tenantId);
@@ -234,7 +221,7 @@ await describeEachBackend('reencrypt', (backend) => {
       assert.deepEqual([result.reencrypted, result.unreadable, result.unreadableReasons], [4, 1, { 'authentication-failed': 1 }]);
       const [event] = await queryRows<{ details: Record<string, number> }>(db, sql`select details from audit_events where action = 'keys.reencrypt'`);
       assert.deepEqual(event!.details, { reencrypted: 4, unreadable: 1 });
-      const damaged = (await messages(db)).find((row) => row.id === ids[2])!;
+      const damaged = (await storedMessages(db)).find((row) => row.id === ids[2])!;
       assert.equal(versionOf(damaged.body), 1);
     });
   });

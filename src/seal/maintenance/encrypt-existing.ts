@@ -28,6 +28,7 @@ import {
   writeBatch,
   type BatchRow,
   type ColumnWrite,
+  BatchWrites,
   type MaintenanceOptions,
   type TableShape,
 } from './sql.js';
@@ -186,9 +187,7 @@ interface SealedBatch {
 
 function sealBatch(fields: SealedFields, shape: TableShape, rows: BatchRow[]): SealedBatch {
   const declaration = shape.declaration;
-  const emptyWrite = (sqlName: string): ColumnWrite => ({ sqlName, values: new Array<Buffer | null>(rows.length).fill(null) });
-  const valueWrites = shape.fields.map((field) => emptyWrite(field.sqlName));
-  const indexWrites = shape.fields.map((field) => (field.blindIndex ? emptyWrite(field.blindIndex.sqlName) : undefined));
+  const batchWrites = new BatchWrites(shape, rows.length);
   const perField = shape.fields.map(() => 0);
 
   rows.forEach((row, rowIndex) => {
@@ -220,17 +219,11 @@ function sealBatch(fields: SealedFields, shape: TableShape, rows: BatchRow[]): S
     } finally {
       for (const bytes of raw) bytes.fill(0);
     }
-    shape.fields.forEach((field, fieldIndex) => {
-      const value = sealed[field.property];
-      if (value === undefined || value === null) return;
-      valueWrites[fieldIndex]!.values[rowIndex] = value;
+    batchWrites.place(rowIndex, sealed, (fieldIndex) => {
       perField[fieldIndex]! += 1;
-      const indexWrite = indexWrites[fieldIndex];
-      if (indexWrite && field.blindIndex) indexWrite.values[rowIndex] = sealed[field.blindIndex.property] ?? null;
     });
   });
-  const writes = [...valueWrites, ...indexWrites.filter((write): write is ColumnWrite => write !== undefined)];
-  return { writes: writes.filter((write) => write.values.some((value) => value !== null)), perField };
+  return { writes: batchWrites.toWrites(), perField };
 }
 
 type EnsureScope = { ensureScope?: (scope: string) => Promise<void> };

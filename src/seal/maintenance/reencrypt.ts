@@ -30,6 +30,7 @@ import {
   writeBatch,
   type BatchRow,
   type ColumnWrite,
+  BatchWrites,
   type MaintenanceOptions,
   type TableShape,
 } from './sql.js';
@@ -188,9 +189,7 @@ interface MovedBatch {
 
 function reencryptBatch(fields: SealedFields, shape: TableShape, rows: BatchRow[]): MovedBatch {
   const declaration = shape.declaration;
-  const emptyWrite = (sqlName: string): ColumnWrite => ({ sqlName, values: new Array<Buffer | null>(rows.length).fill(null) });
-  const valueWrites = shape.fields.map((field) => emptyWrite(field.sqlName));
-  const indexWrites = shape.fields.map((field) => (field.blindIndex ? emptyWrite(field.blindIndex.sqlName) : undefined));
+  const batchWrites = new BatchWrites(shape, rows.length);
   const reencrypted = shape.fields.map(() => 0);
   const unreadable = shape.fields.map(() => 0);
   const reasons: Partial<Record<SealOpenFailure, number>> = {};
@@ -214,15 +213,9 @@ function reencryptBatch(fields: SealedFields, shape: TableShape, rows: BatchRow[
     });
     if (Object.keys(plaintext).length === 0) return;
     const sealed = fields.sealRow(declaration, { scope: row.scope, id: row.id }, plaintext);
-    shape.fields.forEach((field, fieldIndex) => {
-      const value = sealed[field.property];
-      if (value === undefined || value === null) return;
-      valueWrites[fieldIndex]!.values[rowIndex] = value;
+    batchWrites.place(rowIndex, sealed, (fieldIndex) => {
       reencrypted[fieldIndex]! += 1;
-      const indexWrite = indexWrites[fieldIndex];
-      if (indexWrite && field.blindIndex) indexWrite.values[rowIndex] = sealed[field.blindIndex.property] ?? null;
     });
   });
-  const writes = [...valueWrites, ...indexWrites.filter((write): write is ColumnWrite => write !== undefined)];
-  return { writes: writes.filter((write) => write.values.some((value) => value !== null)), reencrypted, unreadable, reasons };
+  return { writes: batchWrites.toWrites(), reencrypted, unreadable, reasons };
 }

@@ -304,3 +304,39 @@ export interface MaintenanceOptions {
   /** Stops after the batches in flight have committed; the result then says `complete: false`. */
   signal?: AbortSignal;
 }
+
+/**
+ * The column writes of one batch: each sealed field and its blind index get one array of new
+ * values by row, null where a row keeps its value. Shared by encrypt-existing and re-encryption.
+ */
+export class BatchWrites {
+  private readonly valueWrites: ColumnWrite[];
+  private readonly indexWrites: Array<ColumnWrite | undefined>;
+
+  constructor(
+    private readonly shape: TableShape,
+    rowCount: number,
+  ) {
+    const emptyWrite = (sqlName: string): ColumnWrite => ({ sqlName, values: new Array<Buffer | null>(rowCount).fill(null) });
+    this.valueWrites = shape.fields.map((field) => emptyWrite(field.sqlName));
+    this.indexWrites = shape.fields.map((field) => (field.blindIndex ? emptyWrite(field.blindIndex.sqlName) : undefined));
+  }
+
+  /** Places one row's freshly sealed values; calls `counted` for each field that got one. */
+  place(rowIndex: number, sealed: Record<string, Buffer | null>, counted: (fieldIndex: number) => void): void {
+    this.shape.fields.forEach((field, fieldIndex) => {
+      const value = sealed[field.property];
+      if (value === undefined || value === null) return;
+      this.valueWrites[fieldIndex]!.values[rowIndex] = value;
+      counted(fieldIndex);
+      const indexWrite = this.indexWrites[fieldIndex];
+      if (indexWrite && field.blindIndex) indexWrite.values[rowIndex] = sealed[field.blindIndex.property] ?? null;
+    });
+  }
+
+  /** The writes that change at least one row. */
+  toWrites(): ColumnWrite[] {
+    const writes = [...this.valueWrites, ...this.indexWrites.filter((write): write is ColumnWrite => write !== undefined)];
+    return writes.filter((write) => write.values.some((value) => value !== null));
+  }
+}
