@@ -3,7 +3,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 /** The chain starts from 32 zero bytes, so the first entry is hashed like every other. */
 export const GENESIS_HASH = '0'.repeat(64);
 
-export type AuditActorType = 'user' | 'api_key' | 'provider' | 'system';
+export type AuditActorType = 'user' | 'api_key' | 'provider' | 'system' | 'anonymous';
 export type AuditOutcome = 'success' | 'failure' | 'denied';
 export type AuditDetails = Record<string, string | number | boolean | null>;
 

@@ -25,6 +25,8 @@ export interface Config {
   maxSessionsPerUser?: number;
   metricsAddress?: { host: string; port: number };
   bodyLimitBytes: number;
+  sessions: { idleMinutes: number; absoluteHours: number };
+  apiRateLimitPerMinute: number;
 }
 
 type Env = Record<string, string | undefined>;
@@ -74,6 +76,11 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     maxSessionsPerUser: read(settings.maxSessionsPerUser),
     metricsAddress: read(settings.metricsAddress),
     bodyLimitBytes: read(settings.bodyLimitBytes) ?? 1024 * 1024,
+    sessions: {
+      idleMinutes: read(settings.sessionIdleMinutes) ?? 30,
+      absoluteHours: read(settings.sessionAbsoluteHours) ?? 12,
+    },
+    apiRateLimitPerMinute: read(settings.apiRateLimitPerMinute) ?? 100,
   };
 }
 

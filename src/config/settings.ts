@@ -278,6 +278,27 @@ export const settings = {
     defaultText: '1048576',
     parse: integerIn(1024, 64 * 1024 * 1024)('CIPHERGATE_BODY_LIMIT_BYTES'),
   }),
+  sessionIdleMinutes: setting({
+    env: 'CIPHERGATE_SESSION_IDLE_MINUTES',
+    description: 'A session unused for this long ends (its refresh token stops working, its access tokens are refused).',
+    schema: Type.Integer({ minimum: 1 }),
+    defaultText: '30',
+    parse: integerIn(1, 7 * 24 * 60)('CIPHERGATE_SESSION_IDLE_MINUTES'),
+  }),
+  sessionAbsoluteHours: setting({
+    env: 'CIPHERGATE_SESSION_ABSOLUTE_HOURS',
+    description: 'A session ends this long after sign-in however active it is.',
+    schema: Type.Integer({ minimum: 1 }),
+    defaultText: '12',
+    parse: integerIn(1, 90 * 24)('CIPHERGATE_SESSION_ABSOLUTE_HOURS'),
+  }),
+  apiRateLimitPerMinute: setting({
+    env: 'CIPHERGATE_API_RATE_LIMIT_PER_MINUTE',
+    description: 'Requests per minute allowed per token (or per IP when unauthenticated) on `/api/v1` and `/oauth`; beyond it 429 with Retry-After.',
+    schema: Type.Integer({ minimum: 1 }),
+    defaultText: '100',
+    parse: integerIn(1, 1_000_000)('CIPHERGATE_API_RATE_LIMIT_PER_MINUTE'),
+  }),
 } as const;
 
 export type SettingName = keyof typeof settings;

@@ -4,7 +4,15 @@ import swagger from '@fastify/swagger';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Config } from '../config/load.js';
 import type { Logger } from '../log/logger.js';
+import type { Identity } from '../identity/identity.js';
+import type { RedisConnection } from '../store/redis.js';
 import { installErrorHandling } from './error-handler.js';
+import { installGuard } from './guard.js';
+import { registerApiRateLimit } from './rate-limit.js';
+import { apiKeyRoutes } from './routes/api-keys.js';
+import { authRoutes } from './routes/auth.js';
+import { oauthRoutes } from './routes/oauth.js';
+import { userRoutes } from './routes/users.js';
 import { assertRouteDeclaresAccess, type RouteAccess } from './route-access.js';
 import { docsRoutes } from './routes/docs.js';
 import { healthRoutes, type ReadinessCheck } from './routes/health.js';
@@ -25,10 +33,17 @@ declare module 'fastify' {
 }
 
 export interface AppDependencies {
-  config: Pick<Config, 'publicUrl' | 'trustProxy' | 'bodyLimitBytes'>;
+  config: Pick<Config, 'publicUrl' | 'trustProxy' | 'bodyLimitBytes'> & Partial<Pick<Config, 'apiRateLimitPerMinute'>>;
   logger: Logger;
   /** Named checks behind `/readyz`: the database, the keys, later the queue. */
   readinessChecks?: ReadinessCheck[];
+  /**
+   * Sign-in, tokens and the guard's principal lookup. Without it every route that declares a
+   * permission answers 401: deny by default, even in an app built for a test.
+   */
+  identity?: Identity;
+  /** Shares the API rate-limit counts between instances. */
+  redis?: RedisConnection;
   /** Extra route modules (later issues); registered after the core plugins. */
   routes?: Array<(app: App) => Promise<void> | void>;
 }
@@ -119,8 +134,16 @@ export async function buildApp(dependencies: AppDependencies): Promise<App> {
     },
   });
 
+  if (config.apiRateLimitPerMinute !== undefined) {
+    await registerApiRateLimit(app, { perMinute: config.apiRateLimitPerMinute, redis: dependencies.redis });
+  }
+  await installGuard(app, dependencies.identity);
+
   await app.register(healthRoutes, { checks: dependencies.readinessChecks ?? [] });
   await app.register(docsRoutes);
+  if (dependencies.identity) {
+    for (const routes of [authRoutes, userRoutes, apiKeyRoutes, oauthRoutes]) await app.register(routes(dependencies.identity));
+  }
   for (const routes of dependencies.routes ?? []) await app.register(async (scope) => routes(scope));
 
   await app.ready();

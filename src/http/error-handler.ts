@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import FindMyWay, { type HTTPVersion } from 'find-my-way';
+import { AuthError } from '../identity/errors.js';
+import { RateLimitedError } from '../identity/throttle.js';
 import { HttpProblem, sendProblem, type Problem } from './problem.js';
 
 /**
@@ -49,6 +51,17 @@ export function installErrorHandling(app: FastifyInstance): void {
 }
 
 function respondToError(error: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  if (error instanceof AuthError) {
+    if (error.status >= 500) request.log.error({ err: error }, 'request failed');
+    return sendProblem(reply, { ...error.extensions, type: error.type, title: error.title, status: error.status, detail: error.detail }, error.headers);
+  }
+  if (error instanceof RateLimitedError) {
+    return sendProblem(
+      reply,
+      problem(429, error.reason === 'account-locked' ? 'account-locked' : 'rate-limited', 'Too many attempts', error.message),
+      { 'retry-after': String(error.retryAfterSeconds) },
+    );
+  }
   if (error instanceof HttpProblem) {
     if (error.status >= 500) request.log.error({ err: error }, 'request failed');
     return sendProblem(reply, error.toProblem(), error.headers);

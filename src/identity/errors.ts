@@ -27,3 +27,36 @@ export class TotpSecretError extends Error {
     super(message);
   }
 }
+
+/**
+ * A refused identity request, as data: the HTTP error handler turns it into problem+json
+ * (`type` is the slug clients switch on; docs/http.md lists them). `detail` is written for
+ * the caller and never names a secret, an email or whether an account exists.
+ */
+export class AuthError extends Error {
+  override readonly name = 'AuthError';
+  constructor(
+    readonly status: 400 | 401 | 403 | 404 | 409 | 410 | 429 | 503,
+    readonly type: string,
+    readonly title: string,
+    readonly detail: string,
+    readonly extensions: Record<string, unknown> = {},
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(detail);
+  }
+}
+
+/** The one answer for every failed password sign-in, so the response never says which part was wrong. */
+export function invalidCredentials(): AuthError {
+  return new AuthError(401, 'invalid-credentials', 'Invalid credentials', 'the email or password is wrong, or the account cannot sign in');
+}
+
+/** The one answer for a missing, malformed, expired or revoked bearer credential. */
+export function unauthenticated(detail = 'a valid access token or API key is required'): AuthError {
+  return new AuthError(401, 'unauthenticated', 'Authentication required', detail, {}, { 'www-authenticate': 'Bearer realm="ciphergate"' });
+}
+
+export function forbidden(detail: string): AuthError {
+  return new AuthError(403, 'forbidden', 'Forbidden', detail);
+}

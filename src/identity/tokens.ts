@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { SignJWT, decodeProtectedHeader, errors, jwtVerify, type JWTPayload } from 'jose';
+import { isRole, type Role } from './permissions.js';
 import type { SigningKeys } from './signing-keys.js';
 
 /**
@@ -19,9 +20,8 @@ export const ACCESS_TOKEN_ALGORITHM = 'EdDSA';
 /** Far above a real token (~450 chars); bounds the parsing work an anonymous caller can cause. */
 const MAX_TOKEN_LENGTH = 4096;
 
-// TODO(identity): move to permissions.ts once the RBAC matrix exists and import it here.
-export const ROLES = ['admin', 'manager', 'employee', 'client', 'user'] as const;
-export type Role = (typeof ROLES)[number];
+/** RFC 9068 §2.2 `client_id` of tokens issued to people through our own sign-in. */
+export const FIRST_PARTY_CLIENT_ID = 'ciphergate';
 
 export interface AccessTokenClaims {
   iss: string;
@@ -30,7 +30,12 @@ export interface AccessTokenClaims {
   sub: string;
   /** Session id: every request checks that this session is still live. */
   sid: string;
-  role: Role;
+  /** A person's role; null in a machine token (client credentials), which carries `scope` instead. */
+  role: Role | null;
+  /** A machine token's granted scopes (RFC 9068 §2.2.3); null in a person's token. */
+  scope: string[] | null;
+  /** `ciphergate` for people; the API key id for machines. */
+  client_id: string;
   /** Tenant id for client users; null for staff and unassigned users. */
   tenant: string | null;
   jti: string;
@@ -66,9 +71,10 @@ export interface IssueAccessTokenInput {
   /** User id. */
   subject: string;
   sessionId: string;
-  role: Role;
   tenantId: string | null;
   now?: Date;
+  /** Exactly one of: a person's role, or a machine's scopes with its client id. */
+  grant: { role: Role } | { scopes: string[]; clientId: string };
 }
 
 export interface IssuedAccessToken {
@@ -82,7 +88,11 @@ export async function issueAccessToken(keys: SigningKeys, input: IssueAccessToke
   const issuedAt = Math.floor((input.now ?? new Date()).getTime() / 1000);
   const expiresAt = issuedAt + ACCESS_TOKEN_TTL_SECONDS;
   const jti = randomUUID();
-  const token = await new SignJWT({ sid: input.sessionId, role: input.role, tenant: input.tenantId })
+  const grantClaims =
+    'role' in input.grant
+      ? { role: input.grant.role, client_id: FIRST_PARTY_CLIENT_ID }
+      : { scope: input.grant.scopes.join(' '), client_id: input.grant.clientId };
+  const token = await new SignJWT({ sid: input.sessionId, tenant: input.tenantId, ...grantClaims })
     .setProtectedHeader({ alg: ACCESS_TOKEN_ALGORITHM, typ: ACCESS_TOKEN_TYPE, kid: signingKey.kid })
     .setIssuer(input.issuer)
     .setAudience(input.audience)
@@ -139,7 +149,7 @@ export async function verifyAccessToken(keys: SigningKeys, token: string, option
       // Bounds age by iat as well as exp, so a token minted with a long exp (a bug, or a
       // leaked key used carelessly) still dies on our schedule.
       maxTokenAge: ACCESS_TOKEN_TTL_SECONDS,
-      requiredClaims: ['sub', 'sid', 'role', 'tenant', 'jti', 'iat', 'exp'],
+      requiredClaims: ['sub', 'sid', 'tenant', 'jti', 'iat', 'exp', 'client_id'],
     }));
   } catch (error) {
     // Only jose's own errors describe the token; anything else is our bug and surfaces as such.
@@ -177,12 +187,27 @@ function toTokenError(error: unknown): TokenError | undefined {
 }
 
 function claimsOf(payload: JWTPayload, audience: string): AccessTokenClaims {
-  const { iss, sub, sid, role, tenant, jti, iat, exp } = payload;
+  const { iss, sub, sid, role, scope, tenant, jti, iat, exp, client_id: clientId } = payload;
   const isText = (value: unknown): value is string => typeof value === 'string' && value !== '';
-  if (!isText(iss) || !isText(sub) || !isText(sid) || !isText(jti)) throw new TokenError('malformed', 'access token has a claim of the wrong type');
-  if (typeof role !== 'string' || !(ROLES as readonly string[]).includes(role)) throw new TokenError('malformed', 'access token names an unknown role');
+  if (!isText(iss) || !isText(sub) || !isText(sid) || !isText(jti) || !isText(clientId)) throw new TokenError('malformed', 'access token has a claim of the wrong type');
+  // A person's token names a role, a machine's its scopes; never both, never neither.
+  if ((role === undefined) === (scope === undefined)) throw new TokenError('missing-claim', 'access token must carry either "role" or "scope"');
+  if (role !== undefined && !isRole(role)) throw new TokenError('malformed', 'access token names an unknown role');
+  if (scope !== undefined && typeof scope !== 'string') throw new TokenError('malformed', 'access token has a scope of the wrong type');
   if (tenant !== null && !isText(tenant)) throw new TokenError('malformed', 'access token has a tenant of the wrong type');
   if (typeof iat !== 'number' || typeof exp !== 'number') throw new TokenError('malformed');
   // jose has already checked that `aud` contains the expected audience (it may be an array).
-  return { iss, aud: audience, sub, sid, role: role as Role, tenant, jti, iat, exp };
+  return {
+    iss,
+    aud: audience,
+    sub,
+    sid,
+    role: role === undefined ? null : (role as Role),
+    scope: typeof scope === 'string' ? scope.split(' ').filter((item) => item !== '') : null,
+    client_id: clientId,
+    tenant,
+    jti,
+    iat,
+    exp,
+  };
 }

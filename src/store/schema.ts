@@ -7,3 +7,8 @@ export * from './tables/contacts.js';
 export * from './tables/data-keys.js';
 export * from './tables/messages.js';
 export * from './tables/tenants.js';
+export * from './tables/api-keys.js';
+export * from './tables/factors.js';
+export * from './tables/sessions.js';
+export * from './tables/signing-keys.js';
+export * from './tables/users.js';

@@ -1,5 +1,5 @@
 import { declareSealedTable, type SealedTable } from '../seal/sealed-fields.js';
-import { contacts, messages, tenants } from './schema.js';
+import { contacts, messages, signingKeys, tenants, totpFactors, users } from './schema.js';
 
 /** Provider secrets, sealed under the tenant's own key (the row id is the tenant). */
 export const tenantsSealed = declareSealedTable({
@@ -35,5 +35,32 @@ export const messagesSealed = declareSealedTable({
   fields: { body: {} },
 });
 
+/** Emails are personal data; the blind index lets sign-in find a user without opening any row. */
+export const usersSealed = declareSealedTable({
+  table: users,
+  idProperty: 'id',
+  scope: 'system',
+  fields: {
+    // 16 bytes, as for phone numbers: unique per user, so a hit is the user.
+    email: { blindIndex: { property: 'emailIndex', normaliser: 'email', lengthBytes: 16 } },
+  },
+});
+
+/** A TOTP secret is a shared key: whoever reads it mints valid codes. */
+export const totpFactorsSealed = declareSealedTable({
+  table: totpFactors,
+  idProperty: 'id',
+  scope: 'system',
+  fields: { secret: {} },
+});
+
+/** The private half of each token-signing key (a JWK serialised as JSON). */
+export const signingKeysSealed = declareSealedTable({
+  table: signingKeys,
+  idProperty: 'id',
+  scope: 'system',
+  fields: { privateJwk: {} },
+});
+
 /** Every table with sealed columns. encrypt-existing, re-encryption and `keys status` walk this list. */
-export const sealedTables: SealedTable[] = [tenantsSealed, contactsSealed, messagesSealed];
+export const sealedTables: SealedTable[] = [tenantsSealed, contactsSealed, messagesSealed, usersSealed, totpFactorsSealed, signingKeysSealed];

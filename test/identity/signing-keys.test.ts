@@ -14,7 +14,7 @@ import { TokenError, issueAccessToken, verifyAccessToken } from '../../src/ident
 const ISSUER = 'https://gateway.example.test';
 const AUDIENCE = 'ciphergate-api';
 const T0 = new Date('2026-03-01T12:00:00Z');
-const tokenInput = { issuer: ISSUER, audience: AUDIENCE, subject: 'user-1', sessionId: 'session-1', role: 'admin' as const, tenantId: null };
+const tokenInput = { issuer: ISSUER, audience: AUDIENCE, subject: 'user-1', sessionId: 'session-1', grant: { role: 'admin' as const }, tenantId: null };
 
 /** A clock the test moves by hand. */
 function manualClock(start: Date) {

@@ -15,7 +15,7 @@ const subjectInput = {
   audience: AUDIENCE,
   subject: '7d1c5a0e-3d8e-4a44-9d55-0b8f1f6f6a01',
   sessionId: 'a3b1f9c2-6b4e-4f0e-8f3a-2c9d7e5b1a00',
-  role: 'employee' as const,
+  grant: { role: 'employee' as const },
   tenantId: null,
 };
 
@@ -45,6 +45,7 @@ function validClaims(overrides: Record<string, unknown> = {}) {
     sub: subjectInput.subject,
     sid: subjectInput.sessionId,
     role: 'employee',
+    client_id: 'ciphergate',
     tenant: null,
     jti: 'b6d1e8f0-1c2d-4e5f-8a9b-0c1d2e3f4a5b',
     iat: T0_SECONDS,
@@ -74,7 +75,7 @@ describe('issueAccessToken', () => {
 
     assert.deepEqual(decodeProtectedHeader(issued.token), { alg: 'EdDSA', typ: 'at+jwt', kid });
     const claims = decodeJwt(issued.token);
-    assert.deepEqual(Object.keys(claims).sort(), ['aud', 'exp', 'iat', 'iss', 'jti', 'role', 'sid', 'sub', 'tenant']);
+    assert.deepEqual(Object.keys(claims).sort(), ['aud', 'client_id', 'exp', 'iat', 'iss', 'jti', 'role', 'sid', 'sub', 'tenant']);
     assert.equal(claims.exp! - claims.iat!, 600);
     assert.equal(claims.jti, issued.jti);
     assert.match(issued.jti, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
@@ -92,7 +93,7 @@ describe('issueAccessToken', () => {
 describe('verifyAccessToken', () => {
   test('returns the typed claims of a token it issued', async () => {
     const { keys } = await setup();
-    const issued = await issueAccessToken(keys, { ...subjectInput, role: 'client', tenantId: 'tenant-1', now: T0 });
+    const issued = await issueAccessToken(keys, { ...subjectInput, grant: { role: 'client' }, tenantId: 'tenant-1', now: T0 });
     const claims = await verifyAccessToken(keys, issued.token, { issuer: ISSUER, audience: AUDIENCE, now: new Date(T0.getTime() + 599_000) });
     assert.deepEqual(claims, {
       iss: ISSUER,
@@ -100,6 +101,8 @@ describe('verifyAccessToken', () => {
       sub: subjectInput.subject,
       sid: subjectInput.sessionId,
       role: 'client',
+      scope: null,
+      client_id: 'ciphergate',
       tenant: 'tenant-1',
       jti: issued.jti,
       iat: T0_SECONDS,
@@ -228,7 +231,7 @@ describe('verifyAccessToken refuses', () => {
 
   test('each other required claim missing → missing-claim', async () => {
     const { keys, kid, privateKey } = await setup();
-    for (const claim of ['iss', 'aud', 'sub', 'role', 'tenant', 'jti', 'iat', 'exp']) {
+    for (const claim of ['iss', 'aud', 'sub', 'role', 'tenant', 'jti', 'iat', 'exp', 'client_id']) {
       const claims: Record<string, unknown> = validClaims();
       delete claims[claim];
       await assertRefused(keys, craftEdDSA({ alg: 'EdDSA', typ: 'at+jwt', kid }, claims, privateKey), 'missing-claim');
@@ -237,9 +240,26 @@ describe('verifyAccessToken refuses', () => {
 
   test('claims of the wrong type or an unknown role → malformed', async () => {
     const { keys, kid, privateKey } = await setup();
-    for (const overrides of [{ sid: 42 }, { role: 'superuser' }, { tenant: 7 }, { iat: 'yesterday' }, { sub: '' }]) {
+    for (const overrides of [{ sid: 42 }, { role: 'superuser' }, { tenant: 7 }, { iat: 'yesterday' }, { sub: '' }, { client_id: 3 }, { role: undefined, scope: 42 }]) {
       await assertRefused(keys, craftEdDSA({ alg: 'EdDSA', typ: 'at+jwt', kid }, validClaims(overrides), privateKey), 'malformed');
     }
+  });
+
+  test('a machine token carries scope and client_id instead of a role', async () => {
+    const { keys } = await setup();
+    const issued = await issueAccessToken(keys, { ...subjectInput, grant: { scopes: ['messages:send', 'conversations:read'], clientId: 'key-1' }, tenantId: 'tenant-1', now: T0 });
+    assert.equal(decodeJwt(issued.token).scope, 'messages:send conversations:read');
+    const claims = await verifyAccessToken(keys, issued.token, { issuer: ISSUER, audience: AUDIENCE, now: T0 });
+    assert.equal(claims.role, null);
+    assert.deepEqual(claims.scope, ['messages:send', 'conversations:read']);
+    assert.equal(claims.client_id, 'key-1');
+  });
+
+  test('a token with both role and scope, or neither → missing-claim', async () => {
+    const { keys, kid, privateKey } = await setup();
+    await assertRefused(keys, craftEdDSA({ alg: 'EdDSA', typ: 'at+jwt', kid }, validClaims({ scope: 'metrics:read' }), privateKey), 'missing-claim');
+    const { role: _role, ...neither } = validClaims();
+    await assertRefused(keys, craftEdDSA({ alg: 'EdDSA', typ: 'at+jwt', kid }, neither, privateKey), 'missing-claim');
   });
 
   test('garbage → malformed', async () => {

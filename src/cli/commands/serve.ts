@@ -1,6 +1,9 @@
 import type { Command } from 'commander';
 import { appendAuditEvent } from '../../audit/trail.js';
 import { buildApp, type App } from '../../http/app.js';
+import { openIdentity, type Identity } from '../../identity/identity.js';
+import { openMailer } from '../../identity/mailer.js';
+import { openRedis, type RedisConnection } from '../../store/redis.js';
 import { openSealingRuntime, type CliIo, type SealingRuntime } from '../runtime.js';
 
 /** Longer than any sane request; a drain that takes more is stuck, and exiting beats hanging. */
@@ -23,23 +26,31 @@ const KEYRING_REFRESH_MS = 10_000;
 
 export interface RunningServer {
   app: App;
-  /** Stops timers and background work; called before the database closes. */
-  stopBackground(): void;
+  identity: Identity;
+  /** Stops timers and background work, closes Redis and mail; called before the database closes. */
+  stopBackground(): Promise<void>;
 }
 
 export async function startServer(runtime: SealingRuntime): Promise<RunningServer> {
   const { config, logger, database, sealing } = runtime;
   if (database.kind === 'pglite') logger.info({ dataDir: config.dataDir }, 'using the embedded database');
+  const redis: RedisConnection | undefined = config.redisUrl ? openRedis(config.redisUrl, logger) : undefined;
+  const mailer = openMailer(config, logger);
+  const identity = await openIdentity({ config, db: database.db, fields: sealing.fields, logger, ...(redis ? { redis } : {}), ...(mailer ? { mailer } : {}) });
   const app = await buildApp({
     config,
     logger,
+    identity,
+    ...(redis ? { redis } : {}),
     readinessChecks: [
       { name: 'database', check: () => database.ping() },
       { name: 'keys', check: () => sealing.provider.check() },
     ],
   });
+  // Data keys and signing keys another process added (a CLI rotation, another instance).
   const refresher = setInterval(() => {
     sealing.keyring.refresh().catch((error: unknown) => logger.error({ err: error }, 'could not refresh data keys'));
+    identity.parts.signingKeys.reload().catch((error: unknown) => logger.error({ err: error }, 'could not reload signing keys'));
   }, KEYRING_REFRESH_MS);
   refresher.unref();
   await app.listen({ host: config.host, port: config.port });
@@ -52,7 +63,16 @@ export async function startServer(runtime: SealingRuntime): Promise<RunningServe
     details: { database: database.kind, pid: process.pid },
   });
   logger.info({ host: config.host, port, publicUrl: config.publicUrl }, 'ciphergate listening');
-  return { app, stopBackground: () => clearInterval(refresher) };
+  return {
+    app,
+    identity,
+    async stopBackground() {
+      clearInterval(refresher);
+      await identity.close();
+      await mailer?.close();
+      await redis?.close();
+    },
+  };
 }
 
 function waitForShutdownSignal(runtime: SealingRuntime, server: RunningServer): Promise<void> {
@@ -73,7 +93,7 @@ function waitForShutdownSignal(runtime: SealingRuntime, server: RunningServer): 
       forced.unref();
       try {
         await server.app.close();
-        server.stopBackground();
+        await server.stopBackground();
         await appendAuditEvent(runtime.database.db, {
           actor: { type: 'system' },
           action: 'system.stop',

@@ -1,0 +1,98 @@
+import fastifyCookie from '@fastify/cookie';
+import fastifyCsrf from '@fastify/csrf-protection';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { appendAuditEvent } from '../audit/trail.js';
+import { AuthError, forbidden, unauthenticated } from '../identity/errors.js';
+import type { Identity } from '../identity/identity.js';
+import type { Permission } from '../identity/permissions.js';
+import { auditActorOf, principalHas, type Principal } from '../identity/principal.js';
+import type { RequestOrigin } from '../identity/sign-in.js';
+import type { RouteAccess } from './route-access.js';
+
+/** Browser-mode cookies. `__Host-` pins them to our origin: Secure, Path=/, no Domain. */
+export const ACCESS_COOKIE = '__Host-cg_access';
+export const REFRESH_COOKIE = '__Host-cg_refresh';
+export const CSRF_COOKIE = '__Host-cg_csrf';
+export const CSRF_HEADER = 'x-csrf-token';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** Set by the guard before the handler of every non-public route. */
+    principal: Principal | null;
+  }
+}
+
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+/**
+ * Enforces each route's declared access before its handler: deny by default. A permission
+ * route needs a credential (bearer header, else the access cookie), a live session and the
+ * permission in the matrix; cookie-authenticated state changes also need the CSRF header.
+ * Bearer requests are exempt from CSRF: a browser never attaches an Authorization header on
+ * its own, which is the whole attack.
+ */
+export async function installGuard(app: FastifyInstance, identity: Identity | undefined): Promise<void> {
+  await app.register(fastifyCookie);
+  await app.register(fastifyCsrf, {
+    cookieKey: CSRF_COOKIE,
+    cookieOpts: { path: '/', secure: true, httpOnly: true, sameSite: 'strict' },
+    getToken: (request) => request.headers[CSRF_HEADER] as string | undefined,
+  });
+  app.decorateRequest('principal', null);
+
+  app.addHook('onRequest', async (request, reply) => {
+    const access = request.routeOptions.config?.access as RouteAccess | undefined;
+    // Unmatched requests (404/405) have no access declaration and reach no handler.
+    if (!access || 'public' in access) return;
+    if (!identity) throw unauthenticated();
+    const principal = await authenticateRequest(identity, request);
+    if (principal.via === 'cookie' && !SAFE_METHODS.has(request.method)) await verifyCsrf(app, request, reply);
+    if (!principalHas(principal, access.permission as Permission)) {
+      await appendAuditEvent(identity.parts.db, {
+        actor: auditActorOf(principal),
+        action: 'access.denied',
+        target: { type: 'route', id: `${request.method} ${request.routeOptions.url}` },
+        sourceIp: request.ip,
+        outcome: 'denied',
+        details: { permission: access.permission },
+      });
+      throw forbidden(`this needs the "${access.permission}" permission`);
+    }
+    request.principal = principal;
+  });
+}
+
+/** The principal of a request that carries a credential, or throws `unauthenticated`. */
+export async function authenticateRequest(identity: Identity, request: FastifyRequest): Promise<Principal> {
+  const header = request.headers.authorization;
+  if (header !== undefined) {
+    const match = /^Bearer ([\x21-\x7e]{1,4096})$/.exec(header);
+    if (!match) throw unauthenticated('the Authorization header must be "Bearer <token>"');
+    return identity.authenticate(match[1]!, 'bearer');
+  }
+  const cookie = request.cookies[ACCESS_COOKIE];
+  if (cookie) return identity.authenticate(cookie, 'cookie');
+  throw unauthenticated();
+}
+
+/** For routes that accept either a challenge token or a signed-in caller: the principal, or null when no credential was sent. */
+export async function optionalPrincipal(identity: Identity, request: FastifyRequest, reply: FastifyReply, app: FastifyInstance): Promise<Principal | null> {
+  if (request.headers.authorization === undefined && !request.cookies[ACCESS_COOKIE]) return null;
+  const principal = await authenticateRequest(identity, request);
+  if (principal.via === 'cookie' && !SAFE_METHODS.has(request.method)) await verifyCsrf(app, request, reply);
+  return principal;
+}
+
+export function originOf(request: FastifyRequest): RequestOrigin {
+  return { ip: request.ip, userAgent: request.headers['user-agent'] };
+}
+
+/** Runs @fastify/csrf-protection's check; its failure becomes our problem answer. */
+function verifyCsrf(app: FastifyInstance, request: FastifyRequest, reply: FastifyReply): Promise<void> {
+  return new Promise((resolve, reject) => {
+    app.csrfProtection.call(app, request, reply, (error?: Error) => {
+      if (error) reject(new AuthError(403, 'csrf-token-invalid', 'CSRF token missing or invalid', `a cookie-authenticated ${request.method} needs the ${CSRF_HEADER} header from GET /api/v1/csrf`));
+      else resolve();
+    });
+  });
+}

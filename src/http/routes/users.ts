@@ -1,0 +1,123 @@
+import { Type, type Static } from '@sinclair/typebox';
+import type { FastifyInstance } from 'fastify';
+import { Accounts } from '../../identity/accounts.js';
+import { forbidden } from '../../identity/errors.js';
+import type { Identity } from '../../identity/identity.js';
+import { ROLES } from '../../identity/permissions.js';
+import { confinedTenant } from '../../identity/principal.js';
+import type { UserView } from '../../identity/users.js';
+import { originOf } from '../guard.js';
+import { ProblemSchema } from '../schemas/problem.js';
+
+const RoleSchema = Type.Union(ROLES.map((role) => Type.Literal(role)));
+const UserSchema = Type.Object({
+  id: Type.String(),
+  email: Type.String(),
+  role: RoleSchema,
+  tenantId: Type.Union([Type.String(), Type.Null()]),
+  status: Type.String(),
+  hasPassword: Type.Boolean(),
+  createdAt: Type.String({ format: 'date-time' }),
+  updatedAt: Type.String({ format: 'date-time' }),
+});
+const CreateBody = Type.Object(
+  { email: Type.String({ format: 'email', maxLength: 254 }), role: RoleSchema, tenantId: Type.Optional(Type.Union([Type.String({ format: 'uuid' }), Type.Null()])) },
+  { additionalProperties: false },
+);
+const PatchBody = Type.Object(
+  {
+    role: Type.Optional(RoleSchema),
+    tenantId: Type.Optional(Type.Union([Type.String({ format: 'uuid' }), Type.Null()])),
+    status: Type.Optional(Type.Union([Type.Literal('active'), Type.Literal('disabled')])),
+  },
+  { additionalProperties: false, minProperties: 1 },
+);
+const IdParams = Type.Object({ id: Type.String({ format: 'uuid' }) });
+const ListQuery = Type.Object({ tenant: Type.Optional(Type.String({ format: 'uuid' })) }, { additionalProperties: false });
+const problems = { 400: ProblemSchema, 401: ProblemSchema, 403: ProblemSchema, 404: ProblemSchema, 409: ProblemSchema };
+const tags = ['users'];
+
+/** `/api/v1/users`: admins and managers manage people, within the role rules of permissions.ts. */
+export function userRoutes(identity: Identity) {
+  const accounts = new Accounts(identity);
+  return async function register(app: FastifyInstance): Promise<void> {
+    app.get<{ Querystring: Static<typeof ListQuery> }>(
+      '/api/v1/users',
+      {
+        config: { access: { permission: 'users:read' } },
+        schema: { tags, summary: 'List users (emails opened for display)', querystring: ListQuery, response: { 200: Type.Object({ users: Type.Array(UserSchema) }), ...problems } },
+      },
+      async (request) => {
+        const confined = confinedTenant(request.principal!);
+        if (confined !== null && request.query.tenant !== undefined && request.query.tenant !== confined) throw forbidden('you may only list users of your own tenant');
+        const tenantId = confined === null ? request.query.tenant : confined === 'none' ? undefined : confined;
+        const users = await accounts.listUsers(tenantId ? { tenantId } : {});
+        return { users: users.map(userView) };
+      },
+    );
+
+    app.post<{ Body: Static<typeof CreateBody> }>(
+      '/api/v1/users',
+      {
+        config: { access: { permission: 'users:write' } },
+        schema: {
+          tags,
+          summary: 'Create a pending user; the setup token is returned once',
+          body: CreateBody,
+          response: { 201: Type.Object({ user: UserSchema, setupToken: Type.String(), setupExpiresAt: Type.String({ format: 'date-time' }) }), ...problems },
+        },
+      },
+      async (request, reply) => {
+        const created = await accounts.createPendingUser(request.principal!, { email: request.body.email, role: request.body.role, tenantId: request.body.tenantId ?? null }, originOf(request));
+        reply.header('cache-control', 'no-store');
+        return reply.code(201).send({ user: userView(created.user), setupToken: created.setupToken, setupExpiresAt: created.setupExpiresAt.toISOString() });
+      },
+    );
+
+    app.patch<{ Params: Static<typeof IdParams>; Body: Static<typeof PatchBody> }>(
+      '/api/v1/users/:id',
+      {
+        config: { access: { permission: 'users:write' } },
+        schema: { tags, summary: "Change a user's role, tenant or status (disabling ends every session and API key)", params: IdParams, body: PatchBody, response: { 200: UserSchema, ...problems } },
+      },
+      async (request) => {
+        const { role, tenantId, status } = request.body;
+        const patch = { ...(role !== undefined ? { role } : {}), ...(tenantId !== undefined ? { tenantId } : {}), ...(status !== undefined ? { status } : {}) };
+        return userView(await accounts.updateUser(request.principal!, request.params.id, patch, originOf(request)));
+      },
+    );
+
+    app.delete<{ Params: Static<typeof IdParams> }>(
+      '/api/v1/users/:id',
+      {
+        config: { access: { permission: 'users:write' } },
+        schema: { tags, summary: 'Delete a user after ending all of its sessions and API keys', params: IdParams, response: { 204: Type.Null(), ...problems } },
+      },
+      async (request, reply) => {
+        await accounts.deleteUser(request.principal!, request.params.id, originOf(request));
+        return reply.code(204).send();
+      },
+    );
+
+    app.get<{ Params: Static<typeof IdParams> }>(
+      '/api/v1/users/:id/sessions',
+      {
+        config: { access: { permission: 'sessions:manage' } },
+        schema: {
+          tags,
+          summary: "A user's live sessions (revoke one with DELETE /api/v1/auth/sessions/{id})",
+          params: IdParams,
+          response: { 200: Type.Object({ sessions: Type.Array(Type.Object({ id: Type.String(), device: Type.String(), ip: Type.Union([Type.String(), Type.Null()]), createdAt: Type.String(), lastUsedAt: Type.String() })) }), ...problems },
+        },
+      },
+      async (request) => {
+        const sessions = await accounts.sessionsOf(request.principal!, request.params.id);
+        return { sessions: sessions.map((s) => ({ id: s.id, device: s.deviceLabel, ip: s.ip, createdAt: s.createdAt.toISOString(), lastUsedAt: s.lastUsedAt.toISOString() })) };
+      },
+    );
+  };
+}
+
+function userView(user: UserView) {
+  return { ...user, createdAt: user.createdAt.toISOString(), updatedAt: user.updatedAt.toISOString() };
+}

@@ -1,0 +1,314 @@
+import { randomUUID } from 'node:crypto';
+import { and, eq, isNull } from 'drizzle-orm';
+import { appendAuditEvent } from '../audit/trail.js';
+import type { Db } from '../store/connection.js';
+import { userTokens } from '../store/schema.js';
+import { AuthError, forbidden } from './errors.js';
+import type { Identity } from './identity.js';
+import { renderSetupEmail, renderVerificationEmail } from './mailer.js';
+import { hashOpaqueToken, isOpaqueToken, issueOpaqueToken } from './opaque-tokens.js';
+import { checkPasswordPolicy, hashPassword, verifyAgainstDummy, verifyPassword } from './passwords.js';
+import { mayManageRole, type Role } from './permissions.js';
+import { auditActorOf, type Principal } from './principal.js';
+import type { RequestOrigin } from './sign-in.js';
+import { isUuid, type UserRecord, type UserView } from './users.js';
+
+/** Setup and verification links are valid this long, single use. */
+export const USER_TOKEN_TTL_MS = 24 * 60 * 60 * 1000;
+
+/**
+ * Accounts: users made by admins (pending until they set a password with their setup token),
+ * optional self-registration with email verification, password changes, and the admin
+ * operations on users. Role rules come from permissions.ts; every change is audited.
+ */
+export class Accounts {
+  constructor(private readonly identity: Identity) {}
+
+  private get parts() {
+    return this.identity.parts;
+  }
+
+  /**
+   * A user created by an admin or manager: pending, no password, and a setup token returned
+   * once (and emailed when SMTP is configured). `actor` is null for the CLI.
+   */
+  async createPendingUser(actor: Principal, input: { email: string; role: Role; tenantId: string | null }, origin: RequestOrigin): Promise<{ user: UserView; setupToken: string; setupExpiresAt: Date }> {
+    this.assertMayAssign(actor, input.role);
+    assertTenantRule(input.role, input.tenantId);
+    const { db, users, mailer, settings, logger } = this.parts;
+    const { token, hash } = issueOpaqueToken('setup');
+    const expiresAt = new Date(Date.now() + USER_TOKEN_TTL_MS);
+    const user = await db.transaction(async (txDb) => {
+      const tx = txDb as unknown as Db;
+      const created = await users.create({ email: input.email, role: input.role, tenantId: input.tenantId, status: 'pending' }, tx);
+      await tx.insert(userTokens).values({ id: randomUUID(), userId: created.id, purpose: 'setup', tokenHash: hash, expiresAt, createdAt: new Date() });
+      await appendAuditEvent(tx, { actor: auditActorOf(actor), action: 'user.create', target: { type: 'user', id: created.id }, tenantId: input.tenantId, sourceIp: origin.ip, outcome: 'success', details: { role: input.role, via: 'api' } });
+      return created;
+    });
+    if (mailer) {
+      const link = `${settings.publicUrl}/setup#token=${token}`;
+      // The token is in the answer already; a failed email must not undo the user.
+      await mailer.send({ to: input.email, ...renderSetupEmail(link) }).catch((error: unknown) => logger.warn({ err: error, userId: user.id }, 'setup email not sent'));
+    }
+    return { user: (await users.viewById(user.id))!, setupToken: token, setupExpiresAt: expiresAt };
+  }
+
+  /** The first admin (and any user) from the command line: active, with a password. */
+  async createUserWithPassword(input: { email: string; role: Role; tenantId: string | null; password: string }): Promise<UserRecord> {
+    assertTenantRule(input.role, input.tenantId);
+    assertPasswordPolicy(input.password, input.email);
+    const { db, users } = this.parts;
+    const passwordHash = await hashPassword(input.password);
+    return db.transaction(async (txDb) => {
+      const tx = txDb as unknown as Db;
+      const user = await users.create({ email: input.email, role: input.role, tenantId: input.tenantId, status: 'active', passwordHash }, tx);
+      await appendAuditEvent(tx, { actor: { type: 'system' }, action: 'user.create', target: { type: 'user', id: user.id }, tenantId: input.tenantId, outcome: 'success', details: { role: input.role, via: 'cli' } });
+      return user;
+    });
+  }
+
+  /** Redeems a setup token: the password is set and the user becomes active. */
+  async setup(input: { setupToken: string; password: string }, origin: RequestOrigin): Promise<{ userId: string }> {
+    const { db, users } = this.parts;
+    const record = await this.openUserToken(input.setupToken, 'setup', origin);
+    const user = await users.viewById(record.userId);
+    if (!user || user.status !== 'pending') throw invalidUserToken();
+    assertPasswordPolicy(input.password, user.email);
+    const passwordHash = await hashPassword(input.password);
+    await db.transaction(async (txDb) => {
+      const tx = txDb as unknown as Db;
+      if (!(await this.spendUserToken(record.id, tx))) throw invalidUserToken();
+      await users.setPassword(user.id, passwordHash, tx);
+      if (!(await users.activate(user.id, 'pending', tx))) throw invalidUserToken();
+      await appendAuditEvent(tx, { actor: { type: 'user', id: user.id }, action: 'auth.password.set', target: { type: 'user', id: user.id }, sourceIp: origin.ip, outcome: 'success', details: { via: 'setup-token' } });
+    });
+    return { userId: user.id };
+  }
+
+  /**
+   * Self-registration (only with CIPHERGATE_SIGNUP=open). The answer is the same whether or
+   * not the address was free, so signup cannot be used to find out who has an account.
+   */
+  async signup(input: { email: string; password: string }, origin: RequestOrigin): Promise<void> {
+    const { settings, db, users, mailer, logger } = this.parts;
+    if (settings.signup !== 'open') throw new AuthError(404, 'not-found', 'Not Found', 'self-registration is not enabled');
+    assertPasswordPolicy(input.password, input.email);
+    const passwordHash = await hashPassword(input.password);
+    if (await users.findByEmail(input.email)) {
+      await appendAuditEvent(db, { actor: { type: 'anonymous' }, action: 'auth.signup', sourceIp: origin.ip, outcome: 'denied', details: { reason: 'email-taken' } });
+      return;
+    }
+    const { token, hash } = issueOpaqueToken('verifyEmail');
+    let userId: string;
+    try {
+      userId = await db.transaction(async (txDb) => {
+        const tx = txDb as unknown as Db;
+        const user = await users.create({ email: input.email, role: 'user', tenantId: null, status: 'unverified', passwordHash }, tx);
+        await tx.insert(userTokens).values({ id: randomUUID(), userId: user.id, purpose: 'verify-email', tokenHash: hash, expiresAt: new Date(Date.now() + USER_TOKEN_TTL_MS), createdAt: new Date() });
+        await appendAuditEvent(tx, { actor: { type: 'anonymous' }, action: 'auth.signup', target: { type: 'user', id: user.id }, sourceIp: origin.ip, outcome: 'success', details: { role: 'user' } });
+        return user.id;
+      });
+    } catch (error) {
+      // Lost a race with another signup of the same address: same answer as taken.
+      if (error instanceof AuthError && error.type === 'email-taken') return;
+      throw error;
+    }
+    const link = `${settings.publicUrl}/verify-email#token=${token}`;
+    try {
+      await mailer!.send({ to: input.email, ...renderVerificationEmail(link) });
+    } catch (error) {
+      logger.error({ err: error, userId }, 'verification email not sent');
+      throw new AuthError(503, 'email-unavailable', 'Email unavailable', 'the verification email could not be sent; try again later');
+    }
+  }
+
+  /** Confirms a self-registered address; the user becomes active (role `user`, no tenant). */
+  async verifyEmail(input: { token: string }, origin: RequestOrigin): Promise<void> {
+    const { settings, db, users } = this.parts;
+    if (settings.signup !== 'open') throw new AuthError(404, 'not-found', 'Not Found', 'self-registration is not enabled');
+    const record = await this.openUserToken(input.token, 'verify-email', origin);
+    await db.transaction(async (txDb) => {
+      const tx = txDb as unknown as Db;
+      if (!(await this.spendUserToken(record.id, tx))) throw invalidUserToken();
+      if (!(await users.activate(record.userId, 'unverified', tx))) throw invalidUserToken();
+      await appendAuditEvent(tx, { actor: { type: 'user', id: record.userId }, action: 'auth.email.verify', target: { type: 'user', id: record.userId }, sourceIp: origin.ip, outcome: 'success', details: {} });
+    });
+  }
+
+  /** Changes the caller's password after checking the current one; every other session and trusted device ends. */
+  async changePassword(principal: Principal, input: { currentPassword: string; newPassword: string }, origin: RequestOrigin): Promise<{ revokedSessions: number }> {
+    if (principal.kind !== 'user') throw forbidden('machines have no password');
+    const { users, db, sessions, devices, throttle } = this.parts;
+    const user = await users.viewById(principal.userId);
+    const record = await users.get(principal.userId);
+    const accountKey = `p:${principal.userId}`;
+    const lock = await throttle.check(accountKey, origin.ip);
+    if (lock.locked) throw new AuthError(429, 'account-locked', 'Too many attempts', 'too many failed attempts; try again later', {}, { 'retry-after': String(lock.retryAfterSeconds) });
+    const ok = record?.passwordHash ? await verifyPassword(record.passwordHash, input.currentPassword) : await verifyAgainstDummy(input.currentPassword);
+    if (!user || !ok) {
+      await throttle.recordFailure(accountKey, origin.ip);
+      await appendAuditEvent(db, { actor: auditActorOf(principal), action: 'auth.password.change', target: { type: 'user', id: principal.userId }, sourceIp: origin.ip, outcome: 'failure', details: { reason: 'wrong-current-password' } });
+      throw new AuthError(403, 'invalid-credentials', 'Invalid credentials', 'the current password is wrong');
+    }
+    await throttle.recordSuccess(accountKey, origin.ip);
+    assertPasswordPolicy(input.newPassword, user.email);
+    const passwordHash = await hashPassword(input.newPassword);
+    const revoked = await db.transaction(async (txDb) => {
+      const tx = txDb as unknown as Db;
+      await users.setPassword(user.id, passwordHash, tx);
+      await devices.revokeAll(user.id, tx);
+      const ids = await sessions.revokeForUser(user.id, 'password-changed', { exceptSessionId: principal.sessionId }, tx);
+      await appendAuditEvent(tx, { actor: auditActorOf(principal), action: 'auth.password.change', target: { type: 'user', id: user.id }, sourceIp: origin.ip, outcome: 'success', details: { revokedSessions: ids.length } });
+      return ids.length;
+    });
+    return { revokedSessions: revoked };
+  }
+
+  /** Lists users; a principal that cannot see every tenant is refused by the route's permission already. */
+  async listUsers(filter: { tenantId?: string }): Promise<UserView[]> {
+    return this.parts.users.list(filter);
+  }
+
+  /**
+   * Changes a user's role, tenant or status. Nobody changes their own role or disables
+   * themselves; a manager touches only roles it may assign. Disabling ends every session,
+   * trusted device and API key of the user at once.
+   */
+  async updateUser(actor: Principal, userId: string, patch: { role?: Role; tenantId?: string | null; status?: 'active' | 'disabled' }, origin: RequestOrigin): Promise<UserView> {
+    const { users, db } = this.parts;
+    const target = await this.manageableTarget(actor, userId);
+    if (actor.kind === 'user' && actor.userId === userId && (patch.role !== undefined || patch.status !== undefined || patch.tenantId !== undefined)) {
+      await this.auditDenied(actor, 'user.update', userId, origin, 'self-change');
+      throw forbidden('nobody changes their own role, tenant or status');
+    }
+    const role = patch.role ?? target.role;
+    if (patch.role !== undefined) this.assertMayAssign(actor, patch.role);
+    const tenantId = patch.tenantId !== undefined ? patch.tenantId : target.tenantId;
+    assertTenantRule(role, tenantId);
+    if (patch.status === 'active' && target.status !== 'disabled' && target.status !== 'active') {
+      throw new AuthError(409, 'invalid-state', 'Invalid state', 'only a disabled user can be re-enabled; pending users activate through their setup token');
+    }
+    await db.transaction(async (txDb) => {
+      const tx = txDb as unknown as Db;
+      await users.update(userId, { role, tenantId, ...(patch.status ? { status: patch.status } : {}) }, tx);
+      const roleChanged = role !== target.role || tenantId !== target.tenantId;
+      const disabled = patch.status === 'disabled' && target.status !== 'disabled';
+      // A role or tenant change ends the sessions too: their access tokens carry the old role.
+      if (disabled || roleChanged) await this.endEverything(userId, disabled ? 'user-disabled' : 'revoked-by-admin', tx, { apiKeys: disabled });
+      if (roleChanged) await appendAuditEvent(tx, { actor: auditActorOf(actor), action: 'user.role.change', target: { type: 'user', id: userId }, tenantId, sourceIp: origin.ip, outcome: 'success', details: { from: target.role, to: role } });
+      if (patch.status && patch.status !== target.status) {
+        await appendAuditEvent(tx, { actor: auditActorOf(actor), action: patch.status === 'disabled' ? 'user.disable' : 'user.enable', target: { type: 'user', id: userId }, tenantId, sourceIp: origin.ip, outcome: 'success', details: {} });
+      }
+    });
+    return (await users.viewById(userId))!;
+  }
+
+  /** Deletes a user after ending all of its sessions, devices and API keys. */
+  async deleteUser(actor: Principal, userId: string, origin: RequestOrigin): Promise<void> {
+    const { users, db } = this.parts;
+    const target = await this.manageableTarget(actor, userId);
+    if (actor.kind === 'user' && actor.userId === userId) {
+      await this.auditDenied(actor, 'user.delete', userId, origin, 'self-delete');
+      throw forbidden('nobody deletes their own account here; ask another admin');
+    }
+    await db.transaction(async (txDb) => {
+      const tx = txDb as unknown as Db;
+      await this.endEverything(userId, 'user-deleted', tx, { apiKeys: true });
+      await users.delete(userId, tx);
+      await appendAuditEvent(tx, { actor: auditActorOf(actor), action: 'user.delete', target: { type: 'user', id: userId }, tenantId: target.tenantId, sourceIp: origin.ip, outcome: 'success', details: { role: target.role } });
+    });
+  }
+
+  /** A user's sessions for an admin (or for themselves). */
+  async sessionsOf(actor: Principal, userId: string) {
+    await this.manageableTarget(actor, userId, { allowSelf: true });
+    return this.parts.sessions.listForUser(userId);
+  }
+
+  /** Revokes one session. Users revoke their own; `sessions:manage` holders revoke those of users they manage. */
+  async revokeSession(actor: Principal, sessionId: string, origin: RequestOrigin, options: { asAdmin: boolean }): Promise<void> {
+    const { sessions, db } = this.parts;
+    const owner = isUuid(sessionId) ? await sessions.owner(sessionId) : undefined;
+    const notFound = new AuthError(404, 'not-found', 'Not Found', 'no such session');
+    if (!owner || owner.userId === null) throw notFound;
+    const own = actor.kind === 'user' && actor.userId === owner.userId;
+    if (!own) {
+      if (!options.asAdmin) throw notFound;
+      await this.manageableTarget(actor, owner.userId);
+    }
+    const revoked = await sessions.revoke([sessionId], own ? 'revoked-by-user' : 'revoked-by-admin');
+    if (revoked.length === 0) throw notFound;
+    await appendAuditEvent(db, { actor: auditActorOf(actor), action: 'auth.session.revoke', target: { type: 'session', id: sessionId }, sourceIp: origin.ip, outcome: 'success', details: { reason: own ? 'revoked-by-user' : 'revoked-by-admin', count: 1 } });
+  }
+
+  private async endEverything(userId: string, reason: 'user-disabled' | 'user-deleted' | 'revoked-by-admin', tx: Db, options: { apiKeys: boolean }): Promise<void> {
+    const { sessions, devices, apiKeys } = this.parts;
+    await sessions.revokeForUser(userId, reason, {}, tx);
+    await devices.revokeAll(userId, tx);
+    if (options.apiKeys) {
+      const keyIds = await apiKeys.revokeCreatedBy(userId, tx);
+      await sessions.revokeForApiKeys(keyIds, 'api-key-revoked', tx);
+    }
+  }
+
+  /**
+   * The target user if the actor may manage it. A user who does not exist, and one the actor
+   * may not manage, both read as 404 to a manager, so managers cannot probe for admins.
+   */
+  private async manageableTarget(actor: Principal, userId: string, options: { allowSelf?: boolean } = {}): Promise<UserRecord> {
+    const target = await this.parts.users.get(userId);
+    const notFound = new AuthError(404, 'not-found', 'Not Found', 'no such user');
+    if (!target) throw notFound;
+    if (options.allowSelf && actor.kind === 'user' && actor.userId === userId) return target;
+    if (actor.kind !== 'user') throw forbidden('machines do not manage users');
+    if (actor.userId === userId) return target;
+    if (!mayManageRole(actor.role, target.role)) throw actor.role === 'admin' ? forbidden('not allowed') : notFound;
+    return target;
+  }
+
+  private assertMayAssign(actor: Principal, role: Role): void {
+    if (actor.kind !== 'user' || !mayManageRole(actor.role, role)) {
+      throw forbidden(`a ${actor.kind === 'user' ? actor.role : 'machine'} may not give the role "${role}"`);
+    }
+  }
+
+  private async auditDenied(actor: Principal, action: string, userId: string, origin: RequestOrigin, reason: string): Promise<void> {
+    await appendAuditEvent(this.parts.db, { actor: auditActorOf(actor), action, target: { type: 'user', id: userId }, sourceIp: origin.ip, outcome: 'denied', details: { reason } });
+  }
+
+  private async openUserToken(token: unknown, purpose: 'setup' | 'verify-email', origin: RequestOrigin): Promise<{ id: string; userId: string }> {
+    const kind = purpose === 'setup' ? 'setup' : 'verifyEmail';
+    const deny = async () => {
+      await appendAuditEvent(this.parts.db, { actor: { type: 'anonymous' }, action: purpose === 'setup' ? 'auth.password.set' : 'auth.email.verify', sourceIp: origin.ip, outcome: 'denied', details: { reason: 'invalid-token' } });
+      return invalidUserToken();
+    };
+    if (!isOpaqueToken(kind, token)) throw await deny();
+    const [row] = await this.parts.db
+      .select()
+      .from(userTokens)
+      .where(and(eq(userTokens.tokenHash, hashOpaqueToken(token)), eq(userTokens.purpose, purpose), isNull(userTokens.usedAt)))
+      .limit(1);
+    if (!row || row.expiresAt.getTime() <= Date.now()) throw await deny();
+    return { id: row.id, userId: row.userId };
+  }
+
+  private async spendUserToken(id: string, tx: Db): Promise<boolean> {
+    const rows = await tx.update(userTokens).set({ usedAt: new Date() }).where(and(eq(userTokens.id, id), isNull(userTokens.usedAt))).returning({ id: userTokens.id });
+    return rows.length === 1;
+  }
+}
+
+function invalidUserToken(): AuthError {
+  return new AuthError(400, 'invalid-token', 'Invalid token', 'the token is unknown, expired or already used');
+}
+
+/** Client users belong to exactly one tenant; nobody else is bound to one. */
+function assertTenantRule(role: Role, tenantId: string | null): void {
+  if (role === 'client' && !tenantId) throw new AuthError(400, 'validation-failed', 'Validation failed', 'a client user needs a tenant');
+  if (role !== 'client' && tenantId) throw new AuthError(400, 'validation-failed', 'Validation failed', 'only client users belong to a tenant');
+}
+
+function assertPasswordPolicy(password: string, email: string): void {
+  const result = checkPasswordPolicy(password, { email });
+  if (!result.ok) throw new AuthError(400, 'weak-password', 'Password rejected', result.message, { rule: result.rule });
+}

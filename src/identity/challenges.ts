@@ -1,0 +1,76 @@
+import { randomUUID, timingSafeEqual } from 'node:crypto';
+import { and, eq, isNull, sql } from 'drizzle-orm';
+import type { Db } from '../store/connection.js';
+import { loginChallenges } from '../store/schema.js';
+import { AuthError } from './errors.js';
+import { hashOpaqueToken, isOpaqueToken, issueOpaqueToken } from './opaque-tokens.js';
+
+/**
+ * Login challenges: what a correct password earns when a second factor (or its enrollment)
+ * must follow. The token lives five minutes, is spent by the request that completes the
+ * sign-in, and is bound to the user, its purpose and the device (a User-Agent hash) of the
+ * login attempt, so one stolen from a log cannot finish a sign-in from another client, nor
+ * can an enrollment challenge stand in for a second factor.
+ */
+export const CHALLENGE_TTL_MS = 5 * 60 * 1000;
+/** Wrong codes allowed per challenge; then it is spent and the password must be entered again. */
+export const CHALLENGE_MAX_FAILURES = 5;
+
+export type ChallengePurpose = 'second-factor' | 'enrollment';
+
+export interface OpenChallenge {
+  id: string;
+  userId: string;
+}
+
+export class LoginChallenges {
+  constructor(
+    private readonly db: Db,
+    private readonly now: () => Date = () => new Date(),
+  ) {}
+
+  async issue(userId: string, purpose: ChallengePurpose, fingerprint: string): Promise<{ challengeToken: string; expiresAt: Date }> {
+    const now = this.now();
+    const { token, hash } = issueOpaqueToken('challenge');
+    const expiresAt = new Date(now.getTime() + CHALLENGE_TTL_MS);
+    await this.db.insert(loginChallenges).values({ id: randomUUID(), userId, tokenHash: hash, purpose, deviceFingerprint: fingerprint, expiresAt, createdAt: now });
+    return { challengeToken: token, expiresAt };
+  }
+
+  /**
+   * The open challenge behind a token, checked but not spent; throws the one
+   * `invalid-challenge` answer for every reason, so a probe learns nothing.
+   */
+  async open(token: unknown, purpose: ChallengePurpose, fingerprint: string): Promise<OpenChallenge> {
+    if (!isOpaqueToken('challenge', token)) throw invalidChallenge();
+    const [row] = await this.db.select().from(loginChallenges).where(eq(loginChallenges.tokenHash, hashOpaqueToken(token))).limit(1);
+    if (!row || row.usedAt !== null || row.purpose !== purpose) throw invalidChallenge();
+    if (this.now().getTime() >= row.expiresAt.getTime()) throw invalidChallenge();
+    if (row.failedAttempts >= CHALLENGE_MAX_FAILURES) throw invalidChallenge();
+    const expected = Buffer.from(row.deviceFingerprint, 'hex');
+    const presented = Buffer.from(fingerprint, 'hex');
+    if (expected.length !== presented.length || !timingSafeEqual(expected, presented)) throw invalidChallenge();
+    return { id: row.id, userId: row.userId };
+  }
+
+  /** Spends the challenge; false when another request spent it first. Run in the sign-in's transaction. */
+  async spend(id: string, db: Db = this.db): Promise<boolean> {
+    const rows = await db
+      .update(loginChallenges)
+      .set({ usedAt: this.now() })
+      .where(and(eq(loginChallenges.id, id), isNull(loginChallenges.usedAt)))
+      .returning({ id: loginChallenges.id });
+    return rows.length === 1;
+  }
+
+  async recordFailure(id: string): Promise<void> {
+    await this.db
+      .update(loginChallenges)
+      .set({ failedAttempts: sql`${loginChallenges.failedAttempts} + 1` })
+      .where(eq(loginChallenges.id, id));
+  }
+}
+
+export function invalidChallenge(): AuthError {
+  return new AuthError(401, 'invalid-challenge', 'Invalid challenge', 'the challenge token is unknown, expired, already used, or was issued for another step or device; sign in again');
+}

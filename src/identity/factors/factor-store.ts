@@ -1,0 +1,117 @@
+import { randomUUID } from 'node:crypto';
+import { and, desc, eq, isNotNull, isNull, lt, ne, or } from 'drizzle-orm';
+import { SYSTEM_SCOPE, type SealedFields } from '../../seal/sealed-fields.js';
+import type { Db } from '../../store/connection.js';
+import { totpFactorsSealed } from '../../store/sealed-tables.js';
+import { recoveryCodes, totpFactors } from '../../store/schema.js';
+import { findRecoveryCode, generateRecoveryCodes } from './recovery.js';
+import { consumeTotpCode, createTotpEnrollment, verifyTotp, type TotpVerification } from './totp.js';
+
+/**
+ * The database side of the second factors: TOTP secrets sealed under the system key, the
+ * replay guard as a compare-and-set on `last_used_step`, recovery codes hashed and spent
+ * with a compare-and-set on `used_at`.
+ */
+export class SecondFactors {
+  constructor(
+    private readonly db: Db,
+    private readonly fields: SealedFields,
+    private readonly issuer = 'Ciphergate',
+  ) {}
+
+  /** Methods a user can pass a challenge with; empty means enrollment is required. */
+  async methods(userId: string): Promise<Array<'totp' | 'recovery'>> {
+    const [factor] = await this.db.select({ id: totpFactors.id }).from(totpFactors).where(and(eq(totpFactors.userId, userId), isNotNull(totpFactors.confirmedAt))).limit(1);
+    if (!factor) return [];
+    const [code] = await this.db.select({ id: recoveryCodes.id }).from(recoveryCodes).where(and(eq(recoveryCodes.userId, userId), isNull(recoveryCodes.usedAt))).limit(1);
+    return code ? ['totp', 'recovery'] : ['totp'];
+  }
+
+  /**
+   * A new pending authenticator (replacing any earlier pending one). The confirmed factor, if
+   * any, keeps working until the new one is confirmed. `label` appears in the authenticator app.
+   */
+  async startTotpEnrollment(userId: string, label: string): Promise<{ otpauthUri: string; secretBase32: string }> {
+    const enrollment = createTotpEnrollment({ issuer: this.issuer, label });
+    const id = randomUUID();
+    const sealed = this.fields.sealRow(totpFactorsSealed, { scope: SYSTEM_SCOPE, id }, { secret: enrollment.secretBase32 });
+    await this.db.transaction(async (tx) => {
+      await tx.delete(totpFactors).where(and(eq(totpFactors.userId, userId), isNull(totpFactors.confirmedAt)));
+      await tx.insert(totpFactors).values({ id, userId, secret: sealed.secret!, createdAt: new Date() } as typeof totpFactors.$inferInsert);
+    });
+    return enrollment;
+  }
+
+  /**
+   * Confirms the pending authenticator with one code from it: it becomes the user's factor, the
+   * previous one is removed, and ten fresh recovery codes replace the old ones. The codes are
+   * returned for showing once. `db` is the caller's transaction.
+   */
+  async confirmTotp(userId: string, code: string, db: Db, now: Date = new Date()): Promise<{ ok: true; recoveryCodes: string[] } | { ok: false; reason: 'malformed' | 'wrong-code' | 'replayed' | 'no-pending-enrollment' }> {
+    const [pending] = await db
+      .select({ id: totpFactors.id, secret: totpFactors.secret })
+      .from(totpFactors)
+      .where(and(eq(totpFactors.userId, userId), isNull(totpFactors.confirmedAt)))
+      .orderBy(desc(totpFactors.createdAt))
+      .limit(1);
+    if (!pending) return { ok: false, reason: 'no-pending-enrollment' };
+    const { secret } = this.fields.openRow(totpFactorsSealed, { scope: SYSTEM_SCOPE, id: pending.id }, { secret: pending.secret });
+    const verification = verifyTotp({ secretBase32: secret!, code, lastUsedStep: null, now });
+    if (!verification.ok) return { ok: false, reason: verification.reason };
+    const confirmed = await db
+      .update(totpFactors)
+      .set({ confirmedAt: now, lastUsedStep: verification.step })
+      .where(and(eq(totpFactors.id, pending.id), isNull(totpFactors.confirmedAt)))
+      .returning({ id: totpFactors.id });
+    if (confirmed.length === 0) return { ok: false, reason: 'replayed' };
+    await db.delete(totpFactors).where(and(eq(totpFactors.userId, userId), ne(totpFactors.id, pending.id)));
+    const codes = generateRecoveryCodes();
+    await db.delete(recoveryCodes).where(eq(recoveryCodes.userId, userId));
+    await db.insert(recoveryCodes).values(codes.hashes.map((codeHash) => ({ id: randomUUID(), userId, codeHash, createdAt: now })));
+    return { ok: true, recoveryCodes: codes.codes };
+  }
+
+  /** Checks and spends a TOTP code of the user's confirmed factor (each code once: the replay guard). */
+  async verifyTotp(userId: string, code: string, now: Date = new Date()): Promise<TotpVerification | { ok: false; reason: 'no-factor' }> {
+    const [factor] = await this.db
+      .select({ id: totpFactors.id, secret: totpFactors.secret, lastUsedStep: totpFactors.lastUsedStep })
+      .from(totpFactors)
+      .where(and(eq(totpFactors.userId, userId), isNotNull(totpFactors.confirmedAt)))
+      .limit(1);
+    if (!factor) return { ok: false, reason: 'no-factor' };
+    const { secret } = this.fields.openRow(totpFactorsSealed, { scope: SYSTEM_SCOPE, id: factor.id }, { secret: factor.secret });
+    return consumeTotpCode(
+      {
+        advanceLastUsedStep: async (factorId, step) => {
+          const rows = await this.db
+            .update(totpFactors)
+            .set({ lastUsedStep: step })
+            .where(and(eq(totpFactors.id, factorId), or(isNull(totpFactors.lastUsedStep), lt(totpFactors.lastUsedStep, step))))
+            .returning({ id: totpFactors.id });
+          return rows.length === 1;
+        },
+      },
+      { id: factor.id, secretBase32: secret!, lastUsedStep: factor.lastUsedStep },
+      code,
+      now,
+    );
+  }
+
+  /** Spends one recovery code; true only for the request that spent it. */
+  async redeemRecoveryCode(userId: string, code: string, now: Date = new Date()): Promise<boolean> {
+    const stored = await this.db.select({ id: recoveryCodes.id, hash: recoveryCodes.codeHash, usedAt: recoveryCodes.usedAt }).from(recoveryCodes).where(eq(recoveryCodes.userId, userId));
+    const id = findRecoveryCode(stored, code);
+    if (id === undefined) return false;
+    const rows = await this.db
+      .update(recoveryCodes)
+      .set({ usedAt: now })
+      .where(and(eq(recoveryCodes.id, id), isNull(recoveryCodes.usedAt)))
+      .returning({ id: recoveryCodes.id });
+    return rows.length === 1;
+  }
+
+  async remainingRecoveryCodes(userId: string): Promise<number> {
+    const rows = await this.db.select({ id: recoveryCodes.id }).from(recoveryCodes).where(and(eq(recoveryCodes.userId, userId), isNull(recoveryCodes.usedAt)));
+    return rows.length;
+  }
+}

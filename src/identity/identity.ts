@@ -1,0 +1,160 @@
+import type { Config } from '../config/load.js';
+import type { Logger } from '../log/logger.js';
+import type { SealedFields } from '../seal/sealed-fields.js';
+import type { Db } from '../store/connection.js';
+import type { RedisConnection } from '../store/redis.js';
+import { usersSealed } from '../store/sealed-tables.js';
+import { SYSTEM_SCOPE } from '../seal/binding.js';
+import { ApiKeys } from './api-keys.js';
+import { LoginChallenges } from './challenges.js';
+import { TrustedDevices } from './devices.js';
+import { unauthenticated } from './errors.js';
+import { SecondFactors } from './factors/factor-store.js';
+import type { Mailer } from './mailer.js';
+import type { ApiKeyScope, Role } from './permissions.js';
+import type { Principal } from './principal.js';
+import { openRevocationBus, type RevocationBus } from './revocation-bus.js';
+import { Sessions } from './sessions.js';
+import { DatabaseSigningKeyStore } from './signing-key-store.js';
+import { SigningKeys } from './signing-keys.js';
+import { LoginThrottle } from './throttle.js';
+import { ACCESS_TOKEN_TTL_SECONDS, TokenError, issueAccessToken, verifyAccessToken } from './tokens.js';
+import { UserDirectory } from './users.js';
+import { OPAQUE_TOKEN_PREFIXES } from './opaque-tokens.js';
+
+/**
+ * Every part of identity, wired once per process: the stores, the session cache with its
+ * revocation bus, the throttle, the signing keys. Routes and CLI commands take this object;
+ * the flows themselves live in sign-in.ts, accounts.ts and machine-auth.ts.
+ */
+export interface IdentityParts {
+  db: Db;
+  fields: SealedFields;
+  logger: Logger;
+  users: UserDirectory;
+  sessions: Sessions;
+  devices: TrustedDevices;
+  challenges: LoginChallenges;
+  factors: SecondFactors;
+  apiKeys: ApiKeys;
+  signingKeys: SigningKeys;
+  throttle: LoginThrottle;
+  bus: RevocationBus;
+  mailer?: Mailer;
+  settings: IdentitySettings;
+}
+
+export interface IdentitySettings {
+  issuer: string;
+  audience: string;
+  publicUrl: string;
+  signup: 'closed' | 'open';
+}
+
+export interface OpenIdentityOptions {
+  config: Pick<Config, 'publicUrl' | 'signup' | 'sessions' | 'maxSessionsPerUser'>;
+  db: Db;
+  fields: SealedFields;
+  logger: Logger;
+  redis?: RedisConnection;
+  mailer?: Mailer;
+  /** Isolates Redis keys and channels (tests, several deployments on one Redis). */
+  redisKeyPrefix?: string;
+}
+
+export async function openIdentity(options: OpenIdentityOptions): Promise<Identity> {
+  const { config, db, fields, logger } = options;
+  const bus = openRevocationBus(options.redis, { keyPrefix: options.redisKeyPrefix ?? 'cg', logger });
+  const signingKeys = await SigningKeys.open(new DatabaseSigningKeyStore(db, fields));
+  return new Identity({
+    db,
+    fields,
+    logger,
+    users: new UserDirectory(db, fields),
+    sessions: new Sessions(db, bus, {
+      idleMs: config.sessions.idleMinutes * 60_000,
+      absoluteMs: config.sessions.absoluteHours * 3_600_000,
+      ...(config.maxSessionsPerUser !== undefined ? { maxPerUser: config.maxSessionsPerUser } : {}),
+    }),
+    devices: new TrustedDevices(db),
+    challenges: new LoginChallenges(db),
+    factors: new SecondFactors(db, fields),
+    apiKeys: new ApiKeys(db),
+    signingKeys,
+    throttle: new LoginThrottle({ ...(options.redis ? { redis: options.redis } : {}), keyPrefix: options.redisKeyPrefix ?? 'cg' }),
+    bus,
+    ...(options.mailer ? { mailer: options.mailer } : {}),
+    settings: tokenSettings(config),
+  });
+}
+
+/** Issuer is the public base URL; the audience is our API, so a token minted for another service of the same issuer is refused. */
+export function tokenSettings(config: Pick<Config, 'publicUrl' | 'signup'>): IdentitySettings {
+  const base = config.publicUrl.replace(/\/+$/, '');
+  return { issuer: base, audience: `${base}/api`, publicUrl: base, signup: config.signup };
+}
+
+export class Identity {
+  constructor(readonly parts: IdentityParts) {}
+
+  /**
+   * The principal behind a bearer credential: an API key (`cgk_…`) or an access JWT whose
+   * session is still live. Every failure is the same `unauthenticated` answer; the reason goes
+   * to the caller's log line, never to the client.
+   */
+  async authenticate(credential: string, via: 'bearer' | 'cookie'): Promise<Principal> {
+    const { apiKeys, signingKeys, sessions, settings } = this.parts;
+    if (credential.startsWith(OPAQUE_TOKEN_PREFIXES.apiKey)) {
+      if (via === 'cookie') throw unauthenticated();
+      const key = await apiKeys.authenticate(credential);
+      if (!key) throw unauthenticated('the API key is unknown, expired or revoked');
+      return { kind: 'machine', apiKeyId: key.id, sessionId: null, scopes: key.scopes, tenantId: key.tenantId, via: 'api-key' };
+    }
+    let claims;
+    try {
+      claims = await verifyAccessToken(signingKeys, credential, { issuer: settings.issuer, audience: settings.audience });
+    } catch (error) {
+      if (error instanceof TokenError) throw unauthenticated(error.reason === 'expired' ? 'the access token has expired' : 'the access token is not valid');
+      throw error;
+    }
+    const session = await sessions.checkLive(claims.sid);
+    if (!session) throw unauthenticated('the session of this access token has ended');
+    if (claims.role !== null) {
+      if (session.userId !== claims.sub) throw unauthenticated('the access token is not valid');
+      return { kind: 'user', userId: claims.sub, sessionId: claims.sid, role: claims.role, tenantId: claims.tenant, via };
+    }
+    if (session.apiKeyId !== claims.sub || via === 'cookie') throw unauthenticated('the access token is not valid');
+    return { kind: 'machine', apiKeyId: claims.sub, sessionId: claims.sid, scopes: claims.scope ?? [], tenantId: claims.tenant, via: 'bearer' };
+  }
+
+  /** An access token for a user's session; the role and tenant are read fresh, so a changed role shows on the next refresh. */
+  async accessTokenFor(user: { id: string; role: Role; tenantId: string | null }, sessionId: string) {
+    const { settings, signingKeys } = this.parts;
+    return issueAccessToken(signingKeys, { issuer: settings.issuer, audience: settings.audience, subject: user.id, sessionId, tenantId: user.tenantId, grant: { role: user.role } });
+  }
+
+  async machineAccessTokenFor(key: { id: string; tenantId: string | null }, scopes: ApiKeyScope[], sessionId: string) {
+    const { settings, signingKeys } = this.parts;
+    return issueAccessToken(signingKeys, { issuer: settings.issuer, audience: settings.audience, subject: key.id, sessionId, tenantId: key.tenantId, grant: { scopes, clientId: key.id } });
+  }
+
+  /**
+   * A stable, keyed, non-reversible key for throttling by account: the email's blind index
+   * under the current key version. Unknown emails get one too, so lockouts do not reveal
+   * whether an account exists, and Redis never holds an address.
+   */
+  accountThrottleKey(email: string): string {
+    try {
+      const [current] = this.parts.fields.lookupIndexes(usersSealed, 'email', SYSTEM_SCOPE, email);
+      return `e:${current!.toString('hex')}`;
+    } catch {
+      return 'e:invalid';
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.parts.bus.close();
+  }
+}
+
+export { ACCESS_TOKEN_TTL_SECONDS };

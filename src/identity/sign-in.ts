@@ -1,0 +1,284 @@
+import { appendAuditEvent } from '../audit/trail.js';
+import type { Db } from '../store/connection.js';
+import { invalidChallenge } from './challenges.js';
+import { deviceFingerprint, deviceLabelFrom } from './devices.js';
+import { AuthError, invalidCredentials } from './errors.js';
+import type { Identity } from './identity.js';
+import { hashPassword, needsRehash, verifyAgainstDummy, verifyPassword } from './passwords.js';
+import type { Principal } from './principal.js';
+import { RateLimitedError } from './throttle.js';
+import { ACCESS_TOKEN_TTL_SECONDS } from './tokens.js';
+import type { UserRecord } from './users.js';
+
+/**
+ * The sign-in flows: password, second factor on a new device, first-time TOTP enrollment,
+ * refresh rotation and sign-out. Every outcome that matters to security is an audit event;
+ * no event carries an email, a password, a code or a token.
+ */
+
+/** Where a request came from: for throttling, session records and the audit trail. */
+export interface RequestOrigin {
+  ip: string;
+  userAgent: string | undefined;
+}
+
+export interface TokenPair {
+  accessToken: string;
+  refreshToken: string;
+  tokenType: 'Bearer';
+  expiresIn: number;
+}
+
+export interface SignedIn extends TokenPair {
+  userId: string;
+  sessionId: string;
+  /** Present after a passed second factor: sent on later logins to skip it on this device. */
+  deviceToken?: string;
+  /** Present once, after TOTP enrollment. */
+  recoveryCodes?: string[];
+}
+
+export class SignIn {
+  constructor(private readonly identity: Identity) {}
+
+  private get parts() {
+    return this.identity.parts;
+  }
+
+  /**
+   * Email and password. Answers tokens when the device is trusted, else throws the
+   * `second-factor-required` (or `-enrollment-required`) problem carrying a challenge token.
+   */
+  async login(input: { email: string; password: string; deviceToken?: string | undefined }, origin: RequestOrigin): Promise<SignedIn> {
+    const { throttle, users, factors, devices, challenges, db } = this.parts;
+    await this.spendIpAllowance(origin, 'auth.login');
+    const accountKey = this.identity.accountThrottleKey(input.email);
+    const lock = await throttle.check(accountKey, origin.ip);
+    if (lock.locked) {
+      await this.audit(db, { action: 'auth.login', outcome: 'denied', origin, details: { reason: 'account-locked' } });
+      throw new RateLimitedError('account-locked', lock.retryAfterSeconds);
+    }
+
+    const user = await users.findByEmail(input.email);
+    // Unknown, passwordless (pending) and disabled accounts all spend one argon2id verification,
+    // so the answer time does not tell them apart from a wrong password.
+    const passwordOk = user?.passwordHash && (user.status === 'active' || user.status === 'unverified') ? await verifyPassword(user.passwordHash, input.password) : await verifyAgainstDummy(input.password);
+    if (!user || !passwordOk) {
+      const failure = await throttle.recordFailure(accountKey, origin.ip);
+      await this.audit(db, { action: 'auth.login', outcome: 'failure', origin, userId: user?.id ?? null, details: { reason: user ? 'wrong-password-or-inactive' : 'unknown-account' } });
+      if (failure.lockedNow) await this.audit(db, { action: 'auth.lockout', outcome: 'success', origin, userId: user?.id ?? null, details: { lockSeconds: failure.retryAfterSeconds } });
+      throw invalidCredentials();
+    }
+    await throttle.recordSuccess(accountKey, origin.ip);
+    if (user.status === 'unverified') {
+      await this.audit(db, { action: 'auth.login', outcome: 'denied', origin, userId: user.id, details: { reason: 'email-not-verified' } });
+      throw new AuthError(403, 'email-not-verified', 'Email not verified', 'confirm the email address with the link sent to it before signing in');
+    }
+    if (needsRehash(user.passwordHash!)) await users.setPassword(user.id, await hashPassword(input.password));
+
+    const fingerprint = deviceFingerprint(origin.userAgent);
+    const methods = await factors.methods(user.id);
+    if (methods.length === 0) {
+      const { challengeToken, expiresAt } = await challenges.issue(user.id, 'enrollment', fingerprint);
+      await this.audit(db, { action: 'auth.login', outcome: 'success', origin, userId: user.id, details: { next: 'enrollment' } });
+      throw new AuthError(401, 'second-factor-enrollment-required', 'Second factor enrollment required', 'set up an authenticator app with POST /api/v1/auth/totp/enroll and /auth/totp/confirm before any token is issued', {
+        challengeToken,
+        challengeExpiresAt: expiresAt.toISOString(),
+        methods: ['totp'],
+      });
+    }
+    const deviceId = input.deviceToken === undefined ? undefined : await devices.recognise(user.id, input.deviceToken);
+    if (deviceId) {
+      const signedIn = await this.startSession(user, origin, { deviceId });
+      await this.audit(db, { action: 'auth.login', outcome: 'success', origin, userId: user.id, sessionId: signedIn.sessionId, details: { secondFactor: 'trusted-device' } });
+      return signedIn;
+    }
+    const { challengeToken, expiresAt } = await challenges.issue(user.id, 'second-factor', fingerprint);
+    await this.audit(db, { action: 'auth.login', outcome: 'success', origin, userId: user.id, details: { next: 'second-factor', deviceToken: input.deviceToken === undefined ? 'absent' : 'not-recognised' } });
+    throw new AuthError(401, 'second-factor-required', 'Second factor required', 'this device is new: complete the sign-in with POST /api/v1/auth/second-factor', {
+      challengeToken,
+      challengeExpiresAt: expiresAt.toISOString(),
+      methods,
+    });
+  }
+
+  /** Completes a sign-in with a TOTP or recovery code; the device becomes trusted. */
+  async secondFactor(input: { challengeToken: string; method: 'totp' | 'recovery' | 'sms'; code: string }, origin: RequestOrigin): Promise<SignedIn> {
+    const { challenges, factors, throttle, db, devices, users } = this.parts;
+    await this.spendIpAllowance(origin, 'auth.second-factor');
+    const challenge = await this.openChallenge(input.challengeToken, 'second-factor', origin, 'auth.second-factor');
+    const accountKey = `u:${challenge.userId}`;
+    const lock = await throttle.check(accountKey, origin.ip);
+    if (lock.locked) {
+      await this.audit(db, { action: 'auth.second-factor', outcome: 'denied', origin, userId: challenge.userId, details: { reason: 'account-locked' } });
+      throw new RateLimitedError('account-locked', lock.retryAfterSeconds);
+    }
+    if (input.method === 'sms') {
+      throw new AuthError(400, 'method-not-available', 'Method not available', 'SMS codes are not enabled for this account; use "totp" or "recovery"');
+    }
+    let passed: boolean;
+    let reason: string;
+    if (input.method === 'totp') {
+      const result = await factors.verifyTotp(challenge.userId, input.code);
+      passed = result.ok;
+      reason = result.ok ? 'ok' : result.reason;
+    } else {
+      passed = await factors.redeemRecoveryCode(challenge.userId, input.code);
+      reason = passed ? 'ok' : 'wrong-or-used-code';
+    }
+    if (!passed) {
+      await challenges.recordFailure(challenge.id);
+      const failure = await throttle.recordFailure(accountKey, origin.ip);
+      await this.audit(db, { action: 'auth.second-factor', outcome: 'failure', origin, userId: challenge.userId, details: { method: input.method, reason } });
+      if (failure.lockedNow) await this.audit(db, { action: 'auth.lockout', outcome: 'success', origin, userId: challenge.userId, details: { lockSeconds: failure.retryAfterSeconds } });
+      throw new AuthError(401, 'invalid-second-factor', 'Invalid code', 'the code is wrong, expired or was already used');
+    }
+    await throttle.recordSuccess(accountKey, origin.ip);
+    const user = await users.get(challenge.userId);
+    if (!user || user.status !== 'active') throw invalidChallenge();
+    const signedIn = await db.transaction(async (tx) => {
+      if (!(await challenges.spend(challenge.id, tx as unknown as Db))) throw invalidChallenge();
+      const device = await devices.trust(user.id, deviceLabelFrom(origin.userAgent), tx as unknown as Db);
+      const started = await this.startSession(user, origin, { deviceId: device.deviceId }, tx as unknown as Db);
+      await this.audit(tx as unknown as Db, { action: 'auth.second-factor', outcome: 'success', origin, userId: user.id, sessionId: started.sessionId, details: { method: input.method, deviceTrusted: true } });
+      return { ...started, deviceToken: device.deviceToken };
+    });
+    return signedIn;
+  }
+
+  /**
+   * Starts (or restarts) TOTP enrollment. Either the enrollment challenge of a first sign-in,
+   * or a signed-in user replacing their authenticator.
+   */
+  async enrollTotp(input: { challengeToken?: string | undefined; principal?: Principal | undefined }, origin: RequestOrigin): Promise<{ otpauthUri: string; secret: string }> {
+    const { factors, users, db } = this.parts;
+    const userId = await this.enrollingUser(input, origin);
+    const user = await users.viewById(userId);
+    if (!user) throw invalidChallenge();
+    const enrollment = await factors.startTotpEnrollment(userId, user.email);
+    await this.audit(db, { action: 'auth.totp.enroll', outcome: 'success', origin, userId, details: { stage: 'started' } });
+    return { otpauthUri: enrollment.otpauthUri, secret: enrollment.secretBase32 };
+  }
+
+  /**
+   * Confirms the new authenticator with one code. From a first sign-in this completes it
+   * (tokens, a trusted device and the recovery codes); for a signed-in user it replaces the
+   * factor and ends every other session, as any factor change does.
+   */
+  async confirmTotp(input: { challengeToken?: string | undefined; principal?: Principal | undefined; code: string }, origin: RequestOrigin): Promise<{ recoveryCodes: string[]; signedIn?: SignedIn }> {
+    const { factors, db, users, challenges, devices, sessions } = this.parts;
+    await this.spendIpAllowance(origin, 'auth.totp.confirm');
+    const userId = await this.enrollingUser(input, origin);
+    const user = await users.get(userId);
+    if (!user || user.status !== 'active') throw invalidChallenge();
+    return db.transaction(async (txDb) => {
+      const tx = txDb as unknown as Db;
+      const result = await factors.confirmTotp(userId, input.code, tx);
+      if (!result.ok) {
+        // Thrown after the transaction closes would lose the audit event; record it outside.
+        throw new EnrollmentFailure(result.reason);
+      }
+      if (input.principal) {
+        await devices.revokeAll(userId, tx);
+        await sessions.revokeForUser(userId, 'factor-changed', { exceptSessionId: input.principal.sessionId ?? undefined }, tx);
+        await this.audit(tx, { action: 'auth.totp.enroll', outcome: 'success', origin, userId, details: { stage: 'confirmed', replacedFactor: true } });
+        return { recoveryCodes: result.recoveryCodes };
+      }
+      const challenge = await challenges.open(input.challengeToken, 'enrollment', deviceFingerprint(origin.userAgent));
+      if (!(await challenges.spend(challenge.id, tx))) throw invalidChallenge();
+      const device = await devices.trust(userId, deviceLabelFrom(origin.userAgent), tx);
+      const started = await this.startSession(user, origin, { deviceId: device.deviceId }, tx);
+      await this.audit(tx, { action: 'auth.totp.enroll', outcome: 'success', origin, userId, sessionId: started.sessionId, details: { stage: 'confirmed', replacedFactor: false } });
+      return { recoveryCodes: result.recoveryCodes, signedIn: { ...started, deviceToken: device.deviceToken, recoveryCodes: result.recoveryCodes } };
+    }).catch(async (error: unknown) => {
+      if (!(error instanceof EnrollmentFailure)) throw error;
+      await this.audit(db, { action: 'auth.totp.enroll', outcome: 'failure', origin, userId, details: { stage: 'confirm', reason: error.reason } });
+      throw new AuthError(400, 'invalid-second-factor', 'Invalid code', error.reason === 'no-pending-enrollment' ? 'start with POST /api/v1/auth/totp/enroll' : 'the code does not match the new authenticator');
+    });
+  }
+
+  /** Rotates a refresh token. A reused one ends the session and is audited as such. */
+  async refresh(refreshToken: string, origin: RequestOrigin): Promise<TokenPair & { sessionId: string }> {
+    const { sessions, users, db } = this.parts;
+    const rotated = await sessions.rotateRefreshToken(refreshToken);
+    if ('reused' in rotated) {
+      await this.audit(db, { action: 'auth.refresh-reuse', outcome: 'denied', origin, userId: rotated.userId, sessionId: rotated.sessionId, details: { sessionRevoked: true } });
+      throw new AuthError(401, 'refresh-token-reused', 'Refresh token reused', 'this refresh token was used before; the session has been ended, sign in again');
+    }
+    const user = await users.get(rotated.userId);
+    if (!user || user.status !== 'active') {
+      await sessions.revoke([rotated.sessionId], 'user-disabled');
+      throw new AuthError(401, 'invalid-refresh-token', 'Invalid refresh token', 'the refresh token is unknown, expired, or its session has ended');
+    }
+    const access = await this.identity.accessTokenFor(user, rotated.sessionId);
+    return { accessToken: access.token, refreshToken: rotated.refreshToken, tokenType: 'Bearer', expiresIn: ACCESS_TOKEN_TTL_SECONDS, sessionId: rotated.sessionId };
+  }
+
+  async logout(principal: Principal, origin: RequestOrigin): Promise<void> {
+    if (principal.kind !== 'user') return;
+    await this.parts.sessions.revoke([principal.sessionId], 'logout');
+    await this.audit(this.parts.db, { action: 'auth.session.revoke', outcome: 'success', origin, userId: principal.userId, sessionId: principal.sessionId, details: { reason: 'logout', count: 1 } });
+  }
+
+  async logoutAll(principal: Principal, origin: RequestOrigin): Promise<number> {
+    if (principal.kind !== 'user') return 0;
+    const revoked = await this.parts.sessions.revokeForUser(principal.userId, 'logout-all');
+    await this.audit(this.parts.db, { action: 'auth.session.revoke', outcome: 'success', origin, userId: principal.userId, details: { reason: 'logout-all', count: revoked.length } });
+    return revoked.length;
+  }
+
+  /** A new session with its first token pair; `db` is the caller's transaction when there is one. */
+  async startSession(user: UserRecord, origin: RequestOrigin, options: { deviceId?: string | undefined }, db: Db = this.parts.db): Promise<SignedIn> {
+    const started = await this.parts.sessions.start({ userId: user.id, deviceId: options.deviceId ?? null, deviceLabel: deviceLabelFrom(origin.userAgent), ip: origin.ip }, db);
+    if (started.endedSessionIds.length > 0) {
+      await this.audit(db, { action: 'auth.session.revoke', outcome: 'success', origin, userId: user.id, details: { reason: 'session-limit', count: started.endedSessionIds.length } });
+    }
+    const access = await this.identity.accessTokenFor(user, started.sessionId);
+    return { accessToken: access.token, refreshToken: started.refreshToken!, tokenType: 'Bearer', expiresIn: ACCESS_TOKEN_TTL_SECONDS, userId: user.id, sessionId: started.sessionId };
+  }
+
+  private async enrollingUser(input: { challengeToken?: string | undefined; principal?: Principal | undefined }, origin: RequestOrigin): Promise<string> {
+    if (input.principal) {
+      if (input.principal.kind !== 'user') throw new AuthError(403, 'forbidden', 'Forbidden', 'machines have no second factor');
+      return input.principal.userId;
+    }
+    const challenge = await this.openChallenge(input.challengeToken, 'enrollment', origin, 'auth.totp.enroll');
+    return challenge.userId;
+  }
+
+  private async openChallenge(token: unknown, purpose: 'second-factor' | 'enrollment', origin: RequestOrigin, action: string) {
+    try {
+      return await this.parts.challenges.open(token, purpose, deviceFingerprint(origin.userAgent));
+    } catch (error) {
+      await this.audit(this.parts.db, { action, outcome: 'denied', origin, details: { reason: 'invalid-challenge' } });
+      throw error;
+    }
+  }
+
+  private async spendIpAllowance(origin: RequestOrigin, action: string): Promise<void> {
+    const allowance = await this.parts.throttle.consumeIp(origin.ip);
+    if (allowance.allowed) return;
+    await this.audit(this.parts.db, { action, outcome: 'denied', origin, details: { reason: 'ip-limit' } });
+    throw new RateLimitedError('ip-limit', allowance.retryAfterSeconds);
+  }
+
+  private async audit(
+    db: Db,
+    event: { action: string; outcome: 'success' | 'failure' | 'denied'; origin: RequestOrigin; userId?: string | null; sessionId?: string; details?: Record<string, string | number | boolean | null> },
+  ): Promise<void> {
+    await appendAuditEvent(db, {
+      actor: event.userId ? { type: 'user', id: event.userId } : { type: 'anonymous' },
+      action: event.action,
+      target: event.sessionId ? { type: 'session', id: event.sessionId } : event.userId ? { type: 'user', id: event.userId } : null,
+      sourceIp: event.origin.ip,
+      outcome: event.outcome,
+      details: event.details ?? {},
+    });
+  }
+}
+
+class EnrollmentFailure extends Error {
+  constructor(readonly reason: string) {
+    super(reason);
+  }
+}

@@ -1,0 +1,37 @@
+import { randomUUID } from 'node:crypto';
+import { and, asc, eq, isNull } from 'drizzle-orm';
+import type { JWK } from 'jose';
+import { SYSTEM_SCOPE, type SealedFields } from '../seal/sealed-fields.js';
+import type { Db } from '../store/connection.js';
+import { signingKeysSealed } from '../store/sealed-tables.js';
+import { signingKeys } from '../store/schema.js';
+import type { SigningKeyStore, StoredSigningKey } from './signing-keys.js';
+
+/**
+ * Token-signing keys in the database, the private JWK sealed under the system key and bound to
+ * its row: a key copied into another row, or edited, fails to open instead of signing.
+ */
+export class DatabaseSigningKeyStore implements SigningKeyStore {
+  constructor(
+    private readonly db: Db,
+    private readonly fields: SealedFields,
+  ) {}
+
+  async list(): Promise<StoredSigningKey[]> {
+    const rows = await this.db.select().from(signingKeys).orderBy(asc(signingKeys.createdAt));
+    return rows.map((row) => {
+      const { privateJwk } = this.fields.openRow(signingKeysSealed, { scope: SYSTEM_SCOPE, id: row.id }, { privateJwk: row.privateJwk });
+      return { kid: row.kid, publicJwk: row.publicJwk, privateJwk: JSON.parse(privateJwk!) as JWK, createdAt: row.createdAt, retiredAt: row.retiredAt };
+    });
+  }
+
+  async insert(key: StoredSigningKey): Promise<void> {
+    const id = randomUUID();
+    const sealed = this.fields.sealRow(signingKeysSealed, { scope: SYSTEM_SCOPE, id }, { privateJwk: JSON.stringify(key.privateJwk) });
+    await this.db.insert(signingKeys).values({ id, kid: key.kid, publicJwk: key.publicJwk, privateJwk: sealed.privateJwk!, createdAt: key.createdAt, retiredAt: key.retiredAt } as typeof signingKeys.$inferInsert);
+  }
+
+  async retire(kid: string, retiredAt: Date): Promise<void> {
+    await this.db.update(signingKeys).set({ retiredAt }).where(and(eq(signingKeys.kid, kid), isNull(signingKeys.retiredAt)));
+  }
+}

@@ -1,0 +1,170 @@
+import { randomUUID } from 'node:crypto';
+import { and, asc, eq, inArray, sql, type SQL } from 'drizzle-orm';
+import { normaliseEmail } from '../seal/normalise.js';
+import { SYSTEM_SCOPE, type SealedFields } from '../seal/sealed-fields.js';
+import type { Db } from '../store/connection.js';
+import { usersSealed } from '../store/sealed-tables.js';
+import { users } from '../store/schema.js';
+import { AuthError } from './errors.js';
+import type { Role } from './permissions.js';
+
+export type UserStatus = 'pending' | 'unverified' | 'active' | 'disabled';
+
+/** A user as the sign-in flows need it: no email, which stays sealed until someone must read it. */
+export interface UserRecord {
+  id: string;
+  role: Role;
+  tenantId: string | null;
+  status: UserStatus;
+  passwordHash: string | null;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+/** A user as an admin sees it: the email opened for display. */
+export interface UserView extends Omit<UserRecord, 'passwordHash'> {
+  email: string;
+  hasPassword: boolean;
+}
+
+export interface NewUser {
+  email: string;
+  role: Role;
+  tenantId: string | null;
+  status: UserStatus;
+  passwordHash?: string | null;
+}
+
+/**
+ * Users in the database. Emails are sealed under the system key with a blind index, so
+ * `findByEmail` is an indexed equality on keyed hashes and never decrypts a row.
+ */
+export class UserDirectory {
+  constructor(
+    private readonly db: Db,
+    private readonly fields: SealedFields,
+  ) {}
+
+  /**
+   * Inserts a user; `AuthError` 409 `email-taken` when the address is registered already.
+   * Pass a transaction as `db` to commit the user with its audit event and tokens.
+   */
+  async create(input: NewUser, db: Db = this.db): Promise<UserRecord> {
+    const email = normaliseEmail(input.email);
+    if (await this.findByEmail(email, db)) throw emailTaken();
+    const id = randomUUID();
+    const now = new Date();
+    const sealed = this.fields.sealRow(usersSealed, { scope: SYSTEM_SCOPE, id }, { email });
+    try {
+      await db.insert(users).values({
+        id,
+        email: sealed.email!,
+        emailIndex: sealed.emailIndex!,
+        role: input.role,
+        tenantId: input.tenantId,
+        status: input.status,
+        passwordHash: input.passwordHash ?? null,
+        passwordChangedAt: input.passwordHash ? now : null,
+        createdAt: now,
+        updatedAt: now,
+      } as typeof users.$inferInsert);
+    } catch (error) {
+      // Two concurrent creates of one address: the unique index decides, the loser hears 409.
+      if ((error as { code?: string }).code === '23505' || String((error as Error).message).includes('users_email_index_unique')) throw emailTaken();
+      throw error;
+    }
+    return (await this.get(id, db))!;
+  }
+
+  /** The user registered under `email` (any case), looked up by blind index under every key version. */
+  async findByEmail(email: string, db: Db = this.db): Promise<UserRecord | undefined> {
+    let indexes;
+    try {
+      indexes = this.fields.lookupIndexes(usersSealed, 'email', SYSTEM_SCOPE, email);
+    } catch {
+      return undefined;
+    }
+    const [row] = await db.select(recordColumns).from(users).where(inArray(users.emailIndex, indexes)).limit(1);
+    return row;
+  }
+
+  async get(id: string, db: Db = this.db): Promise<UserRecord | undefined> {
+    if (!isUuid(id)) return undefined;
+    const [row] = await db.select(recordColumns).from(users).where(eq(users.id, id)).limit(1);
+    return row;
+  }
+
+  /** Users with their emails opened, for an admin listing; `tenantId` narrows to one tenant. */
+  async list(filter: { tenantId?: string } = {}): Promise<UserView[]> {
+    const where: SQL | undefined = filter.tenantId ? eq(users.tenantId, filter.tenantId) : undefined;
+    const rows = await this.db
+      .select({ ...recordColumns, email: users.email })
+      .from(users)
+      .where(where)
+      .orderBy(asc(users.createdAt), asc(users.id));
+    return rows.map((row) => this.view(row));
+  }
+
+  /** One user with the email opened; undefined when there is no such user. */
+  async viewById(id: string): Promise<UserView | undefined> {
+    if (!isUuid(id)) return undefined;
+    const [row] = await this.db.select({ ...recordColumns, email: users.email }).from(users).where(eq(users.id, id)).limit(1);
+    return row ? this.view(row) : undefined;
+  }
+
+  private view(row: UserRecord & { email: Buffer }): UserView {
+    const { email } = this.fields.openRow(usersSealed, { scope: SYSTEM_SCOPE, id: row.id }, { email: row.email });
+    const { passwordHash, email: _sealed, ...rest } = row;
+    return { ...rest, email: email!, hasPassword: passwordHash !== null };
+  }
+
+  async update(id: string, patch: Partial<Pick<UserRecord, 'role' | 'tenantId' | 'status'>>, db: Db = this.db): Promise<UserRecord | undefined> {
+    await db.update(users).set({ ...patch, updatedAt: new Date() }).where(eq(users.id, id));
+    return this.get(id, db);
+  }
+
+  async setPassword(id: string, passwordHash: string, db: Db = this.db): Promise<void> {
+    const now = new Date();
+    await db.update(users).set({ passwordHash, passwordChangedAt: now, updatedAt: now }).where(eq(users.id, id));
+  }
+
+  /** Activates a pending or unverified user; false when the user was in another state (a race, or disabled meanwhile). */
+  async activate(id: string, from: UserStatus, db: Db = this.db): Promise<boolean> {
+    const changed = await db
+      .update(users)
+      .set({ status: 'active', updatedAt: new Date() })
+      .where(and(eq(users.id, id), eq(users.status, from)))
+      .returning({ id: users.id });
+    return changed.length === 1;
+  }
+
+  async delete(id: string, db: Db = this.db): Promise<boolean> {
+    const deleted = await db.delete(users).where(eq(users.id, id)).returning({ id: users.id });
+    return deleted.length === 1;
+  }
+
+  async countAdmins(db: Db = this.db): Promise<number> {
+    const [row] = await db.select({ count: sql<number>`count(*)::int` }).from(users).where(and(eq(users.role, 'admin'), eq(users.status, 'active')));
+    return row?.count ?? 0;
+  }
+}
+
+const recordColumns = {
+  id: users.id,
+  role: users.role,
+  tenantId: users.tenantId,
+  status: users.status,
+  passwordHash: users.passwordHash,
+  createdAt: users.createdAt,
+  updatedAt: users.updatedAt,
+};
+
+function emailTaken(): AuthError {
+  return new AuthError(409, 'email-taken', 'Email already registered', 'a user with this email exists already');
+}
+
+const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+export function isUuid(value: unknown): value is string {
+  return typeof value === 'string' && UUID_PATTERN.test(value);
+}

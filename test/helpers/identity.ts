@@ -1,0 +1,160 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import { HOTP, Secret } from 'otpauth';
+import type { LightMyRequestResponse } from 'fastify';
+import { sql } from 'drizzle-orm';
+import { loadConfig, type Config } from '../../src/config/load.js';
+import { buildApp, type App } from '../../src/http/app.js';
+import { Accounts } from '../../src/identity/accounts.js';
+import { openIdentity, type Identity } from '../../src/identity/identity.js';
+import type { Mailer } from '../../src/identity/mailer.js';
+import type { Role } from '../../src/identity/permissions.js';
+import type { RedisConnection } from '../../src/store/redis.js';
+import { queryRows } from '../../src/store/connection.js';
+import { captureLogs } from './log-capture.js';
+import { createTestDatabase, type Backend, type TestDatabase } from './database.js';
+import { openTestSealing } from './sealing.js';
+
+export const PASSWORD = 'correct horse battery staple 7';
+export const USER_AGENT = 'Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0';
+
+export interface IdentityHarness {
+  test: TestDatabase;
+  app: App;
+  identity: Identity;
+  accounts: Accounts;
+  config: Config;
+  logs: ReturnType<typeof captureLogs>;
+  /** Injects a JSON request from 127.0.0.1 with the browser User-Agent unless told otherwise. */
+  request(options: { method: string; url: string; body?: unknown; token?: string; headers?: Record<string, string>; cookies?: Record<string, string> }): Promise<LightMyRequestResponse>;
+  /** An active user with a password and a confirmed TOTP factor. */
+  createUser(options?: { role?: Role; tenantId?: string | null; withTotp?: boolean; email?: string }): Promise<TestUser>;
+  /** Signs in through the API (password + TOTP) and returns the pair and the device token. */
+  signIn(user: TestUser, options?: { userAgent?: string }): Promise<{ accessToken: string; refreshToken: string; deviceToken: string; sessionId: string }>;
+  createTenant(slug?: string): Promise<string>;
+  auditActions(): Promise<Array<{ action: string; outcome: string; actor_id: string | null; details: Record<string, unknown> }>>;
+  close(): Promise<void>;
+}
+
+export interface TestUser {
+  id: string;
+  email: string;
+  password: string;
+  totpSecret?: string;
+  role: Role;
+  tenantId: string | null;
+}
+
+/** A TOTP code for `secret` at a given step offset from now (each step usable once). */
+export function totpCode(secretBase32: string, stepOffset = 0, now = Date.now()): string {
+  const counter = Math.floor(now / 30_000) + stepOffset;
+  return HOTP.generate({ secret: Secret.fromBase32(secretBase32), counter, algorithm: 'SHA1', digits: 6 });
+}
+
+export function secretFromUri(otpauthUri: string): string {
+  return new URL(otpauthUri).searchParams.get('secret')!;
+}
+
+export async function openIdentityHarness(
+  backend: Backend,
+  options: { env?: Record<string, string>; redis?: RedisConnection; redisKeyPrefix?: string; mailer?: Mailer } = {},
+): Promise<IdentityHarness> {
+  const test = await createTestDatabase(backend);
+  const db = test.database.db;
+  const sealing = await openTestSealing(db);
+  const config = loadConfig({ CIPHERGATE_PUBLIC_URL: 'https://gate.example.test', CIPHERGATE_API_RATE_LIMIT_PER_MINUTE: '100000', ...options.env }, process.cwd());
+  const logs = captureLogs('info');
+  const identity = await openIdentity({
+    config,
+    db,
+    fields: sealing.fields,
+    logger: logs.logger,
+    ...(options.redis ? { redis: options.redis } : {}),
+    redisKeyPrefix: options.redisKeyPrefix ?? `t${randomBytes(4).toString('hex')}`,
+    ...(options.mailer ? { mailer: options.mailer } : {}),
+  });
+  const app = await buildApp({ config, logger: logs.logger, identity, ...(options.redis ? { redis: options.redis } : {}) });
+  const accounts = new Accounts(identity);
+
+  const harness: IdentityHarness = {
+    test,
+    app,
+    identity,
+    accounts,
+    config,
+    logs,
+    request({ method, url, body, token, headers, cookies }) {
+      return app.inject({
+        method: method as 'GET',
+        url,
+        remoteAddress: '127.0.0.1',
+        headers: {
+          'user-agent': USER_AGENT,
+          ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+          ...(token ? { authorization: `Bearer ${token}` } : {}),
+          ...headers,
+        },
+        ...(cookies ? { cookies } : {}),
+        ...(body !== undefined ? { payload: JSON.stringify(body) } : {}),
+      });
+    },
+    async createUser(userOptions = {}) {
+      const role = userOptions.role ?? 'admin';
+      const email = userOptions.email ?? `user-${randomUUID()}@example.test`;
+      const record = await accounts.createUserWithPassword({ email, role, tenantId: userOptions.tenantId ?? null, password: PASSWORD });
+      const user: TestUser = { id: record.id, email, password: PASSWORD, role, tenantId: record.tenantId };
+      if (userOptions.withTotp !== false) {
+        const enrollment = await identity.parts.factors.startTotpEnrollment(record.id, email);
+        // A past step, so the codes the tests use now are still fresh for the replay guard.
+        const confirmed = await identity.parts.factors.confirmTotp(record.id, totpCode(enrollment.secretBase32, -1), db);
+        if (!confirmed.ok) throw new Error(`could not confirm TOTP: ${confirmed.reason}`);
+        user.totpSecret = enrollment.secretBase32;
+      }
+      return user;
+    },
+    async signIn(user, signInOptions = {}) {
+      const headers: Record<string, string> = signInOptions.userAgent ? { 'user-agent': signInOptions.userAgent } : {};
+      const login = await harness.request({ method: 'POST', url: '/api/v1/auth/login', body: { email: user.email, password: user.password }, headers });
+      if (login.statusCode !== 401 || login.json().type !== 'second-factor-required') throw new Error(`unexpected login answer ${login.statusCode} ${login.body}`);
+      const second = await harness.request({
+        method: 'POST',
+        url: '/api/v1/auth/second-factor',
+        body: { challengeToken: login.json().challengeToken, method: 'totp', code: totpCode(user.totpSecret!, usedSteps.next(user.id)) },
+        headers,
+      });
+      if (second.statusCode !== 200) throw new Error(`unexpected second-factor answer ${second.statusCode} ${second.body}`);
+      const tokens = second.json();
+      const sessionId = JSON.parse(Buffer.from(tokens.accessToken.split('.')[1], 'base64url').toString()).sid as string;
+      return { accessToken: tokens.accessToken, refreshToken: tokens.refreshToken, deviceToken: tokens.deviceToken, sessionId };
+    },
+    async createTenant(slug = `t-${randomBytes(3).toString('hex')}`) {
+      const id = randomUUID();
+      await db.execute(sql`insert into tenants (id, slug, name, settings, created_at, updated_at) values (${id}, ${slug}, ${slug}, ${JSON.stringify({ allowIps: { twilio: [], airtable: [], podium: [] } })}::jsonb, now(), now())`);
+      return id;
+    },
+    async auditActions() {
+      return queryRows(db, sql`select action, outcome, actor_id, details from audit_events order by seq`);
+    },
+    async close() {
+      await app.close();
+      await identity.close();
+      await sealing.provider.close();
+      await test.cleanup();
+    },
+  };
+  return harness;
+}
+
+/**
+ * The replay guard accepts each step once per user, and a test may sign one user in several
+ * times within 30 s: each sign-in takes the next step of the ±1 window (0, then +1). Beyond
+ * two, the test must use another user.
+ */
+const usedSteps = {
+  counts: new Map<string, number>(),
+  next(userId: string): number {
+    const used = this.counts.get(userId) ?? 0;
+    this.counts.set(userId, used + 1);
+    if (used > 1) throw new Error('a user can pass TOTP at most twice per 30 s window in tests; make another user');
+    return used;
+  },
+};
