@@ -1,10 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import helmet from 'helmet';
 import swagger from '@fastify/swagger';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Config } from '../config/load.js';
 import type { Logger } from '../log/logger.js';
 import type { Identity } from '../identity/identity.js';
+import { PERMISSIONS } from '../identity/permissions.js';
 import type { RedisConnection } from '../store/redis.js';
 import { installErrorHandling } from './error-handler.js';
 import { installGuard } from './guard.js';
@@ -12,6 +13,7 @@ import { registerApiRateLimit } from './rate-limit.js';
 import { apiKeyRoutes } from './routes/api-keys.js';
 import { authRoutes } from './routes/auth.js';
 import { oauthRoutes } from './routes/oauth.js';
+import { tenantRoutes } from './routes/tenants.js';
 import { userRoutes } from './routes/users.js';
 import { assertRouteDeclaresAccess, type RouteAccess } from './route-access.js';
 import { docsRoutes } from './routes/docs.js';
@@ -66,7 +68,7 @@ export async function buildApp(dependencies: AppDependencies): Promise<App> {
     return503OnClosing: true,
     // One line per request (written when it completes) instead of Fastify's two: half the
     // logging cost on every request, and the line carries everything the two did.
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     forceCloseConnections: 'idle',
     ajv: {
       customOptions: {
@@ -81,6 +83,10 @@ export async function buildApp(dependencies: AppDependencies): Promise<App> {
   app.decorate('routeCatalogue', routeCatalogue);
   app.addHook('onRoute', (route) => {
     assertRouteDeclaresAccess(route);
+    const access = route.config!.access!;
+    if ('permission' in access && !Object.hasOwn(PERMISSIONS, access.permission)) {
+      throw new Error(`route ${String(route.method)} ${route.url} names an unknown permission "${access.permission}" (src/identity/permissions.ts)`);
+    }
     routeCatalogue.push({ method: route.method, url: route.url, access: route.config!.access! });
   });
 
@@ -142,7 +148,7 @@ export async function buildApp(dependencies: AppDependencies): Promise<App> {
   await app.register(healthRoutes, { checks: dependencies.readinessChecks ?? [] });
   await app.register(docsRoutes);
   if (dependencies.identity) {
-    for (const routes of [authRoutes, userRoutes, apiKeyRoutes, oauthRoutes]) await app.register(routes(dependencies.identity));
+    for (const routes of [authRoutes, userRoutes, apiKeyRoutes, oauthRoutes, tenantRoutes]) await app.register(routes(dependencies.identity));
   }
   for (const routes of dependencies.routes ?? []) await app.register(async (scope) => routes(scope));
 

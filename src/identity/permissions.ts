@@ -35,7 +35,7 @@ export const ROLE_PERMISSIONS: Record<Role, readonly Permission[]> = {
   manager: ['auth:self', 'users:read', 'users:write', 'sessions:manage', 'api-keys:read', 'api-keys:write', 'tenants:read', 'conversations:read', 'messages:send', 'audit:read'],
   employee: ['auth:self', 'tenants:read', 'conversations:read', 'messages:send'],
   // Limited to their own tenant by `tenantScope`.
-  client: ['auth:self', 'conversations:read', 'messages:send'],
+  client: ['auth:self', 'tenants:read', 'conversations:read', 'messages:send'],
   // A self-registered account: no data until an admin grants a role.
   user: ['auth:self'],
 };
@@ -44,7 +44,7 @@ export const ROLE_PERMISSIONS: Record<Role, readonly Permission[]> = {
  * What an API key may be granted. Keys are bound to one tenant, so only tenant-scoped data
  * permissions and metrics make sense; nothing that manages identities.
  */
-export const API_KEY_SCOPES = ['conversations:read', 'messages:send', 'metrics:read'] as const satisfies readonly Permission[];
+export const API_KEY_SCOPES = ['tenants:read', 'conversations:read', 'messages:send', 'metrics:read'] as const satisfies readonly Permission[];
 export type ApiKeyScope = (typeof API_KEY_SCOPES)[number];
 
 /** Roles each role may give to another user (on create or change). */

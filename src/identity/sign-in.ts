@@ -222,8 +222,11 @@ export class SignIn {
 
   async logoutAll(principal: Principal, origin: RequestOrigin): Promise<number> {
     if (principal.kind !== 'user') return 0;
+    // "Sign out everywhere" also forgets every trusted device: the next sign-in anywhere needs
+    // the second factor again, which is what a user who fears a stolen laptop expects.
     const revoked = await this.parts.sessions.revokeForUser(principal.userId, 'logout-all');
-    await this.audit(this.parts.db, { action: 'auth.session.revoke', outcome: 'success', origin, userId: principal.userId, details: { reason: 'logout-all', count: revoked.length } });
+    const devices = await this.parts.devices.revokeAll(principal.userId);
+    await this.audit(this.parts.db, { action: 'auth.session.revoke', outcome: 'success', origin, userId: principal.userId, details: { reason: 'logout-all', count: revoked.length, devices } });
     return revoked.length;
   }
 

@@ -1,0 +1,74 @@
+import { createLogger } from '../log/logger.js';
+import type { Identity } from '../identity/identity.js';
+import { API_KEY_SCOPES, ASSIGNABLE_ROLES, PERMISSIONS, ROLES, ROLE_PERMISSIONS, type Permission } from '../identity/permissions.js';
+import { buildApp, type RouteCatalogueEntry } from './app.js';
+
+/**
+ * docs/permissions.md, generated from the permission matrix and from the routes the real app
+ * registers, so neither the matrix nor a route's declaration can drift from the document.
+ */
+export function permissionsReference(catalogue: RouteCatalogueEntry[]): string {
+  const permissions = Object.keys(PERMISSIONS) as Permission[];
+  const matrix = permissions.map((permission) => {
+    const cells = ROLES.map((role) => (ROLE_PERMISSIONS[role].includes(permission) ? 'yes' : '—'));
+    const scope = (API_KEY_SCOPES as readonly string[]).includes(permission) ? 'yes' : '—';
+    return `| \`${permission}\` | ${PERMISSIONS[permission]} | ${cells.join(' | ')} | ${scope} |`;
+  });
+  const routes = [...catalogue]
+    .filter((route) => route.method !== 'HEAD')
+    .sort((a, b) => a.url.localeCompare(b.url) || String(a.method).localeCompare(String(b.method)))
+    .map((route) => {
+      const access = 'public' in route.access ? `public: ${route.access.reason}` : `\`${route.access.permission}\``;
+      return `| \`${String(route.method)} ${route.url}\` | ${access.replaceAll('|', '\\|')} |`;
+    });
+  const assignable = ROLES.map((role) => `- **${role}** may give: ${ASSIGNABLE_ROLES[role].length > 0 ? ASSIGNABLE_ROLES[role].join(', ') : 'nothing'}`);
+  return [
+    '# Permissions',
+    '',
+    '<!-- Generated from src/identity/permissions.ts and the registered routes by `npm run docs:permissions`; test/http/permissions-reference.test.ts keeps it current. -->',
+    '',
+    'Every route declares the permission it needs, or says why it is public; a route without a',
+    'declaration stops start-up (deny by default). The guard checks the permission before the',
+    'handler runs: a missing or dead credential is 401 `unauthenticated`, a missing permission',
+    'is 403 `forbidden` and an `access.denied` audit event.',
+    '',
+    '## Roles and API-key scopes',
+    '',
+    `| permission | allows | ${ROLES.join(' | ')} | API key scope |`,
+    `| --- | --- | ${ROLES.map(() => '---').join(' | ')} | --- |`,
+    ...matrix,
+    '',
+    '## Rules beyond the table',
+    '',
+    '- **Tenant confinement.** A `client` user belongs to one tenant and sees only its data;',
+    '  an API key is bound to one tenant (or none, for `metrics:read` only). Another tenant',
+    '  reads as absent (404), so confined callers cannot enumerate the agency\'s clients.',
+    '- **Role assignment.** Who may create, change, disable or delete users of which role:',
+    ...assignable.map((line) => `  ${line}`),
+    '  A manager asking about an admin or another manager hears 404, not 403.',
+    '- **Nobody changes their own role, tenant or status**, and nobody deletes themselves.',
+    '- **Sessions.** Everyone lists and ends their own; `sessions:manage` holders end those of',
+    '  users whose role they may assign.',
+    '- **Self-registered users** (`CIPHERGATE_SIGNUP=open`) start as `user`: their own sessions',
+    '  and second factor, nothing else, until an admin gives them a role.',
+    '',
+    '## Routes',
+    '',
+    '| route | access |',
+    '| --- | --- |',
+    ...routes,
+    '',
+  ].join('\n');
+}
+
+/** The catalogue of the full app, built without a database: routes are registered, never called. */
+export async function fullRouteCatalogue(): Promise<RouteCatalogueEntry[]> {
+  const app = await buildApp({
+    config: { publicUrl: 'http://127.0.0.1:8080', trustProxy: [], bodyLimitBytes: 1024 * 1024, apiRateLimitPerMinute: 100 },
+    logger: createLogger({ level: 'silent' }),
+    identity: {} as Identity,
+  });
+  const catalogue = [...app.routeCatalogue];
+  await app.close();
+  return catalogue;
+}

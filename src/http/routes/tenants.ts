@@ -1,0 +1,56 @@
+import { Type, type Static } from '@sinclair/typebox';
+import type { FastifyInstance } from 'fastify';
+import { AuthError } from '../../identity/errors.js';
+import type { Identity } from '../../identity/identity.js';
+import { confinedTenant, mayAccessTenant } from '../../identity/principal.js';
+import { listTenants, type TenantSummary } from '../../store/repositories/tenants.js';
+import { ProblemSchema } from '../schemas/problem.js';
+
+const TenantSchema = Type.Object({
+  id: Type.String(),
+  slug: Type.String(),
+  name: Type.String(),
+  providers: Type.Array(Type.String()),
+  createdAt: Type.String({ format: 'date-time' }),
+  updatedAt: Type.String({ format: 'date-time' }),
+});
+const SlugParams = Type.Object({ slug: Type.String({ pattern: '^[a-z0-9][a-z0-9-]{0,62}$' }) });
+const problems = { 401: ProblemSchema, 403: ProblemSchema, 404: ProblemSchema };
+const tags = ['tenants'];
+
+/**
+ * `/api/v1/tenants`: which clients exist and which providers each has configured, never a
+ * secret. Tenant-confined callers (client users, API keys) see only their own tenant; another
+ * tenant reads as absent, so they cannot enumerate the agency's clients.
+ */
+export function tenantRoutes(identity: Identity) {
+  return async function register(app: FastifyInstance): Promise<void> {
+    app.get(
+      '/api/v1/tenants',
+      { config: { access: { permission: 'tenants:read' } }, schema: { tags, summary: 'Tenants you may see', response: { 200: Type.Object({ tenants: Type.Array(TenantSchema) }), ...problems } } },
+      async (request) => {
+        const principal = request.principal!;
+        const all = await listTenants(identity.parts.db);
+        return { tenants: all.filter((tenant) => mayAccessTenant(principal, tenant.id)).map(tenantView) };
+      },
+    );
+
+    app.get<{ Params: Static<typeof SlugParams> }>(
+      '/api/v1/tenants/:slug',
+      { config: { access: { permission: 'tenants:read' } }, schema: { tags, summary: 'One tenant', params: SlugParams, response: { 200: TenantSchema, ...problems } } },
+      async (request) => {
+        const principal = request.principal!;
+        const tenant = (await listTenants(identity.parts.db)).find((candidate) => candidate.slug === request.params.slug);
+        if (!tenant || !mayAccessTenant(principal, tenant.id)) {
+          if (tenant && confinedTenant(principal) !== null) request.log.info({ tenantId: tenant.id }, 'tenant-confined caller asked for another tenant');
+          throw new AuthError(404, 'not-found', 'Not Found', 'no such tenant');
+        }
+        return tenantView(tenant);
+      },
+    );
+  };
+}
+
+function tenantView(tenant: TenantSummary) {
+  return { ...tenant, createdAt: tenant.createdAt.toISOString(), updatedAt: tenant.updatedAt.toISOString() };
+}
