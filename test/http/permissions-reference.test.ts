@@ -47,7 +47,7 @@ describe('every route of the full app declares its access (deny by default)', ()
       buildApp({
         config: { publicUrl: 'http://127.0.0.1:8080', trustProxy: [], bodyLimitBytes: 1024 * 1024 },
         logger: captureLogs().logger,
-        routes: [(app) => app.get('/typo', { config: { access: { permission: 'users:raed' } } }, async () => ({}))],
+        routes: [(app) => void app.get('/typo', { config: { access: { permission: 'users:raed' } } }, async () => ({}))],
       }),
       /unknown permission "users:raed"/,
     );
@@ -57,7 +57,7 @@ describe('every route of the full app declares its access (deny by default)', ()
     const app = await buildApp({
       config: { publicUrl: 'http://127.0.0.1:8080', trustProxy: [], bodyLimitBytes: 1024 * 1024 },
       logger: captureLogs().logger,
-      routes: [(app) => app.get('/guarded', { config: { access: { permission: 'users:read' } } }, async () => ({ leaked: true }))],
+      routes: [(app) => void app.get('/guarded', { config: { access: { permission: 'users:read' } } }, async () => ({ leaked: true }))],
     });
     const response = await app.inject({ method: 'GET', url: '/guarded', headers: { authorization: 'Bearer anything' } });
     assert.equal(response.statusCode, 401);
