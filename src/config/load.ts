@@ -14,6 +14,7 @@ export interface Config {
   dataDir: string;
   database: { url?: string; connectTimeoutSeconds: number };
   redisUrl?: string;
+  redisKeyPrefix: string;
   keys:
     | { provider: 'local'; masterKey?: string; masterKeyFile?: string }
     | { provider: 'pkcs11'; module: string; tokenLabel: string; pin: string; keyLabel: string };
@@ -62,6 +63,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
       connectTimeoutSeconds: read(settings.databaseConnectTimeoutSeconds) ?? 30,
     },
     redisUrl: read(settings.redisUrl),
+    redisKeyPrefix: read(settings.redisKeyPrefix) ?? 'cg',
     keys: keyProvider === 'pkcs11' ? pkcs11Keys(env, read) : localKeys(env, read, cwd),
     providers: {
       twilioApiUrl: read(settings.twilioApiUrl) ?? 'https://api.twilio.com',

@@ -155,6 +155,16 @@ export const settings = {
     secret: true,
     parse: urlWith(['redis:', 'rediss:'], { secret: true })('CIPHERGATE_REDIS_URL'),
   }),
+  redisKeyPrefix: setting({
+    env: 'CIPHERGATE_REDIS_KEY_PREFIX',
+    description: 'Prefix of every Redis key and channel, so several deployments can share one Redis.',
+    schema: Type.String({ pattern: '^[A-Za-z0-9_-]{1,32}$' }),
+    defaultText: 'cg',
+    parse: (raw: string) => {
+      if (!/^[A-Za-z0-9_-]{1,32}$/.test(raw.trim())) throw new SettingError('CIPHERGATE_REDIS_KEY_PREFIX', '1-32 letters, digits, _ or -', raw);
+      return raw.trim();
+    },
+  }),
   keyProvider: setting({
     env: 'CIPHERGATE_KEY_PROVIDER',
     description: 'Where the root key-encryption key lives: `local` (a key from the environment or a file) or `pkcs11` (an HSM).',

@@ -35,7 +35,7 @@ declare module 'fastify' {
 }
 
 export interface AppDependencies {
-  config: Pick<Config, 'publicUrl' | 'trustProxy' | 'bodyLimitBytes'> & Partial<Pick<Config, 'apiRateLimitPerMinute'>>;
+  config: Pick<Config, 'publicUrl' | 'trustProxy' | 'bodyLimitBytes'> & Partial<Pick<Config, 'apiRateLimitPerMinute' | 'redisKeyPrefix'>>;
   logger: Logger;
   /** Named checks behind `/readyz`: the database, the keys, later the queue. */
   readinessChecks?: ReadinessCheck[];
@@ -141,7 +141,7 @@ export async function buildApp(dependencies: AppDependencies): Promise<App> {
   });
 
   if (config.apiRateLimitPerMinute !== undefined) {
-    await registerApiRateLimit(app, { perMinute: config.apiRateLimitPerMinute, redis: dependencies.redis });
+    await registerApiRateLimit(app, { perMinute: config.apiRateLimitPerMinute, redis: dependencies.redis, keyPrefix: config.redisKeyPrefix ?? 'cg' });
   }
   await installGuard(app, dependencies.identity);
 

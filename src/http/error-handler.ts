@@ -69,8 +69,10 @@ function respondToError(error: FastifyError, request: FastifyRequest, reply: Fas
   if (error.validation) {
     const where = error.validationContext ?? 'request';
     const errors = error.validation.map((issue) => {
-      const missing = (issue.params as { missingProperty?: string } | undefined)?.missingProperty;
-      const field = [issue.instancePath.replace(/^\//, '').replaceAll('/', '.'), missing].filter(Boolean).join('.');
+      // A missing or an unknown property is reported at its parent; name the property itself.
+      const params = issue.params as { missingProperty?: string; additionalProperty?: string } | undefined;
+      const named = params?.missingProperty ?? params?.additionalProperty;
+      const field = [issue.instancePath.replace(/^\//, '').replaceAll('/', '.'), named].filter(Boolean).join('.');
       return { in: where, field: field || '(root)', message: issue.message ?? 'is invalid' };
     });
     const first = errors[0]!;

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import fastifyRateLimit, { normalizeIP } from '@fastify/rate-limit';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { RedisConnection } from '../store/redis.js';
+import { ACCESS_COOKIE } from './guard.js';
 import { HttpProblem } from './problem.js';
 
 export interface ApiRateLimitOptions {
@@ -16,8 +17,6 @@ export interface ApiRateLimitOptions {
 /** Only the API and the OAuth endpoints are limited here; health probes and docs never are. */
 export const RATE_LIMITED_PATH_PREFIXES = ['/api/', '/oauth/'] as const;
 
-/** The cookie that carries a browser's access token (the `__Host-` prefix pins it to our host). */
-export const ACCESS_COOKIE = '__Host-cg_access';
 
 /**
  * Per-caller request limit for `/api/` and `/oauth/`, on @fastify/rate-limit. A 429 is a

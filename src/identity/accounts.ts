@@ -5,7 +5,7 @@ import type { Db } from '../store/connection.js';
 import { userTokens } from '../store/schema.js';
 import { AuthError, forbidden } from './errors.js';
 import type { Identity } from './identity.js';
-import { renderSetupEmail, renderVerificationEmail } from './mailer.js';
+import { SETUP_LINK_TTL_HOURS, renderAlreadyRegisteredEmail, renderSetupEmail, renderVerificationEmail } from './mailer.js';
 import { hashOpaqueToken, isOpaqueToken, issueOpaqueToken } from './opaque-tokens.js';
 import { checkPasswordPolicy, hashPassword, verifyAgainstDummy, verifyPassword } from './passwords.js';
 import { mayManageRole, type Role } from './permissions.js';
@@ -13,8 +13,8 @@ import { auditActorOf, type Principal } from './principal.js';
 import type { RequestOrigin } from './sign-in.js';
 import { isUuid, type UserRecord, type UserView } from './users.js';
 
-/** Setup and verification links are valid this long, single use. */
-export const USER_TOKEN_TTL_MS = 24 * 60 * 60 * 1000;
+/** Setup and verification links are valid this long, single use; the emails say the same. */
+export const USER_TOKEN_TTL_MS = SETUP_LINK_TTL_HOURS * 60 * 60 * 1000;
 
 /**
  * Accounts: users made by admins (pending until they set a password with their setup token),
@@ -33,7 +33,7 @@ export class Accounts {
    * once (and emailed when SMTP is configured). `actor` is null for the CLI.
    */
   async createPendingUser(actor: Principal, input: { email: string; role: Role; tenantId: string | null }, origin: RequestOrigin): Promise<{ user: UserView; setupToken: string; setupExpiresAt: Date }> {
-    this.assertMayAssign(actor, input.role);
+    await this.assertMayAssign(actor, input.role, { action: 'user.create', userId: null, origin });
     assertTenantRule(input.role, input.tenantId);
     const { db, users, mailer, settings, logger } = this.parts;
     const { token, hash } = issueOpaqueToken('setup');
@@ -86,16 +86,20 @@ export class Accounts {
   }
 
   /**
-   * Self-registration (only with CIPHERGATE_SIGNUP=open). The answer is the same whether or
-   * not the address was free, so signup cannot be used to find out who has an account.
+   * Self-registration (only with CIPHERGATE_SIGNUP=open). The answer, and its timing, are the
+   * same whether or not the address was free, so signup cannot be used to find out who has an
+   * account: the password is hashed first either way, and the email (a verification link, or
+   * a note to the existing owner) is sent after the answer, not before it.
    */
   async signup(input: { email: string; password: string }, origin: RequestOrigin): Promise<void> {
-    const { settings, db, users, mailer, logger } = this.parts;
+    const { settings, db, users } = this.parts;
     if (settings.signup !== 'open') throw new AuthError(404, 'not-found', 'Not Found', 'self-registration is not enabled');
     assertPasswordPolicy(input.password, input.email);
     const passwordHash = await hashPassword(input.password);
-    if (await users.findByEmail(input.email)) {
-      await appendAuditEvent(db, { actor: { type: 'anonymous' }, action: 'auth.signup', sourceIp: origin.ip, outcome: 'denied', details: { reason: 'email-taken' } });
+    const existing = await users.findByEmail(input.email);
+    if (existing) {
+      await appendAuditEvent(db, { actor: { type: 'anonymous' }, action: 'auth.signup', target: { type: 'user', id: existing.id }, sourceIp: origin.ip, outcome: 'denied', details: { reason: 'email-taken' } });
+      this.sendLater(input.email, renderAlreadyRegisteredEmail(`${settings.publicUrl}/`), existing.id);
       return;
     }
     const { token, hash } = issueOpaqueToken('verifyEmail');
@@ -113,13 +117,19 @@ export class Accounts {
       if (error instanceof AuthError && error.type === 'email-taken') return;
       throw error;
     }
-    const link = `${settings.publicUrl}/verify-email#token=${token}`;
-    try {
-      await mailer!.send({ to: input.email, ...renderVerificationEmail(link) });
-    } catch (error) {
-      logger.error({ err: error, userId }, 'verification email not sent');
-      throw new AuthError(503, 'email-unavailable', 'Email unavailable', 'the verification email could not be sent; try again later');
+    // The token travels in the fragment: it never reaches a server log, and a mail scanner
+    // that prefetches links cannot spend it (verification is a POST from the page).
+    this.sendLater(input.email, renderVerificationEmail(`${settings.publicUrl}/verify-email#token=${token}`), userId);
+  }
+
+  /** Sends after the answer; a failure is logged (without the address) and the user can sign up again once the link expires. */
+  private sendLater(to: string, email: { subject: string; text: string }, userId: string): void {
+    const { mailer, logger } = this.parts;
+    if (!mailer) {
+      logger.error({ userId }, 'no mailer configured; email not sent');
+      return;
     }
+    mailer.send({ to, ...email }).catch((error: unknown) => logger.error({ err: error, userId }, 'email not sent'));
   }
 
   /** Confirms a self-registered address; the user becomes active (role `user`, no tenant). */
@@ -176,13 +186,13 @@ export class Accounts {
    */
   async updateUser(actor: Principal, userId: string, patch: { role?: Role; tenantId?: string | null; status?: 'active' | 'disabled' }, origin: RequestOrigin): Promise<UserView> {
     const { users, db } = this.parts;
-    const target = await this.manageableTarget(actor, userId);
+    const target = await this.manageableTarget(actor, userId, { denied: { action: 'user.update', origin } });
     if (actor.kind === 'user' && actor.userId === userId && (patch.role !== undefined || patch.status !== undefined || patch.tenantId !== undefined)) {
       await this.auditDenied(actor, 'user.update', userId, origin, 'self-change');
       throw forbidden('nobody changes their own role, tenant or status');
     }
     const role = patch.role ?? target.role;
-    if (patch.role !== undefined) this.assertMayAssign(actor, patch.role);
+    if (patch.role !== undefined) await this.assertMayAssign(actor, patch.role, { action: 'user.update', userId, origin });
     const tenantId = patch.tenantId !== undefined ? patch.tenantId : target.tenantId;
     assertTenantRule(role, tenantId);
     if (patch.status === 'active' && target.status !== 'disabled' && target.status !== 'active') {
@@ -206,7 +216,7 @@ export class Accounts {
   /** Deletes a user after ending all of its sessions, devices and API keys. */
   async deleteUser(actor: Principal, userId: string, origin: RequestOrigin): Promise<void> {
     const { users, db } = this.parts;
-    const target = await this.manageableTarget(actor, userId);
+    const target = await this.manageableTarget(actor, userId, { denied: { action: 'user.delete', origin } });
     if (actor.kind === 'user' && actor.userId === userId) {
       await this.auditDenied(actor, 'user.delete', userId, origin, 'self-delete');
       throw forbidden('nobody deletes their own account here; ask another admin');
@@ -234,7 +244,7 @@ export class Accounts {
     const own = actor.kind === 'user' && actor.userId === owner.userId;
     if (!own) {
       if (!options.asAdmin) throw notFound;
-      await this.manageableTarget(actor, owner.userId);
+      await this.manageableTarget(actor, owner.userId, { denied: { action: 'auth.session.revoke', origin } });
     }
     const revoked = await sessions.revoke([sessionId], own ? 'revoked-by-user' : 'revoked-by-admin');
     if (revoked.length === 0) throw notFound;
@@ -254,26 +264,32 @@ export class Accounts {
   /**
    * The target user if the actor may manage it. A user who does not exist, and one the actor
    * may not manage, both read as 404 to a manager, so managers cannot probe for admins.
+   * With `denied`, a refusal of an existing user is audited (the 404 hides it from the caller only).
    */
-  private async manageableTarget(actor: Principal, userId: string, options: { allowSelf?: boolean } = {}): Promise<UserRecord> {
+  private async manageableTarget(actor: Principal, userId: string, options: { allowSelf?: boolean; denied?: { action: string; origin: RequestOrigin } } = {}): Promise<UserRecord> {
     const target = await this.parts.users.get(userId);
     const notFound = new AuthError(404, 'not-found', 'Not Found', 'no such user');
     if (!target) throw notFound;
     if (options.allowSelf && actor.kind === 'user' && actor.userId === userId) return target;
     if (actor.kind !== 'user') throw forbidden('machines do not manage users');
     if (actor.userId === userId) return target;
-    if (!mayManageRole(actor.role, target.role)) throw actor.role === 'admin' ? forbidden('not allowed') : notFound;
+    if (!mayManageRole(actor.role, target.role)) {
+      if (options.denied) await this.auditDenied(actor, options.denied.action, userId, options.denied.origin, 'not-manageable');
+      throw actor.role === 'admin' ? forbidden('not allowed') : notFound;
+    }
     return target;
   }
 
-  private assertMayAssign(actor: Principal, role: Role): void {
+  /** Refuses (and audits) giving a role the actor may not give: a manager making an admin is an attempt to climb. */
+  private async assertMayAssign(actor: Principal, role: Role, attempt: { action: string; userId: string | null; origin: RequestOrigin }): Promise<void> {
     if (actor.kind !== 'user' || !mayManageRole(actor.role, role)) {
+      await this.auditDenied(actor, attempt.action, attempt.userId, attempt.origin, 'role-not-assignable', { role });
       throw forbidden(`a ${actor.kind === 'user' ? actor.role : 'machine'} may not give the role "${role}"`);
     }
   }
 
-  private async auditDenied(actor: Principal, action: string, userId: string, origin: RequestOrigin, reason: string): Promise<void> {
-    await appendAuditEvent(this.parts.db, { actor: auditActorOf(actor), action, target: { type: 'user', id: userId }, sourceIp: origin.ip, outcome: 'denied', details: { reason } });
+  private async auditDenied(actor: Principal, action: string, userId: string | null, origin: RequestOrigin, reason: string, details: Record<string, string> = {}): Promise<void> {
+    await appendAuditEvent(this.parts.db, { actor: auditActorOf(actor), action, target: userId ? { type: 'user', id: userId } : null, sourceIp: origin.ip, outcome: 'denied', details: { ...details, reason } });
   }
 
   private async openUserToken(token: unknown, purpose: 'setup' | 'verify-email', origin: RequestOrigin): Promise<{ id: string; userId: string }> {

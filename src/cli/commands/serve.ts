@@ -36,7 +36,7 @@ export async function startServer(runtime: SealingRuntime): Promise<RunningServe
   if (database.kind === 'pglite') logger.info({ dataDir: config.dataDir }, 'using the embedded database');
   const redis: RedisConnection | undefined = config.redisUrl ? openRedis(config.redisUrl, logger) : undefined;
   const mailer = openMailer(config, logger);
-  const identity = await openIdentity({ config, db: database.db, fields: sealing.fields, logger, ...(redis ? { redis } : {}), ...(mailer ? { mailer } : {}) });
+  const identity = await openIdentity({ config, db: database.db, fields: sealing.fields, logger, redisKeyPrefix: config.redisKeyPrefix, ...(redis ? { redis } : {}), ...(mailer ? { mailer } : {}) });
   const app = await buildApp({
     config,
     logger,

@@ -3,7 +3,7 @@ import { eq } from 'drizzle-orm';
 import { tenants } from '../../store/schema.js';
 import type { FastifyInstance } from 'fastify';
 import type { ApiKeyRecord } from '../../identity/api-keys.js';
-import { forbidden } from '../../identity/errors.js';
+import { AuthError } from '../../identity/errors.js';
 import type { Identity } from '../../identity/identity.js';
 import { MachineAuth } from '../../identity/machine-auth.js';
 import { API_KEY_SCOPES } from '../../identity/permissions.js';
@@ -57,7 +57,7 @@ export function apiKeyRoutes(identity: Identity) {
         schema: { tags, summary: 'Create an API key; the key is in this answer only', body: CreateBody, response: { 201: Type.Object({ apiKey: KeySchema, key: Type.String() }), ...problems } },
       },
       async (request, reply) => {
-        if (request.body.tenantId && !(await tenantExists(identity, request.body.tenantId))) throw forbidden('no such tenant');
+        if (request.body.tenantId && !(await tenantExists(identity, request.body.tenantId))) throw new AuthError(400, 'validation-failed', 'Invalid request', 'body tenantId: no such tenant');
         const created = await machines.createKey(
           request.principal!,
           { name: request.body.name, tenantId: request.body.tenantId, scopes: request.body.scopes, expiresAt: request.body.expiresAt ? new Date(request.body.expiresAt) : null },
