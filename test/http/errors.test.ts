@@ -219,12 +219,15 @@ describe('the app shell', () => {
     const logs = captureLogs();
     let release!: () => void;
     const gate = new Promise<void>((resolve) => (release = resolve));
+    let entered!: () => void;
+    const inHandler = new Promise<void>((resolve) => (entered = resolve));
     const app = await buildApp({
       config,
       logger: logs.logger,
       routes: [
         (scope) => {
           scope.get('/probe/slow', { config: { access: { public: true, reason: 'test' } } }, async () => {
+            entered();
             await gate;
             return { done: true };
           });
@@ -234,7 +237,9 @@ describe('the app shell', () => {
     await app.listen({ host: '127.0.0.1', port: 0 });
     const address = app.server.address() as { port: number };
     const inFlight = fetch(`http://127.0.0.1:${address.port}/probe/slow`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    // Waiting for the handler, not a fixed time: on a loaded machine 100 ms may not be enough
+    // for the request to arrive, and a request arriving after close() rightly gets 503.
+    await inHandler;
     const closing = app.close();
     setTimeout(release, 200);
     const response = await inFlight;

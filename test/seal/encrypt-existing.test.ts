@@ -153,6 +153,9 @@ await describeEachBackend('encrypt-existing', (backend) => {
         'contacts.phone': { sealed: 2, alreadySealed: 1 },
         'contacts.name': { sealed: 1, alreadySealed: 1 },
         'messages.body': { sealed: bodies.length, alreadySealed: 1 },
+        'users.email': { sealed: 0, alreadySealed: 0 },
+        'totp_factors.secret': { sealed: 0, alreadySealed: 0 },
+        'signing_keys.private_jwk': { sealed: 0, alreadySealed: 0 },
       });
       assert.equal(result.sealed, 2 + 3 + bodies.length);
 
