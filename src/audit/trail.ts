@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { asc, desc, eq, gt, sql } from 'drizzle-orm';
+import { and, asc, desc, eq, gt, sql } from 'drizzle-orm';
 import type { Db } from '../store/connection.js';
 import { auditEvents } from '../store/schema.js';
 import { GENESIS_HASH, chainHash, hashesEqual, type AuditActorType, type AuditDetails, type AuditEntry, type AuditOutcome } from './chain.js';
@@ -105,4 +105,27 @@ export async function verifyAuditChain(db: Db, pageSize = 1000): Promise<AuditVe
 export async function auditChainContains(db: Db, hash: string): Promise<boolean> {
   const [row] = await db.select({ seq: auditEvents.seq }).from(auditEvents).where(eq(auditEvents.hash, hash)).limit(1);
   return row !== undefined;
+}
+
+export interface AuditQuery {
+  /** Entries after this sequence number (exclusive): the cursor of the previous page. */
+  afterSeq?: number;
+  action?: string;
+  tenantId?: string;
+  actorId?: string;
+  limit: number;
+}
+
+/** A page of entries in chain order, for `GET /api/v1/audit`. */
+export async function listAuditEvents(db: Db, query: AuditQuery) {
+  const conditions = [gt(auditEvents.seq, query.afterSeq ?? 0)];
+  if (query.action) conditions.push(eq(auditEvents.action, query.action));
+  if (query.tenantId) conditions.push(eq(auditEvents.tenantId, query.tenantId));
+  if (query.actorId) conditions.push(eq(auditEvents.actorId, query.actorId));
+  return db
+    .select()
+    .from(auditEvents)
+    .where(and(...conditions))
+    .orderBy(asc(auditEvents.seq))
+    .limit(query.limit);
 }

@@ -11,6 +11,7 @@ import { installErrorHandling } from './error-handler.js';
 import { installGuard } from './guard.js';
 import { registerApiRateLimit } from './rate-limit.js';
 import { apiKeyRoutes } from './routes/api-keys.js';
+import { auditRoutes } from './routes/audit.js';
 import { authRoutes } from './routes/auth.js';
 import { oauthRoutes } from './routes/oauth.js';
 import { tenantRoutes } from './routes/tenants.js';
@@ -148,7 +149,7 @@ export async function buildApp(dependencies: AppDependencies): Promise<App> {
   await app.register(healthRoutes, { checks: dependencies.readinessChecks ?? [] });
   await app.register(docsRoutes);
   if (dependencies.identity) {
-    for (const routes of [authRoutes, userRoutes, apiKeyRoutes, oauthRoutes, tenantRoutes]) await app.register(routes(dependencies.identity));
+    for (const routes of [authRoutes, userRoutes, apiKeyRoutes, oauthRoutes, tenantRoutes, auditRoutes]) await app.register(routes(dependencies.identity));
   }
   for (const routes of dependencies.routes ?? []) await app.register(async (scope) => routes(scope));
 

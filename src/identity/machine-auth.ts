@@ -110,7 +110,8 @@ export class MachineAuth {
       apiKeyId = (await apiKeys.authenticate(token))?.id;
     } else {
       try {
-        // Signature and audience must hold (anyone can write a JWT naming a sid); expiry need not.
+        // Signature, issuer and audience must hold: anyone can write a JWT naming a sid. An
+        // expired token is refused here too, and needs no revoking.
         const claims = await verifyAccessToken(signingKeys, token, { issuer: settings.issuer, audience: settings.audience });
         sessionId = claims.sid;
       } catch (error) {

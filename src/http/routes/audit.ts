@@ -1,0 +1,61 @@
+import { Type, type Static } from '@sinclair/typebox';
+import type { FastifyInstance } from 'fastify';
+import { listAuditEvents } from '../../audit/trail.js';
+import type { Identity } from '../../identity/identity.js';
+import { ProblemSchema } from '../schemas/problem.js';
+
+const Query = Type.Object(
+  {
+    after: Type.Optional(Type.Integer({ minimum: 0, description: 'the `seq` of the last entry of the previous page' })),
+    action: Type.Optional(Type.String({ pattern: '^[a-z0-9.-]{1,64}$' })),
+    tenant: Type.Optional(Type.String({ format: 'uuid' })),
+    actor: Type.Optional(Type.String({ maxLength: 64 })),
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500, default: 100 })),
+  },
+  { additionalProperties: false },
+);
+const EntrySchema = Type.Object({
+  seq: Type.Integer(),
+  id: Type.String(),
+  occurredAt: Type.String({ format: 'date-time' }),
+  actorType: Type.String(),
+  actorId: Type.Union([Type.String(), Type.Null()]),
+  action: Type.String(),
+  targetType: Type.Union([Type.String(), Type.Null()]),
+  targetId: Type.Union([Type.String(), Type.Null()]),
+  tenantId: Type.Union([Type.String(), Type.Null()]),
+  sourceIp: Type.Union([Type.String(), Type.Null()]),
+  outcome: Type.String(),
+  details: Type.Record(Type.String(), Type.Union([Type.String(), Type.Number(), Type.Boolean(), Type.Null()])),
+  hash: Type.String(),
+});
+
+/** `GET /api/v1/audit`: the trail in chain order, paged by `seq`. It holds ids only, so reading it opens nothing sealed. */
+export function auditRoutes(identity: Identity) {
+  return async function register(app: FastifyInstance): Promise<void> {
+    app.get<{ Querystring: Static<typeof Query> }>(
+      '/api/v1/audit',
+      {
+        config: { access: { permission: 'audit:read' } },
+        schema: {
+          tags: ['audit'],
+          summary: 'Audit entries in chain order; page with `after` = the last `seq` seen',
+          querystring: Query,
+          response: { 200: Type.Object({ entries: Type.Array(EntrySchema), next: Type.Union([Type.Integer(), Type.Null()]) }), 400: ProblemSchema, 401: ProblemSchema, 403: ProblemSchema },
+        },
+      },
+      async (request) => {
+        const limit = request.query.limit ?? 100;
+        const rows = await listAuditEvents(identity.parts.db, {
+          limit,
+          ...(request.query.after !== undefined ? { afterSeq: request.query.after } : {}),
+          ...(request.query.action ? { action: request.query.action } : {}),
+          ...(request.query.tenant ? { tenantId: request.query.tenant } : {}),
+          ...(request.query.actor ? { actorId: request.query.actor } : {}),
+        });
+        const entries = rows.map(({ prevHash: _prev, ...row }) => ({ ...row, occurredAt: row.occurredAt.toISOString() }));
+        return { entries, next: rows.length === limit ? rows.at(-1)!.seq : null };
+      },
+    );
+  };
+}
