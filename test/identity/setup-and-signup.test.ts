@@ -1,0 +1,309 @@
+import assert from 'node:assert/strict';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { after, before, describe, test } from 'node:test';
+import type { LightMyRequestResponse } from 'fastify';
+import { sql } from 'drizzle-orm';
+import { SmtpMailer } from '../../src/identity/mailer.js';
+import { queryRows } from '../../src/store/connection.js';
+import { describeEachBackend } from '../helpers/database.js';
+import { PASSWORD, openIdentityHarness, secretFromUri, totpCode, type IdentityHarness } from '../helpers/identity.js';
+import { captureLogs } from '../helpers/log-capture.js';
+import { startSmtpServer, type ReceivedEmail, type SmtpTestServer } from '../helpers/smtp.js';
+
+/**
+ * The two ways into an account besides the CLI: an admin-made user redeeming its setup token
+ * (single use, 24 h, password policy enforced without spending the token), and, only with
+ * CIPHERGATE_SIGNUP=open, self-registration with a single-use verification link sent by email
+ * that ends in role `user`, no tenant, no data.
+ */
+
+const SETUP_PASSWORD = 'a quiet lighthouse keeper 1851';
+
+await describeEachBackend('setup tokens and signup', (backend) => {
+  describe('setup tokens (signup closed, the default)', () => {
+    let h: IdentityHarness;
+    let adminToken: string;
+
+    before(async () => {
+      h = await openIdentityHarness(backend);
+      adminToken = (await h.signIn(await h.createUser({ role: 'admin' }))).accessToken;
+    });
+    after(async () => h.close());
+
+    async function pendingUser(): Promise<{ id: string; email: string; setupToken: string }> {
+      const email = `setup-${randomUUID()}@example.test`;
+      const created = await h.request({ method: 'POST', url: '/api/v1/users', token: adminToken, body: { email, role: 'employee' } });
+      assert.equal(created.statusCode, 201, created.body);
+      return { id: created.json().user.id, email, setupToken: created.json().setupToken };
+    }
+
+    test('a setup token sets the password once; the next sign-in must enroll a second factor', async () => {
+      const user = await pendingUser();
+      const mark = await auditMark(h);
+      const redeemed = await h.request({ method: 'POST', url: '/api/v1/auth/setup', body: { setupToken: user.setupToken, password: SETUP_PASSWORD } });
+      assert.equal(redeemed.statusCode, 200, redeemed.body);
+      assert.deepEqual(redeemed.json(), { userId: user.id });
+      const [row] = await queryRows<{ status: string; password_hash: string }>(db(h), sql`select status, password_hash from users where id = ${user.id}`);
+      assert.equal(row!.status, 'active');
+      assert.match(row!.password_hash, /^\$argon2id\$v=19\$m=19456,t=2,p=1\$/);
+      const [token] = await queryRows<{ used_at: Date | null }>(db(h), sql`select used_at from user_tokens where user_id = ${user.id}`);
+      assert.notEqual(token!.used_at, null);
+      const set = (await auditSince(h, mark)).find((event) => event.action === 'auth.password.set');
+      assert.ok(set, 'auth.password.set audited');
+      assert.equal(set.outcome, 'success');
+      assert.equal(set.actor_id, user.id);
+
+      // Single use: the second redemption changes nothing, not even to another password.
+      const before = await state(h);
+      const replayMark = await auditMark(h);
+      const replay = await h.request({ method: 'POST', url: '/api/v1/auth/setup', body: { setupToken: user.setupToken, password: 'an entirely different passphrase' } });
+      assertProblem(replay, 400, 'invalid-token');
+      assert.equal(await state(h), before);
+      const denied = (await auditSince(h, replayMark)).find((event) => event.action === 'auth.password.set');
+      assert.equal(denied?.outcome, 'denied');
+
+      const login = await h.request({ method: 'POST', url: '/api/v1/auth/login', body: { email: user.email, password: SETUP_PASSWORD } });
+      const problem = assertProblem(login, 401, 'second-factor-enrollment-required');
+      assert.match(problem.challengeToken, /^cgc_/);
+      assert.deepEqual(problem.methods, ['totp']);
+      assert.equal(problem.accessToken, undefined, 'no token before a second factor exists');
+      assertProblem(await h.request({ method: 'POST', url: '/api/v1/auth/login', body: { email: user.email, password: 'an entirely different passphrase' } }), 401, 'invalid-credentials');
+    });
+
+    test('a weak password is refused and the token stays usable', async () => {
+      const user = await pendingUser();
+      const weak: Array<[string, string]> = [
+        ['short pw 1', 'too-short'],
+        ['password1234', 'common'],
+        ['QWERTY123456', 'common'],
+        [`my address is ${user.email}`, 'contains-email'],
+        ['x'.repeat(129), 'too-long'],
+      ];
+      for (const [password, rule] of weak) {
+        const before = await state(h);
+        const refused = await h.request({ method: 'POST', url: '/api/v1/auth/setup', body: { setupToken: user.setupToken, password } });
+        const problem = assertProblem(refused, 400, 'weak-password');
+        assert.equal(problem.rule, rule, password);
+        assert.ok(!refused.body.includes(password), 'the password is not echoed');
+        assert.equal(await state(h), before, `${rule}: nothing changed, the token is unspent`);
+      }
+      const redeemed = await h.request({ method: 'POST', url: '/api/v1/auth/setup', body: { setupToken: user.setupToken, password: SETUP_PASSWORD } });
+      assert.equal(redeemed.statusCode, 200, redeemed.body);
+    });
+
+    test('an expired setup token is refused and the user stays pending', async () => {
+      const user = await pendingUser();
+      await db(h).execute(sql`update user_tokens set expires_at = now() - interval '1 second' where user_id = ${user.id}`);
+      const before = await state(h);
+      const mark = await auditMark(h);
+      assertProblem(await h.request({ method: 'POST', url: '/api/v1/auth/setup', body: { setupToken: user.setupToken, password: SETUP_PASSWORD } }), 400, 'invalid-token');
+      assert.equal(await state(h), before);
+      const [row] = await queryRows<{ status: string; password_hash: string | null }>(db(h), sql`select status, password_hash from users where id = ${user.id}`);
+      assert.deepEqual({ ...row }, { status: 'pending', password_hash: null });
+      assert.ok((await auditSince(h, mark)).some((event) => event.action === 'auth.password.set' && event.outcome === 'denied'));
+    });
+
+    test('unknown, malformed and foreign tokens are all the same 400 invalid-token', async () => {
+      const user = await pendingUser();
+      const before = await state(h);
+      const strays = [
+        `cgs_${randomBytes(32).toString('base64url')}`,
+        `cgv_${user.setupToken.slice(4)}`,
+        `${user.setupToken}x`,
+        user.setupToken.toUpperCase(),
+        'nonsense',
+        adminToken.slice(0, 256),
+      ];
+      const details = new Set<string>();
+      for (const setupToken of strays) {
+        const problem = assertProblem(await h.request({ method: 'POST', url: '/api/v1/auth/setup', body: { setupToken, password: SETUP_PASSWORD } }), 400, 'invalid-token');
+        details.add(problem.detail);
+      }
+      assert.equal(details.size, 1, 'one answer for every kind of bad token');
+      assert.equal(await state(h), before);
+    });
+
+    test('a pending user disabled before setup cannot redeem its token', async () => {
+      const user = await pendingUser();
+      const disabled = await h.request({ method: 'PATCH', url: `/api/v1/users/${user.id}`, token: adminToken, body: { status: 'disabled' } });
+      assert.equal(disabled.statusCode, 200, disabled.body);
+      const before = await state(h);
+      assertProblem(await h.request({ method: 'POST', url: '/api/v1/auth/setup', body: { setupToken: user.setupToken, password: SETUP_PASSWORD } }), 400, 'invalid-token');
+      assert.equal(await state(h), before);
+    });
+
+    test('with signup closed, /auth/signup and /auth/verify-email answer 404', async () => {
+      const before = await state(h);
+      const signup = await h.request({ method: 'POST', url: '/api/v1/auth/signup', body: { email: `closed-${randomUUID()}@example.test`, password: PASSWORD } });
+      assertProblem(signup, 404, 'not-found');
+      const verify = await h.request({ method: 'POST', url: '/api/v1/auth/verify-email', body: { token: `cgv_${randomBytes(32).toString('base64url')}` } });
+      assertProblem(verify, 404, 'not-found');
+      assert.equal(await state(h), before);
+    });
+  });
+
+  describe('self-registration (CIPHERGATE_SIGNUP=open)', () => {
+    let h: IdentityHarness;
+    let smtp: SmtpTestServer;
+    let mailer: SmtpMailer;
+
+    before(async () => {
+      smtp = await startSmtpServer();
+      mailer = new SmtpMailer({ url: smtp.url, from: 'Ciphergate <no-reply@gate.example.test>', logger: captureLogs().logger });
+      h = await openIdentityHarness(backend, { env: { CIPHERGATE_SIGNUP: 'open', CIPHERGATE_SMTP_URL: smtp.url }, mailer });
+    });
+    after(async () => {
+      await h.close();
+      await mailer.close();
+      await smtp.close();
+    });
+
+    function signup(email: string, password = PASSWORD) {
+      return h.request({ method: 'POST', url: '/api/v1/auth/signup', body: { email, password } });
+    }
+
+    test('signup → emailed cgv_ link → verify once → enroll → role `user`, no tenant, no data', async () => {
+      const email = `self-${randomUUID()}@example.test`;
+      const mark = await auditMark(h);
+      const accepted = await signup(email);
+      assert.equal(accepted.statusCode, 202, accepted.body);
+      assert.deepEqual(accepted.json(), { status: 'verification-sent' });
+
+      const message = await smtp.waitForMessage(email);
+      const verifyToken = verificationToken(message);
+      assert.ok(message.text.includes(`https://gate.example.test/verify-email#token=${verifyToken}`), 'the token is in the link fragment');
+
+      const [user] = await queryRows<{ id: string; role: string; tenant_id: string | null; status: string }>(
+        db(h),
+        sql`select id, role, tenant_id, status from users where id = (select user_id from user_tokens where token_hash = ${sha256(verifyToken)})`,
+      );
+      assert.ok(user, 'the token is stored as its SHA-256');
+      assert.deepEqual({ role: user.role, tenant: user.tenant_id, status: user.status }, { role: 'user', tenant: null, status: 'unverified' });
+      assert.ok(!JSON.stringify(await queryRows(db(h), sql`select * from user_tokens`)).includes(verifyToken.slice(4)));
+      const created = (await auditSince(h, mark)).find((event) => event.action === 'auth.signup');
+      assert.equal(created?.outcome, 'success');
+      assert.equal(created?.target_id, user.id);
+
+      const earlyMark = await auditMark(h);
+      assertProblem(await h.request({ method: 'POST', url: '/api/v1/auth/login', body: { email, password: PASSWORD } }), 403, 'email-not-verified');
+      const early = (await auditSince(h, earlyMark)).find((event) => event.action === 'auth.login');
+      assert.equal(early?.outcome, 'denied');
+      assert.equal(early?.details.reason, 'email-not-verified');
+      assert.deepEqual(await queryRows(db(h), sql`select id from sessions where user_id = ${user.id}`), [], 'no session before verification');
+
+      const verifyMark = await auditMark(h);
+      const verified = await h.request({ method: 'POST', url: '/api/v1/auth/verify-email', body: { token: verifyToken } });
+      assert.equal(verified.statusCode, 204, verified.body);
+      assert.ok((await auditSince(h, verifyMark)).some((event) => event.action === 'auth.email.verify' && event.outcome === 'success' && event.actor_id === user.id));
+      const before = await state(h);
+      assertProblem(await h.request({ method: 'POST', url: '/api/v1/auth/verify-email', body: { token: verifyToken } }), 400, 'invalid-token');
+      assert.equal(await state(h), before, 'single use');
+
+      const login = await h.request({ method: 'POST', url: '/api/v1/auth/login', body: { email, password: PASSWORD } });
+      const challengeToken = assertProblem(login, 401, 'second-factor-enrollment-required').challengeToken as string;
+      const enrolled = await h.request({ method: 'POST', url: '/api/v1/auth/totp/enroll', body: { challengeToken } });
+      assert.equal(enrolled.statusCode, 200, enrolled.body);
+      const confirmed = await h.request({ method: 'POST', url: '/api/v1/auth/totp/confirm', body: { challengeToken, code: totpCode(secretFromUri(enrolled.json().otpauthUri)) } });
+      assert.equal(confirmed.statusCode, 200, confirmed.body);
+      const accessToken = confirmed.json().accessToken as string;
+      const claims = JSON.parse(Buffer.from(accessToken.split('.')[1]!, 'base64url').toString());
+      assert.equal(claims.role, 'user');
+      assert.equal(claims.tenant, null);
+
+      assert.equal((await h.request({ method: 'GET', url: '/api/v1/auth/sessions', token: accessToken })).statusCode, 200);
+      const deniedMark = await auditMark(h);
+      assertProblem(await h.request({ method: 'GET', url: '/api/v1/tenants', token: accessToken }), 403, 'forbidden');
+      assert.ok((await auditSince(h, deniedMark)).some((event) => event.action === 'access.denied' && event.actor_id === user.id));
+    });
+
+    test('signing up with a registered address answers the same 202, makes no account and sends no link', async () => {
+      const email = `twice-${randomUUID()}@example.test`;
+      const first = await signup(email);
+      assert.equal(first.statusCode, 202);
+      verificationToken(await smtp.waitForMessage(email));
+
+      const before = await state(h);
+      const mark = await auditMark(h);
+      const again = await signup(email.toUpperCase(), 'another good passphrase 99');
+      assert.equal(again.statusCode, 202);
+      assert.equal(again.body, first.body, 'indistinguishable answer');
+      assert.equal(again.headers['content-type'], first.headers['content-type']);
+      assert.equal(await state(h), before, 'no second account, no new token');
+      const event = (await auditSince(h, mark)).find((candidate) => candidate.action === 'auth.signup');
+      assert.equal(event?.outcome, 'denied');
+      assert.equal(event?.details.reason, 'email-taken');
+
+      // The owner may get a note (docs/identity.md), but never a second verification link.
+      const note = await nthMessage(smtp, email, 2);
+      assert.doesNotMatch(note.text, /cgv_/);
+      assert.doesNotMatch(note.raw, /cgv_/);
+    });
+
+    test('a weak password or a bad verification token changes nothing', async () => {
+      const email = `weak-${randomUUID()}@example.test`;
+      const before = await state(h);
+      const refused = await signup(email, 'password1234');
+      assert.equal(assertProblem(refused, 400, 'weak-password').rule, 'common');
+      for (const token of [`cgv_${randomBytes(32).toString('base64url')}`, `cgs_${randomBytes(32).toString('base64url')}`, 'nonsense']) {
+        assertProblem(await h.request({ method: 'POST', url: '/api/v1/auth/verify-email', body: { token } }), 400, 'invalid-token');
+      }
+      assert.equal(await state(h), before);
+      // Every email sent so far has been awaited by the tests above; none went to this address.
+      assert.ok(!smtp.messages.some((message) => message.to.some((recipient) => recipient.toLowerCase() === email)));
+    });
+  });
+});
+
+type AuditRow = { action: string; outcome: string; actor_id: string | null; target_id: string | null; details: Record<string, unknown> };
+
+function db(h: IdentityHarness) {
+  return h.test.database.db;
+}
+
+function sha256(value: string): string {
+  return createHash('sha256').update(value).digest('hex');
+}
+
+function verificationToken(message: ReceivedEmail): string {
+  const match = /#token=(cgv_[A-Za-z0-9_-]{43})(?![A-Za-z0-9_-])/.exec(message.text);
+  assert.ok(match, `no verification link in: ${message.text}`);
+  return match[1]!;
+}
+
+/** The `count`-th message to `to` (any case), waiting for it: emails go out after the answer. */
+async function nthMessage(smtp: SmtpTestServer, to: string, count: number, timeoutMs = 5000): Promise<ReceivedEmail> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const received = smtp.messages.filter((message) => message.to.some((recipient) => recipient.toLowerCase() === to.toLowerCase()));
+    if (received.length >= count) return received[count - 1]!;
+    if (Date.now() > deadline) assert.fail(`only ${received.length} of ${count} messages to ${to}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+async function auditMark(h: IdentityHarness): Promise<number> {
+  const [row] = await queryRows<{ seq: number | string }>(db(h), sql`select coalesce(max(seq), 0) as seq from audit_events`);
+  return Number(row!.seq);
+}
+
+async function auditSince(h: IdentityHarness, mark: number): Promise<AuditRow[]> {
+  return queryRows<AuditRow>(db(h), sql`select action, outcome, actor_id, target_id, details from audit_events where seq > ${mark} order by seq`);
+}
+
+async function state(h: IdentityHarness): Promise<string> {
+  const parts: string[] = [];
+  for (const table of ['users', 'user_tokens', 'sessions']) {
+    const rows = await queryRows<Record<string, unknown>>(db(h), sql.raw(`select * from ${table} order by id`));
+    parts.push(JSON.stringify(rows.map(({ last_used_at: _used, ...rest }) => rest)));
+  }
+  return parts.join('\n');
+}
+
+function assertProblem(response: LightMyRequestResponse, status: number, type: string) {
+  assert.equal(response.statusCode, status, response.body);
+  assert.match(String(response.headers['content-type']), /^application\/problem\+json/);
+  const problem = response.json();
+  assert.equal(problem.type, type, response.body);
+  assert.equal(problem.status, status);
+  return problem;
+}
