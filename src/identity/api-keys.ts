@@ -51,17 +51,25 @@ export class ApiKeys {
     return { record: record as ApiKeyRecord, key: token };
   }
 
-  /** The live key behind `key` (not revoked, not expired), recording its use; else undefined. */
-  async authenticate(key: string): Promise<ApiKeyRecord | undefined> {
+  /**
+   * The live key behind `key` (not revoked, not expired), recording its use unless `touch` is
+   * false (the caller still has checks to make); else undefined.
+   */
+  async authenticate(key: string, options: { touch?: boolean } = {}): Promise<ApiKeyRecord | undefined> {
     if (!isOpaqueToken('apiKey', key)) return undefined;
     const [record] = await this.db.select(recordColumns).from(apiKeys).where(eq(apiKeys.keyHash, hashOpaqueToken(key))).limit(1);
     if (!record || !isUsable(record as ApiKeyRecord, this.now())) return undefined;
+    if (options.touch !== false) await this.touch(record as ApiKeyRecord);
+    return record as ApiKeyRecord;
+  }
+
+  /** Records a use, at most once per minute per key. */
+  async touch(record: ApiKeyRecord): Promise<void> {
     const now = this.now();
     if (!record.lastUsedAt || now.getTime() - record.lastUsedAt.getTime() >= LAST_USED_GRANULARITY_MS) {
       await this.db.update(apiKeys).set({ lastUsedAt: now }).where(eq(apiKeys.id, record.id));
       record.lastUsedAt = now;
     }
-    return record as ApiKeyRecord;
   }
 
   async get(id: string): Promise<ApiKeyRecord | undefined> {

@@ -76,13 +76,16 @@ export class MachineAuth {
    */
   async clientCredentials(input: { clientId: string; clientSecret: string; scope?: string | undefined }, origin: RequestOrigin) {
     const { apiKeys, sessions, db } = this.parts;
-    const record = await apiKeys.authenticate(input.clientSecret);
+    // Not recorded as a use until the client id is known to match: a secret sent with another
+    // key's id is a failed attempt, not a use of this key.
+    const record = await apiKeys.authenticate(input.clientSecret, { touch: false });
     // Compared as hashes of equal length, so the check does not leak how much of the id matched.
     const idMatches = record !== undefined && timingSafeEqual(Buffer.from(hashOpaqueToken(record.id), 'hex'), Buffer.from(hashOpaqueToken(input.clientId), 'hex'));
     if (!record || !idMatches) {
       await appendAuditEvent(db, { actor: { type: 'anonymous' }, action: 'oauth.token', sourceIp: origin.ip, outcome: 'failure', details: { reason: 'invalid-client' } });
       throw oauthError(401, 'invalid_client', 'client authentication failed');
     }
+    await apiKeys.touch(record);
     const requested = input.scope === undefined || input.scope.trim() === '' ? record.scopes : input.scope.trim().split(/\s+/);
     const granted = requested.filter((scope): scope is ApiKeyScope => isApiKeyScope(scope) && record.scopes.includes(scope));
     if (granted.length !== requested.length) throw oauthError(400, 'invalid_scope', 'the key does not hold every requested scope');

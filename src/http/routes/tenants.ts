@@ -2,7 +2,8 @@ import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import { AuthError } from '../../identity/errors.js';
 import type { Identity } from '../../identity/identity.js';
-import { confinedTenant, mayAccessTenant } from '../../identity/principal.js';
+import { appendAuditEvent } from '../../audit/trail.js';
+import { auditActorOf, confinedTenant, mayAccessTenant } from '../../identity/principal.js';
 import { listTenants, type TenantSummary } from '../../store/repositories/tenants.js';
 import { ProblemSchema } from '../schemas/problem.js';
 
@@ -42,7 +43,19 @@ export function tenantRoutes(identity: Identity) {
         const principal = request.principal!;
         const tenant = (await listTenants(identity.parts.db)).find((candidate) => candidate.slug === request.params.slug);
         if (!tenant || !mayAccessTenant(principal, tenant.id)) {
-          if (tenant && confinedTenant(principal) !== null) request.log.info({ tenantId: tenant.id }, 'tenant-confined caller asked for another tenant');
+          // Another tenant's data asked for by a confined caller is a probe worth recording; it
+          // still hears 404, exactly as for a tenant that does not exist.
+          if (tenant) {
+            await appendAuditEvent(identity.parts.db, {
+              actor: auditActorOf(principal),
+              action: 'access.denied',
+              target: { type: 'tenant', id: tenant.id },
+              tenantId: confinedTenant(principal) === 'none' ? null : (confinedTenant(principal) as string | null),
+              sourceIp: request.ip,
+              outcome: 'denied',
+              details: { reason: 'other-tenant' },
+            });
+          }
           throw new AuthError(404, 'not-found', 'Not Found', 'no such tenant');
         }
         return tenantView(tenant);
