@@ -87,12 +87,16 @@ export function originOf(request: FastifyRequest): RequestOrigin {
   return { ip: request.ip, userAgent: request.headers['user-agent'] };
 }
 
-/** Runs @fastify/csrf-protection's check; its failure becomes our problem answer. */
+/**
+ * Runs @fastify/csrf-protection's check; its failure becomes our problem answer. The plugin
+ * never calls back with an error: it answers a failure itself (`reply.send` of its own 403,
+ * which would reach clients as type `bad-request` and leave this promise pending). So it gets
+ * a view of the reply whose `send` rejects instead; everything else is the real reply.
+ */
 function verifyCsrf(app: FastifyInstance, request: FastifyRequest, reply: FastifyReply): Promise<void> {
   return new Promise((resolve, reject) => {
-    app.csrfProtection.call(app, request, reply, (error?: Error) => {
-      if (error) reject(new AuthError(403, 'csrf-token-invalid', 'CSRF token missing or invalid', `a cookie-authenticated ${request.method} needs the ${CSRF_HEADER} header from GET /api/v1/csrf`));
-      else resolve();
-    });
+    const refuse = () => reject(new AuthError(403, 'csrf-token-invalid', 'CSRF token missing or invalid', `a cookie-authenticated ${request.method} needs the ${CSRF_HEADER} header from GET /api/v1/csrf`));
+    const refusingReply = Object.create(reply, { send: { value: refuse } }) as FastifyReply;
+    app.csrfProtection.call(app, request, refusingReply, () => resolve());
   });
 }

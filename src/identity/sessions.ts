@@ -64,12 +64,17 @@ export interface StartedSession {
 
 /** One liveness check per session per this interval reads the database; the rest hit memory. */
 export const LIVENESS_CACHE_MS = 1_000;
-/** `last_used_at` is written at most this often per session: the idle timeout is this coarse. */
+/**
+ * `last_used_at` is written at most this often per session: the idle timeout is this coarse.
+ * Never more than a quarter of the idle timeout, or a session in steady use would look idle
+ * (with a one-minute timeout, a 60 s interval ended busy sessions every minute).
+ */
 const TOUCH_INTERVAL_MS = 60_000;
 const CACHE_MAX_ENTRIES = 50_000;
 
 export class Sessions {
   private readonly cache = new Map<string, { session: LiveSession | undefined; checkedAt: number }>();
+  private readonly touchIntervalMs: number;
 
   constructor(
     private readonly db: Db,
@@ -77,6 +82,7 @@ export class Sessions {
     readonly policy: SessionPolicy,
     private readonly now: () => Date = () => new Date(),
   ) {
+    this.touchIntervalMs = Math.min(TOUCH_INTERVAL_MS, Math.floor(policy.idleMs / 4));
     bus.subscribe((sessionIds) => {
       for (const id of sessionIds) this.cache.delete(id);
     });
@@ -186,7 +192,7 @@ export class Sessions {
       this.remember(sessionId, session, nowMs);
     }
     if (!session || !this.isLive(session, new Date(nowMs))) return undefined;
-    if (nowMs - session.lastUsedAt.getTime() >= TOUCH_INTERVAL_MS) {
+    if (nowMs - session.lastUsedAt.getTime() >= this.touchIntervalMs) {
       session.lastUsedAt = new Date(nowMs);
       await this.db.update(sessions).set({ lastUsedAt: session.lastUsedAt }).where(eq(sessions.id, sessionId));
     }

@@ -1,0 +1,151 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, before, test } from 'node:test';
+import { sql } from 'drizzle-orm';
+import type { LightMyRequestResponse } from 'fastify';
+import { hashRefreshToken } from '../../src/identity/refresh-tokens.js';
+import { queryRows } from '../../src/store/connection.js';
+import { describeEachBackend } from '../helpers/database.js';
+import { USER_AGENT, openIdentityHarness, type IdentityHarness, type TestUser } from '../helpers/identity.js';
+
+/**
+ * `POST /auth/refresh` through HTTP: rotation on every use, refusal of unknown tokens, and
+ * the race of two refreshes with one token (RFC 9700 §4.14.2: at most one wins, and the
+ * session ends because two holders exist). Reuse of an old token has its own regression file,
+ * test/regressions/refresh-reuse-revokes-session.test.ts.
+ */
+
+interface Pair {
+  accessToken: string;
+  refreshToken: string;
+}
+
+const sidOf = (accessToken: string) => (JSON.parse(Buffer.from(accessToken.split('.')[1]!, 'base64url').toString()) as { sid: string }).sid;
+
+await describeEachBackend('refresh token rotation', (backend) => {
+  let h: IdentityHarness;
+  let user: TestUser;
+  let deviceToken: string;
+
+  before(async () => {
+    h = await openIdentityHarness(backend);
+    user = await h.createUser({ role: 'employee' });
+    ({ deviceToken } = await h.signIn(user));
+  });
+  after(() => h?.close());
+
+  /** A fresh session through the trusted device, from its own address (no TOTP step, no shared per-IP budget). */
+  let nextAddress = 10;
+  async function newSession(): Promise<Pair & { sessionId: string }> {
+    const response = await h.app.inject({
+      method: 'POST',
+      url: '/api/v1/auth/login',
+      remoteAddress: `198.51.100.${nextAddress++}`,
+      headers: { 'user-agent': USER_AGENT, 'content-type': 'application/json' },
+      payload: JSON.stringify({ email: user.email, password: user.password, deviceToken }),
+    });
+    assert.equal(response.statusCode, 200, response.body);
+    const pair = response.json() as Pair;
+    return { ...pair, sessionId: sidOf(pair.accessToken) };
+  }
+
+  const refresh = (refreshToken: string) => h.request({ method: 'POST', url: '/api/v1/auth/refresh', body: { refreshToken } });
+  const isLive = async (accessToken: string) => (await h.request({ method: 'GET', url: '/api/v1/auth/sessions', token: accessToken })).statusCode === 200;
+  const tokenRows = (sessionId: string) =>
+    queryRows<{ token_hash: string; used_at: Date | null }>(h.test.database.db, sql`select token_hash, used_at from refresh_tokens where session_id = ${sessionId} order by created_at`);
+  const sessionRow = async (sessionId: string) =>
+    (await queryRows<{ revoked_at: Date | null; revoked_reason: string | null }>(h.test.database.db, sql`select revoked_at, revoked_reason from sessions where id = ${sessionId}`))[0]!;
+
+  function assertProblem(response: LightMyRequestResponse, status: number, type: string): void {
+    assert.equal(response.statusCode, status, response.body);
+    assert.match(String(response.headers['content-type']), /^application\/problem\+json/);
+    assert.equal(response.json().type, type);
+  }
+
+  test('rotation answers a new pair for the same session, and the old refresh token is then used', async () => {
+    const session = await newSession();
+    const response = await refresh(session.refreshToken);
+    assert.equal(response.statusCode, 200, response.body);
+    assert.equal(response.headers['cache-control'], 'no-store');
+    const next = response.json() as Pair & Record<string, unknown>;
+    assert.deepEqual(Object.keys(next).sort(), ['accessToken', 'expiresIn', 'refreshToken', 'tokenType']);
+    assert.equal(next.tokenType, 'Bearer');
+    assert.equal(next.expiresIn, 600);
+    assert.notEqual(next.refreshToken, session.refreshToken);
+    assert.notEqual(next.accessToken, session.accessToken);
+    assert.equal(sidOf(next.accessToken), session.sessionId, 'same session');
+    assert.ok(await isLive(next.accessToken));
+
+    const rows = await tokenRows(session.sessionId);
+    assert.equal(rows.length, 2);
+    const old = rows.find((row) => row.token_hash === hashRefreshToken(session.refreshToken))!;
+    const successor = rows.find((row) => row.token_hash === hashRefreshToken(next.refreshToken))!;
+    assert.notEqual(old.used_at, null, 'the presented token is spent');
+    assert.equal(successor.used_at, null);
+
+    // The chain keeps rotating.
+    const third = await refresh(next.refreshToken);
+    assert.equal(third.statusCode, 200, third.body);
+    assert.ok(await isLive(third.json().accessToken));
+  });
+
+  test('a garbage or unknown refresh token → 401 invalid-refresh-token, and nothing changes', async () => {
+    const session = await newSession();
+    const rowsBefore = await tokenRows(session.sessionId);
+    const candidates = [
+      'garbage',
+      `cgr_${randomBytes(32).toString('base64url')}`, // well-formed, never issued
+      session.refreshToken.slice(0, -1) + (session.refreshToken.endsWith('A') ? 'B' : 'A'), // one character off
+      `cgd_${randomBytes(32).toString('base64url')}`, // another kind of token
+      session.refreshToken.toUpperCase(),
+    ];
+    for (const candidate of candidates) assertProblem(await refresh(candidate), 401, 'invalid-refresh-token');
+    assert.deepEqual(await tokenRows(session.sessionId), rowsBefore, 'no token spent or issued');
+    assert.equal((await sessionRow(session.sessionId)).revoked_at, null, 'a wrong guess does not end the session');
+    assert.ok(await isLive(session.accessToken));
+    // The real token still rotates.
+    assert.equal((await refresh(session.refreshToken)).statusCode, 200);
+  });
+
+  test('a missing refresh token → 400; an oversized one → 400; nothing changes', async () => {
+    const session = await newSession();
+    const rowsBefore = await tokenRows(session.sessionId);
+    assertProblem(await h.request({ method: 'POST', url: '/api/v1/auth/refresh', body: {} }), 400, 'validation-failed');
+    assertProblem(await refresh('x'.repeat(10_000)), 400, 'validation-failed');
+    assertProblem(await h.request({ method: 'POST', url: '/api/v1/auth/refresh', body: { refreshToken: session.refreshToken, extra: true } }), 400, 'validation-failed');
+    assert.deepEqual(await tokenRows(session.sessionId), rowsBefore);
+  });
+
+  test('the refresh token of an ended session → 401 invalid-refresh-token, and no new token', async () => {
+    const session = await newSession();
+    const logout = await h.request({ method: 'POST', url: '/api/v1/auth/logout', token: session.accessToken });
+    assert.equal(logout.statusCode, 204);
+    const rowsBefore = await tokenRows(session.sessionId);
+    assertProblem(await refresh(session.refreshToken), 401, 'invalid-refresh-token');
+    assert.deepEqual(await tokenRows(session.sessionId), rowsBefore);
+  });
+
+  test('two concurrent refreshes with one token: at most one succeeds, and the session is revoked', async () => {
+    // A few rounds, so the requests really interleave at least once on either backend.
+    for (let round = 0; round < 3; round += 1) {
+      const session = await newSession();
+      const answers = await Promise.all([refresh(session.refreshToken), refresh(session.refreshToken)]);
+      const winners = answers.filter((answer) => answer.statusCode === 200);
+      const losers = answers.filter((answer) => answer.statusCode !== 200);
+      assert.ok(winners.length <= 1, `round ${round}: ${winners.length} refreshes succeeded with one token`);
+      for (const loser of losers) assertProblem(loser, 401, 'refresh-token-reused');
+
+      const row = await sessionRow(session.sessionId);
+      assert.notEqual(row.revoked_at, null, `round ${round}: the session must end`);
+      assert.equal(row.revoked_reason, 'refresh-reuse');
+      assert.equal(await isLive(session.accessToken), false);
+      for (const winner of winners) {
+        const pair = winner.json() as Pair;
+        assert.equal(await isLive(pair.accessToken), false, 'the winner’s new access token dies with the session');
+        assertProblem(await refresh(pair.refreshToken), 401, 'invalid-refresh-token');
+      }
+      const audited = (await h.auditActions()).filter((event) => event.action === 'auth.refresh-reuse' && event.actor_id === user.id);
+      assert.ok(audited.length >= round + 1, 'the race is audited as reuse');
+    }
+  });
+});
