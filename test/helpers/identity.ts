@@ -9,7 +9,7 @@ import { openIdentity, type Identity } from '../../src/identity/identity.js';
 import type { Mailer } from '../../src/identity/mailer.js';
 import type { Role } from '../../src/identity/permissions.js';
 import type { RedisConnection } from '../../src/store/redis.js';
-import { queryRows } from '../../src/store/connection.js';
+import { openDatabase, queryRows } from '../../src/store/connection.js';
 import { captureLogs } from './log-capture.js';
 import { createTestDatabase, type Backend, type TestDatabase } from './database.js';
 import { openTestSealing } from './sealing.js';
@@ -19,13 +19,15 @@ export const USER_AGENT = 'Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100
 
 export interface IdentityHarness {
   test: TestDatabase;
+  /** The KEK's master key, so a second instance (`shareWith`) can open the same sealed data. */
+  masterKey: string;
   app: App;
   identity: Identity;
   accounts: Accounts;
   config: Config;
   logs: ReturnType<typeof captureLogs>;
-  /** Injects a JSON request from 127.0.0.1 with the browser User-Agent unless told otherwise. */
-  request(options: { method: string; url: string; body?: unknown; token?: string; headers?: Record<string, string>; cookies?: Record<string, string> }): Promise<LightMyRequestResponse>;
+  /** Injects a JSON request from 127.0.0.1 (or `remoteAddress`) with the browser User-Agent unless told otherwise. */
+  request(options: { method: string; url: string; body?: unknown; token?: string; headers?: Record<string, string>; cookies?: Record<string, string>; remoteAddress?: string }): Promise<LightMyRequestResponse>;
   /** An active user with a password and a confirmed TOTP factor. */
   createUser(options?: { role?: Role; tenantId?: string | null; withTotp?: boolean; email?: string }): Promise<TestUser>;
   /** Signs in through the API (password + TOTP) and returns the pair and the device token. */
@@ -56,12 +58,29 @@ export function secretFromUri(otpauthUri: string): string {
 
 export async function openIdentityHarness(
   backend: Backend,
-  options: { env?: Record<string, string>; redis?: RedisConnection; redisKeyPrefix?: string; mailer?: Mailer } = {},
+  options: {
+    env?: Record<string, string>;
+    redis?: RedisConnection;
+    redisKeyPrefix?: string;
+    mailer?: Mailer;
+    /**
+     * A second instance over this harness's database and master key (its own connection,
+     * Identity, caches and app), as a second server of one deployment would be. Closing it
+     * leaves the database to its owner.
+     */
+    shareWith?: IdentityHarness;
+  } = {},
 ): Promise<IdentityHarness> {
-  const test = await createTestDatabase(backend);
+  const test = options.shareWith ? await attachTestDatabase(options.shareWith.test) : await createTestDatabase(backend);
   const db = test.database.db;
-  const sealing = await openTestSealing(db);
-  const config = loadConfig({ CIPHERGATE_PUBLIC_URL: 'https://gate.example.test', CIPHERGATE_API_RATE_LIMIT_PER_MINUTE: '100000', ...options.env }, process.cwd());
+  const sealing = await openTestSealing(db, options.shareWith?.masterKey);
+  // One prefix for every Redis key of this instance (throttle, revocations, API rate limit), so
+  // suites sharing the test Redis never see each other's counts.
+  const redisKeyPrefix = options.redisKeyPrefix ?? `t${randomBytes(4).toString('hex')}`;
+  const config = loadConfig(
+    { CIPHERGATE_PUBLIC_URL: 'https://gate.example.test', CIPHERGATE_API_RATE_LIMIT_PER_MINUTE: '100000', CIPHERGATE_REDIS_KEY_PREFIX: redisKeyPrefix, ...options.env },
+    process.cwd(),
+  );
   const logs = captureLogs('info');
   const identity = await openIdentity({
     config,
@@ -69,7 +88,7 @@ export async function openIdentityHarness(
     fields: sealing.fields,
     logger: logs.logger,
     ...(options.redis ? { redis: options.redis } : {}),
-    redisKeyPrefix: options.redisKeyPrefix ?? `t${randomBytes(4).toString('hex')}`,
+    redisKeyPrefix,
     ...(options.mailer ? { mailer: options.mailer } : {}),
   });
   const app = await buildApp({ config, logger: logs.logger, identity, ...(options.redis ? { redis: options.redis } : {}) });
@@ -77,16 +96,17 @@ export async function openIdentityHarness(
 
   const harness: IdentityHarness = {
     test,
+    masterKey: sealing.masterKey,
     app,
     identity,
     accounts,
     config,
     logs,
-    request({ method, url, body, token, headers, cookies }) {
+    request({ method, url, body, token, headers, cookies, remoteAddress }) {
       return app.inject({
         method: method as 'GET',
         url,
-        remoteAddress: '127.0.0.1',
+        remoteAddress: remoteAddress ?? '127.0.0.1',
         headers: {
           'user-agent': USER_AGENT,
           ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
@@ -142,6 +162,14 @@ export async function openIdentityHarness(
     },
   };
   return harness;
+}
+
+/** Another connection to a test database; its cleanup closes the connection only. */
+async function attachTestDatabase(shared: TestDatabase): Promise<TestDatabase> {
+  // PGlite lives in the owner's process memory: the only way to share it is its handle.
+  if (!shared.url) return { ...shared, cleanup: async () => undefined };
+  const database = await openDatabase({ url: shared.url, connectTimeoutSeconds: 5, maxConnections: 5 });
+  return { backend: shared.backend, database, url: shared.url, cleanup: () => database.close() };
 }
 
 /**
