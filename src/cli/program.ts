@@ -1,10 +1,12 @@
 import { Command, CommanderError } from 'commander';
 import { SettingError } from '../config/load.js';
+import { registerApiKeys } from './commands/api-keys.js';
 import { registerAudit } from './commands/audit.js';
 import { registerMigrate } from './commands/migrate.js';
 import { registerKeys } from './commands/keys.js';
 import { registerServe } from './commands/serve.js';
 import { registerTenants } from './commands/tenants.js';
+import { registerUsers } from './commands/users.js';
 import { CliError, EXIT } from './errors.js';
 import type { CliIo } from './runtime.js';
 
@@ -20,6 +22,8 @@ export function buildProgram(io: CliIo): Command {
   registerMigrate(program, io);
   registerAudit(program, io);
   registerTenants(program, io);
+  registerUsers(program, io);
+  registerApiKeys(program, io);
   registerKeys(program, io);
   // Every subcommand reports usage errors instead of exiting the process itself, so the one
   // place below decides the exit code.

@@ -145,7 +145,11 @@ export class Accounts {
     });
   }
 
-  /** Changes the caller's password after checking the current one; every other session and trusted device ends. */
+  /**
+   * Changes the caller's password after checking the current one. Every other session ends,
+   * and every trusted device, the caller's included: whoever knew the old password may also
+   * hold a device token, so the next sign-in anywhere asks for the second factor again.
+   */
   async changePassword(principal: Principal, input: { currentPassword: string; newPassword: string }, origin: RequestOrigin): Promise<{ revokedSessions: number }> {
     if (principal.kind !== 'user') throw forbidden('machines have no password');
     const { users, db, sessions, devices, throttle } = this.parts;

@@ -99,8 +99,9 @@ export class Identity {
 
   /**
    * The principal behind a bearer credential: an API key (`cgk_…`) or an access JWT whose
-   * session is still live. Every failure is the same `unauthenticated` answer; the reason goes
-   * to the caller's log line, never to the client.
+   * session is still live. Every failure is the same `unauthenticated` type; its detail says
+   * only expired / not valid / session ended, which the token's holder may know, never which
+   * check of a forged token failed.
    */
   async authenticate(credential: string, via: 'bearer' | 'cookie'): Promise<Principal> {
     const { apiKeys, signingKeys, sessions, settings } = this.parts;

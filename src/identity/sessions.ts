@@ -71,9 +71,19 @@ export const LIVENESS_CACHE_MS = 1_000;
  */
 const TOUCH_INTERVAL_MS = 60_000;
 const CACHE_MAX_ENTRIES = 50_000;
+/** Far longer than any revoking transaction takes to commit; after it, the database answers. */
+const TOMBSTONE_MS = 5_000;
 
 export class Sessions {
   private readonly cache = new Map<string, { session: LiveSession | undefined; checkedAt: number }>();
+  /**
+   * Sessions announced as revoked, refused without a database read for `TOMBSTONE_MS`. A
+   * revocation is announced from inside its transaction, before it commits; a request that
+   * read the row in that window would otherwise see it live and cache it. Refusing from the
+   * announcement on closes the window on every instance (fail-closed: a revocation whose
+   * transaction then rolls back refuses its session for those few seconds).
+   */
+  private readonly tombstones = new Map<string, number>();
   private readonly touchIntervalMs: number;
 
   constructor(
@@ -84,7 +94,12 @@ export class Sessions {
   ) {
     this.touchIntervalMs = Math.min(TOUCH_INTERVAL_MS, Math.floor(policy.idleMs / 4));
     bus.subscribe((sessionIds) => {
-      for (const id of sessionIds) this.cache.delete(id);
+      const until = this.now().getTime() + TOMBSTONE_MS;
+      for (const id of sessionIds) {
+        this.cache.delete(id);
+        this.tombstones.set(id, until);
+      }
+      this.pruneTombstones();
     });
   }
 
@@ -183,6 +198,8 @@ export class Sessions {
    */
   async checkLive(sessionId: string): Promise<LiveSession | undefined> {
     const nowMs = this.now().getTime();
+    const tombstone = this.tombstones.get(sessionId);
+    if (tombstone !== undefined && tombstone > nowMs) return undefined;
     const cached = this.cache.get(sessionId);
     let session: LiveSession | undefined;
     if (cached && nowMs - cached.checkedAt < LIVENESS_CACHE_MS) {
@@ -255,8 +272,8 @@ export class Sessions {
     const ids = revoked.map((row) => row.id);
     if (ids.length > 0) {
       for (const id of ids) this.cache.delete(id);
-      // Published before the caller's transaction commits: an instance that re-reads too early
-      // still sees the session live, but only until its cache entry (≤ 1 s) expires.
+      // Announced before the caller's transaction commits, so every instance refuses the
+      // sessions from now on (see `tombstones`), not only once the commit is visible.
       await this.bus.publish(ids);
     }
     return ids;
@@ -284,6 +301,13 @@ export class Sessions {
     if (session.revokedAt) return false;
     if (now.getTime() >= session.absoluteExpiresAt.getTime()) return false;
     return now.getTime() - session.lastUsedAt.getTime() < this.policy.idleMs;
+  }
+
+  private pruneTombstones(): void {
+    const nowMs = this.now().getTime();
+    for (const [id, until] of this.tombstones) {
+      if (until <= nowMs) this.tombstones.delete(id);
+    }
   }
 
   private remember(sessionId: string, session: LiveSession | undefined, at: number): void {

@@ -150,9 +150,16 @@ export class SignIn {
    * Starts (or restarts) TOTP enrollment. Either the enrollment challenge of a first sign-in,
    * or a signed-in user replacing their authenticator.
    */
-  async enrollTotp(input: { challengeToken?: string | undefined; principal?: Principal | undefined }, origin: RequestOrigin): Promise<{ otpauthUri: string; secret: string }> {
+  async enrollTotp(
+    input: { challengeToken?: string | undefined; principal?: Principal | undefined; currentPassword?: string | undefined },
+    origin: RequestOrigin,
+  ): Promise<{ otpauthUri: string; secret: string }> {
     const { factors, users, db } = this.parts;
-    const userId = await this.enrollingUser(input, origin);
+    const { userId } = await this.enrollingUser(input, origin);
+    // Step-up: replacing a factor while signed in needs the password again, so a stolen access
+    // token (ten minutes of someone's session) cannot swap the victim's authenticator for one of
+    // its own and end the victim's other sessions with it.
+    if (input.principal) await this.confirmPassword(userId, input.currentPassword, origin, 'auth.totp.enroll');
     const user = await users.viewById(userId);
     if (!user) throw invalidChallenge();
     const enrollment = await factors.startTotpEnrollment(userId, user.email);
@@ -168,7 +175,9 @@ export class SignIn {
   async confirmTotp(input: { challengeToken?: string | undefined; principal?: Principal | undefined; code: string }, origin: RequestOrigin): Promise<{ recoveryCodes: string[]; signedIn?: SignedIn }> {
     const { factors, db, users, challenges, devices, sessions } = this.parts;
     await this.spendIpAllowance(origin, 'auth.totp.confirm');
-    const userId = await this.enrollingUser(input, origin);
+    // The challenge is opened here, not inside the transaction: on PGlite (one connection) a
+    // query outside the transaction's handle waits for the transaction, which waits for it.
+    const { userId, challengeId } = await this.enrollingUser(input, origin);
     const user = await users.get(userId);
     if (!user || user.status !== 'active') throw invalidChallenge();
     return db.transaction(async (txDb) => {
@@ -184,8 +193,7 @@ export class SignIn {
         await this.audit(tx, { action: 'auth.totp.enroll', outcome: 'success', origin, userId, details: { stage: 'confirmed', replacedFactor: true } });
         return { recoveryCodes: result.recoveryCodes };
       }
-      const challenge = await challenges.open(input.challengeToken, 'enrollment', deviceFingerprint(origin.userAgent));
-      if (!(await challenges.spend(challenge.id, tx))) throw invalidChallenge();
+      if (!challengeId || !(await challenges.spend(challengeId, tx))) throw invalidChallenge();
       const device = await devices.trust(userId, deviceLabelFrom(origin.userAgent), tx);
       const started = await this.startSession(user, origin, { deviceId: device.deviceId }, tx);
       await this.audit(tx, { action: 'auth.totp.enroll', outcome: 'success', origin, userId, sessionId: started.sessionId, details: { stage: 'confirmed', replacedFactor: false } });
@@ -240,13 +248,32 @@ export class SignIn {
     return { accessToken: access.token, refreshToken: started.refreshToken!, tokenType: 'Bearer', expiresIn: ACCESS_TOKEN_TTL_SECONDS, userId: user.id, sessionId: started.sessionId };
   }
 
-  private async enrollingUser(input: { challengeToken?: string | undefined; principal?: Principal | undefined }, origin: RequestOrigin): Promise<string> {
+  /** The user's current password, throttled like a sign-in; `invalid-credentials` (403) otherwise. */
+  private async confirmPassword(userId: string, password: string | undefined, origin: RequestOrigin, action: string): Promise<void> {
+    const { users, throttle, db } = this.parts;
+    if (password === undefined) {
+      throw new AuthError(400, 'validation-failed', 'Invalid request', 'body currentPassword: is required to replace a second factor while signed in');
+    }
+    const accountKey = `p:${userId}`;
+    const lock = await throttle.check(accountKey, origin.ip);
+    if (lock.locked) throw new RateLimitedError('account-locked', lock.retryAfterSeconds);
+    const user = await users.get(userId);
+    const ok = user?.passwordHash ? await verifyPassword(user.passwordHash, password) : await verifyAgainstDummy(password);
+    if (!ok) {
+      await throttle.recordFailure(accountKey, origin.ip);
+      await this.audit(db, { action, outcome: 'failure', origin, userId, details: { reason: 'wrong-current-password' } });
+      throw new AuthError(403, 'invalid-credentials', 'Invalid credentials', 'the current password is wrong');
+    }
+    await throttle.recordSuccess(accountKey, origin.ip);
+  }
+
+  private async enrollingUser(input: { challengeToken?: string | undefined; principal?: Principal | undefined }, origin: RequestOrigin): Promise<{ userId: string; challengeId?: string }> {
     if (input.principal) {
       if (input.principal.kind !== 'user') throw new AuthError(403, 'forbidden', 'Forbidden', 'machines have no second factor');
-      return input.principal.userId;
+      return { userId: input.principal.userId };
     }
     const challenge = await this.openChallenge(input.challengeToken, 'enrollment', origin, 'auth.totp.enroll');
-    return challenge.userId;
+    return { userId: challenge.userId, challengeId: challenge.id };
   }
 
   private async openChallenge(token: unknown, purpose: 'second-factor' | 'enrollment', origin: RequestOrigin, action: string) {

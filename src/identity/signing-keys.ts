@@ -54,12 +54,19 @@ export interface JsonWebKeySet {
 }
 
 /**
- * A retired key keeps verifying for as long as a token it signed could still be accepted:
- * the token lifetime plus the verifier's clock tolerance. After that every token it signed
- * has expired anyway, so dropping it changes no outcome and shrinks what a leaked old key
- * could do.
+ * How often a server re-reads the key store (src/cli/commands/serve.ts). Until it does, a
+ * server that did not perform a rotation keeps signing with the key another process retired.
  */
-export const RETIRED_KEY_VERIFICATION_WINDOW_MS = (ACCESS_TOKEN_TTL_SECONDS + CLOCK_TOLERANCE_SECONDS) * 1000;
+export const SIGNING_KEY_RELOAD_INTERVAL_MS = 10_000;
+
+/**
+ * A retired key keeps verifying for as long as a token it signed could still be accepted: the
+ * token lifetime plus the verifier's clock tolerance, plus the reload interval, because other
+ * servers may go on signing with it for that long after it was retired. After that every token
+ * it signed has expired anyway, so dropping it changes no outcome and shrinks what a leaked
+ * old key could do.
+ */
+export const RETIRED_KEY_VERIFICATION_WINDOW_MS = (ACCESS_TOKEN_TTL_SECONDS + CLOCK_TOLERANCE_SECONDS) * 1000 + SIGNING_KEY_RELOAD_INTERVAL_MS;
 
 /**
  * A kid we do not know may belong to a key another instance just rotated in, so a miss reloads

@@ -295,7 +295,7 @@ await describeEachBackend('sessions: a password or factor change ends the other 
     const caller = await h.signIn(user);
     const other = await signInOnDevice(h, user, caller.deviceToken, { ip: '198.51.100.31', userAgent: CHROME_ON_MAC });
     await assertLive(h, caller, other);
-    const enroll = await h.request({ method: 'POST', url: '/api/v1/auth/totp/enroll', token: caller.accessToken, body: {} });
+    const enroll = await h.request({ method: 'POST', url: '/api/v1/auth/totp/enroll', token: caller.accessToken, body: { currentPassword: user.password } });
     assert.equal(enroll.statusCode, 200, enroll.body);
     // Starting an enrollment changes nothing yet.
     await assertLive(h, other);
@@ -320,11 +320,27 @@ await describeEachBackend('sessions: a password or factor change ends the other 
     assert.equal(events[1]!.details.replacedFactor, true);
   });
 
+  test('replacing the factor while signed in needs the current password: a stolen access token alone cannot', async () => {
+    const user = await h.createUser({ role: 'employee' });
+    const caller = await h.signIn(user);
+    const countFactors = () => queryRows<{ n: number }>(h.test.database.db, sql`select count(*)::int as n from totp_factors where user_id = ${user.id}`);
+    const factorsBefore = await countFactors();
+    const without = await h.request({ method: 'POST', url: '/api/v1/auth/totp/enroll', token: caller.accessToken, body: {} });
+    assert.equal(without.statusCode, 400, without.body);
+    assert.match(without.json().detail, /currentPassword/);
+    const wrong = await h.request({ method: 'POST', url: '/api/v1/auth/totp/enroll', token: caller.accessToken, body: { currentPassword: 'not the password at all' } });
+    assert.equal(wrong.statusCode, 403, wrong.body);
+    assert.equal(wrong.json().type, 'invalid-credentials');
+    assert.deepEqual(await countFactors(), factorsBefore, 'no pending factor was created');
+    const failure = (await h.auditActions()).find((row) => row.action === 'auth.totp.enroll' && row.actor_id === user.id && row.outcome === 'failure');
+    assert.equal(failure?.details.reason, 'wrong-current-password');
+  });
+
   test('a wrong code when re-enrolling → 400; the other sessions stay live and the failure is audited', async () => {
     const user = await h.createUser({ role: 'employee' });
     const caller = await h.signIn(user);
     const other = await signInOnDevice(h, user, caller.deviceToken, { ip: '198.51.100.32' });
-    const enroll = await h.request({ method: 'POST', url: '/api/v1/auth/totp/enroll', token: caller.accessToken, body: {} });
+    const enroll = await h.request({ method: 'POST', url: '/api/v1/auth/totp/enroll', token: caller.accessToken, body: { currentPassword: user.password } });
     assert.equal(enroll.statusCode, 200, enroll.body);
     const secret = secretFromUri(enroll.json().otpauthUri);
     const wrong = String((Number(totpCode(secret)) + 1) % 1_000_000).padStart(6, '0');

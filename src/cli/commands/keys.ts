@@ -8,7 +8,10 @@ import type { KeyProvider } from '../../seal/providers/key-provider.js';
 import { LocalKeyProvider } from '../../seal/providers/local.js';
 import { createPkcs11Kek, openPkcs11KeyProvider } from '../../seal/providers/pkcs11.js';
 import { listTenants } from '../../store/repositories/tenants.js';
+import { DatabaseSigningKeyStore } from '../../identity/signing-key-store.js';
+import { RETIRED_KEY_VERIFICATION_WINDOW_MS } from '../../identity/signing-keys.js';
 import { CliError } from '../errors.js';
+import { withIdentity } from '../identity-runtime.js';
 import { openRuntime, openSealingRuntime, type CliIo, type SealingRuntime } from '../runtime.js';
 import { registerKeyMaintenance, reencryptScopes } from './key-maintenance.js';
 
@@ -95,6 +98,33 @@ export function registerKeys(program: Command, io: CliIo): void {
         io.stdout.write(`${result.kekId} in token "${result.tokenLabel}": ${result.created ? 'created' : 'already present'}\n`);
       } finally {
         await runtime.close();
+      }
+    });
+
+  keys
+    .command('rotate-signing')
+    .description(
+      'make a new token-signing key; new access tokens use it (running servers switch at their next key refresh, every 10 s) ' +
+        'and the old key keeps verifying until the tokens it signed have expired; prints the new kid',
+    )
+    .action(async () => {
+      const { kid, retired } = await withIdentity(io, async (identity, runtime) => {
+        const store = new DatabaseSigningKeyStore(runtime.database.db, runtime.sealing.fields);
+        const activeBefore = (await store.list()).filter((key) => key.retiredAt === null).map((key) => key.kid);
+        const fresh = await identity.parts.signingKeys.rotate();
+        const retiredKids = activeBefore.filter((oldKid) => oldKid !== fresh.kid);
+        await appendAuditEvent(runtime.database.db, {
+          actor: { type: 'system', id: 'cli' },
+          action: 'keys.rotate-signing',
+          target: { type: 'signing_key', id: fresh.kid },
+          outcome: 'success',
+          details: { kid: fresh.kid, retired: retiredKids.join(' ') },
+        });
+        return { kid: fresh.kid, retired: retiredKids };
+      });
+      io.stdout.write(`${kid}\n`);
+      if (retired.length > 0) {
+        io.stderr.write(`ciphergate: note: retired ${retired.join(', ')}; ${retired.length === 1 ? 'it verifies' : 'they verify'} tokens for ${RETIRED_KEY_VERIFICATION_WINDOW_MS / 1000} s more\n`);
       }
     });
 

@@ -3,6 +3,7 @@ import { appendAuditEvent } from '../../audit/trail.js';
 import { buildApp, type App } from '../../http/app.js';
 import { openIdentity, type Identity } from '../../identity/identity.js';
 import { openMailer } from '../../identity/mailer.js';
+import { SIGNING_KEY_RELOAD_INTERVAL_MS } from '../../identity/signing-keys.js';
 import { openRedis, type RedisConnection } from '../../store/redis.js';
 import { openSealingRuntime, type CliIo, type SealingRuntime } from '../runtime.js';
 
@@ -22,7 +23,7 @@ export function registerServe(program: Command, io: CliIo): void {
 }
 
 /** How often a server picks up data-key versions that another process (a CLI rotation) added. */
-const KEYRING_REFRESH_MS = 10_000;
+const KEYRING_REFRESH_MS = SIGNING_KEY_RELOAD_INTERVAL_MS;
 
 export interface RunningServer {
   app: App;

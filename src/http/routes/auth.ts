@@ -49,7 +49,13 @@ const SecondFactorBody = Type.Object(
   { additionalProperties: false },
 );
 const RefreshBody = Type.Object({ refreshToken: Type.Optional(Opaque), tokenDelivery: TokenDelivery }, { additionalProperties: false });
-const EnrollBody = Type.Object({ challengeToken: Type.Optional(Opaque) }, { additionalProperties: false });
+const EnrollBody = Type.Object(
+  {
+    challengeToken: Type.Optional(Opaque),
+    currentPassword: Type.Optional(Type.String({ minLength: 1, maxLength: PASSWORD_MAX_CODE_POINTS * 2, description: 'required when a signed-in caller replaces their factor (bearer instead of challengeToken)' })),
+  },
+  { additionalProperties: false },
+);
 const ConfirmBody = Type.Object({ challengeToken: Type.Optional(Opaque), code: Type.String({ minLength: 1, maxLength: 16 }), tokenDelivery: TokenDelivery }, { additionalProperties: false });
 const SetupBody = Type.Object({ setupToken: Opaque, password: Password }, { additionalProperties: false });
 const SignupBody = Type.Object({ email: Email, password: Password }, { additionalProperties: false });
@@ -115,7 +121,7 @@ export function authRoutes(identity: Identity) {
         const principal = await optionalPrincipal(identity, request, reply, app);
         if (!principal && !request.body.challengeToken) throw unauthenticated('send the challengeToken from the login answer, or an access token');
         reply.header('cache-control', 'no-store');
-        return signIn.enrollTotp({ challengeToken: request.body.challengeToken, principal: principal ?? undefined }, originOf(request));
+        return signIn.enrollTotp({ challengeToken: request.body.challengeToken, principal: principal ?? undefined, currentPassword: request.body.currentPassword }, originOf(request));
       },
     );
 
@@ -210,7 +216,7 @@ export function authRoutes(identity: Identity) {
       '/api/v1/auth/password',
       {
         config: { access: { permission: 'auth:self' } },
-        schema: { tags, summary: 'Change your password; every other session and trusted device ends', body: PasswordBody, response: { 200: Type.Object({ revokedSessions: Type.Integer() }), ...problems } },
+        schema: { tags, summary: 'Change your password; every other session and every trusted device (this one too) ends', body: PasswordBody, response: { 200: Type.Object({ revokedSessions: Type.Integer() }), ...problems } },
       },
       async (request) => accounts.changePassword(request.principal!, request.body, originOf(request)),
     );

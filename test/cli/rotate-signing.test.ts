@@ -1,0 +1,193 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough, Readable } from 'node:stream';
+import { after, before, describe, test } from 'node:test';
+import { sql } from 'drizzle-orm';
+import { decodeProtectedHeader } from 'jose';
+import { openSealingRuntime } from '../../src/cli/runtime.js';
+import { buildApp } from '../../src/http/app.js';
+import { Accounts } from '../../src/identity/accounts.js';
+import { openIdentity } from '../../src/identity/identity.js';
+import { DatabaseSigningKeyStore } from '../../src/identity/signing-key-store.js';
+import { RETIRED_KEY_VERIFICATION_WINDOW_MS, SigningKeys } from '../../src/identity/signing-keys.js';
+import { queryRows } from '../../src/store/connection.js';
+import { logLines, runCliProcess, spawnCli, stopChildren, waitForOutput } from '../helpers/cli.js';
+import { createPostgresDatabase, describeEachBackend, dropPostgresDatabase, postgresUnavailableReason, type Backend } from '../helpers/database.js';
+import { PASSWORD } from '../helpers/identity.js';
+import { serviceGate } from '../helpers/services.js';
+
+after(stopChildren);
+
+const KID_LINE = /^[A-Za-z0-9_-]{43}\n$/;
+
+/** A data dir (PGlite) or a fresh PostgreSQL database, with the env a CLI child and an in-process server share. */
+async function workspace(backend: Backend) {
+  const cwd = mkdtempSync(join(tmpdir(), 'cg-rotate-'));
+  const env: Record<string, string> = { CIPHERGATE_MASTER_KEY: randomBytes(32).toString('base64'), CIPHERGATE_PUBLIC_URL: 'https://gate.example.test' };
+  const databaseName = backend === 'postgres' ? `cg_test_${randomBytes(6).toString('hex')}` : undefined;
+  if (databaseName) env.CIPHERGATE_DATABASE_URL = await createPostgresDatabase(databaseName);
+  return {
+    cwd,
+    env,
+    // A loaded 2-core machine can take a while to start tsx; the default minute is not enough.
+    run: (args: string[]) => runCliProcess(args, { env, cwd, timeoutMs: 300_000 }),
+    /** The server side on the same database and keys, in this process (closed before the next CLI run on PGlite). */
+    async openServer() {
+      const logs = new PassThrough();
+      logs.resume();
+      const runtime = await openSealingRuntime({ env, cwd, stdout: logs, stderr: logs, stdin: Readable.from([]) }, { logTo: 'stderr', defaultLogLevel: 'warn' });
+      const identity = await openIdentity({ config: runtime.config, db: runtime.database.db, fields: runtime.sealing.fields, logger: runtime.logger });
+      const app = await buildApp({ config: runtime.config, logger: runtime.logger, identity });
+      return {
+        runtime,
+        identity,
+        request: (method: 'GET' | 'POST', url: string, options: { token?: string; body?: unknown } = {}) =>
+          app.inject({
+            method,
+            url,
+            remoteAddress: '127.0.0.1',
+            headers: { ...(options.token ? { authorization: `Bearer ${options.token}` } : {}), ...(options.body !== undefined ? { 'content-type': 'application/json' } : {}) },
+            ...(options.body !== undefined ? { payload: JSON.stringify(options.body) } : {}),
+          }),
+        /** A signed-in admin's session, made directly (the sign-in flow has its own tests): its access and refresh tokens. */
+        async signedInAdmin() {
+          const user = await new Accounts(identity).createUserWithPassword({ email: `admin-${randomBytes(3).toString('hex')}@example.test`, role: 'admin', tenantId: null, password: PASSWORD });
+          const session = await identity.parts.sessions.start({ userId: user.id, deviceLabel: 'test', ip: '127.0.0.1' });
+          const access = await identity.accessTokenFor(user, session.sessionId);
+          return { accessToken: access.token, refreshToken: session.refreshToken! };
+        },
+        async close() {
+          await app.close();
+          await identity.close();
+          await runtime.close();
+        },
+      };
+    },
+    async cleanup() {
+      if (databaseName) await dropPostgresDatabase(databaseName);
+      rmSync(cwd, { recursive: true, force: true });
+    },
+  };
+}
+
+function kidOf(token: string): string {
+  return decodeProtectedHeader(token).kid!;
+}
+
+function jwksKids(body: { keys: Array<{ kid: string }> }): string[] {
+  return body.keys.map((key) => key.kid);
+}
+
+await describeEachBackend('keys rotate-signing', (backend) => {
+  let space: Awaited<ReturnType<typeof workspace>>;
+
+  before(async () => {
+    space = await workspace(backend);
+  });
+  after(() => space?.cleanup());
+
+  test('prints the new kid; tokens signed before keep verifying, new ones carry the new kid, the JWKS lists both, until the window ends', async () => {
+    let server = await space.openServer();
+    let issuedBefore: { accessToken: string; refreshToken: string };
+    let oldKid: string;
+    try {
+      issuedBefore = await server.signedInAdmin();
+      oldKid = kidOf(issuedBefore.accessToken);
+      assert.deepEqual(jwksKids((await server.request('GET', '/.well-known/jwks.json')).json()), [oldKid]);
+    } finally {
+      await server.close();
+    }
+
+    const rotated = await space.run(['keys', 'rotate-signing']);
+    assert.equal(rotated.code, 0, rotated.stderr);
+    assert.match(rotated.stdout, KID_LINE);
+    const newKid = rotated.stdout.trim();
+    assert.notEqual(newKid, oldKid);
+    assert.equal(rotated.stderr, `ciphergate: note: retired ${oldKid}; it verifies tokens for ${RETIRED_KEY_VERIFICATION_WINDOW_MS / 1000} s more\n`);
+
+    server = await space.openServer();
+    try {
+      // A server started after the rotation: the old token still works, through the guard and directly.
+      const sessions = await server.request('GET', '/api/v1/auth/sessions', { token: issuedBefore.accessToken });
+      assert.equal(sessions.statusCode, 200, sessions.body);
+      const principal = await server.identity.authenticate(issuedBefore.accessToken, 'bearer');
+      assert.equal(principal.kind, 'user');
+      const jwks = await server.request('GET', '/.well-known/jwks.json');
+      assert.deepEqual(jwksKids(jwks.json()), [newKid, oldKid], 'the new key first, the retired one still published');
+
+      const refreshed = await server.request('POST', '/api/v1/auth/refresh', { body: { refreshToken: issuedBefore.refreshToken } });
+      assert.equal(refreshed.statusCode, 200, refreshed.body);
+      assert.equal(kidOf(refreshed.json().accessToken), newKid, 'new tokens are signed with the new key');
+      assert.equal((await server.request('GET', '/api/v1/auth/sessions', { token: refreshed.json().accessToken })).statusCode, 200);
+
+      const audit = await queryRows<{ actor_type: string; actor_id: string; target_type: string; target_id: string; outcome: string; details: Record<string, unknown> }>(
+        server.runtime.database.db,
+        sql`select actor_type, actor_id, target_type, target_id, outcome, details from audit_events where action = 'keys.rotate-signing'`,
+      );
+      assert.deepEqual(audit, [{ actor_type: 'system', actor_id: 'cli', target_type: 'signing_key', target_id: newKid, outcome: 'success', details: { kid: newKid, retired: oldKid } }]);
+
+      // Once every token the old key signed has expired, it is no longer published or accepted.
+      const later = await SigningKeys.open(new DatabaseSigningKeyStore(server.runtime.database.db, server.runtime.sealing.fields), {
+        now: () => new Date(Date.now() + RETIRED_KEY_VERIFICATION_WINDOW_MS + 1_000),
+      });
+      assert.deepEqual(jwksKids(later.jwks()), [newKid]);
+      assert.equal(await later.verificationKey(oldKid), undefined);
+      assert.ok(await later.verificationKey(newKid));
+    } finally {
+      await server.close();
+    }
+  });
+});
+
+describe('keys rotate-signing against a running server (PostgreSQL)', async () => {
+  const gate = serviceGate('PostgreSQL', await postgresUnavailableReason());
+
+  test('the server keeps accepting the old token, then publishes and signs with the new key at its next refresh', { skip: gate.skip }, async () => {
+    const space = await workspace('postgres');
+    const child = spawnCli(['serve'], { env: { ...space.env, CIPHERGATE_PORT: '0' }, cwd: space.cwd });
+    try {
+      await waitForOutput(child, (output) => output.stdout.includes('"msg":"ciphergate listening"'), 240_000);
+      const port = logLines(child.output.stdout).find((line) => line.msg === 'ciphergate listening')!.port as number;
+      const base = `http://127.0.0.1:${port}`;
+      const sessionsWith = (token: string) => fetch(`${base}/api/v1/auth/sessions`, { headers: { authorization: `Bearer ${token}` } });
+      const kidsPublished = async () => jwksKids((await (await fetch(`${base}/.well-known/jwks.json`)).json()) as { keys: Array<{ kid: string }> });
+
+      // Tokens made on the same database and keys are the server's own: it signs with the same key.
+      const local = await space.openServer();
+      const issuedBefore = await local.signedInAdmin();
+      await local.close();
+      const oldKid = kidOf(issuedBefore.accessToken);
+      assert.equal((await sessionsWith(issuedBefore.accessToken)).status, 200);
+      assert.deepEqual(await kidsPublished(), [oldKid]);
+
+      const rotated = await space.run(['keys', 'rotate-signing']);
+      assert.equal(rotated.code, 0, rotated.stderr);
+      const newKid = rotated.stdout.trim();
+      assert.equal((await sessionsWith(issuedBefore.accessToken)).status, 200, 'the token signed before the rotation still works');
+
+      // The server re-reads its keys every 10 s; wait for it rather than for a fixed time.
+      const deadline = Date.now() + 60_000;
+      while (!(await kidsPublished()).includes(newKid)) {
+        assert.ok(Date.now() < deadline, 'the server did not pick up the new signing key within 60 s');
+        await new Promise((resolve) => setTimeout(resolve, 500));
+      }
+      assert.deepEqual(await kidsPublished(), [newKid, oldKid]);
+      const refreshed = await fetch(`${base}/api/v1/auth/refresh`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ refreshToken: issuedBefore.refreshToken }) });
+      assert.equal(refreshed.status, 200);
+      const { accessToken } = (await refreshed.json()) as { accessToken: string };
+      assert.equal(kidOf(accessToken), newKid);
+      assert.equal((await sessionsWith(accessToken)).status, 200);
+      assert.equal((await sessionsWith(issuedBefore.accessToken)).status, 200, 'the old key still verifies within its window');
+
+      child.kill('SIGTERM');
+      assert.equal(((await once(child, 'exit')) as [number])[0], 0);
+    } finally {
+      await stopChildren();
+      await space.cleanup();
+    }
+  });
+});

@@ -1,0 +1,236 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough, Readable } from 'node:stream';
+import { after, before, describe, test } from 'node:test';
+import { sql } from 'drizzle-orm';
+import { openSealingRuntime } from '../../src/cli/runtime.js';
+import { buildApp } from '../../src/http/app.js';
+import { openIdentity } from '../../src/identity/identity.js';
+import { ROLES } from '../../src/identity/permissions.js';
+import { queryRows } from '../../src/store/connection.js';
+import { runCliProcess, stopChildren } from '../helpers/cli.js';
+import { createPostgresDatabase, describeEachBackend, dropPostgresDatabase, type Backend } from '../helpers/database.js';
+import { USER_AGENT, totpCode } from '../helpers/identity.js';
+
+after(stopChildren);
+
+/** Unique enough to grep for anywhere: if it shows up in output, logs or rows, it leaked. */
+const PASSWORD = 'canary-pw Tr0ub4dor&3 horse';
+const UUID_LINE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\n$/;
+
+/** A data dir (PGlite) or a fresh PostgreSQL database, with the env a CLI child and an in-process server share. */
+async function workspace(backend: Backend) {
+  const cwd = mkdtempSync(join(tmpdir(), 'cg-users-'));
+  const env: Record<string, string> = { CIPHERGATE_MASTER_KEY: randomBytes(32).toString('base64'), CIPHERGATE_PUBLIC_URL: 'https://gate.example.test' };
+  const databaseName = backend === 'postgres' ? `cg_test_${randomBytes(6).toString('hex')}` : undefined;
+  if (databaseName) env.CIPHERGATE_DATABASE_URL = await createPostgresDatabase(databaseName);
+  return {
+    cwd,
+    env,
+    // A loaded 2-core machine can take a while to start tsx; the default minute is not enough.
+    run: (args: string[], options: { stdin?: string; env?: Record<string, string> } = {}) =>
+      runCliProcess(args, { env: { ...env, ...options.env }, cwd, timeoutMs: 300_000, ...(options.stdin !== undefined ? { stdin: options.stdin } : {}) }),
+    /** The server side on the same database and keys, in this process (closed before the next CLI run on PGlite). */
+    async openServer() {
+      const logs = new PassThrough();
+      let logText = '';
+      logs.on('data', (chunk: Buffer) => (logText += chunk.toString()));
+      const runtime = await openSealingRuntime({ env: { ...env, CIPHERGATE_LOG_LEVEL: 'trace' }, cwd, stdout: logs, stderr: logs, stdin: Readable.from([]) }, { logTo: 'stderr' });
+      const identity = await openIdentity({ config: runtime.config, db: runtime.database.db, fields: runtime.sealing.fields, logger: runtime.logger });
+      const app = await buildApp({ config: runtime.config, logger: runtime.logger, identity });
+      const request = (method: 'GET' | 'POST', url: string, body?: unknown, token?: string) =>
+        app.inject({
+          method,
+          url,
+          remoteAddress: '127.0.0.1',
+          headers: { 'user-agent': USER_AGENT, ...(body !== undefined ? { 'content-type': 'application/json' } : {}), ...(token ? { authorization: `Bearer ${token}` } : {}) },
+          ...(body !== undefined ? { payload: JSON.stringify(body) } : {}),
+        });
+      return {
+        db: runtime.database.db,
+        request,
+        logText: () => logText,
+        async close() {
+          await app.close();
+          await identity.close();
+          await runtime.close();
+        },
+      };
+    },
+    async cleanup() {
+      if (databaseName) await dropPostgresDatabase(databaseName);
+      rmSync(cwd, { recursive: true, force: true });
+    },
+  };
+}
+
+function assertOneLine(stderr: string): void {
+  assert.equal(stderr.trimEnd().split('\n').length, 1, `expected one line on stderr, got: ${stderr}`);
+}
+
+describe('users create: usage', () => {
+  // None of these reaches the database, so one data dir (never created) serves them all.
+  test('the password is never an argument; role, email and tenant rules are usage errors (exit 2)', async () => {
+    const cwd = mkdtempSync(join(tmpdir(), 'cg-users-usage-'));
+    const run = (args: string[], stdin?: string) => runCliProcess(['users', 'create', ...args], { env: {}, cwd, timeoutMs: 300_000, ...(stdin !== undefined ? { stdin } : {}) });
+    const [noStdinFlag, asArgument, asSeparateArgument, badRole, badEmail, clientWithoutTenant, adminWithTenant, emptyStdin, help] = await Promise.all([
+      run(['--email', 'a@example.test', '--role', 'admin'], `${PASSWORD}\n`),
+      run(['--email', 'a@example.test', '--role', 'admin', `--password=${PASSWORD}`]),
+      run(['--email', 'a@example.test', '--role', 'admin', '--password', PASSWORD]),
+      run(['--email', 'a@example.test', '--role', 'root', '--password-stdin'], `${PASSWORD}\n`),
+      run(['--email', 'not an address', '--role', 'admin', '--password-stdin'], `${PASSWORD}\n`),
+      run(['--email', 'a@example.test', '--role', 'client', '--password-stdin'], `${PASSWORD}\n`),
+      run(['--email', 'a@example.test', '--role', 'admin', '--tenant', 'acme', '--password-stdin'], `${PASSWORD}\n`),
+      run(['--email', 'a@example.test', '--role', 'admin', '--password-stdin'], ''),
+      run(['--help']),
+    ]);
+    for (const result of [noStdinFlag, asArgument, asSeparateArgument, badRole, badEmail, clientWithoutTenant, adminWithTenant, emptyStdin]) {
+      assert.equal(result.code, 2, result.stderr);
+      assertOneLine(result.stderr);
+      assert.equal(result.stdout, '');
+      assert.equal((result.stdout + result.stderr).includes(PASSWORD), false, 'the password is never echoed');
+    }
+    assert.equal(noStdinFlag.stderr, 'ciphergate: users create: --password-stdin is required; the password is read from stdin, never from an argument\n');
+    assert.match(asArgument.stderr, /^ciphergate: --password: a password is never taken as an argument .*--password-stdin\n$/);
+    assert.equal(asSeparateArgument.stderr, asArgument.stderr);
+    assert.equal(badRole.stderr, `ciphergate: --role: expected one of ${ROLES.join(', ')}, got "root"\n`);
+    assert.equal(badEmail.stderr, 'ciphergate: --email: expected an e-mail address, got "not an address"\n');
+    assert.match(clientWithoutTenant.stderr, /^ciphergate: --tenant: a client user belongs to one tenant/);
+    assert.equal(adminWithTenant.stderr, 'ciphergate: --tenant: only client users belong to a tenant, not a admin\n');
+    assert.equal(emptyStdin.stderr, 'ciphergate: --password-stdin: stdin was empty\n');
+    assert.equal(help.code, 0);
+    assert.match(help.stdout, /--password-stdin/);
+    assert.match(help.stdout, /enroll TOTP at the first sign-in/);
+    assert.doesNotMatch(help.stdout, /--password </, 'the refusing --password option is hidden');
+    rmSync(cwd, { recursive: true, force: true });
+  });
+});
+
+await describeEachBackend('users create', (backend) => {
+  let space: Awaited<ReturnType<typeof workspace>>;
+
+  before(async () => {
+    space = await workspace(backend);
+    const put = await space.run(['tenants', 'put', 'acme'], { stdin: JSON.stringify({ name: 'Acme' }) });
+    assert.equal(put.code, 0, put.stderr);
+  });
+  after(() => space?.cleanup());
+
+  test('makes an active user from the password on stdin, prints its id, leaks the password nowhere; the user signs in and must enroll TOTP', async () => {
+    // Trace logging, so a password passing through any logged value would show.
+    const created = await space.run(['users', 'create', '--email', 'First.Admin@Example.test', '--role', 'admin', '--password-stdin'], {
+      stdin: `${PASSWORD}\n`,
+      env: { CIPHERGATE_LOG_LEVEL: 'trace' },
+    });
+    assert.equal(created.code, 0, created.stderr);
+    assert.match(created.stdout, UUID_LINE);
+    const userId = created.stdout.trim();
+    assert.match(created.stderr, /note: the user enrolls TOTP at the first sign-in/);
+    assert.equal((created.stdout + created.stderr).includes(PASSWORD), false);
+
+    const client = await space.run(['users', 'create', '--email', 'client@example.test', '--role', 'client', '--tenant', 'acme', '--password-stdin'], { stdin: `${PASSWORD}\r\n` });
+    assert.equal(client.code, 0, client.stderr);
+    const clientId = client.stdout.trim();
+
+    const server = await space.openServer();
+    try {
+      const rows = await queryRows<{ id: string; role: string; status: string; tenant_slug: string | null; password_hash: string }>(
+        server.db,
+        sql`select u.id::text, u.role, u.status, t.slug as tenant_slug, u.password_hash from users u left join tenants t on t.id = u.tenant_id order by u.created_at`,
+      );
+      assert.deepEqual(
+        rows.map(({ id, role, status, tenant_slug }) => ({ id, role, status, tenant_slug })),
+        [
+          { id: userId, role: 'admin', status: 'active', tenant_slug: null },
+          { id: clientId, role: 'client', status: 'active', tenant_slug: 'acme' },
+        ],
+      );
+      for (const row of rows) assert.match(row.password_hash, /^\$argon2id\$v=19\$m=19456,t=2,p=1\$/);
+
+      const audit = await queryRows<{ action: string; actor_type: string; target_id: string; details: Record<string, unknown> }>(
+        server.db,
+        sql`select action, actor_type, target_id, details from audit_events where action = 'user.create' order by seq`,
+      );
+      assert.deepEqual(audit, [
+        { action: 'user.create', actor_type: 'system', target_id: userId, details: { role: 'admin', via: 'cli' } },
+        { action: 'user.create', actor_type: 'system', target_id: clientId, details: { role: 'client', via: 'cli' } },
+      ]);
+      const everything = JSON.stringify(await queryRows(server.db, sql`select * from audit_events`)) + JSON.stringify(await queryRows(server.db, sql`select * from users`));
+      assert.equal(everything.includes(PASSWORD), false, 'neither the audit trail nor the users table holds the password');
+      assert.equal(everything.toLowerCase().includes('first.admin@example.test'), false, 'the email is stored sealed');
+
+      // The exact password (one trailing newline dropped, nothing else) is accepted; the email in any case.
+      const withNewline = await server.request('POST', '/api/v1/auth/login', { email: 'first.admin@example.test', password: `${PASSWORD}\n` });
+      assert.equal(withNewline.statusCode, 401);
+      assert.equal(withNewline.json().type, 'invalid-credentials');
+      const login = await server.request('POST', '/api/v1/auth/login', { email: 'first.admin@example.test', password: PASSWORD });
+      assert.equal(login.statusCode, 401, login.body);
+      assert.equal(login.json().type, 'second-factor-enrollment-required');
+      const challengeToken = login.json().challengeToken as string;
+      assert.equal(typeof challengeToken, 'string');
+
+      // The rest of the first sign-in: enroll, confirm, and the tokens work.
+      const enroll = await server.request('POST', '/api/v1/auth/totp/enroll', { challengeToken });
+      assert.equal(enroll.statusCode, 200, enroll.body);
+      const confirm = await server.request('POST', '/api/v1/auth/totp/confirm', { challengeToken, code: totpCode(enroll.json().secret) });
+      assert.equal(confirm.statusCode, 200, confirm.body);
+      assert.equal(confirm.json().recoveryCodes.length, 10);
+      const sessions = await server.request('GET', '/api/v1/auth/sessions', undefined, confirm.json().accessToken);
+      assert.equal(sessions.statusCode, 200, sessions.body);
+
+      const clientLogin = await server.request('POST', '/api/v1/auth/login', { email: 'client@example.test', password: PASSWORD });
+      assert.equal(clientLogin.json().type, 'second-factor-enrollment-required', 'a CRLF line ending is dropped too');
+      assert.equal(server.logText().includes(PASSWORD), false, 'the server logs never hold the password');
+    } finally {
+      await server.close();
+    }
+  });
+
+  test('an unknown tenant, a weak password and a taken email are refused with one line (exit 1) and nothing is written', async () => {
+    const email = `taken-${randomBytes(3).toString('hex')}@example.test`;
+    const first = await space.run(['users', 'create', '--email', email, '--role', 'employee', '--password-stdin'], { stdin: PASSWORD });
+    assert.equal(first.code, 0, first.stderr);
+    const runs = {
+      unknownTenant: ['--email', 'other@example.test', '--role', 'client', '--tenant', 'nope'],
+      weak: ['--email', 'weak@example.test', '--role', 'employee'],
+      taken: ['--email', email.toUpperCase(), '--role', 'manager'],
+    };
+    // PostgreSQL takes the three at once; the embedded database one process at a time.
+    const inTurn = backend === 'pglite';
+    const all = async <T>(jobs: Array<() => Promise<T>>): Promise<T[]> => {
+      if (!inTurn) return Promise.all(jobs.map((job) => job()));
+      const done: T[] = [];
+      for (const job of jobs) done.push(await job());
+      return done;
+    };
+    const [unknownTenant, weak, taken] = await all([
+      () => space.run(['users', 'create', ...runs.unknownTenant, '--password-stdin'], { stdin: `${PASSWORD}\n` }),
+      () => space.run(['users', 'create', ...runs.weak, '--password-stdin'], { stdin: 'password1234\n' }),
+      () => space.run(['users', 'create', ...runs.taken, '--password-stdin'], { stdin: `${PASSWORD}\n` }),
+    ]);
+    const results = { unknownTenant: unknownTenant!, weak: weak!, taken: taken! };
+    for (const result of Object.values(results)) {
+      assert.equal(result.code, 1, result.stderr);
+      assertOneLine(result.stderr);
+      assert.equal(result.stdout, '');
+      assert.equal(result.stderr.includes(PASSWORD), false);
+    }
+    assert.equal(results.unknownTenant.stderr, 'ciphergate: --tenant: no tenant "nope"\n');
+    assert.equal(results.weak.stderr, 'ciphergate: password rejected: This password is on a list of commonly used passwords; choose another.\n');
+    assert.equal(results.weak.stderr.includes('password1234'), false);
+    assert.equal(results.taken.stderr, 'ciphergate: a user with this email exists already\n');
+
+    const server = await space.openServer();
+    try {
+      const [{ users }] = (await queryRows<{ users: number }>(server.db, sql`select count(*)::int as users from users where role in ('employee', 'manager')`)) as [{ users: number }];
+      assert.equal(users, 1, 'only the first user exists');
+      const [{ events }] = (await queryRows<{ events: number }>(server.db, sql`select count(*)::int as events from audit_events where action = 'user.create' and details->>'role' in ('employee', 'manager')`)) as [{ events: number }];
+      assert.equal(events, 1);
+    } finally {
+      await server.close();
+    }
+  });
+});
