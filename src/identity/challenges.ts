@@ -53,7 +53,7 @@ export class LoginChallenges {
     return { id: row.id, userId: row.userId };
   }
 
-  /** Spends the challenge; false when another request spent it first. Run in the sign-in's transaction. */
+  /** Spends (or claims) the challenge; false when another request got it first. */
   async spend(id: string, db: Db = this.db): Promise<boolean> {
     const rows = await db
       .update(loginChallenges)
@@ -63,10 +63,14 @@ export class LoginChallenges {
     return rows.length === 1;
   }
 
-  async recordFailure(id: string): Promise<void> {
+  /**
+   * Gives a claimed challenge back after a wrong code, counting the failure; after
+   * `CHALLENGE_MAX_FAILURES` it stays unusable (`open` refuses it).
+   */
+  async releaseAfterFailure(id: string): Promise<void> {
     await this.db
       .update(loginChallenges)
-      .set({ failedAttempts: sql`${loginChallenges.failedAttempts} + 1` })
+      .set({ usedAt: null, failedAttempts: sql`${loginChallenges.failedAttempts} + 1` })
       .where(eq(loginChallenges.id, id));
   }
 }

@@ -116,6 +116,9 @@ export class SignIn {
     if (input.method === 'sms') {
       throw new AuthError(400, 'method-not-available', 'Method not available', 'SMS codes are not enabled for this account; use "totp" or "recovery"');
     }
+    // Claimed before the code is checked: of two requests racing on one challenge, the loser
+    // stops here without spending its code (a recovery code lost to a race is lost for good).
+    if (!(await challenges.spend(challenge.id))) throw invalidChallenge();
     let passed: boolean;
     let reason: string;
     if (input.method === 'totp') {
@@ -127,7 +130,7 @@ export class SignIn {
       reason = passed ? 'ok' : 'wrong-or-used-code';
     }
     if (!passed) {
-      await challenges.recordFailure(challenge.id);
+      await challenges.releaseAfterFailure(challenge.id);
       const failure = await throttle.recordFailure(accountKey, origin.ip);
       await this.audit(db, { action: 'auth.second-factor', outcome: 'failure', origin, userId: challenge.userId, details: { method: input.method, reason } });
       if (failure.lockedNow) await this.audit(db, { action: 'auth.lockout', outcome: 'success', origin, userId: challenge.userId, details: { lockSeconds: failure.retryAfterSeconds } });
@@ -137,7 +140,6 @@ export class SignIn {
     const user = await users.get(challenge.userId);
     if (!user || user.status !== 'active') throw invalidChallenge();
     const signedIn = await db.transaction(async (tx) => {
-      if (!(await challenges.spend(challenge.id, tx as unknown as Db))) throw invalidChallenge();
       const device = await devices.trust(user.id, deviceLabelFrom(origin.userAgent), tx as unknown as Db);
       const started = await this.startSession(user, origin, { deviceId: device.deviceId }, tx as unknown as Db);
       await this.audit(tx as unknown as Db, { action: 'auth.second-factor', outcome: 'success', origin, userId: user.id, sessionId: started.sessionId, details: { method: input.method, deviceTrusted: true } });
@@ -155,6 +157,7 @@ export class SignIn {
     origin: RequestOrigin,
   ): Promise<{ otpauthUri: string; secret: string }> {
     const { factors, users, db } = this.parts;
+    await this.spendIpAllowance(origin, 'auth.totp.enroll');
     const { userId } = await this.enrollingUser(input, origin);
     // Step-up: replacing a factor while signed in needs the password again, so a stolen access
     // token (ten minutes of someone's session) cannot swap the victim's authenticator for one of
