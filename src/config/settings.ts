@@ -158,10 +158,10 @@ export const settings = {
   redisKeyPrefix: setting({
     env: 'CIPHERGATE_REDIS_KEY_PREFIX',
     description: 'Prefix of every Redis key and channel, so several deployments can share one Redis.',
-    schema: Type.String({ pattern: '^[A-Za-z0-9_-]{1,32}$' }),
+    schema: Type.String({ pattern: '^[A-Za-z0-9_:-]{1,64}$' }),
     defaultText: 'cg',
     parse: (raw: string) => {
-      if (!/^[A-Za-z0-9_-]{1,32}$/.test(raw.trim())) throw new SettingError('CIPHERGATE_REDIS_KEY_PREFIX', '1-32 letters, digits, _ or -', raw);
+      if (!/^[A-Za-z0-9_:-]{1,64}$/.test(raw.trim())) throw new SettingError('CIPHERGATE_REDIS_KEY_PREFIX', '1-64 letters, digits, _, : or -', raw);
       return raw.trim();
     },
   }),

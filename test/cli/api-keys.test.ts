@@ -1,78 +1,31 @@
 import assert from 'node:assert/strict';
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough, Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { sql } from 'drizzle-orm';
-import { openSealingRuntime } from '../../src/cli/runtime.js';
-import { buildApp } from '../../src/http/app.js';
+import type { LightMyRequestResponse } from 'fastify';
 import { AuthError } from '../../src/identity/errors.js';
-import { openIdentity } from '../../src/identity/identity.js';
 import { API_KEY_SCOPES } from '../../src/identity/permissions.js';
 import { queryRows } from '../../src/store/connection.js';
-import { runCliProcess, stopChildren, type CliResult } from '../helpers/cli.js';
-import { createPostgresDatabase, describeEachBackend, dropPostgresDatabase, type Backend } from '../helpers/database.js';
+import { assertOneLine, runCliProcess, stopChildren } from '../helpers/cli.js';
+import { openCliWorkspace, type CliServer, type CliWorkspace } from '../helpers/cli-identity.js';
+import { describeEachBackend } from '../helpers/database.js';
 
 after(stopChildren);
 
 const KEY_LINE = /^cgk_[A-Za-z0-9_-]{43}\n$/;
 
-/** A data dir (PGlite) or a fresh PostgreSQL database, with the env a CLI child and an in-process server share. */
-async function workspace(backend: Backend) {
-  const cwd = mkdtempSync(join(tmpdir(), 'cg-apikeys-'));
-  const env: Record<string, string> = { CIPHERGATE_MASTER_KEY: randomBytes(32).toString('base64'), CIPHERGATE_PUBLIC_URL: 'https://gate.example.test' };
-  const databaseName = backend === 'postgres' ? `cg_test_${randomBytes(6).toString('hex')}` : undefined;
-  if (databaseName) env.CIPHERGATE_DATABASE_URL = await createPostgresDatabase(databaseName);
-  const run = (args: string[], options: { stdin?: string } = {}) =>
-    // A loaded 2-core machine can take a while to start tsx; the default minute is not enough.
-    runCliProcess(args, { env, cwd, timeoutMs: 300_000, ...(options.stdin !== undefined ? { stdin: options.stdin } : {}) });
-  return {
-    env,
-    run,
-    /** Several runs: at once on PostgreSQL, one after another on the embedded database (one process at a time). */
-    async runAll(commands: string[][]): Promise<CliResult[]> {
-      if (backend === 'postgres') return Promise.all(commands.map((args) => run(args)));
-      const results: CliResult[] = [];
-      for (const args of commands) results.push(await run(args));
-      return results;
-    },
-    /** The server side on the same database and keys, in this process (closed before the next CLI run on PGlite). */
-    async openServer() {
-      const logs = new PassThrough();
-      logs.resume();
-      const runtime = await openSealingRuntime({ env, cwd, stdout: logs, stderr: logs, stdin: Readable.from([]) }, { logTo: 'stderr', defaultLogLevel: 'warn' });
-      const identity = await openIdentity({ config: runtime.config, db: runtime.database.db, fields: runtime.sealing.fields, logger: runtime.logger });
-      const app = await buildApp({ config: runtime.config, logger: runtime.logger, identity });
-      return {
-        db: runtime.database.db,
-        identity,
-        get: (url: string, token: string) => app.inject({ method: 'GET', url, remoteAddress: '127.0.0.1', headers: { authorization: `Bearer ${token}` } }),
-        clientCredentials: (clientId: string, clientSecret: string) =>
-          app.inject({
-            method: 'POST',
-            url: '/oauth/token',
-            remoteAddress: '127.0.0.1',
-            headers: { 'content-type': 'application/x-www-form-urlencoded' },
-            payload: new URLSearchParams({ grant_type: 'client_credentials', client_id: clientId, client_secret: clientSecret }).toString(),
-          }),
-        async close() {
-          await app.close();
-          await identity.close();
-          await runtime.close();
-        },
-      };
-    },
-    async cleanup() {
-      if (databaseName) await dropPostgresDatabase(databaseName);
-      rmSync(cwd, { recursive: true, force: true });
-    },
-  };
-}
-
-function assertOneLine(stderr: string): void {
-  assert.equal(stderr.trimEnd().split('\n').length, 1, `expected one line on stderr, got: ${stderr}`);
+/** The client-credentials grant with the secret in the form (client_secret_post). */
+function clientCredentials(server: CliServer, clientId: string, clientSecret: string): Promise<LightMyRequestResponse> {
+  return server.app.inject({
+    method: 'POST',
+    url: '/oauth/token',
+    remoteAddress: '127.0.0.1',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    payload: new URLSearchParams({ grant_type: 'client_credentials', client_id: clientId, client_secret: clientSecret }).toString(),
+  });
 }
 
 describe('api-keys: usage', () => {
@@ -109,11 +62,11 @@ describe('api-keys: usage', () => {
 });
 
 await describeEachBackend('api-keys', (backend) => {
-  let space: Awaited<ReturnType<typeof workspace>>;
+  let space: CliWorkspace;
   const tenantIds: Record<string, string> = {};
 
   before(async () => {
-    space = await workspace(backend);
+    space = await openCliWorkspace(backend, 'apikeys');
     for (const slug of ['acme', 'other']) {
       const put = await space.run(['tenants', 'put', slug], { stdin: JSON.stringify({ name: slug }) });
       assert.equal(put.code, 0, put.stderr);
@@ -147,15 +100,15 @@ await describeEachBackend('api-keys', (backend) => {
     try {
       const principal = await server.identity.authenticate(created.key, 'bearer');
       assert.deepEqual(principal, { kind: 'machine', apiKeyId: created.id, sessionId: null, scopes: ['conversations:read', 'tenants:read'], tenantId: tenantIds.acme, via: 'api-key' });
-      const tenants = await server.get('/api/v1/tenants', created.key);
+      const tenants = await server.request('GET', '/api/v1/tenants', { token: created.key });
       assert.equal(tenants.statusCode, 200, tenants.body);
       assert.deepEqual(tenants.json().tenants.map((tenant: { slug: string }) => tenant.slug), ['acme'], 'bound to its own tenant');
-      const otherTenants = await server.get('/api/v1/tenants', otherKey);
+      const otherTenants = await server.request('GET', '/api/v1/tenants', { token: otherKey });
       assert.deepEqual(otherTenants.json().tenants.map((tenant: { slug: string }) => tenant.slug), ['other']);
-      const grant = await server.clientCredentials(created.id, created.key);
+      const grant = await clientCredentials(server, created.id, created.key);
       assert.equal(grant.statusCode, 200, grant.body);
       machineToken = grant.json().access_token;
-      assert.equal((await server.get('/api/v1/tenants', machineToken)).statusCode, 200);
+      assert.equal((await server.request('GET', '/api/v1/tenants', { token: machineToken })).statusCode, 200);
 
       const stored = JSON.stringify(await queryRows(server.db, sql`select * from api_keys`)) + JSON.stringify(await queryRows(server.db, sql`select * from audit_events`));
       for (const key of [created.key, otherKey]) assert.equal(stored.includes(key), false, 'only a hash of the key is stored');
@@ -207,10 +160,10 @@ await describeEachBackend('api-keys', (backend) => {
     server = await space.openServer();
     try {
       await assert.rejects(server.identity.authenticate(created.key, 'bearer'), (error: unknown) => error instanceof AuthError && error.type === 'unauthenticated');
-      assert.equal((await server.get('/api/v1/tenants', created.key)).statusCode, 401);
-      assert.equal((await server.get('/api/v1/tenants', machineToken)).statusCode, 401, 'the token issued from the key ended with it');
-      assert.equal((await server.clientCredentials(created.id, created.key)).statusCode, 401);
-      assert.equal((await server.get('/api/v1/tenants', otherKey)).statusCode, 200, 'the other key is untouched');
+      assert.equal((await server.request('GET', '/api/v1/tenants', { token: created.key })).statusCode, 401);
+      assert.equal((await server.request('GET', '/api/v1/tenants', { token: machineToken })).statusCode, 401, 'the token issued from the key ended with it');
+      assert.equal((await clientCredentials(server, created.id, created.key)).statusCode, 401);
+      assert.equal((await server.request('GET', '/api/v1/tenants', { token: otherKey })).statusCode, 200, 'the other key is untouched');
 
       const audit = await queryRows<{ action: string; actor_type: string; actor_id: string | null; target_id: string; tenant_id: string | null; details: Record<string, unknown> }>(
         server.db,

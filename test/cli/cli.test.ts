@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { sql } from 'drizzle-orm';
 import { openDatabase } from '../../src/store/connection.js';
-import { logLines, runCliProcess, spawnCli, stopChildren, waitForOutput } from '../helpers/cli.js';
+import { assertOneLine, logLines, runCliProcess, spawnCli, stopChildren, waitForOutput } from '../helpers/cli.js';
 import { createTestDatabase, postgresUnavailableReason } from '../helpers/database.js';
 import { serviceGate } from '../helpers/services.js';
 
@@ -14,10 +14,6 @@ after(stopChildren);
 
 function tempDir(): string {
   return mkdtempSync(join(tmpdir(), 'cg-cli-'));
-}
-
-function assertOneLine(stderr: string): void {
-  assert.equal(stderr.trimEnd().split('\n').length, 1, `expected one line on stderr, got: ${stderr}`);
 }
 
 describe('usage', () => {

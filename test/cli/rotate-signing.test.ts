@@ -1,22 +1,16 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { PassThrough, Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { sql } from 'drizzle-orm';
 import { decodeProtectedHeader } from 'jose';
-import { openSealingRuntime } from '../../src/cli/runtime.js';
-import { buildApp } from '../../src/http/app.js';
 import { Accounts } from '../../src/identity/accounts.js';
-import { openIdentity } from '../../src/identity/identity.js';
 import { DatabaseSigningKeyStore } from '../../src/identity/signing-key-store.js';
 import { RETIRED_KEY_VERIFICATION_WINDOW_MS, SigningKeys } from '../../src/identity/signing-keys.js';
 import { queryRows } from '../../src/store/connection.js';
-import { logLines, runCliProcess, spawnCli, stopChildren, waitForOutput } from '../helpers/cli.js';
-import { createPostgresDatabase, describeEachBackend, dropPostgresDatabase, postgresUnavailableReason, type Backend } from '../helpers/database.js';
+import { logLines, spawnCli, stopChildren, waitForOutput } from '../helpers/cli.js';
+import { openCliWorkspace, type CliServer, type CliWorkspace } from '../helpers/cli-identity.js';
+import { describeEachBackend, postgresUnavailableReason } from '../helpers/database.js';
 import { PASSWORD } from '../helpers/identity.js';
 import { serviceGate } from '../helpers/services.js';
 
@@ -24,54 +18,12 @@ after(stopChildren);
 
 const KID_LINE = /^[A-Za-z0-9_-]{43}\n$/;
 
-/** A data dir (PGlite) or a fresh PostgreSQL database, with the env a CLI child and an in-process server share. */
-async function workspace(backend: Backend) {
-  const cwd = mkdtempSync(join(tmpdir(), 'cg-rotate-'));
-  const env: Record<string, string> = { CIPHERGATE_MASTER_KEY: randomBytes(32).toString('base64'), CIPHERGATE_PUBLIC_URL: 'https://gate.example.test' };
-  const databaseName = backend === 'postgres' ? `cg_test_${randomBytes(6).toString('hex')}` : undefined;
-  if (databaseName) env.CIPHERGATE_DATABASE_URL = await createPostgresDatabase(databaseName);
-  return {
-    cwd,
-    env,
-    // A loaded 2-core machine can take a while to start tsx; the default minute is not enough.
-    run: (args: string[]) => runCliProcess(args, { env, cwd, timeoutMs: 300_000 }),
-    /** The server side on the same database and keys, in this process (closed before the next CLI run on PGlite). */
-    async openServer() {
-      const logs = new PassThrough();
-      logs.resume();
-      const runtime = await openSealingRuntime({ env, cwd, stdout: logs, stderr: logs, stdin: Readable.from([]) }, { logTo: 'stderr', defaultLogLevel: 'warn' });
-      const identity = await openIdentity({ config: runtime.config, db: runtime.database.db, fields: runtime.sealing.fields, logger: runtime.logger });
-      const app = await buildApp({ config: runtime.config, logger: runtime.logger, identity });
-      return {
-        runtime,
-        identity,
-        request: (method: 'GET' | 'POST', url: string, options: { token?: string; body?: unknown } = {}) =>
-          app.inject({
-            method,
-            url,
-            remoteAddress: '127.0.0.1',
-            headers: { ...(options.token ? { authorization: `Bearer ${options.token}` } : {}), ...(options.body !== undefined ? { 'content-type': 'application/json' } : {}) },
-            ...(options.body !== undefined ? { payload: JSON.stringify(options.body) } : {}),
-          }),
-        /** A signed-in admin's session, made directly (the sign-in flow has its own tests): its access and refresh tokens. */
-        async signedInAdmin() {
-          const user = await new Accounts(identity).createUserWithPassword({ email: `admin-${randomBytes(3).toString('hex')}@example.test`, role: 'admin', tenantId: null, password: PASSWORD });
-          const session = await identity.parts.sessions.start({ userId: user.id, deviceLabel: 'test', ip: '127.0.0.1' });
-          const access = await identity.accessTokenFor(user, session.sessionId);
-          return { accessToken: access.token, refreshToken: session.refreshToken! };
-        },
-        async close() {
-          await app.close();
-          await identity.close();
-          await runtime.close();
-        },
-      };
-    },
-    async cleanup() {
-      if (databaseName) await dropPostgresDatabase(databaseName);
-      rmSync(cwd, { recursive: true, force: true });
-    },
-  };
+/** A signed-in admin's session, made directly (the sign-in flow has its own tests): its access and refresh tokens. */
+async function signedInAdmin(server: CliServer): Promise<{ accessToken: string; refreshToken: string }> {
+  const user = await new Accounts(server.identity).createUserWithPassword({ email: `admin-${randomBytes(3).toString('hex')}@example.test`, role: 'admin', tenantId: null, password: PASSWORD });
+  const session = await server.identity.parts.sessions.start({ userId: user.id, deviceLabel: 'test', ip: '127.0.0.1' });
+  const access = await server.identity.accessTokenFor(user, session.sessionId);
+  return { accessToken: access.token, refreshToken: session.refreshToken! };
 }
 
 function kidOf(token: string): string {
@@ -83,10 +35,10 @@ function jwksKids(body: { keys: Array<{ kid: string }> }): string[] {
 }
 
 await describeEachBackend('keys rotate-signing', (backend) => {
-  let space: Awaited<ReturnType<typeof workspace>>;
+  let space: CliWorkspace;
 
   before(async () => {
-    space = await workspace(backend);
+    space = await openCliWorkspace(backend, 'rotate');
   });
   after(() => space?.cleanup());
 
@@ -95,7 +47,7 @@ await describeEachBackend('keys rotate-signing', (backend) => {
     let issuedBefore: { accessToken: string; refreshToken: string };
     let oldKid: string;
     try {
-      issuedBefore = await server.signedInAdmin();
+      issuedBefore = await signedInAdmin(server);
       oldKid = kidOf(issuedBefore.accessToken);
       assert.deepEqual(jwksKids((await server.request('GET', '/.well-known/jwks.json')).json()), [oldKid]);
     } finally {
@@ -147,7 +99,7 @@ describe('keys rotate-signing against a running server (PostgreSQL)', async () =
   const gate = serviceGate('PostgreSQL', await postgresUnavailableReason());
 
   test('the server keeps accepting the old token, then publishes and signs with the new key at its next refresh', { skip: gate.skip }, async () => {
-    const space = await workspace('postgres');
+    const space = await openCliWorkspace('postgres', 'rotate');
     const child = spawnCli(['serve'], { env: { ...space.env, CIPHERGATE_PORT: '0' }, cwd: space.cwd });
     try {
       await waitForOutput(child, (output) => output.stdout.includes('"msg":"ciphergate listening"'), 240_000);
@@ -158,7 +110,7 @@ describe('keys rotate-signing against a running server (PostgreSQL)', async () =
 
       // Tokens made on the same database and keys are the server's own: it signs with the same key.
       const local = await space.openServer();
-      const issuedBefore = await local.signedInAdmin();
+      const issuedBefore = await signedInAdmin(local);
       await local.close();
       const oldKid = kidOf(issuedBefore.accessToken);
       assert.equal((await sessionsWith(issuedBefore.accessToken)).status, 200);

@@ -3,73 +3,20 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough, Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { sql } from 'drizzle-orm';
-import { openSealingRuntime } from '../../src/cli/runtime.js';
-import { buildApp } from '../../src/http/app.js';
-import { openIdentity } from '../../src/identity/identity.js';
 import { ROLES } from '../../src/identity/permissions.js';
 import { queryRows } from '../../src/store/connection.js';
-import { runCliProcess, stopChildren } from '../helpers/cli.js';
-import { createPostgresDatabase, describeEachBackend, dropPostgresDatabase, type Backend } from '../helpers/database.js';
-import { USER_AGENT, totpCode } from '../helpers/identity.js';
+import { assertOneLine, runCliProcess, stopChildren } from '../helpers/cli.js';
+import { openCliWorkspace, type CliWorkspace } from '../helpers/cli-identity.js';
+import { describeEachBackend } from '../helpers/database.js';
+import { totpCode } from '../helpers/identity.js';
 
 after(stopChildren);
 
 /** Unique enough to grep for anywhere: if it shows up in output, logs or rows, it leaked. */
 const PASSWORD = 'canary-pw Tr0ub4dor&3 horse';
 const UUID_LINE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\n$/;
-
-/** A data dir (PGlite) or a fresh PostgreSQL database, with the env a CLI child and an in-process server share. */
-async function workspace(backend: Backend) {
-  const cwd = mkdtempSync(join(tmpdir(), 'cg-users-'));
-  const env: Record<string, string> = { CIPHERGATE_MASTER_KEY: randomBytes(32).toString('base64'), CIPHERGATE_PUBLIC_URL: 'https://gate.example.test' };
-  const databaseName = backend === 'postgres' ? `cg_test_${randomBytes(6).toString('hex')}` : undefined;
-  if (databaseName) env.CIPHERGATE_DATABASE_URL = await createPostgresDatabase(databaseName);
-  return {
-    cwd,
-    env,
-    // A loaded 2-core machine can take a while to start tsx; the default minute is not enough.
-    run: (args: string[], options: { stdin?: string; env?: Record<string, string> } = {}) =>
-      runCliProcess(args, { env: { ...env, ...options.env }, cwd, timeoutMs: 300_000, ...(options.stdin !== undefined ? { stdin: options.stdin } : {}) }),
-    /** The server side on the same database and keys, in this process (closed before the next CLI run on PGlite). */
-    async openServer() {
-      const logs = new PassThrough();
-      let logText = '';
-      logs.on('data', (chunk: Buffer) => (logText += chunk.toString()));
-      const runtime = await openSealingRuntime({ env: { ...env, CIPHERGATE_LOG_LEVEL: 'trace' }, cwd, stdout: logs, stderr: logs, stdin: Readable.from([]) }, { logTo: 'stderr' });
-      const identity = await openIdentity({ config: runtime.config, db: runtime.database.db, fields: runtime.sealing.fields, logger: runtime.logger });
-      const app = await buildApp({ config: runtime.config, logger: runtime.logger, identity });
-      const request = (method: 'GET' | 'POST', url: string, body?: unknown, token?: string) =>
-        app.inject({
-          method,
-          url,
-          remoteAddress: '127.0.0.1',
-          headers: { 'user-agent': USER_AGENT, ...(body !== undefined ? { 'content-type': 'application/json' } : {}), ...(token ? { authorization: `Bearer ${token}` } : {}) },
-          ...(body !== undefined ? { payload: JSON.stringify(body) } : {}),
-        });
-      return {
-        db: runtime.database.db,
-        request,
-        logText: () => logText,
-        async close() {
-          await app.close();
-          await identity.close();
-          await runtime.close();
-        },
-      };
-    },
-    async cleanup() {
-      if (databaseName) await dropPostgresDatabase(databaseName);
-      rmSync(cwd, { recursive: true, force: true });
-    },
-  };
-}
-
-function assertOneLine(stderr: string): void {
-  assert.equal(stderr.trimEnd().split('\n').length, 1, `expected one line on stderr, got: ${stderr}`);
-}
 
 describe('users create: usage', () => {
   // None of these reaches the database, so one data dir (never created) serves them all.
@@ -110,10 +57,10 @@ describe('users create: usage', () => {
 });
 
 await describeEachBackend('users create', (backend) => {
-  let space: Awaited<ReturnType<typeof workspace>>;
+  let space: CliWorkspace;
 
   before(async () => {
-    space = await workspace(backend);
+    space = await openCliWorkspace(backend, 'users');
     const put = await space.run(['tenants', 'put', 'acme'], { stdin: JSON.stringify({ name: 'Acme' }) });
     assert.equal(put.code, 0, put.stderr);
   });
@@ -135,7 +82,7 @@ await describeEachBackend('users create', (backend) => {
     assert.equal(client.code, 0, client.stderr);
     const clientId = client.stdout.trim();
 
-    const server = await space.openServer();
+    const server = await space.openServer({ logLevel: 'trace' });
     try {
       const rows = await queryRows<{ id: string; role: string; status: string; tenant_slug: string | null; password_hash: string }>(
         server.db,
@@ -163,25 +110,25 @@ await describeEachBackend('users create', (backend) => {
       assert.equal(everything.toLowerCase().includes('first.admin@example.test'), false, 'the email is stored sealed');
 
       // The exact password (one trailing newline dropped, nothing else) is accepted; the email in any case.
-      const withNewline = await server.request('POST', '/api/v1/auth/login', { email: 'first.admin@example.test', password: `${PASSWORD}\n` });
+      const withNewline = await server.request('POST', '/api/v1/auth/login', { body: { email: 'first.admin@example.test', password: `${PASSWORD}\n` } });
       assert.equal(withNewline.statusCode, 401);
       assert.equal(withNewline.json().type, 'invalid-credentials');
-      const login = await server.request('POST', '/api/v1/auth/login', { email: 'first.admin@example.test', password: PASSWORD });
+      const login = await server.request('POST', '/api/v1/auth/login', { body: { email: 'first.admin@example.test', password: PASSWORD } });
       assert.equal(login.statusCode, 401, login.body);
       assert.equal(login.json().type, 'second-factor-enrollment-required');
       const challengeToken = login.json().challengeToken as string;
       assert.equal(typeof challengeToken, 'string');
 
       // The rest of the first sign-in: enroll, confirm, and the tokens work.
-      const enroll = await server.request('POST', '/api/v1/auth/totp/enroll', { challengeToken });
+      const enroll = await server.request('POST', '/api/v1/auth/totp/enroll', { body: { challengeToken } });
       assert.equal(enroll.statusCode, 200, enroll.body);
-      const confirm = await server.request('POST', '/api/v1/auth/totp/confirm', { challengeToken, code: totpCode(enroll.json().secret) });
+      const confirm = await server.request('POST', '/api/v1/auth/totp/confirm', { body: { challengeToken, code: totpCode(enroll.json().secret) } });
       assert.equal(confirm.statusCode, 200, confirm.body);
       assert.equal(confirm.json().recoveryCodes.length, 10);
-      const sessions = await server.request('GET', '/api/v1/auth/sessions', undefined, confirm.json().accessToken);
+      const sessions = await server.request('GET', '/api/v1/auth/sessions', { token: confirm.json().accessToken });
       assert.equal(sessions.statusCode, 200, sessions.body);
 
-      const clientLogin = await server.request('POST', '/api/v1/auth/login', { email: 'client@example.test', password: PASSWORD });
+      const clientLogin = await server.request('POST', '/api/v1/auth/login', { body: { email: 'client@example.test', password: PASSWORD } });
       assert.equal(clientLogin.json().type, 'second-factor-enrollment-required', 'a CRLF line ending is dropped too');
       assert.equal(server.logText().includes(PASSWORD), false, 'the server logs never hold the password');
     } finally {
@@ -198,18 +145,10 @@ await describeEachBackend('users create', (backend) => {
       weak: ['--email', 'weak@example.test', '--role', 'employee'],
       taken: ['--email', email.toUpperCase(), '--role', 'manager'],
     };
-    // PostgreSQL takes the three at once; the embedded database one process at a time.
-    const inTurn = backend === 'pglite';
-    const all = async <T>(jobs: Array<() => Promise<T>>): Promise<T[]> => {
-      if (!inTurn) return Promise.all(jobs.map((job) => job()));
-      const done: T[] = [];
-      for (const job of jobs) done.push(await job());
-      return done;
-    };
-    const [unknownTenant, weak, taken] = await all([
-      () => space.run(['users', 'create', ...runs.unknownTenant, '--password-stdin'], { stdin: `${PASSWORD}\n` }),
-      () => space.run(['users', 'create', ...runs.weak, '--password-stdin'], { stdin: 'password1234\n' }),
-      () => space.run(['users', 'create', ...runs.taken, '--password-stdin'], { stdin: `${PASSWORD}\n` }),
+    const [unknownTenant, weak, taken] = await space.runAll([
+      { args: ['users', 'create', ...runs.unknownTenant, '--password-stdin'], stdin: `${PASSWORD}\n` },
+      { args: ['users', 'create', ...runs.weak, '--password-stdin'], stdin: 'password1234\n' },
+      { args: ['users', 'create', ...runs.taken, '--password-stdin'], stdin: `${PASSWORD}\n` },
     ]);
     const results = { unknownTenant: unknownTenant!, weak: weak!, taken: taken! };
     for (const result of Object.values(results)) {

@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { dirname, join } from 'node:path';
@@ -94,4 +95,9 @@ export function logLines(stdout: string): Array<Record<string, unknown>> {
     .split('\n')
     .filter((line) => line.startsWith('{'))
     .map((line) => JSON.parse(line) as Record<string, unknown>);
+}
+
+/** A refusal is one line on stderr: the reason, never a stack trace or a usage dump. */
+export function assertOneLine(stderr: string): void {
+  assert.equal(stderr.trimEnd().split('\n').length, 1, `expected one line on stderr, got: ${stderr}`);
 }

@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { describe } from 'node:test';
+import { sql } from 'drizzle-orm';
 import pg from 'pg';
-import { openDatabase, type Database } from '../../src/store/connection.js';
+import { openDatabase, queryRows, type Database, type Db } from '../../src/store/connection.js';
 import { migrate } from '../../src/store/migrate.js';
 import { serviceGate } from './services.js';
 
@@ -90,4 +91,17 @@ export async function describeEachBackend(title: string, body: (backend: Backend
   describe(`${title} [pglite]`, () => body('pglite'));
   const gate = serviceGate('PostgreSQL', await postgresUnavailableReason());
   describe(`${title} [postgres]`, { skip: gate.skip }, () => body('postgres'));
+}
+
+/**
+ * The rows of `tables` (each ordered by id) as one string, to compare before and after a step
+ * that must change nothing. `last_used_at` is left out: reads touch it.
+ */
+export async function tablesState(source: { db: Db }, tables: readonly string[]): Promise<string> {
+  const parts: string[] = [];
+  for (const table of tables) {
+    const rows = await queryRows<Record<string, unknown>>(source.db, sql.raw(`select * from ${table} order by id`));
+    parts.push(JSON.stringify(rows.map(({ last_used_at: _used, ...rest }) => rest)));
+  }
+  return parts.join('\n');
 }

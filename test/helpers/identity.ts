@@ -9,7 +9,7 @@ import { openIdentity, type Identity } from '../../src/identity/identity.js';
 import type { Mailer } from '../../src/identity/mailer.js';
 import type { Role } from '../../src/identity/permissions.js';
 import type { RedisConnection } from '../../src/store/redis.js';
-import { openDatabase, queryRows } from '../../src/store/connection.js';
+import { openDatabase, queryRows, type Db } from '../../src/store/connection.js';
 import { captureLogs } from './log-capture.js';
 import { createTestDatabase, type Backend, type TestDatabase } from './database.js';
 import { openTestSealing } from './sealing.js';
@@ -19,6 +19,8 @@ export const USER_AGENT = 'Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100
 
 export interface IdentityHarness {
   test: TestDatabase;
+  /** The test database's handle (`test.database.db`). */
+  db: Db;
   /** The KEK's master key, so a second instance (`shareWith`) can open the same sealed data. */
   masterKey: string;
   app: App;
@@ -31,10 +33,22 @@ export interface IdentityHarness {
   /** An active user with a password and a confirmed TOTP factor. */
   createUser(options?: { role?: Role; tenantId?: string | null; withTotp?: boolean; email?: string }): Promise<TestUser>;
   /** Signs in through the API (password + TOTP) and returns the pair and the device token. */
-  signIn(user: TestUser, options?: { userAgent?: string }): Promise<{ accessToken: string; refreshToken: string; deviceToken: string; sessionId: string }>;
+  signIn(user: TestUser, options?: { userAgent?: string }): Promise<SignedSession & { deviceToken: string }>;
+  /**
+   * Another session of `user` through the trusted device of an earlier sign-in: password and
+   * `deviceToken`, no second factor, so no TOTP step is spent. From `origin.ip`, so a test can
+   * keep each sign-in off the per-address budget of the others.
+   */
+  signInOnDevice(user: TestUser, deviceToken: string, origin: { ip: string; userAgent?: string }): Promise<SignedSession>;
   createTenant(slug?: string): Promise<string>;
   auditActions(): Promise<Array<{ action: string; outcome: string; actor_id: string | null; details: Record<string, unknown> }>>;
   close(): Promise<void>;
+}
+
+export interface SignedSession {
+  accessToken: string;
+  refreshToken: string;
+  sessionId: string;
 }
 
 export interface TestUser {
@@ -54,6 +68,29 @@ export function totpCode(secretBase32: string, stepOffset = 0, now = Date.now())
 
 export function secretFromUri(otpauthUri: string): string {
   return new URL(otpauthUri).searchParams.get('secret')!;
+}
+
+/** The claims of a JWT, read without verifying it. */
+export function tokenClaims(token: string): Record<string, unknown> {
+  return JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()) as Record<string, unknown>;
+}
+
+/** The session an access token belongs to (its `sid` claim). */
+export function sessionIdOf(accessToken: string): string {
+  return tokenClaims(accessToken).sid as string;
+}
+
+/**
+ * A new IPv4 address in `network` (its first two octets, e.g. `10.20`) at each call. Tests that
+ * sign in from addresses of their own keep the per-address sign-in budget and the
+ * account+address lock of one test from reaching another that shares the harness.
+ */
+export function freshAddresses(network: string): () => string {
+  let hosts = 0;
+  return () => {
+    hosts += 1;
+    return `${network}.${hosts >> 8}.${hosts & 255}`;
+  };
 }
 
 export async function openIdentityHarness(
@@ -96,6 +133,7 @@ export async function openIdentityHarness(
 
   const harness: IdentityHarness = {
     test,
+    db,
     masterKey: sealing.masterKey,
     app,
     identity,
@@ -143,8 +181,19 @@ export async function openIdentityHarness(
       });
       if (second.statusCode !== 200) throw new Error(`unexpected second-factor answer ${second.statusCode} ${second.body}`);
       const tokens = second.json();
-      const sessionId = JSON.parse(Buffer.from(tokens.accessToken.split('.')[1], 'base64url').toString()).sid as string;
-      return { accessToken: tokens.accessToken, refreshToken: tokens.refreshToken, deviceToken: tokens.deviceToken, sessionId };
+      return { accessToken: tokens.accessToken, refreshToken: tokens.refreshToken, deviceToken: tokens.deviceToken, sessionId: sessionIdOf(tokens.accessToken) };
+    },
+    async signInOnDevice(user, deviceToken, origin) {
+      const response = await harness.request({
+        method: 'POST',
+        url: '/api/v1/auth/login',
+        body: { email: user.email, password: user.password, deviceToken },
+        remoteAddress: origin.ip,
+        ...(origin.userAgent ? { headers: { 'user-agent': origin.userAgent } } : {}),
+      });
+      if (response.statusCode !== 200) throw new Error(`unexpected login answer ${response.statusCode} ${response.body}`);
+      const { accessToken, refreshToken } = response.json() as { accessToken: string; refreshToken: string };
+      return { accessToken, refreshToken, sessionId: sessionIdOf(accessToken) };
     },
     async createTenant(slug = `t-${randomBytes(3).toString('hex')}`) {
       const id = randomUUID();

@@ -2,11 +2,11 @@ import assert from 'node:assert/strict';
 import { createHmac, createPrivateKey, createPublicKey, generateKeyPairSync, randomUUID, sign, type JsonWebKey, type KeyObject } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import { sql } from 'drizzle-orm';
-import type { LightMyRequestResponse } from 'fastify';
 import { DatabaseSigningKeyStore } from '../../src/identity/signing-key-store.js';
 import { queryRows } from '../../src/store/connection.js';
 import { describeEachBackend } from '../helpers/database.js';
-import { openIdentityHarness, type IdentityHarness, type TestUser } from '../helpers/identity.js';
+import { openIdentityHarness, tokenClaims, type IdentityHarness, type TestUser } from '../helpers/identity.js';
+import { assertUnauthenticated } from '../helpers/problems.js';
 
 /**
  * Forged, expired and misdirected access tokens at a protected route, through HTTP: each is
@@ -27,18 +27,6 @@ function craftEdDSA(header: object, claims: object, privateKey: KeyObject): stri
   return `${signingInput}.${sign(null, Buffer.from(signingInput), privateKey).toString('base64url')}`;
 }
 
-function claimsOf(token: string): Record<string, unknown> {
-  return JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString('utf8')) as Record<string, unknown>;
-}
-
-function assertUnauthenticated(response: LightMyRequestResponse, token?: string): void {
-  assert.equal(response.statusCode, 401, response.body);
-  assert.match(String(response.headers['content-type']), /^application\/problem\+json/);
-  assert.equal(response.json().type, 'unauthenticated');
-  assert.match(String(response.headers['www-authenticate']), /^Bearer realm="ciphergate"$/);
-  if (token) assert.ok(!response.body.includes(token), 'the answer never echoes the token');
-}
-
 await describeEachBackend('access tokens at a protected route', (backend) => {
   let h: IdentityHarness;
   let employee: TestUser;
@@ -57,14 +45,14 @@ await describeEachBackend('access tokens at a protected route', (backend) => {
   after(() => h?.close());
 
   /** The genuine token's claims with `overrides`: a token that differs in one thing only. */
-  const claims = (overrides: Record<string, unknown> = {}) => ({ ...claimsOf(genuine.accessToken), jti: randomUUID(), ...overrides });
+  const claims = (overrides: Record<string, unknown> = {}) => ({ ...tokenClaims(genuine.accessToken), jti: randomUUID(), ...overrides });
   const header = (overrides: Record<string, unknown> = {}) => ({ alg: 'EdDSA', typ: 'at+jwt', kid: signingKey.kid, ...overrides });
 
   /** Refused on a read and on a state change; the session it names is untouched afterwards. */
   async function assertRefusedEverywhere(token: string): Promise<void> {
     assertUnauthenticated(await h.request({ method: 'GET', url: PROTECTED_GET, token }), token);
     assertUnauthenticated(await h.request({ method: 'POST', url: PROTECTED_POST, token }), token);
-    const rows = await queryRows<{ revoked_at: Date | null }>(h.test.database.db, sql`select revoked_at from sessions where user_id = ${employee.id}`);
+    const rows = await queryRows<{ revoked_at: Date | null }>(h.db, sql`select revoked_at from sessions where user_id = ${employee.id}`);
     assert.ok(rows.length > 0 && rows.every((row) => row.revoked_at === null), 'the refused logout-all ended no session');
     const stillWorks = await h.request({ method: 'GET', url: PROTECTED_GET, token: genuine.accessToken });
     assert.equal(stillWorks.statusCode, 200, stillWorks.body);
@@ -118,7 +106,7 @@ await describeEachBackend('access tokens at a protected route', (backend) => {
 
   test('tampered payload: role flipped to admin under the original signature → 401, not an admin', async () => {
     const [headerPart, , signature] = genuine.accessToken.split('.') as [string, string, string];
-    const tampered = `${headerPart}.${segment({ ...claimsOf(genuine.accessToken), role: 'admin' })}.${signature}`;
+    const tampered = `${headerPart}.${segment({ ...tokenClaims(genuine.accessToken), role: 'admin' })}.${signature}`;
     await assertRefusedEverywhere(tampered);
     // The admin-only route says 401 (no credential), not 200: the flip bought nothing.
     assertUnauthenticated(await h.request({ method: 'GET', url: '/api/v1/users', token: tampered }));

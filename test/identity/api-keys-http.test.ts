@@ -4,13 +4,17 @@ import { after, before, test } from 'node:test';
 import type { LightMyRequestResponse } from 'fastify';
 import { sql } from 'drizzle-orm';
 import { queryRows } from '../../src/store/connection.js';
-import { describeEachBackend } from '../helpers/database.js';
+import { auditMark, auditSince } from '../helpers/audit.js';
+import { describeEachBackend, tablesState } from '../helpers/database.js';
 import { openIdentityHarness, type IdentityHarness } from '../helpers/identity.js';
+import { assertProblem } from '../helpers/problems.js';
 
 /**
  * API keys through HTTP: shown once and stored as SHA-256, used as bearer tokens within
  * their tenant and scopes, refused once expired or revoked (on the very next request).
  */
+
+const state = (h: IdentityHarness) => tablesState(h, ['api_keys', 'sessions']);
 
 await describeEachBackend('API keys over HTTP', (backend) => {
   let h: IdentityHarness;
@@ -48,11 +52,11 @@ await describeEachBackend('API keys over HTTP', (backend) => {
     assert.equal(view.revokedAt, null);
     assert.ok(key.startsWith(view.hint) && view.hint.length < 16, `hint ${view.hint} is a short prefix`);
 
-    const [row] = await queryRows<Record<string, unknown>>(db(h), sql`select * from api_keys where id = ${id}`);
+    const [row] = await queryRows<Record<string, unknown>>(h.db, sql`select * from api_keys where id = ${id}`);
     assert.equal(row!.key_hash, createHash('sha256').update(key).digest('hex'));
     const secretPart = key.slice(view.hint.length);
     assert.ok(!JSON.stringify(row).includes(secretPart), 'the key is not stored in clear');
-    assert.ok(!JSON.stringify(await queryRows(db(h), sql`select * from audit_events`)).includes(secretPart), 'nor audited');
+    assert.ok(!JSON.stringify(await queryRows(h.db, sql`select * from audit_events`)).includes(secretPart), 'nor audited');
 
     const listed = await h.request({ method: 'GET', url: '/api/v1/api-keys', token: adminToken });
     assert.equal(listed.statusCode, 200);
@@ -76,7 +80,7 @@ await describeEachBackend('API keys over HTTP', (backend) => {
     assert.equal((await h.request({ method: 'GET', url: `/api/v1/tenants/${tenant.a.slug}`, token: key })).statusCode, 200);
     assertProblem(await h.request({ method: 'GET', url: `/api/v1/tenants/${tenant.b.slug}`, token: key }), 404, 'not-found');
 
-    const [row] = await queryRows<{ last_used_at: Date | string | null }>(db(h), sql`select last_used_at from api_keys where id = ${id}`);
+    const [row] = await queryRows<{ last_used_at: Date | string | null }>(h.db, sql`select last_used_at from api_keys where id = ${id}`);
     assert.notEqual(row!.last_used_at, null);
     assert.ok(Math.abs(new Date(row!.last_used_at!).getTime() - Date.now()) < 60_000);
     const entry = (await h.request({ method: 'GET', url: '/api/v1/api-keys', token: adminToken })).json().apiKeys.find((candidate: { id: string }) => candidate.id === id);
@@ -109,7 +113,7 @@ await describeEachBackend('API keys over HTTP', (backend) => {
   test('an expired key is refused with 401', async () => {
     const { id, key } = await createKey({ tenantId: tenant.a.id, scopes: ['tenants:read'], expiresAt: new Date(Date.now() + 3_600_000).toISOString() });
     assert.equal((await h.request({ method: 'GET', url: '/api/v1/tenants', token: key })).statusCode, 200);
-    await db(h).execute(sql`update api_keys set expires_at = now() - interval '1 second' where id = ${id}`);
+    await h.db.execute(sql`update api_keys set expires_at = now() - interval '1 second' where id = ${id}`);
     const refused = assertProblem(await h.request({ method: 'GET', url: '/api/v1/tenants', token: key }), 401, 'unauthenticated');
     assert.ok(!JSON.stringify(refused).includes(key));
   });
@@ -155,36 +159,3 @@ await describeEachBackend('API keys over HTTP', (backend) => {
     }
   });
 });
-
-type AuditRow = { action: string; outcome: string; actor_type: string; actor_id: string | null; target_id: string | null; details: Record<string, unknown> };
-
-function db(h: IdentityHarness) {
-  return h.test.database.db;
-}
-
-async function auditMark(h: IdentityHarness): Promise<number> {
-  const [row] = await queryRows<{ seq: number | string }>(db(h), sql`select coalesce(max(seq), 0) as seq from audit_events`);
-  return Number(row!.seq);
-}
-
-async function auditSince(h: IdentityHarness, mark: number): Promise<AuditRow[]> {
-  return queryRows<AuditRow>(db(h), sql`select action, outcome, actor_type, actor_id, target_id, details from audit_events where seq > ${mark} order by seq`);
-}
-
-async function state(h: IdentityHarness): Promise<string> {
-  const parts: string[] = [];
-  for (const table of ['api_keys', 'sessions']) {
-    const rows = await queryRows<Record<string, unknown>>(db(h), sql.raw(`select * from ${table} order by id`));
-    parts.push(JSON.stringify(rows.map(({ last_used_at: _used, ...rest }) => rest)));
-  }
-  return parts.join('\n');
-}
-
-function assertProblem(response: LightMyRequestResponse, status: number, type: string) {
-  assert.equal(response.statusCode, status, response.body);
-  assert.match(String(response.headers['content-type']), /^application\/problem\+json/);
-  const problem = response.json();
-  assert.equal(problem.type, type, response.body);
-  assert.equal(problem.status, status);
-  return problem;
-}

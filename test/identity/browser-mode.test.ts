@@ -82,7 +82,7 @@ await describeEachBackend('browser mode', (backend) => {
   }
 
   const sessionsOf = (userId: string) =>
-    queryRows<{ id: string; revoked_at: Date | null }>(h.test.database.db, sql`select id, revoked_at from sessions where user_id = ${userId} order by created_at`);
+    queryRows<{ id: string; revoked_at: Date | null }>(h.db, sql`select id, revoked_at from sessions where user_id = ${userId} order by created_at`);
   const getWithCookie = (access: string) => h.request({ method: 'GET', url: '/api/v1/auth/sessions', cookies: { [ACCESS_COOKIE]: access } });
 
   test('second factor with tokenDelivery "cookie" sets the __Host- cookies, and the body carries no token', async () => {

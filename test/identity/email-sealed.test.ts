@@ -1,18 +1,20 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { after, before, test } from 'node:test';
-import type { LightMyRequestResponse } from 'fastify';
 import { sql } from 'drizzle-orm';
 import { SYSTEM_SCOPE } from '../../src/seal/binding.js';
 import { queryRows } from '../../src/store/connection.js';
 import { usersSealed } from '../../src/store/sealed-tables.js';
-import { describeEachBackend } from '../helpers/database.js';
+import { describeEachBackend, tablesState } from '../helpers/database.js';
 import { openIdentityHarness, type IdentityHarness } from '../helpers/identity.js';
+import { assertProblem } from '../helpers/problems.js';
 
 /**
  * Emails are sealed in the users table and found again by their blind index only: the raw
  * bytes hold no address, a lookup (any case) never opens a row, and one address is one user.
  */
+
+const state = (h: IdentityHarness) => tablesState(h, ['users', 'user_tokens']);
 
 await describeEachBackend('sealed user emails', (backend) => {
   let h: IdentityHarness;
@@ -38,7 +40,7 @@ await describeEachBackend('sealed user emails', (backend) => {
     const id = created.json().user.id as string;
     assert.equal(created.json().user.email, email.normalised, 'the API shows the address opened');
 
-    const [row] = await queryRows<{ email: Uint8Array; email_index: Uint8Array }>(db(h), sql`select email, email_index from users where id = ${id}`);
+    const [row] = await queryRows<{ email: Uint8Array; email_index: Uint8Array }>(h.db, sql`select email, email_index from users where id = ${id}`);
     const sealed = Buffer.from(row!.email);
     const index = Buffer.from(row!.email_index);
     const needles = [email.typed, email.normalised, email.local, 'analytical-engine.example'];
@@ -62,12 +64,12 @@ await describeEachBackend('sealed user emails', (backend) => {
 
     // Nowhere else in clear either: the row as text, its setup token, the audit trail.
     for (const table of ['users', 'user_tokens', 'audit_events']) {
-      const text = JSON.stringify(await queryRows(db(h), sql.raw(`select * from ${table}`)));
+      const text = JSON.stringify(await queryRows(h.db, sql.raw(`select * from ${table}`)));
       const bytesAsText = Buffer.from(text).toString('utf8').toLowerCase();
       assert.ok(!bytesAsText.includes(email.normalised), `${table} holds the address`);
       assert.ok(!bytesAsText.includes(email.local), `${table} holds the local part`);
     }
-    const dump = await queryRows<{ text: string }>(db(h), sql`select encode(email, 'escape') as text from users`);
+    const dump = await queryRows<{ text: string }>(h.db, sql`select encode(email, 'escape') as text from users`);
     assert.ok(dump.every((entry) => !entry.text.toLowerCase().includes(email.local)));
   });
 
@@ -98,13 +100,13 @@ await describeEachBackend('sealed user emails', (backend) => {
     }
 
     // The lookup reads only the index: with the sealed column unreadable, the user is still found.
-    const [row] = await queryRows<{ email: Uint8Array }>(db(h), sql`select email from users where id = ${user.id}`);
+    const [row] = await queryRows<{ email: Uint8Array }>(h.db, sql`select email from users where id = ${user.id}`);
     const saved = Buffer.from(row!.email);
-    await db(h).execute(sql`update users set email = ${Buffer.from('garbage')} where id = ${user.id}`);
+    await h.db.execute(sql`update users set email = ${Buffer.from('garbage')} where id = ${user.id}`);
     try {
       assert.equal((await h.identity.parts.users.findByEmail(user.email.toUpperCase()))?.id, user.id);
     } finally {
-      await db(h).execute(sql`update users set email = ${saved} where id = ${user.id}`);
+      await h.db.execute(sql`update users set email = ${saved} where id = ${user.id}`);
     }
     const listed = (await h.request({ method: 'GET', url: '/api/v1/users', token: adminToken })).json().users as Array<{ id: string; email: string }>;
     assert.equal(listed.find((entry) => entry.id === user.id)?.email, user.email.toLowerCase());
@@ -125,22 +127,3 @@ await describeEachBackend('sealed user emails', (backend) => {
     await assert.rejects(h.accounts.createUserWithPassword({ email: email.typed.toUpperCase(), role: 'admin', tenantId: null, password: 'a long and unusual passphrase 42' }), { type: 'email-taken' });
   });
 });
-
-function db(h: IdentityHarness) {
-  return h.test.database.db;
-}
-
-async function state(h: IdentityHarness): Promise<string> {
-  const parts: string[] = [];
-  for (const table of ['users', 'user_tokens']) parts.push(JSON.stringify(await queryRows(db(h), sql.raw(`select * from ${table} order by id`))));
-  return parts.join('\n');
-}
-
-function assertProblem(response: LightMyRequestResponse, status: number, type: string) {
-  assert.equal(response.statusCode, status, response.body);
-  assert.match(String(response.headers['content-type']), /^application\/problem\+json/);
-  const problem = response.json();
-  assert.equal(problem.type, type, response.body);
-  assert.equal(problem.status, status);
-  return problem;
-}

@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { after, before, test } from 'node:test';
 import { describeEachBackend } from '../helpers/database.js';
-import { openIdentityHarness, type IdentityHarness } from '../helpers/identity.js';
+import { freshAddresses, openIdentityHarness, type IdentityHarness } from '../helpers/identity.js';
 
 /**
  * The one timed assertion the issue demands: `POST /auth/login` with an unknown email takes
@@ -16,13 +16,9 @@ const WARM_UP = 2;
 
 await describeEachBackend('sign-in: no user-enumeration timing oracle', (backend) => {
   let harness: IdentityHarness;
-  let hosts = 0;
   // A fresh address per attempt: 30 failures would otherwise lock the account (10 per account
   // and address, and a locked answer skips argon2) and exhaust the address's budget.
-  const freshIp = () => {
-    hosts += 1;
-    return `10.50.${hosts >> 8}.${hosts & 255}`;
-  };
+  const freshIp = freshAddresses('10.50');
 
   before(async () => {
     harness = await openIdentityHarness(backend);

@@ -5,14 +5,18 @@ import type { LightMyRequestResponse } from 'fastify';
 import { sql } from 'drizzle-orm';
 import { SignJWT, createLocalJWKSet, decodeProtectedHeader, generateKeyPair, jwtVerify } from 'jose';
 import { queryRows } from '../../src/store/connection.js';
-import { describeEachBackend } from '../helpers/database.js';
+import { auditMark, auditSince } from '../helpers/audit.js';
+import { describeEachBackend, tablesState } from '../helpers/database.js';
 import { openIdentityHarness, type IdentityHarness } from '../helpers/identity.js';
+import { assertProblem } from '../helpers/problems.js';
 
 /**
  * OAuth 2.0 for machines through HTTP: the client-credentials grant (client id = API key id,
  * secret = the key) issuing short-lived JWTs that anyone can verify with our JWKS, and RFC 7009
  * revocation of access tokens, refresh tokens and API keys.
  */
+
+const state = (h: IdentityHarness) => tablesState(h, ['api_keys', 'sessions', 'refresh_tokens']);
 
 await describeEachBackend('OAuth client credentials and revocation', (backend) => {
   let h: IdentityHarness;
@@ -206,7 +210,7 @@ await describeEachBackend('OAuth client credentials and revocation', (backend) =
 
   test('unknown or foreign tokens get the same 200 and change nothing', async () => {
     const { privateKey } = await generateKeyPair('EdDSA');
-    const liveSessionId = (await queryRows<{ id: string }>(db(h), sql`select id from sessions where revoked_at is null limit 1`))[0]!.id;
+    const liveSessionId = (await queryRows<{ id: string }>(h.db, sql`select id from sessions where revoked_at is null limit 1`))[0]!.id;
     // Signed by someone else but naming a live session: must not end it.
     const forged = await new SignJWT({ sid: liveSessionId, role: 'admin' })
       .setProtectedHeader({ alg: 'EdDSA', typ: 'at+jwt', kid: decodeProtectedHeader(adminToken).kid! })
@@ -234,7 +238,7 @@ await describeEachBackend('OAuth client credentials and revocation', (backend) =
     assertProblem(await h.request({ method: 'GET', url: '/api/v1/tenants', token: key.key }), 401, 'unauthenticated');
     assertProblem(await h.request({ method: 'GET', url: '/api/v1/tenants', token: accessToken }), 401, 'unauthenticated');
     assert.equal(assertProblem(await form('/oauth/token', { grant_type: 'client_credentials' }, basic(key.id, key.key)), 401, 'invalid-client').error, 'invalid_client');
-    const [row] = await queryRows<{ revoked_at: Date | null }>(db(h), sql`select revoked_at from api_keys where id = ${key.id}`);
+    const [row] = await queryRows<{ revoked_at: Date | null }>(h.db, sql`select revoked_at from api_keys where id = ${key.id}`);
     assert.notEqual(row!.revoked_at, null);
     const event = (await auditSince(h, mark)).find((candidate) => candidate.action === 'api-key.revoke');
     assert.ok(event, 'api-key.revoke audited');
@@ -248,40 +252,7 @@ await describeEachBackend('OAuth client credentials and revocation', (backend) =
     for (const accessToken of [first, second]) assert.equal((await h.request({ method: 'GET', url: '/api/v1/tenants', token: accessToken })).statusCode, 200);
     assert.equal((await h.request({ method: 'DELETE', url: `/api/v1/api-keys/${key.id}`, token: adminToken })).statusCode, 204);
     for (const accessToken of [first, second]) assertProblem(await h.request({ method: 'GET', url: '/api/v1/tenants', token: accessToken }), 401, 'unauthenticated');
-    const live = await queryRows(db(h), sql`select id from sessions where api_key_id = ${key.id} and revoked_at is null`);
+    const live = await queryRows(h.db, sql`select id from sessions where api_key_id = ${key.id} and revoked_at is null`);
     assert.deepEqual(live, []);
   });
 });
-
-type AuditRow = { action: string; outcome: string; actor_id: string | null; target_id: string | null; details: Record<string, unknown> };
-
-function db(h: IdentityHarness) {
-  return h.test.database.db;
-}
-
-async function auditMark(h: IdentityHarness): Promise<number> {
-  const [row] = await queryRows<{ seq: number | string }>(db(h), sql`select coalesce(max(seq), 0) as seq from audit_events`);
-  return Number(row!.seq);
-}
-
-async function auditSince(h: IdentityHarness, mark: number): Promise<AuditRow[]> {
-  return queryRows<AuditRow>(db(h), sql`select action, outcome, actor_id, target_id, details from audit_events where seq > ${mark} order by seq`);
-}
-
-async function state(h: IdentityHarness): Promise<string> {
-  const parts: string[] = [];
-  for (const table of ['api_keys', 'sessions', 'refresh_tokens']) {
-    const rows = await queryRows<Record<string, unknown>>(db(h), sql.raw(`select * from ${table} order by id`));
-    parts.push(JSON.stringify(rows.map(({ last_used_at: _used, ...rest }) => rest)));
-  }
-  return parts.join('\n');
-}
-
-function assertProblem(response: LightMyRequestResponse, status: number, type: string) {
-  assert.equal(response.statusCode, status, response.body);
-  assert.match(String(response.headers['content-type']), /^application\/problem\+json/);
-  const problem = response.json();
-  assert.equal(problem.type, type, response.body);
-  assert.equal(problem.status, status);
-  return problem;
-}

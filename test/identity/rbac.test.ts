@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, test } from 'node:test';
-import type { LightMyRequestResponse } from 'fastify';
 import { sql } from 'drizzle-orm';
 import { queryRows } from '../../src/store/connection.js';
-import { describeEachBackend } from '../helpers/database.js';
+import { auditMark, auditSince } from '../helpers/audit.js';
+import { describeEachBackend, tablesState } from '../helpers/database.js';
 import { openIdentityHarness, type IdentityHarness, type TestUser } from '../helpers/identity.js';
+import { assertProblem } from '../helpers/problems.js';
 
 /**
  * The permission matrix and the rules beside it, through HTTP: who may create and change
@@ -13,6 +14,9 @@ import { openIdentityHarness, type IdentityHarness, type TestUser } from '../hel
  * nothing but its own account. Every refusal changes nothing; the security-relevant ones are
  * in the audit trail.
  */
+
+/** Users, their tokens and sessions (use times left out: reads touch them). */
+const state = (h: IdentityHarness) => tablesState(h, ['users', 'user_tokens', 'sessions', 'trusted_devices', 'api_keys']);
 
 await describeEachBackend('role-based access over HTTP', (backend) => {
   let h: IdentityHarness;
@@ -146,7 +150,7 @@ await describeEachBackend('role-based access over HTTP', (backend) => {
       const events = await auditSince(h, mark);
       assert.ok(events.some((event) => event.action === 'access.denied' && event.actor_id === users.user.id), `${method} ${url} audited`);
     }
-    assert.deepEqual(await queryRows(db(h), sql`select id from api_keys`), [], 'no key was made');
+    assert.deepEqual(await queryRows(h.db, sql`select id from api_keys`), [], 'no key was made');
   });
 
   test('a client user needs a tenant and staff must not have one', async () => {
@@ -176,37 +180,3 @@ await describeEachBackend('role-based access over HTTP', (backend) => {
     assert.equal(created.json().user.tenantId, tenant.a.id);
   });
 });
-
-type AuditRow = { action: string; outcome: string; actor_id: string | null; target_id: string | null; details: Record<string, unknown> };
-
-function db(h: IdentityHarness) {
-  return h.test.database.db;
-}
-
-async function auditMark(h: IdentityHarness): Promise<number> {
-  const [row] = await queryRows<{ seq: number | string }>(db(h), sql`select coalesce(max(seq), 0) as seq from audit_events`);
-  return Number(row!.seq);
-}
-
-async function auditSince(h: IdentityHarness, mark: number): Promise<AuditRow[]> {
-  return queryRows<AuditRow>(db(h), sql`select action, outcome, actor_id, target_id, details from audit_events where seq > ${mark} order by seq`);
-}
-
-/** Users, their tokens and sessions (use times left out: reads touch them). */
-async function state(h: IdentityHarness): Promise<string> {
-  const parts: string[] = [];
-  for (const table of ['users', 'user_tokens', 'sessions', 'trusted_devices', 'api_keys']) {
-    const rows = await queryRows<Record<string, unknown>>(db(h), sql.raw(`select * from ${table} order by id`));
-    parts.push(JSON.stringify(rows.map(({ last_used_at: _used, ...rest }) => rest)));
-  }
-  return parts.join('\n');
-}
-
-function assertProblem(response: LightMyRequestResponse, status: number, type: string) {
-  assert.equal(response.statusCode, status, response.body);
-  assert.match(String(response.headers['content-type']), /^application\/problem\+json/);
-  const problem = response.json();
-  assert.equal(problem.type, type, response.body);
-  assert.equal(problem.status, status);
-  return problem;
-}

@@ -2,11 +2,12 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import { sql } from 'drizzle-orm';
-import type { LightMyRequestResponse } from 'fastify';
 import { hashRefreshToken } from '../../src/identity/refresh-tokens.js';
+import type { TokenPair } from '../../src/identity/sign-in.js';
 import { queryRows } from '../../src/store/connection.js';
 import { describeEachBackend } from '../helpers/database.js';
-import { USER_AGENT, openIdentityHarness, type IdentityHarness, type TestUser } from '../helpers/identity.js';
+import { openIdentityHarness, sessionIdOf, type IdentityHarness, type TestUser } from '../helpers/identity.js';
+import { assertProblem } from '../helpers/problems.js';
 
 /**
  * `POST /auth/refresh` through HTTP: rotation on every use, refusal of unknown tokens, and
@@ -14,13 +15,6 @@ import { USER_AGENT, openIdentityHarness, type IdentityHarness, type TestUser } 
  * session ends because two holders exist). Reuse of an old token has its own regression file,
  * test/regressions/refresh-reuse-revokes-session.test.ts.
  */
-
-interface Pair {
-  accessToken: string;
-  refreshToken: string;
-}
-
-const sidOf = (accessToken: string) => (JSON.parse(Buffer.from(accessToken.split('.')[1]!, 'base64url').toString()) as { sid: string }).sid;
 
 await describeEachBackend('refresh token rotation', (backend) => {
   let h: IdentityHarness;
@@ -34,46 +28,29 @@ await describeEachBackend('refresh token rotation', (backend) => {
   });
   after(() => h?.close());
 
-  /** A fresh session through the trusted device, from its own address (no TOTP step, no shared per-IP budget). */
   let nextAddress = 10;
-  async function newSession(): Promise<Pair & { sessionId: string }> {
-    const response = await h.app.inject({
-      method: 'POST',
-      url: '/api/v1/auth/login',
-      remoteAddress: `198.51.100.${nextAddress++}`,
-      headers: { 'user-agent': USER_AGENT, 'content-type': 'application/json' },
-      payload: JSON.stringify({ email: user.email, password: user.password, deviceToken }),
-    });
-    assert.equal(response.statusCode, 200, response.body);
-    const pair = response.json() as Pair;
-    return { ...pair, sessionId: sidOf(pair.accessToken) };
-  }
+  /** A fresh session through the trusted device, from its own address (no TOTP step, no shared per-IP budget). */
+  const newSession = () => h.signInOnDevice(user, deviceToken, { ip: `198.51.100.${nextAddress++}` });
 
   const refresh = (refreshToken: string) => h.request({ method: 'POST', url: '/api/v1/auth/refresh', body: { refreshToken } });
   const isLive = async (accessToken: string) => (await h.request({ method: 'GET', url: '/api/v1/auth/sessions', token: accessToken })).statusCode === 200;
   const tokenRows = (sessionId: string) =>
-    queryRows<{ token_hash: string; used_at: Date | null }>(h.test.database.db, sql`select token_hash, used_at from refresh_tokens where session_id = ${sessionId} order by created_at`);
+    queryRows<{ token_hash: string; used_at: Date | null }>(h.db, sql`select token_hash, used_at from refresh_tokens where session_id = ${sessionId} order by created_at`);
   const sessionRow = async (sessionId: string) =>
-    (await queryRows<{ revoked_at: Date | null; revoked_reason: string | null }>(h.test.database.db, sql`select revoked_at, revoked_reason from sessions where id = ${sessionId}`))[0]!;
-
-  function assertProblem(response: LightMyRequestResponse, status: number, type: string): void {
-    assert.equal(response.statusCode, status, response.body);
-    assert.match(String(response.headers['content-type']), /^application\/problem\+json/);
-    assert.equal(response.json().type, type);
-  }
+    (await queryRows<{ revoked_at: Date | null; revoked_reason: string | null }>(h.db, sql`select revoked_at, revoked_reason from sessions where id = ${sessionId}`))[0]!;
 
   test('rotation answers a new pair for the same session, and the old refresh token is then used', async () => {
     const session = await newSession();
     const response = await refresh(session.refreshToken);
     assert.equal(response.statusCode, 200, response.body);
     assert.equal(response.headers['cache-control'], 'no-store');
-    const next = response.json() as Pair & Record<string, unknown>;
+    const next = response.json() as TokenPair;
     assert.deepEqual(Object.keys(next).sort(), ['accessToken', 'expiresIn', 'refreshToken', 'tokenType']);
     assert.equal(next.tokenType, 'Bearer');
     assert.equal(next.expiresIn, 600);
     assert.notEqual(next.refreshToken, session.refreshToken);
     assert.notEqual(next.accessToken, session.accessToken);
-    assert.equal(sidOf(next.accessToken), session.sessionId, 'same session');
+    assert.equal(sessionIdOf(next.accessToken), session.sessionId, 'same session');
     assert.ok(await isLive(next.accessToken));
 
     const rows = await tokenRows(session.sessionId);
@@ -140,7 +117,7 @@ await describeEachBackend('refresh token rotation', (backend) => {
       assert.equal(row.revoked_reason, 'refresh-reuse');
       assert.equal(await isLive(session.accessToken), false);
       for (const winner of winners) {
-        const pair = winner.json() as Pair;
+        const pair = winner.json() as TokenPair;
         assert.equal(await isLive(pair.accessToken), false, 'the winner’s new access token dies with the session');
         assertProblem(await refresh(pair.refreshToken), 401, 'invalid-refresh-token');
       }

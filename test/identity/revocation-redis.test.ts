@@ -5,7 +5,7 @@ import { RedisRevocationBus } from '../../src/identity/revocation-bus.js';
 import { LIVENESS_CACHE_MS } from '../../src/identity/sessions.js';
 import { openRedis, type RedisConnection } from '../../src/store/redis.js';
 import { describeEachBackend, postgresUnavailableReason } from '../helpers/database.js';
-import { USER_AGENT, openIdentityHarness, type IdentityHarness, type TestUser } from '../helpers/identity.js';
+import { openIdentityHarness, type IdentityHarness } from '../helpers/identity.js';
 import { captureLogs } from '../helpers/log-capture.js';
 import { deleteKeys, redisGate, TEST_REDIS_URL, uniquePrefix } from '../helpers/redis.js';
 import { serviceGate } from '../helpers/services.js';
@@ -23,7 +23,6 @@ import { serviceGate } from '../helpers/services.js';
 const DELIVERY_BOUND_MS = 300;
 const ISSUE_BOUND_MS = 1_000;
 
-const sidOf = (accessToken: string) => (JSON.parse(Buffer.from(accessToken.split('.')[1]!, 'base64url').toString()) as { sid: string }).sid;
 const get = (h: IdentityHarness, accessToken: string) => h.request({ method: 'GET', url: '/api/v1/auth/sessions', token: accessToken });
 
 /** Warms `h`'s liveness cache with the session; returns when that cache entry was at the earliest written. */
@@ -46,19 +45,6 @@ async function refusedAt(h: IdentityHarness, accessToken: string, deadline: numb
     if (Date.now() > deadline) return undefined;
     await sleep(5);
   }
-}
-
-async function signInOnDevice(h: IdentityHarness, user: TestUser, deviceToken: string, ip: string) {
-  const response = await h.app.inject({
-    method: 'POST',
-    url: '/api/v1/auth/login',
-    remoteAddress: ip,
-    headers: { 'user-agent': USER_AGENT, 'content-type': 'application/json' },
-    payload: JSON.stringify({ email: user.email, password: user.password, deviceToken }),
-  });
-  assert.equal(response.statusCode, 200, response.body);
-  const pair = response.json() as { accessToken: string; refreshToken: string };
-  return { ...pair, sessionId: sidOf(pair.accessToken) };
 }
 
 const redis = await redisGate();
@@ -122,7 +108,7 @@ describe('revocation across two instances through Redis [postgres]', { skip: red
     });
 
     const first = await a.signIn(employee);
-    const second = await signInOnDevice(b, employee, first.deviceToken, '198.51.100.50');
+    const second = await b.signInOnDevice(employee, first.deviceToken, { ip: '198.51.100.50' });
     await assertReachesOtherInstance(b, [first.accessToken, second.accessToken], async () => {
       const response = await a.request({ method: 'POST', url: '/api/v1/auth/logout-all', token: first.accessToken });
       assert.deepEqual(response.json(), { revoked: 2 });

@@ -3,8 +3,10 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { sql } from 'drizzle-orm';
 import { queryRows } from '../../src/store/connection.js';
+import { auditMark, auditSince } from '../helpers/audit.js';
 import { describeEachBackend } from '../helpers/database.js';
-import { openIdentityHarness, totpCode, USER_AGENT, type IdentityHarness, type TestUser } from '../helpers/identity.js';
+import { freshAddresses, openIdentityHarness, totpCode, USER_AGENT, type IdentityHarness, type TestUser } from '../helpers/identity.js';
+import { assertProblem } from '../helpers/problems.js';
 
 /**
  * `POST /auth/second-factor` over HTTP: the challenge token (five minutes, single use, bound
@@ -21,11 +23,7 @@ await describeEachBackend('sign-in: second factor', (backend) => {
   let harness: IdentityHarness;
   // Each test uses addresses of its own, so the per-address budget and the account+address
   // lock of one test never reach another.
-  let hosts = 0;
-  const freshIp = () => {
-    hosts += 1;
-    return `10.30.${hosts >> 8}.${hosts & 255}`;
-  };
+  const freshIp = freshAddresses('10.30');
   const challengeFor = async (user: TestUser, ip: string, userAgent = USER_AGENT): Promise<string> => {
     const answer = await harness.request({ method: 'POST', url: LOGIN, body: { email: user.email, password: user.password }, remoteAddress: ip, headers: { 'user-agent': userAgent } });
     assert.equal(answer.json().type, 'second-factor-required', answer.body);
@@ -35,7 +33,7 @@ await describeEachBackend('sign-in: second factor', (backend) => {
     harness.request({ method: 'POST', url: SECOND_FACTOR, body, remoteAddress: ip, headers: { 'user-agent': userAgent } });
   const state = async (userId: string) => {
     const [row] = await queryRows<{ sessions: number; devices: number; step: number | null; unused_recovery: number }>(
-      harness.test.database.db,
+      harness.db,
       sql`select
             (select count(*)::int from sessions where user_id = ${userId}) as sessions,
             (select count(*)::int from trusted_devices where user_id = ${userId}) as devices,
@@ -44,13 +42,11 @@ await describeEachBackend('sign-in: second factor', (backend) => {
     );
     return { ...row!, step: row!.step === null ? null : Number(row!.step) };
   };
-  const auditMark = async () => (await harness.auditActions()).length;
-  const auditSince = async (mark: number) => (await harness.auditActions()).slice(mark);
   /** A user whose recovery codes the test knows (the harness's createUser drops them). */
   const userWithRecoveryCodes = async (): Promise<TestUser & { recoveryCodes: string[] }> => {
     const user = await harness.createUser({ role: 'employee', withTotp: false });
     const enrollment = await harness.identity.parts.factors.startTotpEnrollment(user.id, user.email);
-    const confirmed = await harness.identity.parts.factors.confirmTotp(user.id, totpCode(enrollment.secretBase32, -1), harness.test.database.db);
+    const confirmed = await harness.identity.parts.factors.confirmTotp(user.id, totpCode(enrollment.secretBase32, -1), harness.db);
     assert.ok(confirmed.ok);
     return { ...user, totpSecret: enrollment.secretBase32, recoveryCodes: confirmed.recoveryCodes };
   };
@@ -67,7 +63,7 @@ await describeEachBackend('sign-in: second factor', (backend) => {
       const user = await harness.createUser({ role: 'employee' });
       const ip = freshIp();
       const challengeToken = await challengeFor(user, ip);
-      const mark = await auditMark();
+      const mark = await auditMark(harness);
       const answer = await submit({ challengeToken, method: 'totp', code: totpCode(user.totpSecret!) }, ip);
       assert.equal(answer.statusCode, 200, answer.body);
       assert.equal(answer.headers['cache-control'], 'no-store');
@@ -79,7 +75,7 @@ await describeEachBackend('sign-in: second factor', (backend) => {
       const after = await state(user.id);
       assert.equal(after.sessions, 1);
       assert.equal(after.devices, 1);
-      const events = await auditSince(mark);
+      const events = await auditSince(harness, mark);
       assert.deepEqual(
         events.map((event) => [event.action, event.outcome, event.actor_id, event.details.method]),
         [['auth.second-factor', 'success', user.id, 'totp']],
@@ -90,16 +86,14 @@ await describeEachBackend('sign-in: second factor', (backend) => {
       const user = await harness.createUser({ role: 'employee' });
       const ip = freshIp();
       const challengeToken = await challengeFor(user, ip);
-      await harness.test.database.db.execute(sql`update login_challenges set expires_at = now() - interval '1 second' where user_id = ${user.id}`);
+      await harness.db.execute(sql`update login_challenges set expires_at = now() - interval '1 second' where user_id = ${user.id}`);
       const before = await state(user.id);
-      const mark = await auditMark();
+      const mark = await auditMark(harness);
       const answer = await submit({ challengeToken, method: 'totp', code: totpCode(user.totpSecret!) }, ip);
-      assert.equal(answer.statusCode, 401);
-      assert.match(String(answer.headers['content-type']), /^application\/problem\+json/);
-      assert.equal(answer.json().type, 'invalid-challenge');
+      assertProblem(answer, 401, 'invalid-challenge');
       assert.deepEqual(await state(user.id), before);
       assert.deepEqual(
-        (await auditSince(mark)).map((event) => [event.action, event.outcome, event.details.reason]),
+        (await auditSince(harness, mark)).map((event) => [event.action, event.outcome, event.details.reason]),
         [['auth.second-factor', 'denied', 'invalid-challenge']],
       );
     });
@@ -110,14 +104,14 @@ await describeEachBackend('sign-in: second factor', (backend) => {
       const challengeToken = await challengeFor(user, ip);
       assert.equal((await submit({ challengeToken, method: 'totp', code: totpCode(user.totpSecret!, 0) }, ip)).statusCode, 200);
       const before = await state(user.id);
-      const mark = await auditMark();
+      const mark = await auditMark(harness);
       // A fresh, valid code: only the spent challenge stands in the way.
       const replay = await submit({ challengeToken, method: 'totp', code: totpCode(user.totpSecret!, 1) }, ip);
       assert.equal(replay.statusCode, 401);
       assert.equal(replay.json().type, 'invalid-challenge');
       assert.deepEqual(await state(user.id), before);
       assert.deepEqual(
-        (await auditSince(mark)).map((event) => [event.action, event.outcome, event.details.reason]),
+        (await auditSince(harness, mark)).map((event) => [event.action, event.outcome, event.details.reason]),
         [['auth.second-factor', 'denied', 'invalid-challenge']],
       );
     });
@@ -127,7 +121,7 @@ await describeEachBackend('sign-in: second factor', (backend) => {
       const ip = freshIp();
       const challengeToken = await challengeFor(user, ip, USER_AGENT);
       const before = await state(user.id);
-      const mark = await auditMark();
+      const mark = await auditMark(harness);
       const foreign = await submit({ challengeToken, method: 'totp', code: totpCode(user.totpSecret!) }, freshIp(), CURL);
       assert.equal(foreign.statusCode, 401);
       assert.equal(foreign.json().type, 'invalid-challenge');
@@ -136,7 +130,7 @@ await describeEachBackend('sign-in: second factor', (backend) => {
       assert.equal(noAgent.json().type, 'invalid-challenge');
       assert.deepEqual(await state(user.id), before, 'no session, and the code was not spent');
       assert.deepEqual(
-        (await auditSince(mark)).map((event) => [event.action, event.outcome, event.details.reason]),
+        (await auditSince(harness, mark)).map((event) => [event.action, event.outcome, event.details.reason]),
         [
           ['auth.second-factor', 'denied', 'invalid-challenge'],
           ['auth.second-factor', 'denied', 'invalid-challenge'],
@@ -150,20 +144,20 @@ await describeEachBackend('sign-in: second factor', (backend) => {
       const ip = freshIp();
       const challengeToken = await challengeFor(user, ip);
       const before = await state(user.id);
-      const mark = await auditMark();
+      const mark = await auditMark(harness);
       const wrong = wrongCodes(user.totpSecret!, 5);
       for (const code of wrong) {
         const answer = await submit({ challengeToken, method: 'totp', code }, ip);
         assert.equal(answer.statusCode, 401);
         assert.equal(answer.json().type, 'invalid-second-factor');
       }
-      const [challenge] = await queryRows<{ failed_attempts: number; used_at: Date | null }>(harness.test.database.db, sql`select failed_attempts, used_at from login_challenges where user_id = ${user.id}`);
+      const [challenge] = await queryRows<{ failed_attempts: number; used_at: Date | null }>(harness.db, sql`select failed_attempts, used_at from login_challenges where user_id = ${user.id}`);
       assert.equal(challenge!.failed_attempts, 5);
       const burnt = await submit({ challengeToken, method: 'totp', code: totpCode(user.totpSecret!) }, ip);
       assert.equal(burnt.statusCode, 401);
       assert.equal(burnt.json().type, 'invalid-challenge');
       assert.deepEqual(await state(user.id), before);
-      const events = await auditSince(mark);
+      const events = await auditSince(harness, mark);
       assert.deepEqual(
         events.map((event) => [event.action, event.outcome, event.details.reason ?? null]),
         [...wrong.map(() => ['auth.second-factor', 'failure', 'wrong-code']), ['auth.second-factor', 'denied', 'invalid-challenge']],
@@ -223,7 +217,7 @@ await describeEachBackend('sign-in: second factor', (backend) => {
       assert.equal(sms.statusCode, 400);
       assert.equal(sms.json().type, 'method-not-available');
       assert.deepEqual(await state(user.id), before);
-      const [challenge] = await queryRows<{ failed_attempts: number }>(harness.test.database.db, sql`select failed_attempts from login_challenges where user_id = ${user.id}`);
+      const [challenge] = await queryRows<{ failed_attempts: number }>(harness.db, sql`select failed_attempts from login_challenges where user_id = ${user.id}`);
       assert.equal(challenge!.failed_attempts, 0);
       assert.equal((await submit({ challengeToken, method: 'totp', code: totpCode(user.totpSecret!) }, ip)).statusCode, 200);
     });
@@ -235,7 +229,7 @@ await describeEachBackend('sign-in: second factor', (backend) => {
       const ip = freshIp();
       const challengeToken = await challengeFor(user, ip);
       const before = await state(user.id);
-      const mark = await auditMark();
+      const mark = await auditMark(harness);
       for (const offset of [-3, 3]) {
         const answer = await submit({ challengeToken, method: 'totp', code: totpCode(user.totpSecret!, offset) }, ip);
         assert.equal(answer.statusCode, 401, `offset ${offset}`);
@@ -243,7 +237,7 @@ await describeEachBackend('sign-in: second factor', (backend) => {
       }
       assert.deepEqual(await state(user.id), before);
       assert.deepEqual(
-        (await auditSince(mark)).map((event) => [event.action, event.outcome, event.details.reason]),
+        (await auditSince(harness, mark)).map((event) => [event.action, event.outcome, event.details.reason]),
         [
           ['auth.second-factor', 'failure', 'wrong-code'],
           ['auth.second-factor', 'failure', 'wrong-code'],
@@ -273,12 +267,12 @@ await describeEachBackend('sign-in: second factor', (backend) => {
       const first = await challengeFor(user, ip);
       const second = await challengeFor(user, ip);
       const code = totpCode(user.totpSecret!);
-      const mark = await auditMark();
+      const mark = await auditMark(harness);
       const answers = await Promise.all([submit({ challengeToken: first, method: 'totp', code }, ip), submit({ challengeToken: second, method: 'totp', code }, ip)]);
       assert.deepEqual(answers.map((answer) => answer.statusCode).sort(), [200, 401], answers.map((answer) => answer.body).join('\n'));
       assert.equal(answers.find((answer) => answer.statusCode === 401)!.json().type, 'invalid-second-factor');
       assert.equal((await state(user.id)).sessions, 1);
-      const events = await auditSince(mark);
+      const events = await auditSince(harness, mark);
       assert.deepEqual(events.map((event) => `${event.outcome}:${event.details.reason ?? ''}`).sort(), ['failure:replayed', 'success:']);
     });
   });
@@ -296,12 +290,12 @@ await describeEachBackend('sign-in: second factor', (backend) => {
       assert.equal((await state(user.id)).unused_recovery, 9);
 
       const before = await state(user.id);
-      const mark = await auditMark();
+      const mark = await auditMark(harness);
       const again = await submit({ challengeToken: await challengeFor(user, ip), method: 'recovery', code }, ip);
       assert.equal(again.statusCode, 401);
       assert.equal(again.json().type, 'invalid-second-factor');
       assert.deepEqual(await state(user.id), before);
-      const events = (await auditSince(mark)).filter((event) => event.action === 'auth.second-factor');
+      const events = (await auditSince(harness, mark)).filter((event) => event.action === 'auth.second-factor');
       assert.deepEqual(
         events.map((event) => [event.outcome, event.details.method, event.details.reason]),
         [['failure', 'recovery', 'wrong-or-used-code']],
@@ -338,7 +332,7 @@ await describeEachBackend('sign-in: second factor', (backend) => {
     test('ten wrong codes lock the account from that address: 429 account-locked with Retry-After, even with the right code', async () => {
       const user = await harness.createUser({ role: 'employee' });
       const ip = freshIp();
-      const mark = await auditMark();
+      const mark = await auditMark(harness);
       const wrong = wrongCodes(user.totpSecret!, 10);
       // Two challenges, since each burns after five wrong codes.
       for (const batch of [wrong.slice(0, 5), wrong.slice(5)]) {
@@ -352,7 +346,7 @@ await describeEachBackend('sign-in: second factor', (backend) => {
       assert.equal(locked.json().type, 'account-locked');
       assert.ok(Number(locked.headers['retry-after']) > 0);
       assert.deepEqual(await state(user.id), before, 'no session, and the code was not spent');
-      const events = await auditSince(mark);
+      const events = await auditSince(harness, mark);
       assert.equal(events.filter((event) => event.action === 'auth.lockout').length, 1);
       assert.deepEqual([events.at(-1)!.action, events.at(-1)!.outcome, events.at(-1)!.details.reason], ['auth.second-factor', 'denied', 'account-locked']);
     });
@@ -366,7 +360,7 @@ await describeEachBackend('sign-in: second factor', (backend) => {
         const answer = await submit({ challengeToken: `cgc_${randomBytes(32).toString('base64url')}`, method: 'totp', code: '000000' }, ip);
         assert.equal(answer.statusCode, 401, `attempt ${attempt}`);
       }
-      const mark = await auditMark();
+      const mark = await auditMark(harness);
       const limited = await submit({ challengeToken, method: 'totp', code: totpCode(user.totpSecret!) }, ip);
       assert.equal(limited.statusCode, 429);
       assert.equal(limited.json().type, 'rate-limited');
@@ -374,7 +368,7 @@ await describeEachBackend('sign-in: second factor', (backend) => {
       assert.ok(retryAfter > 0 && retryAfter <= 60, `Retry-After ${limited.headers['retry-after']}`);
       assert.equal((await state(user.id)).sessions, 0);
       assert.deepEqual(
-        (await auditSince(mark)).map((event) => [event.action, event.outcome, event.details.reason]),
+        (await auditSince(harness, mark)).map((event) => [event.action, event.outcome, event.details.reason]),
         [['auth.second-factor', 'denied', 'ip-limit']],
       );
       assert.equal((await submit({ challengeToken, method: 'totp', code: totpCode(user.totpSecret!) }, freshIp())).statusCode, 200, 'another address is not limited');

@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { after, before, describe, test } from 'node:test';
+import { after, before, test } from 'node:test';
 import { sql } from 'drizzle-orm';
-import type { LightMyRequestResponse } from 'fastify';
 import { LIVENESS_CACHE_MS } from '../../src/identity/sessions.js';
 import { queryRows } from '../../src/store/connection.js';
 import { describeEachBackend } from '../helpers/database.js';
-import { USER_AGENT, openIdentityHarness, secretFromUri, totpCode, type IdentityHarness, type TestUser } from '../helpers/identity.js';
+import { openIdentityHarness, secretFromUri, totpCode, type IdentityHarness, type SignedSession, type TestUser } from '../helpers/identity.js';
+import { assertUnauthenticated } from '../helpers/problems.js';
 
 /**
  * Sessions through HTTP: listing, immediate revocation (logout, one session, all, by an
@@ -18,48 +18,16 @@ import { USER_AGENT, openIdentityHarness, secretFromUri, totpCode, type Identity
 const CHROME_ON_MAC = 'Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36';
 const NEW_PASSWORD = 'a different horse, battery 42';
 
-interface Signed {
-  accessToken: string;
-  refreshToken: string;
-  sessionId: string;
-}
-
-const sidOf = (accessToken: string) => (JSON.parse(Buffer.from(accessToken.split('.')[1]!, 'base64url').toString()) as { sid: string }).sid;
-
-/**
- * Another session of `user` through its trusted device (no second factor, so no TOTP step is
- * spent), from its own address: the per-address sign-in budget of 127.0.0.1 stays for the rest.
- */
-async function signInOnDevice(h: IdentityHarness, user: TestUser, deviceToken: string, origin: { ip: string; userAgent?: string }): Promise<Signed> {
-  const response = await h.app.inject({
-    method: 'POST',
-    url: '/api/v1/auth/login',
-    remoteAddress: origin.ip,
-    headers: { 'user-agent': origin.userAgent ?? USER_AGENT, 'content-type': 'application/json' },
-    payload: JSON.stringify({ email: user.email, password: user.password, deviceToken }),
-  });
-  assert.equal(response.statusCode, 200, response.body);
-  const { accessToken, refreshToken } = response.json() as { accessToken: string; refreshToken: string };
-  return { accessToken, refreshToken, sessionId: sidOf(accessToken) };
-}
-
-function assertUnauthenticated(response: LightMyRequestResponse): void {
-  assert.equal(response.statusCode, 401, response.body);
-  assert.match(String(response.headers['content-type']), /^application\/problem\+json/);
-  assert.equal(response.json().type, 'unauthenticated');
-  assert.ok(response.headers['www-authenticate']);
-}
-
 const listSessions = (h: IdentityHarness, token: string) => h.request({ method: 'GET', url: '/api/v1/auth/sessions', token });
 
-async function assertLive(h: IdentityHarness, ...signed: Signed[]): Promise<void> {
+async function assertLive(h: IdentityHarness, ...signed: SignedSession[]): Promise<void> {
   for (const session of signed) {
     const response = await listSessions(h, session.accessToken);
     assert.equal(response.statusCode, 200, `session ${session.sessionId} should be live: ${response.body}`);
   }
 }
 
-async function assertRefused(h: IdentityHarness, ...signed: Signed[]): Promise<void> {
+async function assertRefused(h: IdentityHarness, ...signed: SignedSession[]): Promise<void> {
   for (const session of signed) {
     assertUnauthenticated(await listSessions(h, session.accessToken));
     const refresh = await h.request({ method: 'POST', url: '/api/v1/auth/refresh', body: { refreshToken: session.refreshToken } });
@@ -69,13 +37,13 @@ async function assertRefused(h: IdentityHarness, ...signed: Signed[]): Promise<v
 }
 
 async function sessionRow(h: IdentityHarness, sessionId: string) {
-  const [row] = await queryRows<{ revoked_at: Date | null; revoked_reason: string | null }>(h.test.database.db, sql`select revoked_at, revoked_reason from sessions where id = ${sessionId}`);
+  const [row] = await queryRows<{ revoked_at: Date | null; revoked_reason: string | null }>(h.db, sql`select revoked_at, revoked_reason from sessions where id = ${sessionId}`);
   return row!;
 }
 
 async function auditEvents(h: IdentityHarness, action: string) {
   return queryRows<{ outcome: string; actor_id: string | null; target_type: string | null; target_id: string | null; details: Record<string, unknown> }>(
-    h.test.database.db,
+    h.db,
     sql`select outcome, actor_id, target_type, target_id, details from audit_events where action = ${action} order by seq`,
   );
 }
@@ -83,7 +51,7 @@ async function auditEvents(h: IdentityHarness, action: string) {
 await describeEachBackend('sessions: listing and immediate revocation', (backend) => {
   let h: IdentityHarness;
   let admin: TestUser;
-  let adminSession: Signed;
+  let adminSession: SignedSession;
 
   before(async () => {
     h = await openIdentityHarness(backend);
@@ -95,7 +63,7 @@ await describeEachBackend('sessions: listing and immediate revocation', (backend
   test('GET /auth/sessions lists each session with its device, IP, last use and the current flag', async () => {
     const user = await h.createUser({ role: 'employee' });
     const firefox = await h.signIn(user);
-    const chrome = await signInOnDevice(h, user, firefox.deviceToken, { ip: '203.0.113.9', userAgent: CHROME_ON_MAC });
+    const chrome = await h.signInOnDevice(user, firefox.deviceToken, { ip: '203.0.113.9', userAgent: CHROME_ON_MAC });
     const before = Date.now();
     const response = await listSessions(h, firefox.accessToken);
     assert.equal(response.statusCode, 200, response.body);
@@ -137,7 +105,7 @@ await describeEachBackend('sessions: listing and immediate revocation', (backend
   test('DELETE /auth/sessions/{id} of another own session ends only that one', async () => {
     const user = await h.createUser({ role: 'employee' });
     const laptop = await h.signIn(user);
-    const phone = await signInOnDevice(h, user, laptop.deviceToken, { ip: '198.51.100.20' });
+    const phone = await h.signInOnDevice(user, laptop.deviceToken, { ip: '198.51.100.20' });
     await assertLive(h, phone);
     const response = await h.request({ method: 'DELETE', url: `/api/v1/auth/sessions/${phone.sessionId}`, token: laptop.accessToken });
     assert.equal(response.statusCode, 204, response.body);
@@ -155,7 +123,7 @@ await describeEachBackend('sessions: listing and immediate revocation', (backend
   test('logout-all ends every session of the caller, this one included, and no one else’s', async () => {
     const user = await h.createUser({ role: 'employee' });
     const first = await h.signIn(user);
-    const second = await signInOnDevice(h, user, first.deviceToken, { ip: '198.51.100.21' });
+    const second = await h.signInOnDevice(user, first.deviceToken, { ip: '198.51.100.21' });
     await assertLive(h, first, second);
     const response = await h.request({ method: 'POST', url: '/api/v1/auth/logout-all', token: first.accessToken });
     assert.equal(response.statusCode, 200, response.body);
@@ -249,9 +217,9 @@ await describeEachBackend('sessions: a password or factor change ends the other 
   after(() => h?.close());
 
   const passwordHash = async (userId: string) =>
-    (await queryRows<{ password_hash: string }>(h.test.database.db, sql`select password_hash from users where id = ${userId}`))[0]!.password_hash;
+    (await queryRows<{ password_hash: string }>(h.db, sql`select password_hash from users where id = ${userId}`))[0]!.password_hash;
   const liveDevices = async (userId: string) =>
-    (await queryRows<{ id: string }>(h.test.database.db, sql`select id from trusted_devices where user_id = ${userId} and revoked_at is null`)).length;
+    (await queryRows<{ id: string }>(h.db, sql`select id from trusted_devices where user_id = ${userId} and revoked_at is null`)).length;
 
   test('a password change revokes every other session and trusted device, and keeps the caller’s session', async () => {
     const user = await h.createUser({ role: 'employee' });
@@ -277,7 +245,7 @@ await describeEachBackend('sessions: a password or factor change ends the other 
   test('a wrong current password → 403 invalid-credentials; nothing changes and the failure is audited', async () => {
     const user = await h.createUser({ role: 'employee' });
     const caller = await h.signIn(user);
-    const other = await signInOnDevice(h, user, caller.deviceToken, { ip: '198.51.100.30' });
+    const other = await h.signInOnDevice(user, caller.deviceToken, { ip: '198.51.100.30' });
     const hashBefore = await passwordHash(user.id);
     const response = await h.request({ method: 'POST', url: '/api/v1/auth/password', token: caller.accessToken, body: { currentPassword: 'not the password at all', newPassword: NEW_PASSWORD } });
     assert.equal(response.statusCode, 403, response.body);
@@ -293,7 +261,7 @@ await describeEachBackend('sessions: a password or factor change ends the other 
   test('re-enrolling TOTP while signed in (bearer) revokes the other sessions and trusted devices', async () => {
     const user = await h.createUser({ role: 'employee' });
     const caller = await h.signIn(user);
-    const other = await signInOnDevice(h, user, caller.deviceToken, { ip: '198.51.100.31', userAgent: CHROME_ON_MAC });
+    const other = await h.signInOnDevice(user, caller.deviceToken, { ip: '198.51.100.31', userAgent: CHROME_ON_MAC });
     await assertLive(h, caller, other);
     const enroll = await h.request({ method: 'POST', url: '/api/v1/auth/totp/enroll', token: caller.accessToken, body: { currentPassword: user.password } });
     assert.equal(enroll.statusCode, 200, enroll.body);
@@ -323,7 +291,7 @@ await describeEachBackend('sessions: a password or factor change ends the other 
   test('replacing the factor while signed in needs the current password: a stolen access token alone cannot', async () => {
     const user = await h.createUser({ role: 'employee' });
     const caller = await h.signIn(user);
-    const countFactors = () => queryRows<{ n: number }>(h.test.database.db, sql`select count(*)::int as n from totp_factors where user_id = ${user.id}`);
+    const countFactors = () => queryRows<{ n: number }>(h.db, sql`select count(*)::int as n from totp_factors where user_id = ${user.id}`);
     const factorsBefore = await countFactors();
     const without = await h.request({ method: 'POST', url: '/api/v1/auth/totp/enroll', token: caller.accessToken, body: {} });
     assert.equal(without.statusCode, 400, without.body);
@@ -339,7 +307,7 @@ await describeEachBackend('sessions: a password or factor change ends the other 
   test('a wrong code when re-enrolling → 400; the other sessions stay live and the failure is audited', async () => {
     const user = await h.createUser({ role: 'employee' });
     const caller = await h.signIn(user);
-    const other = await signInOnDevice(h, user, caller.deviceToken, { ip: '198.51.100.32' });
+    const other = await h.signInOnDevice(user, caller.deviceToken, { ip: '198.51.100.32' });
     const enroll = await h.request({ method: 'POST', url: '/api/v1/auth/totp/enroll', token: caller.accessToken, body: { currentPassword: user.password } });
     assert.equal(enroll.statusCode, 200, enroll.body);
     const secret = secretFromUri(enroll.json().otpauthUri);
@@ -367,7 +335,7 @@ await describeEachBackend('sessions: CIPHERGATE_MAX_SESSIONS_PER_USER=1', (backe
     const user = await h.createUser({ role: 'employee' });
     const first = await h.signIn(user);
     await assertLive(h, first);
-    const second = await signInOnDevice(h, user, first.deviceToken, { ip: '198.51.100.40', userAgent: CHROME_ON_MAC });
+    const second = await h.signInOnDevice(user, first.deviceToken, { ip: '198.51.100.40', userAgent: CHROME_ON_MAC });
     await assertRefused(h, first);
     await assertLive(h, second, bystanderSession);
     assert.equal((await sessionRow(h, first.sessionId)).revoked_reason, 'session-limit');
@@ -394,7 +362,7 @@ await describeEachBackend('sessions: idle timeout and absolute expiry', (backend
   const waitOutCache = () => sleep(LIVENESS_CACHE_MS + 100);
   const setColumn = async (sessionId: string, column: 'last_used_at' | 'absolute_expires_at', secondsAgo: number) => {
     const at = new Date(Date.now() - secondsAgo * 1000);
-    await h.test.database.db.execute(sql`update sessions set ${sql.raw(column)} = ${at.toISOString()}::timestamptz where id = ${sessionId}`);
+    await h.db.execute(sql`update sessions set ${sql.raw(column)} = ${at.toISOString()}::timestamptz where id = ${sessionId}`);
   };
 
   test('a session idle past CIPHERGATE_SESSION_IDLE_MINUTES is refused, and so is its refresh token', async () => {

@@ -1,13 +1,14 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
-import type { LightMyRequestResponse } from 'fastify';
 import { sql } from 'drizzle-orm';
 import { SmtpMailer } from '../../src/identity/mailer.js';
 import { queryRows } from '../../src/store/connection.js';
-import { describeEachBackend } from '../helpers/database.js';
+import { auditMark, auditSince } from '../helpers/audit.js';
+import { describeEachBackend, tablesState } from '../helpers/database.js';
 import { PASSWORD, openIdentityHarness, secretFromUri, totpCode, type IdentityHarness } from '../helpers/identity.js';
 import { captureLogs } from '../helpers/log-capture.js';
+import { assertProblem } from '../helpers/problems.js';
 import { startSmtpServer, type ReceivedEmail, type SmtpTestServer } from '../helpers/smtp.js';
 
 /**
@@ -18,6 +19,8 @@ import { startSmtpServer, type ReceivedEmail, type SmtpTestServer } from '../hel
  */
 
 const SETUP_PASSWORD = 'a quiet lighthouse keeper 1851';
+
+const state = (h: IdentityHarness) => tablesState(h, ['users', 'user_tokens', 'sessions']);
 
 await describeEachBackend('setup tokens and signup', (backend) => {
   describe('setup tokens (signup closed, the default)', () => {
@@ -43,10 +46,10 @@ await describeEachBackend('setup tokens and signup', (backend) => {
       const redeemed = await h.request({ method: 'POST', url: '/api/v1/auth/setup', body: { setupToken: user.setupToken, password: SETUP_PASSWORD } });
       assert.equal(redeemed.statusCode, 200, redeemed.body);
       assert.deepEqual(redeemed.json(), { userId: user.id });
-      const [row] = await queryRows<{ status: string; password_hash: string }>(db(h), sql`select status, password_hash from users where id = ${user.id}`);
+      const [row] = await queryRows<{ status: string; password_hash: string }>(h.db, sql`select status, password_hash from users where id = ${user.id}`);
       assert.equal(row!.status, 'active');
       assert.match(row!.password_hash, /^\$argon2id\$v=19\$m=19456,t=2,p=1\$/);
-      const [token] = await queryRows<{ used_at: Date | null }>(db(h), sql`select used_at from user_tokens where user_id = ${user.id}`);
+      const [token] = await queryRows<{ used_at: Date | null }>(h.db, sql`select used_at from user_tokens where user_id = ${user.id}`);
       assert.notEqual(token!.used_at, null);
       const set = (await auditSince(h, mark)).find((event) => event.action === 'auth.password.set');
       assert.ok(set, 'auth.password.set audited');
@@ -93,12 +96,12 @@ await describeEachBackend('setup tokens and signup', (backend) => {
 
     test('an expired setup token is refused and the user stays pending', async () => {
       const user = await pendingUser();
-      await db(h).execute(sql`update user_tokens set expires_at = now() - interval '1 second' where user_id = ${user.id}`);
+      await h.db.execute(sql`update user_tokens set expires_at = now() - interval '1 second' where user_id = ${user.id}`);
       const before = await state(h);
       const mark = await auditMark(h);
       assertProblem(await h.request({ method: 'POST', url: '/api/v1/auth/setup', body: { setupToken: user.setupToken, password: SETUP_PASSWORD } }), 400, 'invalid-token');
       assert.equal(await state(h), before);
-      const [row] = await queryRows<{ status: string; password_hash: string | null }>(db(h), sql`select status, password_hash from users where id = ${user.id}`);
+      const [row] = await queryRows<{ status: string; password_hash: string | null }>(h.db, sql`select status, password_hash from users where id = ${user.id}`);
       assert.deepEqual({ ...row }, { status: 'pending', password_hash: null });
       assert.ok((await auditSince(h, mark)).some((event) => event.action === 'auth.password.set' && event.outcome === 'denied'));
     });
@@ -174,12 +177,12 @@ await describeEachBackend('setup tokens and signup', (backend) => {
       assert.ok(message.text.includes(`https://gate.example.test/verify-email#token=${verifyToken}`), 'the token is in the link fragment');
 
       const [user] = await queryRows<{ id: string; role: string; tenant_id: string | null; status: string }>(
-        db(h),
+        h.db,
         sql`select id, role, tenant_id, status from users where id = (select user_id from user_tokens where token_hash = ${sha256(verifyToken)})`,
       );
       assert.ok(user, 'the token is stored as its SHA-256');
       assert.deepEqual({ role: user.role, tenant: user.tenant_id, status: user.status }, { role: 'user', tenant: null, status: 'unverified' });
-      assert.ok(!JSON.stringify(await queryRows(db(h), sql`select * from user_tokens`)).includes(verifyToken.slice(4)));
+      assert.ok(!JSON.stringify(await queryRows(h.db, sql`select * from user_tokens`)).includes(verifyToken.slice(4)));
       const created = (await auditSince(h, mark)).find((event) => event.action === 'auth.signup');
       assert.equal(created?.outcome, 'success');
       assert.equal(created?.target_id, user.id);
@@ -189,7 +192,7 @@ await describeEachBackend('setup tokens and signup', (backend) => {
       const early = (await auditSince(h, earlyMark)).find((event) => event.action === 'auth.login');
       assert.equal(early?.outcome, 'denied');
       assert.equal(early?.details.reason, 'email-not-verified');
-      assert.deepEqual(await queryRows(db(h), sql`select id from sessions where user_id = ${user.id}`), [], 'no session before verification');
+      assert.deepEqual(await queryRows(h.db, sql`select id from sessions where user_id = ${user.id}`), [], 'no session before verification');
 
       const verifyMark = await auditMark(h);
       const verified = await h.request({ method: 'POST', url: '/api/v1/auth/verify-email', body: { token: verifyToken } });
@@ -254,12 +257,6 @@ await describeEachBackend('setup tokens and signup', (backend) => {
   });
 });
 
-type AuditRow = { action: string; outcome: string; actor_id: string | null; target_id: string | null; details: Record<string, unknown> };
-
-function db(h: IdentityHarness) {
-  return h.test.database.db;
-}
-
 function sha256(value: string): string {
   return createHash('sha256').update(value).digest('hex');
 }
@@ -279,31 +276,4 @@ async function nthMessage(smtp: SmtpTestServer, to: string, count: number, timeo
     if (Date.now() > deadline) assert.fail(`only ${received.length} of ${count} messages to ${to}`);
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
-}
-
-async function auditMark(h: IdentityHarness): Promise<number> {
-  const [row] = await queryRows<{ seq: number | string }>(db(h), sql`select coalesce(max(seq), 0) as seq from audit_events`);
-  return Number(row!.seq);
-}
-
-async function auditSince(h: IdentityHarness, mark: number): Promise<AuditRow[]> {
-  return queryRows<AuditRow>(db(h), sql`select action, outcome, actor_id, target_id, details from audit_events where seq > ${mark} order by seq`);
-}
-
-async function state(h: IdentityHarness): Promise<string> {
-  const parts: string[] = [];
-  for (const table of ['users', 'user_tokens', 'sessions']) {
-    const rows = await queryRows<Record<string, unknown>>(db(h), sql.raw(`select * from ${table} order by id`));
-    parts.push(JSON.stringify(rows.map(({ last_used_at: _used, ...rest }) => rest)));
-  }
-  return parts.join('\n');
-}
-
-function assertProblem(response: LightMyRequestResponse, status: number, type: string) {
-  assert.equal(response.statusCode, status, response.body);
-  assert.match(String(response.headers['content-type']), /^application\/problem\+json/);
-  const problem = response.json();
-  assert.equal(problem.type, type, response.body);
-  assert.equal(problem.status, status);
-  return problem;
 }

@@ -3,8 +3,10 @@ import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { sql } from 'drizzle-orm';
 import { queryRows } from '../../src/store/connection.js';
+import { auditMark, auditSince } from '../helpers/audit.js';
 import { describeEachBackend } from '../helpers/database.js';
-import { openIdentityHarness, secretFromUri, totpCode, type IdentityHarness } from '../helpers/identity.js';
+import { freshAddresses, openIdentityHarness, secretFromUri, totpCode, type IdentityHarness } from '../helpers/identity.js';
+import { assertProblem } from '../helpers/problems.js';
 
 /**
  * The password step of `POST /auth/login` over HTTP: what a correct password earns on a new
@@ -23,14 +25,10 @@ await describeEachBackend('sign-in: password step', (backend) => {
   // Every test signs in from addresses of its own: the per-address budget (30 attempts a
   // minute across login and second factor) and the account+address lock are shared by the
   // whole suite's harness otherwise.
-  let hosts = 0;
-  const freshIp = () => {
-    hosts += 1;
-    return `10.20.${hosts >> 8}.${hosts & 255}`;
-  };
+  const freshIp = freshAddresses('10.20');
   const login = (body: Record<string, unknown>, ip: string, headers: Record<string, string> = {}) => harness.request({ method: 'POST', url: LOGIN, body, remoteAddress: ip, headers });
   const userState = async (userId: string) => {
-    const db = harness.test.database.db;
+    const db = harness.db;
     const [row] = await queryRows<{ sessions: number; challenges: number; devices: number; factors: number; recovery: number }>(
       db,
       sql`select
@@ -42,8 +40,6 @@ await describeEachBackend('sign-in: password step', (backend) => {
     );
     return row!;
   };
-  const auditSince = async (mark: number) => (await harness.auditActions()).slice(mark);
-  const auditMark = async () => (await harness.auditActions()).length;
 
   before(async () => {
     harness = await openIdentityHarness(backend);
@@ -56,19 +52,16 @@ await describeEachBackend('sign-in: password step', (backend) => {
     test('on a new device answers 401 second-factor-required with a challenge and the methods, and starts no session', async () => {
       const user = await harness.createUser({ role: 'employee' });
       const before = await userState(user.id);
-      const mark = await auditMark();
+      const mark = await auditMark(harness);
       const answer = await login({ email: user.email, password: user.password }, freshIp());
-      assert.equal(answer.statusCode, 401);
-      assert.match(String(answer.headers['content-type']), /^application\/problem\+json/);
-      const problem = answer.json();
-      assert.equal(problem.type, 'second-factor-required');
+      const problem = assertProblem(answer, 401, 'second-factor-required');
       assert.match(problem.challengeToken, /^cgc_[A-Za-z0-9_-]{43}$/);
       assert.deepEqual(problem.methods, ['totp', 'recovery']);
       assert.equal(problem.accessToken, undefined);
       assert.equal(problem.refreshToken, undefined);
       const afterState = await userState(user.id);
       assert.deepEqual(afterState, { ...before, challenges: before.challenges + 1 });
-      const events = await auditSince(mark);
+      const events = await auditSince(harness, mark);
       assert.deepEqual(
         events.map((event) => [event.action, event.outcome, event.actor_id, event.details.next]),
         [['auth.login', 'success', user.id, 'second-factor']],
@@ -87,7 +80,7 @@ await describeEachBackend('sign-in: password step', (backend) => {
     test('login answers second-factor-enrollment-required; enroll → otpauth URI → confirm gives tokens, a device token and ten recovery codes', async () => {
       const user = await harness.createUser({ role: 'employee', withTotp: false });
       const ip = freshIp();
-      const mark = await auditMark();
+      const mark = await auditMark(harness);
       const answer = await login({ email: user.email, password: user.password }, ip);
       assert.equal(answer.statusCode, 401);
       const problem = answer.json();
@@ -139,7 +132,7 @@ await describeEachBackend('sign-in: password step', (backend) => {
       assert.equal(again.statusCode, 401);
       assert.equal(again.json().type, 'invalid-challenge');
 
-      const events = await auditSince(mark);
+      const events = await auditSince(harness, mark);
       const summary = events.map((event) => `${event.action}:${event.outcome}`);
       assert.deepEqual(summary, [
         'auth.login:success',
@@ -160,7 +153,7 @@ await describeEachBackend('sign-in: password step', (backend) => {
       const ip = freshIp();
       const challengeToken = (await login({ email: user.email, password: user.password }, ip)).json().challengeToken as string;
       const before = await userState(user.id);
-      const mark = await auditMark();
+      const mark = await auditMark(harness);
       const enroll = await harness.request({ method: 'POST', url: ENROLL, body: { challengeToken }, remoteAddress: ip });
       assert.equal(enroll.statusCode, 401);
       assert.equal(enroll.json().type, 'invalid-challenge');
@@ -169,7 +162,7 @@ await describeEachBackend('sign-in: password step', (backend) => {
       assert.equal(confirm.json().type, 'invalid-challenge');
       assert.deepEqual(await userState(user.id), before, 'no pending factor, no session');
       assert.deepEqual(
-        (await auditSince(mark)).map((event) => [event.action, event.outcome, event.details.reason]),
+        (await auditSince(harness, mark)).map((event) => [event.action, event.outcome, event.details.reason]),
         [
           ['auth.totp.enroll', 'denied', 'invalid-challenge'],
           ['auth.totp.enroll', 'denied', 'invalid-challenge'],
@@ -185,14 +178,14 @@ await describeEachBackend('sign-in: password step', (backend) => {
     test('wrong password → 401 invalid-credentials, nothing issued, audited as a failure', async () => {
       const user = await harness.createUser({ role: 'employee' });
       const before = await userState(user.id);
-      const mark = await auditMark();
+      const mark = await auditMark(harness);
       const answer = await login({ email: user.email, password: 'not the password at all' }, freshIp());
       assert.equal(answer.statusCode, 401);
       assert.equal(answer.json().type, 'invalid-credentials');
       assert.equal(answer.json().challengeToken, undefined);
       assert.deepEqual(await userState(user.id), before);
       assert.deepEqual(
-        (await auditSince(mark)).map((event) => [event.action, event.outcome, event.actor_id]),
+        (await auditSince(harness, mark)).map((event) => [event.action, event.outcome, event.actor_id]),
         [['auth.login', 'failure', user.id]],
       );
     });
@@ -213,13 +206,13 @@ await describeEachBackend('sign-in: password step', (backend) => {
       ];
       for (const [name, body, userId] of cases) {
         const state = userId ? await userState(userId) : undefined;
-        const mark = await auditMark();
+        const mark = await auditMark(harness);
         const answer = await login(body, freshIp());
         assert.equal(answer.statusCode, reference.statusCode, name);
         assert.equal(answer.headers['content-type'], reference.headers['content-type'], name);
         assert.deepEqual(answer.json(), reference.json(), name);
         if (userId) assert.deepEqual(await userState(userId), state, `${name}: nothing changed`);
-        const events = await auditSince(mark);
+        const events = await auditSince(harness, mark);
         assert.deepEqual(
           events.map((event) => [event.action, event.outcome]),
           [['auth.login', 'failure']],
@@ -240,7 +233,7 @@ await describeEachBackend('sign-in: password step', (backend) => {
     test('10 failures lock the account from that address: 429 account-locked with Retry-After even with the right password; another address is not locked', async () => {
       const user = await harness.createUser({ role: 'employee' });
       const attacker = freshIp();
-      const mark = await auditMark();
+      const mark = await auditMark(harness);
       for (let attempt = 1; attempt <= 10; attempt++) {
         const answer = await login({ email: user.email, password: `wrong guess number ${attempt}` }, attacker);
         assert.equal(answer.statusCode, 401, `attempt ${attempt}`);
@@ -248,15 +241,13 @@ await describeEachBackend('sign-in: password step', (backend) => {
       }
       const before = await userState(user.id);
       const locked = await login({ email: user.email, password: user.password }, attacker);
-      assert.equal(locked.statusCode, 429);
-      assert.match(String(locked.headers['content-type']), /^application\/problem\+json/);
-      assert.equal(locked.json().type, 'account-locked');
+      assertProblem(locked, 429, 'account-locked');
       const retryAfter = Number(locked.headers['retry-after']);
       assert.ok(Number.isInteger(retryAfter) && retryAfter > 0 && retryAfter <= 15 * 60, `Retry-After ${locked.headers['retry-after']}`);
       assert.equal(locked.json().challengeToken, undefined);
       assert.deepEqual(await userState(user.id), before, 'a locked login issues no challenge');
 
-      const events = await auditSince(mark);
+      const events = await auditSince(harness, mark);
       const lockouts = events.filter((event) => event.action === 'auth.lockout');
       assert.equal(lockouts.length, 1, 'the lockout is audited once');
       assert.equal(lockouts[0]!.actor_id, user.id);
@@ -291,16 +282,14 @@ await describeEachBackend('sign-in: password step', (backend) => {
         assert.equal(answer.statusCode, 401, `attempt ${attempt}`);
       }
       const before = await userState(user.id);
-      const mark = await auditMark();
+      const mark = await auditMark(harness);
       const limited = await login({ email: user.email, password: user.password }, sprayer);
-      assert.equal(limited.statusCode, 429);
-      assert.match(String(limited.headers['content-type']), /^application\/problem\+json/);
-      assert.equal(limited.json().type, 'rate-limited');
+      assertProblem(limited, 429, 'rate-limited');
       const retryAfter = Number(limited.headers['retry-after']);
       assert.ok(Number.isInteger(retryAfter) && retryAfter > 0 && retryAfter <= 60, `Retry-After ${limited.headers['retry-after']}`);
       assert.deepEqual(await userState(user.id), before);
       assert.deepEqual(
-        (await auditSince(mark)).map((event) => [event.action, event.outcome, event.details.reason]),
+        (await auditSince(harness, mark)).map((event) => [event.action, event.outcome, event.details.reason]),
         [['auth.login', 'denied', 'ip-limit']],
       );
       // Another address has its own budget.
@@ -316,7 +305,7 @@ await describeEachBackend('sign-in: password step', (backend) => {
       const wrongPassword = 'a wrong but plausible password 9';
       const unknownEmail = `ghost-${randomUUID()}@example.test`;
       const secrets: Record<string, string> = {};
-      const mark = await auditMark();
+      const mark = await auditMark(harness);
       const logMark = harness.logs.text().length;
 
       await login({ email: unknownEmail, password: wrongPassword }, ip);
@@ -339,7 +328,7 @@ await describeEachBackend('sign-in: password step', (backend) => {
       const trusted = (await login({ email: user.email, password: user.password, deviceToken: passed.deviceToken }, ip)).json();
       assert.equal(typeof trusted.accessToken, 'string');
 
-      const summary = (await auditSince(mark)).map((event) => `${event.action}:${event.outcome}`);
+      const summary = (await auditSince(harness, mark)).map((event) => `${event.action}:${event.outcome}`);
       for (const expected of ['auth.login:failure', 'auth.login:success', 'auth.totp.enroll:success', 'auth.second-factor:failure', 'auth.second-factor:success']) {
         assert.ok(summary.includes(expected), `${expected} in ${summary.join(', ')}`);
       }
@@ -369,7 +358,7 @@ await describeEachBackend('sign-in: password step', (backend) => {
       // The hash columns are hex digests; a six-digit code could occur in one by chance, and they
       // are derived from the other columns anyway.
       const auditRows = await queryRows<Record<string, unknown>>(
-        harness.test.database.db,
+        harness.db,
         sql`select actor_type, actor_id, action, target_type, target_id, tenant_id, source_ip, outcome, details from audit_events`,
       );
       const auditText = JSON.stringify(auditRows);

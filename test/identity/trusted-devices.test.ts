@@ -2,8 +2,9 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { sql } from 'drizzle-orm';
 import { queryRows } from '../../src/store/connection.js';
+import { auditMark, auditSince } from '../helpers/audit.js';
 import { describeEachBackend } from '../helpers/database.js';
-import { openIdentityHarness, totpCode, type IdentityHarness, type TestUser } from '../helpers/identity.js';
+import { freshAddresses, openIdentityHarness, totpCode, type IdentityHarness, type TestUser } from '../helpers/identity.js';
 
 /**
  * Trusted devices over HTTP: the `deviceToken` a passed second factor hands out skips the
@@ -18,11 +19,7 @@ const DAY_MS = 24 * 60 * 60 * 1000;
 await describeEachBackend('sign-in: trusted devices', (backend) => {
   let harness: IdentityHarness;
   // Addresses of their own per test: the per-address budget is shared by the suite otherwise.
-  let hosts = 0;
-  const freshIp = () => {
-    hosts += 1;
-    return `10.40.${hosts >> 8}.${hosts & 255}`;
-  };
+  const freshIp = freshAddresses('10.40');
   const login = (body: Record<string, unknown>, ip: string) => harness.request({ method: 'POST', url: LOGIN, body, remoteAddress: ip });
   /** Password plus TOTP (step `step`), as a new device would; returns the tokens including the deviceToken. */
   const signInWithTotp = async (user: TestUser, ip: string, step = 0) => {
@@ -34,7 +31,7 @@ await describeEachBackend('sign-in: trusted devices', (backend) => {
   };
   const counts = async (userId: string) => {
     const [row] = await queryRows<{ sessions: number; challenges: number }>(
-      harness.test.database.db,
+      harness.db,
       sql`select (select count(*)::int from sessions where user_id = ${userId}) as sessions,
                  (select count(*)::int from login_challenges where user_id = ${userId}) as challenges`,
     );
@@ -43,7 +40,7 @@ await describeEachBackend('sign-in: trusted devices', (backend) => {
   /** The user's devices, times in epoch milliseconds (raw rows carry them as text or Date by backend). */
   const devicesOf = async (userId: string) => {
     const rows = await queryRows<{ id: string; expires_at: string | Date; last_used_at: string | Date; revoked_at: string | Date | null }>(
-      harness.test.database.db,
+      harness.db,
       sql`select id, expires_at, last_used_at, revoked_at from trusted_devices where user_id = ${userId} order by created_at`,
     );
     return rows.map((row) => ({
@@ -53,8 +50,6 @@ await describeEachBackend('sign-in: trusted devices', (backend) => {
       revokedAt: row.revoked_at === null ? null : new Date(row.revoked_at).getTime(),
     }));
   };
-  const auditMark = async () => (await harness.auditActions()).length;
-  const auditSince = async (mark: number) => (await harness.auditActions()).slice(mark);
 
   before(async () => {
     harness = await openIdentityHarness(backend);
@@ -68,7 +63,7 @@ await describeEachBackend('sign-in: trusted devices', (backend) => {
     const ip = freshIp();
     const { deviceToken } = await signInWithTotp(user, ip);
     const before = await counts(user.id);
-    const mark = await auditMark();
+    const mark = await auditMark(harness);
     const answer = await login({ email: user.email, password: user.password, deviceToken }, ip);
     assert.equal(answer.statusCode, 200, answer.body);
     const tokens = answer.json();
@@ -76,7 +71,7 @@ await describeEachBackend('sign-in: trusted devices', (backend) => {
     assert.match(tokens.refreshToken, /^cgr_/);
     assert.deepEqual(await counts(user.id), { sessions: before.sessions + 1, challenges: before.challenges });
     assert.deepEqual(
-      (await auditSince(mark)).map((event) => [event.action, event.outcome, event.actor_id, event.details.secondFactor]),
+      (await auditSince(harness, mark)).map((event) => [event.action, event.outcome, event.actor_id, event.details.secondFactor]),
       [['auth.login', 'success', user.id, 'trusted-device']],
     );
     const sessions = await harness.request({ method: 'GET', url: '/api/v1/auth/sessions', token: tokens.accessToken, remoteAddress: ip });
@@ -92,7 +87,7 @@ await describeEachBackend('sign-in: trusted devices', (backend) => {
     const { deviceToken } = await signInWithTotp(owner, ip);
     const [ownerDevice] = await devicesOf(owner.id);
     const before = await counts(other.id);
-    const mark = await auditMark();
+    const mark = await auditMark(harness);
     const answer = await login({ email: other.email, password: other.password, deviceToken }, ip);
     assert.equal(answer.statusCode, 401);
     assert.equal(answer.json().type, 'second-factor-required');
@@ -100,7 +95,7 @@ await describeEachBackend('sign-in: trusted devices', (backend) => {
     assert.equal((await counts(other.id)).sessions, before.sessions);
     assert.deepEqual(await devicesOf(owner.id), [ownerDevice], "the owner's device did not slide");
     assert.deepEqual(
-      (await auditSince(mark)).map((event) => [event.action, event.outcome, event.actor_id, event.details.deviceToken]),
+      (await auditSince(harness, mark)).map((event) => [event.action, event.outcome, event.actor_id, event.details.deviceToken]),
       [['auth.login', 'success', other.id, 'not-recognised']],
     );
   });
@@ -111,7 +106,7 @@ await describeEachBackend('sign-in: trusted devices', (backend) => {
     const { deviceToken } = await signInWithTotp(user, ip);
     const [device] = await devicesOf(user.id);
     const before = await counts(user.id);
-    const mark = await auditMark();
+    const mark = await auditMark(harness);
     const wrong = await login({ email: user.email, password: 'a stolen device but no password', deviceToken }, ip);
     assert.equal(wrong.statusCode, 401);
     assert.equal(wrong.json().type, 'invalid-credentials');
@@ -121,7 +116,7 @@ await describeEachBackend('sign-in: trusted devices', (backend) => {
     assert.deepEqual(await counts(user.id), before);
     assert.deepEqual(await devicesOf(user.id), [device], 'the device did not slide');
     assert.deepEqual(
-      (await auditSince(mark)).map((event) => [event.action, event.outcome]),
+      (await auditSince(harness, mark)).map((event) => [event.action, event.outcome]),
       [['auth.login', 'failure']],
     );
   });
@@ -146,8 +141,8 @@ await describeEachBackend('sign-in: trusted devices', (backend) => {
     const revoked = (await signInWithTotp(user, ip, 0)).deviceToken;
     const expired = (await signInWithTotp(user, ip, 1)).deviceToken;
     const [revokedDevice, expiredDevice] = await devicesOf(user.id);
-    await harness.test.database.db.execute(sql`update trusted_devices set revoked_at = now() where id = ${revokedDevice!.id}`);
-    await harness.test.database.db.execute(sql`update trusted_devices set expires_at = now() - interval '1 second' where id = ${expiredDevice!.id}`);
+    await harness.db.execute(sql`update trusted_devices set revoked_at = now() where id = ${revokedDevice!.id}`);
+    await harness.db.execute(sql`update trusted_devices set expires_at = now() - interval '1 second' where id = ${expiredDevice!.id}`);
     for (const [name, deviceToken] of [
       ['revoked', revoked],
       ['expired', expired],
@@ -166,7 +161,7 @@ await describeEachBackend('sign-in: trusted devices', (backend) => {
     const { deviceToken } = await signInWithTotp(user, ip);
     const [device] = await devicesOf(user.id);
     // As if last used 29 days ago: one day of trust left.
-    await harness.test.database.db.execute(sql`update trusted_devices set last_used_at = now() - interval '29 days', expires_at = now() + interval '1 day' where id = ${device!.id}`);
+    await harness.db.execute(sql`update trusted_devices set last_used_at = now() - interval '29 days', expires_at = now() + interval '1 day' where id = ${device!.id}`);
     const [aged] = await devicesOf(user.id);
     const usedAt = Date.now();
     const answer = await login({ email: user.email, password: user.password, deviceToken }, ip);

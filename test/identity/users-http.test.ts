@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
 import { createHash, randomUUID } from 'node:crypto';
 import { after, before, test } from 'node:test';
-import type { LightMyRequestResponse } from 'fastify';
 import { sql } from 'drizzle-orm';
 import { queryRows } from '../../src/store/connection.js';
-import { describeEachBackend } from '../helpers/database.js';
-import { openIdentityHarness, type IdentityHarness } from '../helpers/identity.js';
+import { auditMark, auditSince } from '../helpers/audit.js';
+import { describeEachBackend, tablesState } from '../helpers/database.js';
+import { openIdentityHarness, tokenClaims, type IdentityHarness } from '../helpers/identity.js';
+import { assertProblem } from '../helpers/problems.js';
 
 /**
  * Users through the HTTP API as an admin sees them: creating a pending user (the setup token
@@ -53,11 +54,11 @@ await describeEachBackend('users over HTTP', (backend) => {
     assert.deepEqual(Object.keys(row).sort(), ['createdAt', 'email', 'hasPassword', 'id', 'role', 'status', 'tenantId', 'updatedAt']);
     assert.equal(row.status, 'pending');
 
-    const stored = await queryRows<Record<string, unknown>>(db(h), sql`select * from user_tokens where user_id = ${user.id}`);
+    const stored = await queryRows<Record<string, unknown>>(h.db, sql`select * from user_tokens where user_id = ${user.id}`);
     assert.equal(stored.length, 1);
     assert.equal(stored[0]!.token_hash, createHash('sha256').update(setupToken).digest('hex'));
     assert.equal(stored[0]!.purpose, 'setup');
-    const everything = JSON.stringify(await queryRows(db(h), sql`select * from user_tokens`)) + JSON.stringify(await queryRows(db(h), sql`select * from audit_events`));
+    const everything = JSON.stringify(await queryRows(h.db, sql`select * from user_tokens`)) + JSON.stringify(await queryRows(h.db, sql`select * from audit_events`));
     assert.ok(!everything.includes(setupToken.slice(4)), 'the token is nowhere in clear');
 
     const events = await auditSince(h, mark);
@@ -70,7 +71,7 @@ await describeEachBackend('users over HTTP', (backend) => {
   });
 
   test('an oversized body gets 413, malformed JSON 400, an unknown property 400 naming it; nothing is created', async () => {
-    const before = await state(h, ['users', 'user_tokens']);
+    const before = await tablesState(h, ['users', 'user_tokens']);
     const mark = await auditMark(h);
     const email = `big-${randomUUID()}@example.test`;
 
@@ -93,7 +94,7 @@ await describeEachBackend('users over HTTP', (backend) => {
     const unknownOnPatch = await h.request({ method: 'PATCH', url: `/api/v1/users/${randomUUID()}`, token: adminToken, body: { status: 'disabled', passwordHash: 'x' } });
     assert.match(assertProblem(unknownOnPatch, 400, 'validation-failed').detail, /passwordHash/);
 
-    assert.equal(await state(h, ['users', 'user_tokens']), before, 'nothing changed');
+    assert.equal(await tablesState(h, ['users', 'user_tokens']), before, 'nothing changed');
     assert.deepEqual((await auditSince(h, mark)).filter((event) => event.action.startsWith('user.')), []);
   });
 
@@ -116,11 +117,11 @@ await describeEachBackend('users over HTTP', (backend) => {
       assertProblem(await h.request({ method: 'GET', url: '/api/v1/tenants', token: credential }), 401, 'unauthenticated');
     }
     assertProblem(await h.request({ method: 'POST', url: '/api/v1/auth/refresh', body: { refreshToken: signedIn.refreshToken } }), 401, 'invalid-refresh-token');
-    const devices = await queryRows<{ revoked_at: Date | null }>(db(h), sql`select revoked_at from trusted_devices where user_id = ${manager.id}`);
+    const devices = await queryRows<{ revoked_at: Date | null }>(h.db, sql`select revoked_at from trusted_devices where user_id = ${manager.id}`);
     assert.ok(devices.length > 0 && devices.every((device) => device.revoked_at !== null), 'trusted devices revoked');
-    const keyRow = await queryRows<{ revoked_at: Date | null }>(db(h), sql`select revoked_at from api_keys where id = ${key.id}`);
+    const keyRow = await queryRows<{ revoked_at: Date | null }>(h.db, sql`select revoked_at from api_keys where id = ${key.id}`);
     assert.notEqual(keyRow[0]!.revoked_at, null);
-    const live = await queryRows(db(h), sql`select id from sessions where (user_id = ${manager.id} or api_key_id = ${key.id}) and revoked_at is null`);
+    const live = await queryRows(h.db, sql`select id from sessions where (user_id = ${manager.id} or api_key_id = ${key.id}) and revoked_at is null`);
     assert.deepEqual(live, []);
     // A disabled account cannot sign in, not even from its trusted device.
     const login = await h.request({ method: 'POST', url: '/api/v1/auth/login', body: { email: manager.email, password: manager.password, deviceToken: signedIn.deviceToken } });
@@ -149,9 +150,9 @@ await describeEachBackend('users over HTTP', (backend) => {
   test('a pending user cannot be "re-enabled" past its setup token', async () => {
     const created = await h.request({ method: 'POST', url: '/api/v1/users', token: adminToken, body: { email: `pending-${randomUUID()}@example.test`, role: 'employee' } });
     const id = created.json().user.id as string;
-    const before = await state(h, ['users']);
+    const before = await tablesState(h, ['users']);
     assertProblem(await h.request({ method: 'PATCH', url: `/api/v1/users/${id}`, token: adminToken, body: { status: 'active' } }), 409, 'invalid-state');
-    assert.equal(await state(h, ['users']), before);
+    assert.equal(await tablesState(h, ['users']), before);
   });
 
   test('deleting a user ends its sessions and API keys at once and removes it', async () => {
@@ -170,7 +171,7 @@ await describeEachBackend('users over HTTP', (backend) => {
 
     const listed = (await h.request({ method: 'GET', url: '/api/v1/users', token: adminToken })).json().users as Array<{ id: string }>;
     assert.ok(!listed.some((user) => user.id === manager.id));
-    const keyRow = await queryRows<{ revoked_at: Date | null }>(db(h), sql`select revoked_at from api_keys where id = ${key.id}`);
+    const keyRow = await queryRows<{ revoked_at: Date | null }>(h.db, sql`select revoked_at from api_keys where id = ${key.id}`);
     assert.notEqual(keyRow[0]!.revoked_at, null, 'the key is revoked, and kept for the record');
     const event = (await auditSince(h, mark)).find((candidate) => candidate.action === 'user.delete');
     assert.ok(event, 'user.delete audited');
@@ -184,7 +185,7 @@ await describeEachBackend('users over HTTP', (backend) => {
   test('a role change ends the sessions, whose access tokens carry the old role', async () => {
     const employee = await h.createUser({ role: 'employee' });
     const old = await h.signIn(employee);
-    assert.equal(claims(old.accessToken).role, 'employee');
+    assert.equal(tokenClaims(old.accessToken).role, 'employee');
     assertProblem(await h.request({ method: 'GET', url: '/api/v1/users', token: old.accessToken }), 403, 'forbidden');
 
     const mark = await auditMark(h);
@@ -205,56 +206,18 @@ await describeEachBackend('users over HTTP', (backend) => {
       'second-factor-required',
     );
     const promoted = await h.signIn(employee);
-    assert.equal(claims(promoted.accessToken).role, 'manager');
+    assert.equal(tokenClaims(promoted.accessToken).role, 'manager');
     assert.equal((await h.request({ method: 'GET', url: '/api/v1/users', token: promoted.accessToken })).statusCode, 200);
   });
 
   test('PATCH needs at least one field and an existing user', async () => {
-    const before = await state(h, ['users']);
+    const before = await tablesState(h, ['users']);
     assertProblem(await h.request({ method: 'PATCH', url: `/api/v1/users/${randomUUID()}`, token: adminToken, body: {} }), 400, 'validation-failed');
     assertProblem(await h.request({ method: 'PATCH', url: `/api/v1/users/${randomUUID()}`, token: adminToken, body: { status: 'disabled' } }), 404, 'not-found');
     assertProblem(await h.request({ method: 'PATCH', url: `/api/v1/users/${randomUUID()}`, token: adminToken, body: { status: 'deleted' } }), 400, 'validation-failed');
-    assert.equal(await state(h, ['users']), before);
+    assert.equal(await tablesState(h, ['users']), before);
   });
 });
-
-type AuditRow = { action: string; outcome: string; actor_type: string; actor_id: string | null; target_type: string | null; target_id: string | null; details: Record<string, unknown> };
-
-function db(h: IdentityHarness) {
-  return h.test.database.db;
-}
-
-async function auditMark(h: IdentityHarness): Promise<number> {
-  const [row] = await queryRows<{ seq: number | string }>(db(h), sql`select coalesce(max(seq), 0) as seq from audit_events`);
-  return Number(row!.seq);
-}
-
-async function auditSince(h: IdentityHarness, mark: number): Promise<AuditRow[]> {
-  return queryRows<AuditRow>(db(h), sql`select action, outcome, actor_type, actor_id, target_type, target_id, details from audit_events where seq > ${mark} order by seq`);
-}
-
-/** The rows of some tables, for "nothing changed" (use times, touched by reads, left out). */
-async function state(h: IdentityHarness, tables: string[]): Promise<string> {
-  const parts: string[] = [];
-  for (const table of tables) {
-    const rows = await queryRows<Record<string, unknown>>(db(h), sql.raw(`select * from ${table} order by id`));
-    parts.push(JSON.stringify(rows.map(({ last_used_at: _used, ...rest }) => rest)));
-  }
-  return parts.join('\n');
-}
-
-function assertProblem(response: LightMyRequestResponse, status: number, type: string) {
-  assert.equal(response.statusCode, status, response.body);
-  assert.match(String(response.headers['content-type']), /^application\/problem\+json/);
-  const problem = response.json();
-  assert.equal(problem.type, type, response.body);
-  assert.equal(problem.status, status);
-  return problem;
-}
-
-function claims(accessToken: string): Record<string, unknown> {
-  return JSON.parse(Buffer.from(accessToken.split('.')[1]!, 'base64url').toString());
-}
 
 async function createApiKey(h: IdentityHarness, token: string, tenantId: string): Promise<{ id: string; key: string }> {
   const response = await h.request({ method: 'POST', url: '/api/v1/api-keys', token, body: { name: 'sync job', tenantId, scopes: ['tenants:read'] } });

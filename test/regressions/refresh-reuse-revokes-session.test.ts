@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { sql } from 'drizzle-orm';
+import type { TokenPair } from '../../src/identity/sign-in.js';
 import { queryRows } from '../../src/store/connection.js';
 import { describeEachBackend } from '../helpers/database.js';
-import { USER_AGENT, openIdentityHarness, type IdentityHarness, type TestUser } from '../helpers/identity.js';
+import { openIdentityHarness, type IdentityHarness, type TestUser } from '../helpers/identity.js';
+import { assertProblem } from '../helpers/problems.js';
 
 /**
  * Guards RFC 9700 §4.14.2 refresh-token reuse detection: presenting a refresh token that was
@@ -12,13 +14,6 @@ import { USER_AGENT, openIdentityHarness, type IdentityHarness, type TestUser } 
  * request — and the event is audited. Ending only the presented token would leave a thief
  * who rotated first holding a live chain.
  */
-
-interface Pair {
-  accessToken: string;
-  refreshToken: string;
-}
-
-const sidOf = (accessToken: string) => (JSON.parse(Buffer.from(accessToken.split('.')[1]!, 'base64url').toString()) as { sid: string }).sid;
 
 await describeEachBackend('regression: a reused refresh token revokes the whole session', (backend) => {
   let h: IdentityHarness;
@@ -33,32 +28,22 @@ await describeEachBackend('regression: a reused refresh token revokes the whole 
   after(() => h?.close());
 
   let nextAddress = 10;
-  async function newSession(): Promise<Pair> {
-    const response = await h.app.inject({
-      method: 'POST',
-      url: '/api/v1/auth/login',
-      remoteAddress: `198.51.100.${nextAddress++}`,
-      headers: { 'user-agent': USER_AGENT, 'content-type': 'application/json' },
-      payload: JSON.stringify({ email: user.email, password: user.password, deviceToken }),
-    });
-    assert.equal(response.statusCode, 200, response.body);
-    return response.json() as Pair;
-  }
+  const newSession = () => h.signInOnDevice(user, deviceToken, { ip: `198.51.100.${nextAddress++}` });
 
-  async function rotate(refreshToken: string): Promise<Pair> {
+  async function rotate(refreshToken: string): Promise<TokenPair> {
     const response = await h.request({ method: 'POST', url: '/api/v1/auth/refresh', body: { refreshToken } });
     assert.equal(response.statusCode, 200, response.body);
-    return response.json() as Pair;
+    return response.json() as TokenPair;
   }
 
   const refresh = (refreshToken: string) => h.request({ method: 'POST', url: '/api/v1/auth/refresh', body: { refreshToken } });
   const get = (accessToken: string) => h.request({ method: 'GET', url: '/api/v1/auth/sessions', token: accessToken });
   const tokenCount = async (sessionId: string) =>
-    (await queryRows<{ count: number }>(h.test.database.db, sql`select count(*)::int as count from refresh_tokens where session_id = ${sessionId}`))[0]!.count;
+    (await queryRows<{ count: number }>(h.db, sql`select count(*)::int as count from refresh_tokens where session_id = ${sessionId}`))[0]!.count;
 
   test('reusing an old refresh token → 401 refresh-token-reused; the newest tokens stop working at once; audited', async () => {
     const first = await newSession();
-    const sessionId = sidOf(first.accessToken);
+    const sessionId = first.sessionId;
     const second = await rotate(first.refreshToken);
     const newest = await rotate(second.refreshToken);
     // The newest access token is in use, so the liveness cache holds the session as live.
@@ -66,9 +51,7 @@ await describeEachBackend('regression: a reused refresh token revokes the whole 
     const tokensBefore = await tokenCount(sessionId);
 
     const reuse = await refresh(first.refreshToken);
-    assert.equal(reuse.statusCode, 401, reuse.body);
-    assert.match(String(reuse.headers['content-type']), /^application\/problem\+json/);
-    assert.equal(reuse.json().type, 'refresh-token-reused');
+    assertProblem(reuse, 401, 'refresh-token-reused');
     assert.equal(reuse.json().accessToken, undefined);
     assert.equal(await tokenCount(sessionId), tokensBefore, 'reuse issues nothing');
 
@@ -81,10 +64,10 @@ await describeEachBackend('regression: a reused refresh token revokes the whole 
     assert.equal(newestRefresh.statusCode, 401, newestRefresh.body);
     assert.equal(newestRefresh.json().type, 'invalid-refresh-token');
 
-    const [row] = await queryRows<{ revoked_reason: string | null }>(h.test.database.db, sql`select revoked_reason from sessions where id = ${sessionId}`);
+    const [row] = await queryRows<{ revoked_reason: string | null }>(h.db, sql`select revoked_reason from sessions where id = ${sessionId}`);
     assert.equal(row!.revoked_reason, 'refresh-reuse');
     const events = await queryRows<{ outcome: string; actor_id: string | null; target_type: string | null; target_id: string | null; details: Record<string, unknown> }>(
-      h.test.database.db,
+      h.db,
       sql`select outcome, actor_id, target_type, target_id, details from audit_events where action = 'auth.refresh-reuse' and target_id = ${sessionId}`,
     );
     assert.equal(events.length, 1);

@@ -2,8 +2,10 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { sql } from 'drizzle-orm';
 import { queryRows } from '../../src/store/connection.js';
+import { auditMark, auditSince } from '../helpers/audit.js';
 import { describeEachBackend } from '../helpers/database.js';
 import { openIdentityHarness, totpCode, type IdentityHarness } from '../helpers/identity.js';
+import { assertProblem } from '../helpers/problems.js';
 
 // better-auth and Ory Kratos accept one TOTP code as often as it is presented within its 30 s
 // window, so a code read over a shoulder or phished in real time signs a second client in.
@@ -29,20 +31,18 @@ await describeEachBackend('regression: a TOTP code is accepted once', (backend) 
     };
     const submit = (challengeToken: string, code: string) =>
       harness.request({ method: 'POST', url: '/api/v1/auth/second-factor', body: { challengeToken, method: 'totp', code }, remoteAddress: ip });
-    const sessions = async () => (await queryRows<{ n: number }>(harness.test.database.db, sql`select count(*)::int as n from sessions where user_id = ${user.id}`))[0]!.n;
+    const sessions = async () => (await queryRows<{ n: number }>(harness.db, sql`select count(*)::int as n from sessions where user_id = ${user.id}`))[0]!.n;
 
     const code = totpCode(user.totpSecret!, 0);
     assert.equal((await submit(await challenge(), code)).statusCode, 200);
     assert.equal(await sessions(), 1);
 
     const fresh = await challenge();
-    const auditMark = (await harness.auditActions()).length;
+    const mark = await auditMark(harness);
     const replay = await submit(fresh, code);
-    assert.equal(replay.statusCode, 401);
-    assert.match(String(replay.headers['content-type']), /^application\/problem\+json/);
-    assert.equal(replay.json().type, 'invalid-second-factor');
+    assertProblem(replay, 401, 'invalid-second-factor');
     assert.equal(await sessions(), 1);
-    const events = (await harness.auditActions()).slice(auditMark);
+    const events = await auditSince(harness, mark);
     assert.deepEqual(
       events.map((event) => [event.action, event.outcome, event.actor_id, event.details.reason]),
       [['auth.second-factor', 'failure', user.id, 'replayed']],
