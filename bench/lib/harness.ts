@@ -35,7 +35,7 @@ export async function freePort(): Promise<number> {
  * Starts a server in its own process (so the load generator and the measured server do not
  * share an event loop) on `port`, and waits until `probePath` answers 200.
  */
-export async function startServer(command: string[], env: Record<string, string>, cwd: string, port: number, probePath = '/healthz'): Promise<Server> {
+export async function startServer(command: string[], env: Record<string, string>, cwd: string, port: number, probePath = '/healthz', startupTimeoutMs = 30_000): Promise<Server> {
   const started = Date.now();
   const child = spawn(process.execPath, command, { cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let errors = '';
@@ -43,10 +43,14 @@ export async function startServer(command: string[], env: Record<string, string>
   // Keep the pipe flowing, as a log shipper would; a full pipe would block pino's writes.
   child.stdout!.resume();
   const url = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 30_000;
+  const deadline = Date.now() + startupTimeoutMs;
   for (;;) {
     if (child.exitCode !== null) throw new Error(`server exited with ${child.exitCode}: ${errors}`);
-    if (Date.now() > deadline) throw new Error(`server did not start: ${errors}`);
+    if (Date.now() > deadline) {
+      // Not left running behind a failed benchmark.
+      child.kill('SIGKILL');
+      throw new Error(`server did not start within ${startupTimeoutMs} ms: ${errors}`);
+    }
     const ok = await fetch(url + probePath).then((response) => response.ok, () => false);
     if (ok) break;
     await new Promise((resolve) => setTimeout(resolve, 100));
