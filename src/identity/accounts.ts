@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { and, eq, isNull } from 'drizzle-orm';
 import { appendAuditEvent } from '../audit/trail.js';
 import type { Db } from '../store/connection.js';
-import { userTokens } from '../store/schema.js';
+import { tenants, userTokens } from '../store/schema.js';
 import { AuthError, forbidden } from './errors.js';
 import type { Identity } from './identity.js';
 import { SETUP_LINK_TTL_HOURS, renderAlreadyRegisteredEmail, renderSetupEmail, renderVerificationEmail } from './mailer.js';
@@ -36,6 +36,7 @@ export class Accounts {
     await this.assertMayAssign(actor, input.role, { action: 'user.create', userId: null, origin });
     assertTenantRule(input.role, input.tenantId);
     const { db, users, mailer, settings, logger } = this.parts;
+    await this.assertTenantExists(input.tenantId);
     const { token, hash } = issueOpaqueToken('setup');
     const expiresAt = new Date(Date.now() + USER_TOKEN_TTL_MS);
     const user = await db.transaction(async (txDb) => {
@@ -58,6 +59,7 @@ export class Accounts {
     assertTenantRule(input.role, input.tenantId);
     assertPasswordPolicy(input.password, input.email);
     const { db, users } = this.parts;
+    await this.assertTenantExists(input.tenantId);
     const passwordHash = await hashPassword(input.password);
     return db.transaction(async (txDb) => {
       const tx = txDb as unknown as Db;
@@ -199,6 +201,7 @@ export class Accounts {
     if (patch.role !== undefined) await this.assertMayAssign(actor, patch.role, { action: 'user.update', userId, origin });
     const tenantId = patch.tenantId !== undefined ? patch.tenantId : target.tenantId;
     assertTenantRule(role, tenantId);
+    if (patch.tenantId !== undefined) await this.assertTenantExists(tenantId);
     if (patch.status === 'active' && target.status !== 'disabled' && target.status !== 'active') {
       throw new AuthError(409, 'invalid-state', 'Invalid state', 'only a disabled user can be re-enabled; pending users activate through their setup token');
     }
@@ -253,6 +256,13 @@ export class Accounts {
     const revoked = await sessions.revoke([sessionId], own ? 'revoked-by-user' : 'revoked-by-admin');
     if (revoked.length === 0) throw notFound;
     await appendAuditEvent(db, { actor: auditActorOf(actor), action: 'auth.session.revoke', target: { type: 'session', id: sessionId }, sourceIp: origin.ip, outcome: 'success', details: { reason: own ? 'revoked-by-user' : 'revoked-by-admin', count: 1 } });
+  }
+
+  /** A tenant id from a request names an existing tenant, or the answer is 400 (never a foreign-key 500). */
+  private async assertTenantExists(tenantId: string | null): Promise<void> {
+    if (tenantId === null) return;
+    const [row] = await this.parts.db.select({ id: tenants.id }).from(tenants).where(eq(tenants.id, tenantId)).limit(1);
+    if (!row) throw new AuthError(400, 'validation-failed', 'Validation failed', 'tenantId: no such tenant');
   }
 
   private async endEverything(userId: string, reason: 'user-disabled' | 'user-deleted' | 'revoked-by-admin', tx: Db, options: { apiKeys: boolean }): Promise<void> {

@@ -157,6 +157,8 @@ await describeEachBackend('role-based access over HTTP', (backend) => {
     const cases = [
       { role: 'client', tenantId: null },
       { role: 'client' },
+      // A tenant that does not exist is a 400 naming it, never a foreign-key 500.
+      { role: 'client', tenantId: randomUUID() },
       { role: 'employee', tenantId: tenant.a.id },
       { role: 'manager', tenantId: tenant.a.id },
       { role: 'admin', tenantId: tenant.a.id },
@@ -170,6 +172,7 @@ await describeEachBackend('role-based access over HTTP', (backend) => {
     const employee = await h.createUser({ role: 'employee', withTotp: false });
     const before = await state(h);
     assertProblem(await h.request({ method: 'PATCH', url: `/api/v1/users/${client.id}`, token: tokens.admin, body: { tenantId: null } }), 400, 'validation-failed');
+    assertProblem(await h.request({ method: 'PATCH', url: `/api/v1/users/${client.id}`, token: tokens.admin, body: { tenantId: randomUUID() } }), 400, 'validation-failed');
     assertProblem(await h.request({ method: 'PATCH', url: `/api/v1/users/${client.id}`, token: tokens.admin, body: { role: 'employee' } }), 400, 'validation-failed');
     assertProblem(await h.request({ method: 'PATCH', url: `/api/v1/users/${employee.id}`, token: tokens.admin, body: { role: 'client' } }), 400, 'validation-failed');
     assertProblem(await h.request({ method: 'PATCH', url: `/api/v1/users/${employee.id}`, token: tokens.admin, body: { tenantId: tenant.a.id } }), 400, 'validation-failed');
