@@ -142,6 +142,9 @@ await describeEachBackend('key status', (backend) => {
         'contacts.phone': [2, 0, 0],
         'contacts.name': [2, 0, 0],
         'messages.body': [8, 2, 1],
+        'users.email': [0, 0, 0],
+        'totp_factors.secret': [0, 0, 0],
+        'signing_keys.private_jwk': [0, 0, 0],
       },
     );
     assert.deepEqual(status.totals, {
