@@ -4,6 +4,8 @@
  */
 export * from './tables/audit-events.js';
 export * from './tables/contacts.js';
+export * from './tables/conversations.js';
+export * from './tables/jobs.js';
 export * from './tables/data-keys.js';
 export * from './tables/messages.js';
 export * from './tables/tenants.js';

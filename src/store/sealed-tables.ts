@@ -1,5 +1,5 @@
 import { declareSealedTable, type SealedTable } from '../seal/sealed-fields.js';
-import { contacts, messages, signingKeys, tenants, totpFactors, users } from './schema.js';
+import { contacts, messages, signingKeys, smsFactors, tenants, totpFactors, users } from './schema.js';
 
 /** Provider secrets, sealed under the tenant's own key (the row id is the tenant). */
 export const tenantsSealed = declareSealedTable({
@@ -62,5 +62,13 @@ export const signingKeysSealed = declareSealedTable({
   fields: { privateJwk: {} },
 });
 
+/** The phone a user receives sign-in codes on. */
+export const smsFactorsSealed = declareSealedTable({
+  table: smsFactors,
+  idProperty: 'id',
+  scope: 'system',
+  fields: { phone: {} },
+});
+
 /** Every table with sealed columns. encrypt-existing, re-encryption and `keys status` walk this list. */
-export const sealedTables: SealedTable[] = [tenantsSealed, contactsSealed, messagesSealed, usersSealed, totpFactorsSealed, signingKeysSealed];
+export const sealedTables: SealedTable[] = [tenantsSealed, contactsSealed, messagesSealed, usersSealed, totpFactorsSealed, signingKeysSealed, smsFactorsSealed];

@@ -34,7 +34,20 @@ test('every sealed column in the schema is declared in a SealedTable, and every 
 // by the Sealer into a sealed column does not compile.
 export async function plainTextCannotBeWrittenToASealedColumn(db: Db): Promise<void> {
   const now = new Date();
-  const plainMessage = { id: 'x', tenantId: 'x', contactId: 'x', direction: 'inbound' as const, body: Buffer.from('hello'), createdAt: now };
+  const plainMessage = {
+    id: 'x',
+    tenantId: 'x',
+    contactId: 'x',
+    conversationId: 'x',
+    direction: 'inbound' as const,
+    author: 'contact' as const,
+    dedupeKey: 'x',
+    status: 'received',
+    statusRank: 0,
+    body: Buffer.from('hello'),
+    createdAt: now,
+    updatedAt: now,
+  };
   // @ts-expect-error a plain Buffer is not a SealedValue
   await db.insert(schema.messages).values(plainMessage);
   // @ts-expect-error a string is not a SealedValue either

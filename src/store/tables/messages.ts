@@ -1,9 +1,24 @@
-import { index, pgTable, text, timestamp, uuid } from 'drizzle-orm/pg-core';
+import { index, integer, pgTable, text, timestamp, unique, uuid } from 'drizzle-orm/pg-core';
 import { sealedColumn } from '../column-types.js';
 import { contacts } from './contacts.js';
+import { conversations } from './conversations.js';
 import { tenants } from './tenants.js';
 
-/** One SMS or chat message; the body is sealed before the first write. */
+export const MESSAGE_AUTHORS = ['contact', 'ai', 'staff', 'api'] as const;
+export type MessageAuthor = (typeof MESSAGE_AUTHORS)[number];
+
+/**
+ * One SMS or chat message; the body is sealed before the first write.
+ *
+ * `dedupeKey` makes every way a message can arrive idempotent, unique per tenant: an inbound
+ * delivery is `twilio:<MessageSid>` or `podium:<uid>`, an AI answer `ai:<inbound id>`, an API
+ * send `api:<api key or user>:<Idempotency-Key>`, an Airtable manual reply
+ * `airtable:<record>:<transaction>`. A second delivery hits the unique key and changes nothing.
+ *
+ * Outbound status moves forward only (`statusRank`): a late `sent` callback never overwrites
+ * `delivered`. `sendStartedAt` is written before the provider is called, so a job that finds it
+ * set without a `providerMessageId` knows the earlier attempt may have sent, and looks first.
+ */
 export const messages = pgTable(
   'messages',
   {
@@ -14,9 +29,27 @@ export const messages = pgTable(
     contactId: uuid('contact_id')
       .notNull()
       .references(() => contacts.id, { onDelete: 'cascade' }),
+    conversationId: uuid('conversation_id')
+      .notNull()
+      .references(() => conversations.id, { onDelete: 'cascade' }),
     direction: text('direction', { enum: ['inbound', 'outbound'] }).notNull(),
+    author: text('author', { enum: MESSAGE_AUTHORS }).notNull(),
     body: sealedColumn('body').notNull(),
+    dedupeKey: text('dedupe_key').notNull(),
+    providerMessageId: text('provider_message_id'),
+    status: text('status').notNull(),
+    statusRank: integer('status_rank').notNull(),
+    errorCode: text('error_code'),
+    /** The inbound message an AI answer replies to. */
+    inReplyTo: uuid('in_reply_to'),
+    sendStartedAt: timestamp('send_started_at', { withTimezone: true, mode: 'date' }),
+    airtableRecordId: text('airtable_record_id'),
     createdAt: timestamp('created_at', { withTimezone: true, mode: 'date' }).notNull(),
+    updatedAt: timestamp('updated_at', { withTimezone: true, mode: 'date' }).notNull(),
   },
-  (table) => [index('messages_contact_idx').on(table.contactId, table.createdAt)],
+  (table) => [
+    unique('messages_tenant_dedupe_unique').on(table.tenantId, table.dedupeKey),
+    index('messages_conversation_idx').on(table.conversationId, table.createdAt),
+    index('messages_provider_id_idx').on(table.tenantId, table.providerMessageId),
+  ],
 );

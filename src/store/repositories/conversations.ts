@@ -1,0 +1,434 @@
+import { randomUUID } from 'node:crypto';
+import { and, asc, desc, eq, inArray, lt, or, sql } from 'drizzle-orm';
+import { keywordOf } from '../../relay/keywords.js';
+import { INBOUND_STATUS, OUTBOUND_INITIAL_STATUS, statusRank } from '../../relay/message-status.js';
+import type { SealedFields } from '../../seal/sealed-fields.js';
+import type { Db } from '../connection.js';
+import { enqueueJobs, type JobSpec } from '../job-queue.js';
+import { contactsSealed, messagesSealed } from '../sealed-tables.js';
+import { contacts, conversations, messages, type MessageAuthor } from '../schema.js';
+
+/**
+ * Contacts, conversations and messages: the only code that writes or opens their sealed
+ * columns. Every write that a job must follow commits together with the job.
+ */
+
+export type Channel = 'sms' | 'podium';
+
+export interface InboundMessage {
+  tenantId: string;
+  channel: Channel;
+  /** `twilio:<MessageSid>`, `podium:<uid>`: the provider's id, so a redelivery is recognised. */
+  dedupeKey: string;
+  providerMessageId: string;
+  /** E.164. */
+  phone: string;
+  name?: string | null;
+  body: string;
+  providerConversationId?: string | null;
+  receivedAt?: Date;
+}
+
+export interface StoredMessageIds {
+  messageId: string;
+  contactId: string;
+  conversationId: string;
+}
+
+export interface OutboundMessage {
+  tenantId: string;
+  conversationId: string;
+  contactId: string;
+  author: Exclude<MessageAuthor, 'contact'>;
+  body: string;
+  dedupeKey: string;
+  inReplyTo?: string | null;
+}
+
+/** A message as a job sees it before opening anything. */
+export interface MessageForJob {
+  id: string;
+  tenantId: string;
+  contactId: string;
+  conversationId: string;
+  channel: Channel;
+  providerConversationId: string | null;
+  direction: 'inbound' | 'outbound';
+  author: MessageAuthor;
+  status: string;
+  providerMessageId: string | null;
+  sendStartedAt: Date | null;
+  airtableRecordId: string | null;
+  createdAt: Date;
+  contactAiPaused: boolean;
+  contactOptedOut: boolean;
+}
+
+export interface OpenedMessage {
+  id: string;
+  direction: 'inbound' | 'outbound';
+  author: MessageAuthor;
+  body: string;
+  status: string;
+  createdAt: Date;
+}
+
+export interface ConversationSummary {
+  id: string;
+  tenantId: string;
+  channel: Channel;
+  contactId: string;
+  createdAt: Date;
+  lastMessageAt: Date;
+}
+
+export class ConversationRepository {
+  constructor(
+    private readonly db: Db,
+    private readonly fields: SealedFields,
+  ) {}
+
+  /**
+   * Stores an inbound message with its contact and conversation, and the jobs `followUps`
+   * names, in one transaction. A delivery seen before (same dedupe key) changes nothing and
+   * reports `duplicate`. An opt-out or opt-in keyword updates the contact in the same commit,
+   * so no AI job can run between the keyword and the flag.
+   */
+  async storeInbound(inbound: InboundMessage, followUps: (stored: StoredMessageIds) => JobSpec[]): Promise<StoredMessageIds & { duplicate: boolean }> {
+    const receivedAt = inbound.receivedAt ?? new Date();
+    return this.db.transaction(async (transaction) => {
+      const tx = transaction as unknown as Db;
+      const contactId = await this.contactFor(tx, inbound.tenantId, inbound.phone, inbound.name ?? null, receivedAt);
+      const conversationId = await this.conversationFor(tx, inbound.tenantId, contactId, inbound.channel, inbound.providerConversationId ?? null, receivedAt);
+      const messageId = randomUUID();
+      const inserted = await tx
+        .insert(messages)
+        .values({
+          id: messageId,
+          tenantId: inbound.tenantId,
+          contactId,
+          conversationId,
+          direction: 'inbound',
+          author: 'contact',
+          ...this.fields.sealRow(messagesSealed, { scope: inbound.tenantId, id: messageId }, { body: inbound.body }),
+          dedupeKey: inbound.dedupeKey,
+          providerMessageId: inbound.providerMessageId,
+          status: INBOUND_STATUS,
+          statusRank: statusRank(INBOUND_STATUS),
+          createdAt: receivedAt,
+          updatedAt: receivedAt,
+        } as typeof messages.$inferInsert)
+        .onConflictDoNothing({ target: [messages.tenantId, messages.dedupeKey] })
+        .returning({ id: messages.id });
+      if (inserted.length === 0) {
+        const [existing] = await tx
+          .select({ id: messages.id })
+          .from(messages)
+          .where(and(eq(messages.tenantId, inbound.tenantId), eq(messages.dedupeKey, inbound.dedupeKey)));
+        return { duplicate: true, messageId: existing!.id, contactId, conversationId };
+      }
+      await tx.update(conversations).set({ lastMessageAt: receivedAt }).where(eq(conversations.id, conversationId));
+      const keyword = keywordOf(inbound.body);
+      if (keyword === 'opt-out') await tx.update(contacts).set({ optedOutAt: receivedAt }).where(eq(contacts.id, contactId));
+      if (keyword === 'opt-in') await tx.update(contacts).set({ optedOutAt: null }).where(eq(contacts.id, contactId));
+      const stored = { messageId, contactId, conversationId };
+      await enqueueJobs(tx, followUps(stored));
+      return { duplicate: false, ...stored };
+    });
+  }
+
+  /**
+   * Stores a message we are about to send (AI answer, staff reply, API send) with its jobs. The
+   * dedupe key makes a retried job or a repeated API call land on the row already there.
+   */
+  async storeOutbound(outbound: OutboundMessage, followUps: (messageId: string) => JobSpec[], db: Db = this.db): Promise<{ messageId: string; duplicate: boolean }> {
+    const run = async (tx: Db) => {
+      const messageId = randomUUID();
+      const now = new Date();
+      const inserted = await tx
+        .insert(messages)
+        .values({
+          id: messageId,
+          tenantId: outbound.tenantId,
+          contactId: outbound.contactId,
+          conversationId: outbound.conversationId,
+          direction: 'outbound',
+          author: outbound.author,
+          ...this.fields.sealRow(messagesSealed, { scope: outbound.tenantId, id: messageId }, { body: outbound.body }),
+          dedupeKey: outbound.dedupeKey,
+          status: OUTBOUND_INITIAL_STATUS,
+          statusRank: statusRank(OUTBOUND_INITIAL_STATUS),
+          inReplyTo: outbound.inReplyTo ?? null,
+          createdAt: now,
+          updatedAt: now,
+        } as typeof messages.$inferInsert)
+        .onConflictDoNothing({ target: [messages.tenantId, messages.dedupeKey] })
+        .returning({ id: messages.id });
+      if (inserted.length === 0) {
+        const [existing] = await tx
+          .select({ id: messages.id })
+          .from(messages)
+          .where(and(eq(messages.tenantId, outbound.tenantId), eq(messages.dedupeKey, outbound.dedupeKey)));
+        return { messageId: existing!.id, duplicate: true };
+      }
+      await tx.update(conversations).set({ lastMessageAt: now }).where(eq(conversations.id, outbound.conversationId));
+      await enqueueJobs(tx, followUps(messageId));
+      return { messageId, duplicate: false };
+    };
+    return db.transaction(async (tx) => run(tx as unknown as Db));
+  }
+
+  /** A conversation with a phone number (E.164) for an outbound message that starts one. */
+  async conversationForPhone(tenantId: string, phone: string, channel: Channel): Promise<{ contactId: string; conversationId: string }> {
+    return this.db.transaction(async (transaction) => {
+      const tx = transaction as unknown as Db;
+      const now = new Date();
+      const contactId = await this.contactFor(tx, tenantId, phone, null, now);
+      const conversationId = await this.conversationFor(tx, tenantId, contactId, channel, null, now);
+      return { contactId, conversationId };
+    });
+  }
+
+  async messageForJob(messageId: string): Promise<MessageForJob | undefined> {
+    const [row] = await this.db
+      .select({
+        id: messages.id,
+        tenantId: messages.tenantId,
+        contactId: messages.contactId,
+        conversationId: messages.conversationId,
+        channel: conversations.channel,
+        providerConversationId: conversations.providerConversationId,
+        direction: messages.direction,
+        author: messages.author,
+        status: messages.status,
+        providerMessageId: messages.providerMessageId,
+        sendStartedAt: messages.sendStartedAt,
+        airtableRecordId: messages.airtableRecordId,
+        createdAt: messages.createdAt,
+        contactAiPaused: contacts.aiPaused,
+        contactOptedOutAt: contacts.optedOutAt,
+      })
+      .from(messages)
+      .innerJoin(conversations, eq(conversations.id, messages.conversationId))
+      .innerJoin(contacts, eq(contacts.id, messages.contactId))
+      .where(eq(messages.id, messageId))
+      .limit(1);
+    if (!row) return undefined;
+    const { contactOptedOutAt, ...rest } = row;
+    return { ...rest, contactOptedOut: contactOptedOutAt !== null };
+  }
+
+  async openBody(message: { id: string; tenantId: string }): Promise<string> {
+    const [row] = await this.db.select({ body: messages.body }).from(messages).where(eq(messages.id, message.id)).limit(1);
+    if (!row) throw new Error(`message ${message.id} does not exist`);
+    return this.fields.openFresh({ scope: message.tenantId, table: messagesSealed.name, column: 'body', rowId: message.id }, row.body);
+  }
+
+  async openContact(contact: { id: string; tenantId: string }): Promise<{ phone: string; name: string | null }> {
+    const [row] = await this.db.select({ phone: contacts.phone, name: contacts.name }).from(contacts).where(eq(contacts.id, contact.id)).limit(1);
+    if (!row) throw new Error(`contact ${contact.id} does not exist`);
+    const context = { scope: contact.tenantId, table: contactsSealed.name, rowId: contact.id };
+    return {
+      phone: await this.fields.openFresh({ ...context, column: 'phone' }, row.phone),
+      name: row.name === null ? null : await this.fields.openFresh({ ...context, column: 'name' }, row.name),
+    };
+  }
+
+  /** The newest `limit` messages of a conversation, opened, oldest first. */
+  async recentHistory(conversation: { id: string; tenantId: string }, limit: number): Promise<OpenedMessage[]> {
+    const rows = await this.db
+      .select()
+      .from(messages)
+      .where(eq(messages.conversationId, conversation.id))
+      .orderBy(desc(messages.createdAt), desc(messages.id))
+      .limit(limit);
+    return Promise.all(rows.reverse().map((row) => this.opened(row)));
+  }
+
+  /** The id of the newest inbound message, to let only the latest of a burst be answered. */
+  async latestInboundId(conversationId: string): Promise<string | undefined> {
+    const [row] = await this.db
+      .select({ id: messages.id })
+      .from(messages)
+      .where(and(eq(messages.conversationId, conversationId), eq(messages.direction, 'inbound')))
+      .orderBy(desc(messages.createdAt), desc(messages.id))
+      .limit(1);
+    return row?.id;
+  }
+
+  /** Written and committed before the provider is called: a later attempt that sees it looks before sending again. */
+  async markSendStarted(messageId: string, at: Date): Promise<void> {
+    await this.db.update(messages).set({ sendStartedAt: at, updatedAt: at }).where(eq(messages.id, messageId));
+  }
+
+  /** The provider accepted the message: its id and first status, with the follow-up jobs. */
+  async recordSent(messageId: string, providerMessageId: string, status: string, followUps: JobSpec[]): Promise<void> {
+    await this.db.transaction(async (transaction) => {
+      const tx = transaction as unknown as Db;
+      await tx
+        .update(messages)
+        .set({ providerMessageId, updatedAt: new Date() })
+        .where(eq(messages.id, messageId));
+      await this.applyStatusIn(tx, eq(messages.id, messageId), status, null);
+      await enqueueJobs(tx, followUps);
+    });
+  }
+
+  /**
+   * A status from a callback or a send result. Applied only when it ranks above the stored one.
+   * Returns the message it moved forward (for the follow-up sync), or undefined.
+   */
+  async applyStatus(
+    tenantId: string,
+    which: { messageId: string } | { providerMessageId: string },
+    status: string,
+    errorCode: string | null,
+    followUps: (messageId: string) => JobSpec[] = () => [],
+  ): Promise<string | undefined> {
+    return this.db.transaction(async (transaction) => {
+      const tx = transaction as unknown as Db;
+      const match = 'messageId' in which ? eq(messages.id, which.messageId) : eq(messages.providerMessageId, which.providerMessageId);
+      const moved = await this.applyStatusIn(tx, and(eq(messages.tenantId, tenantId), match)!, status, errorCode);
+      if (moved) await enqueueJobs(tx, followUps(moved));
+      return moved;
+    });
+  }
+
+  async setAirtableRecordId(messageId: string, recordId: string): Promise<void> {
+    await this.db.update(messages).set({ airtableRecordId: recordId }).where(eq(messages.id, messageId));
+  }
+
+  async setAiPaused(contactId: string, paused: boolean): Promise<void> {
+    await this.db.update(contacts).set({ aiPaused: paused }).where(eq(contacts.id, contactId));
+  }
+
+  /** Conversations of the contact with this phone number: found through the blind index, never by opening rows. */
+  async findByPhone(tenantId: string, phone: string): Promise<ConversationSummary[]> {
+    const indexes = this.fields.lookupIndexes(contactsSealed, 'phone', tenantId, phone);
+    return this.db
+      .select({
+        id: conversations.id,
+        tenantId: conversations.tenantId,
+        channel: conversations.channel,
+        contactId: conversations.contactId,
+        createdAt: conversations.createdAt,
+        lastMessageAt: conversations.lastMessageAt,
+      })
+      .from(conversations)
+      .innerJoin(contacts, eq(contacts.id, conversations.contactId))
+      .where(and(eq(contacts.tenantId, tenantId), inArray(contacts.phoneIndex, indexes)))
+      .orderBy(desc(conversations.lastMessageAt));
+  }
+
+  async findConversation(id: string): Promise<ConversationSummary | undefined> {
+    const [row] = await this.db
+      .select({
+        id: conversations.id,
+        tenantId: conversations.tenantId,
+        channel: conversations.channel,
+        contactId: conversations.contactId,
+        createdAt: conversations.createdAt,
+        lastMessageAt: conversations.lastMessageAt,
+      })
+      .from(conversations)
+      .where(eq(conversations.id, id))
+      .limit(1);
+    return row;
+  }
+
+  /** One page of a conversation's messages, opened, oldest first; `before` is the cursor of the previous page. */
+  async messagesPage(conversation: { id: string; tenantId: string }, page: { limit: number; before?: { createdAt: Date; id: string } }): Promise<OpenedMessage[]> {
+    const conditions = [eq(messages.conversationId, conversation.id)];
+    if (page.before) {
+      conditions.push(or(lt(messages.createdAt, page.before.createdAt), and(eq(messages.createdAt, page.before.createdAt), lt(messages.id, page.before.id)))!);
+    }
+    const rows = await this.db
+      .select()
+      .from(messages)
+      .where(and(...conditions))
+      .orderBy(desc(messages.createdAt), desc(messages.id))
+      .limit(page.limit);
+    return Promise.all(rows.reverse().map((row) => this.opened(row)));
+  }
+
+  /** Message ids in a conversation with their dedupe keys, oldest first (for tests and import checks; opens nothing). */
+  async messageIds(conversationId: string): Promise<Array<{ id: string; dedupeKey: string; direction: string }>> {
+    return this.db
+      .select({ id: messages.id, dedupeKey: messages.dedupeKey, direction: messages.direction })
+      .from(messages)
+      .where(eq(messages.conversationId, conversationId))
+      .orderBy(asc(messages.createdAt));
+  }
+
+  private async opened(row: typeof messages.$inferSelect): Promise<OpenedMessage> {
+    return {
+      id: row.id,
+      direction: row.direction,
+      author: row.author,
+      status: row.status,
+      createdAt: row.createdAt,
+      body: await this.fields.openFresh({ scope: row.tenantId, table: messagesSealed.name, column: 'body', rowId: row.id }, row.body),
+    };
+  }
+
+  private async applyStatusIn(tx: Db, match: ReturnType<typeof eq>, status: string, errorCode: string | null): Promise<string | undefined> {
+    const rank = statusRank(status);
+    const updated = await tx
+      .update(messages)
+      .set({ status, statusRank: rank, errorCode, updatedAt: new Date() })
+      .where(and(match, eq(messages.direction, 'outbound'), lt(messages.statusRank, rank)))
+      .returning({ id: messages.id });
+    return updated[0]?.id;
+  }
+
+  /** The contact with this number, created when new. Concurrent first messages from one number meet on the unique index. */
+  private async contactFor(tx: Db, tenantId: string, phone: string, name: string | null, now: Date): Promise<string> {
+    const indexes = this.fields.lookupIndexes(contactsSealed, 'phone', tenantId, phone);
+    const find = async () => {
+      const [row] = await tx
+        .select({ id: contacts.id, hasName: sql<boolean>`${contacts.name} is not null` })
+        .from(contacts)
+        .where(and(eq(contacts.tenantId, tenantId), inArray(contacts.phoneIndex, indexes)))
+        .limit(1);
+      return row;
+    };
+    let existing = await find();
+    if (!existing) {
+      const id = randomUUID();
+      const inserted = await tx
+        .insert(contacts)
+        .values({ id, tenantId, ...this.fields.sealRow(contactsSealed, { scope: tenantId, id }, { phone, name }), createdAt: now } as typeof contacts.$inferInsert)
+        .onConflictDoNothing()
+        .returning({ id: contacts.id });
+      if (inserted[0]) return inserted[0].id;
+      existing = await find();
+    }
+    if (!existing) throw new Error('contact vanished while it was being created');
+    if (name && !existing.hasName) {
+      await tx
+        .update(contacts)
+        .set(this.fields.sealRow(contactsSealed, { scope: tenantId, id: existing.id }, { name }) as Partial<typeof contacts.$inferInsert>)
+        .where(eq(contacts.id, existing.id));
+    }
+    return existing.id;
+  }
+
+  private async conversationFor(tx: Db, tenantId: string, contactId: string, channel: Channel, providerConversationId: string | null, now: Date): Promise<string> {
+    const id = randomUUID();
+    const inserted = await tx
+      .insert(conversations)
+      .values({ id, tenantId, contactId, channel, providerConversationId, createdAt: now, lastMessageAt: now })
+      .onConflictDoNothing()
+      .returning({ id: conversations.id });
+    if (inserted[0]) return inserted[0].id;
+    const [row] = await tx
+      .select({ id: conversations.id, providerConversationId: conversations.providerConversationId })
+      .from(conversations)
+      .where(and(eq(conversations.tenantId, tenantId), eq(conversations.contactId, contactId), eq(conversations.channel, channel)))
+      .limit(1);
+    if (providerConversationId && row!.providerConversationId !== providerConversationId) {
+      await tx.update(conversations).set({ providerConversationId }).where(eq(conversations.id, row!.id));
+    }
+    return row!.id;
+  }
+}
