@@ -7,6 +7,8 @@ import { registerKeys } from './commands/keys.js';
 import { registerServe } from './commands/serve.js';
 import { registerTenants } from './commands/tenants.js';
 import { registerUsers } from './commands/users.js';
+import { registerJobs } from './commands/jobs.js';
+import { registerWorker } from './commands/worker.js';
 import { CliError, EXIT } from './errors.js';
 import type { CliIo } from './runtime.js';
 
@@ -25,6 +27,8 @@ export function buildProgram(io: CliIo): Command {
   registerUsers(program, io);
   registerApiKeys(program, io);
   registerKeys(program, io);
+  registerJobs(program, io);
+  registerWorker(program, io);
   // Every subcommand reports usage errors instead of exiting the process itself, so the one
   // place below decides the exit code.
   const exitOverride = (command: Command) => {

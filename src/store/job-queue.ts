@@ -64,6 +64,8 @@ export interface JobSummary {
 
 export interface QueueDepth {
   pending: number;
+  /** Pending and due now (the rest wait for a retry time). */
+  due: number;
   running: number;
   dead: number;
   /** Seconds the oldest due job has waited; 0 when nothing is due. */
@@ -245,10 +247,11 @@ export class JobQueue {
   }
 
   async depth(): Promise<QueueDepth> {
-    type DepthRow = { pending: string; running: string; dead: string; oldest_due_seconds: string | null };
+    type DepthRow = { pending: string; due: string; running: string; dead: string; oldest_due_seconds: string | null };
     const depthRows = await queryRows<DepthRow>(this.db, sql`
       select
         count(*) filter (where state = 'pending') as pending,
+        count(*) filter (where state = 'pending' and run_at <= now()) as due,
         count(*) filter (where state = 'running') as running,
         count(*) filter (where state = 'dead') as dead,
         extract(epoch from now() - min(run_at) filter (where state = 'pending' and run_at <= now())) as oldest_due_seconds
@@ -256,6 +259,7 @@ export class JobQueue {
     const [row] = depthRows;
     return {
       pending: Number(row?.pending ?? 0),
+      due: Number(row?.due ?? 0),
       running: Number(row?.running ?? 0),
       dead: Number(row?.dead ?? 0),
       oldestDueSeconds: Math.max(0, Math.floor(Number(row?.oldest_due_seconds ?? 0))),

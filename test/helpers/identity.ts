@@ -3,7 +3,8 @@ import { HOTP, Secret } from 'otpauth';
 import type { LightMyRequestResponse } from 'fastify';
 import { sql } from 'drizzle-orm';
 import { loadConfig, type Config } from '../../src/config/load.js';
-import { buildApp, type App } from '../../src/http/app.js';
+import { buildApp, type App, type AppDependencies } from '../../src/http/app.js';
+import type { Logger } from '../../src/log/logger.js';
 import { Accounts } from '../../src/identity/accounts.js';
 import { openIdentity, type Identity } from '../../src/identity/identity.js';
 import type { Mailer } from '../../src/identity/mailer.js';
@@ -23,6 +24,7 @@ export interface IdentityHarness {
   db: Db;
   /** The KEK's master key, so a second instance (`shareWith`) can open the same sealed data. */
   masterKey: string;
+  sealing: Awaited<ReturnType<typeof openTestSealing>>;
   app: App;
   identity: Identity;
   accounts: Accounts;
@@ -106,6 +108,12 @@ export async function openIdentityHarness(
      * leaves the database to its owner.
      */
     shareWith?: IdentityHarness;
+    /** More of the app (the relay's routes), built over this harness's database, keys and identity. */
+    extend?: (parts: { db: Db; sealing: Awaited<ReturnType<typeof openTestSealing>>; identity: Identity; config: Config; logger: Logger }) => {
+      routes: AppDependencies['routes'];
+      readinessChecks?: AppDependencies['readinessChecks'];
+      close?: () => Promise<void>;
+    };
   } = {},
 ): Promise<IdentityHarness> {
   const test = options.shareWith ? await attachTestDatabase(options.shareWith.test) : await createTestDatabase(backend);
@@ -128,13 +136,21 @@ export async function openIdentityHarness(
     redisKeyPrefix,
     ...(options.mailer ? { mailer: options.mailer } : {}),
   });
-  const app = await buildApp({ config, logger: logs.logger, identity, ...(options.redis ? { redis: options.redis } : {}) });
+  const extension = options.extend?.({ db, sealing, identity, config, logger: logs.logger });
+  const app = await buildApp({
+    config,
+    logger: logs.logger,
+    identity,
+    ...(options.redis ? { redis: options.redis } : {}),
+    ...(extension ? { routes: extension.routes, readinessChecks: extension.readinessChecks ?? [] } : {}),
+  });
   const accounts = new Accounts(identity);
 
   const harness: IdentityHarness = {
     test,
     db,
     masterKey: sealing.masterKey,
+    sealing,
     app,
     identity,
     accounts,
@@ -204,6 +220,7 @@ export async function openIdentityHarness(
       return queryRows(db, sql`select action, outcome, actor_id, details from audit_events order by seq`);
     },
     async close() {
+      await extension?.close?.();
       await app.close();
       await identity.close();
       await sealing.provider.close();

@@ -33,12 +33,28 @@ export function asBuffer(value: Uint8Array): Buffer {
   return Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength);
 }
 
+/**
+ * The SMS conversation of (tenant, contact), created on first use. Every message row belongs to
+ * one (messages.conversation_id is NOT NULL), so tests that write message rows with raw SQL get
+ * its id here.
+ */
+export async function ensureConversation(db: Db, tenantId: string, contactId: string): Promise<string> {
+  await db.execute(sql`insert into conversations (id, tenant_id, contact_id, channel, created_at, last_message_at)
+    values (${randomUUID()}, ${tenantId}, ${contactId}, 'sms', now(), now()) on conflict do nothing`);
+  const [conversation] = await queryRows<{ id: string }>(
+    db,
+    sql`select id::text from conversations where tenant_id = ${tenantId} and contact_id = ${contactId} and channel = 'sms'`,
+  );
+  return conversation!.id;
+}
+
 /** A message sealed the way a repository writes it. */
 export async function insertSealedMessage(db: Db, fields: SealedFields, tenantId: string, contactId: string, body: string): Promise<string> {
   const id = randomUUID();
   const sealed = fields.sealRow(messagesSealed, { scope: tenantId, id }, { body });
-  await db.execute(sql`insert into messages (id, tenant_id, contact_id, direction, body, created_at)
-    values (${id}, ${tenantId}, ${contactId}, 'inbound', ${sealed.body!}, now())`);
+  const conversationId = await ensureConversation(db, tenantId, contactId);
+  await db.execute(sql`insert into messages (id, tenant_id, contact_id, conversation_id, direction, author, body, dedupe_key, status, status_rank, created_at, updated_at)
+    values (${id}, ${tenantId}, ${contactId}, ${conversationId}, 'inbound', 'contact', ${sealed.body!}, ${`test:${id}`}, 'received', 0, now(), now())`);
   return id;
 }
 

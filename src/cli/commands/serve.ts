@@ -5,6 +5,12 @@ import { openIdentity, type Identity } from '../../identity/identity.js';
 import { openMailer } from '../../identity/mailer.js';
 import { SIGNING_KEY_RELOAD_INTERVAL_MS } from '../../identity/signing-keys.js';
 import { openRedis, type RedisConnection } from '../../store/redis.js';
+import { conversationRoutes } from '../../http/routes/conversations.js';
+import { messageRoutes } from '../../http/routes/messages.js';
+import { webhookRoutes } from '../../http/routes/webhooks.js';
+import type { JobWorker } from '../../relay/job-worker.js';
+import { Relay } from '../../relay/relay.js';
+import { jobOutcomes } from '../../relay/webhook-metrics.js';
 import { openSealingRuntime, type CliIo, type SealingRuntime } from '../runtime.js';
 
 /** Longer than any sane request; a drain that takes more is stuck, and exiting beats hanging. */
@@ -15,9 +21,9 @@ export function registerServe(program: Command, io: CliIo): void {
     .command('serve')
     .description('HTTP server and job workers; migrates the database on start')
     .option('--no-workers', 'serve HTTP only (run `ciphergate worker` elsewhere)')
-    .action(async () => {
+    .action(async (options: { workers: boolean }) => {
       const runtime = await openSealingRuntime(io, { logTo: 'stdout' });
-      const server = await startServer(runtime);
+      const server = await startServer(runtime, { workers: options.workers });
       await waitForShutdownSignal(runtime, server);
     });
 }
@@ -28,16 +34,38 @@ const KEYRING_REFRESH_MS = SIGNING_KEY_RELOAD_INTERVAL_MS;
 export interface RunningServer {
   app: App;
   identity: Identity;
+  relay: Relay;
+  /** Absent with --no-workers. */
+  worker: JobWorker | undefined;
   /** Stops timers and background work, closes Redis and mail; called before the database closes. */
   stopBackground(): Promise<void>;
 }
 
-export async function startServer(runtime: SealingRuntime): Promise<RunningServer> {
+/** The relay of a process: the pipeline webhooks feed and workers drain. */
+export function openRelay(runtime: SealingRuntime): Relay {
+  const { config, logger, database, sealing } = runtime;
+  return new Relay({
+    config: { publicUrl: config.publicUrl, providers: config.providers },
+    db: database.db,
+    fields: sealing.fields,
+    keyring: sealing.keyring,
+    logger,
+  });
+}
+
+export function startWorker(relay: Relay): JobWorker {
+  const worker = relay.createWorker({ onOutcome: (kind, outcome) => jobOutcomes.inc({ kind, outcome }) });
+  worker.start();
+  return worker;
+}
+
+export async function startServer(runtime: SealingRuntime, options: { workers?: boolean } = {}): Promise<RunningServer> {
   const { config, logger, database, sealing } = runtime;
   if (database.kind === 'pglite') logger.info({ dataDir: config.dataDir }, 'using the embedded database');
   const redis: RedisConnection | undefined = config.redisUrl ? openRedis(config.redisUrl, logger) : undefined;
   const mailer = openMailer(config, logger);
   const identity = await openIdentity({ config, db: database.db, fields: sealing.fields, logger, redisKeyPrefix: config.redisKeyPrefix, ...(redis ? { redis } : {}), ...(mailer ? { mailer } : {}) });
+  const relay = openRelay(runtime);
   const app = await buildApp({
     config,
     logger,
@@ -46,8 +74,15 @@ export async function startServer(runtime: SealingRuntime): Promise<RunningServe
     readinessChecks: [
       { name: 'database', check: () => database.ping() },
       { name: 'keys', check: () => sealing.provider.check() },
+      { name: 'queue', check: async () => ({ ...(await relay.queue.depth()) }) },
+    ],
+    routes: [
+      webhookRoutes({ relay, db: database.db, publicUrl: config.publicUrl, logger }),
+      conversationRoutes({ relay, identity }),
+      messageRoutes({ relay, identity }),
     ],
   });
+  const worker = options.workers === false ? undefined : startWorker(relay);
   // Data keys and signing keys another process added (a CLI rotation, another instance).
   const refresher = setInterval(() => {
     sealing.keyring.refresh().catch((error: unknown) => logger.error({ err: error }, 'could not refresh data keys'));
@@ -67,8 +102,12 @@ export async function startServer(runtime: SealingRuntime): Promise<RunningServe
   return {
     app,
     identity,
+    relay,
+    worker,
     async stopBackground() {
       clearInterval(refresher);
+      // Jobs in flight finish (or their leases run out and another worker retries them).
+      await worker?.stop();
       await identity.close();
       await mailer?.close();
       await redis?.close();

@@ -6,7 +6,8 @@ import { ProblemSchema } from '../schemas/problem.js';
 export interface ReadinessCheck {
   /** Named in the 503 body, e.g. `database`, `keys`. */
   name: string;
-  check(): Promise<void>;
+  /** Throws when the dependency is not usable; may answer figures for the `details` member (queue depth). */
+  check(): Promise<void | Record<string, number>>;
 }
 
 /** A check that hangs (a database behind a dead network) must not hang the probe with it. */
@@ -36,7 +37,11 @@ export async function healthRoutes(app: FastifyInstance, options: { checks: Read
         summary: 'Readiness: 200 when the database and keys are usable, else 503',
         tags: ['operations'],
         response: {
-          200: Type.Object({ status: Type.Literal('ready'), checks: ChecksSchema }),
+          200: Type.Object({
+            status: Type.Literal('ready'),
+            checks: ChecksSchema,
+            details: Type.Optional(Type.Record(Type.String(), Type.Record(Type.String(), Type.Number()), { description: 'Figures some checks report, e.g. queue: {pending, running, dead, oldestDueSeconds}' })),
+          }),
           503: ProblemSchema,
         },
       },
@@ -45,8 +50,8 @@ export async function healthRoutes(app: FastifyInstance, options: { checks: Read
       const results = await Promise.all(
         options.checks.map(async ({ name, check }) => {
           try {
-            await withTimeout(check(), CHECK_TIMEOUT_MS);
-            return { name, ok: true as const };
+            const figures = await withTimeout(check(), CHECK_TIMEOUT_MS);
+            return { name, ok: true as const, figures: figures ?? undefined };
           } catch (error) {
             // The reason goes to the log only: the probe is public and must not describe internals.
             request.log.warn({ err: error, check: name }, 'readiness check failed');
@@ -56,7 +61,8 @@ export async function healthRoutes(app: FastifyInstance, options: { checks: Read
       );
       const checks = Object.fromEntries(results.map((result) => [result.name, result.ok ? 'ok' : 'failed'] as const));
       const failed = results.filter((result) => !result.ok).map((result) => result.name);
-      if (failed.length === 0) return { status: 'ready' as const, checks };
+      const details = Object.fromEntries(results.flatMap((result) => (result.ok && result.figures ? [[result.name, result.figures] as const] : [])));
+      if (failed.length === 0) return { status: 'ready' as const, checks, ...(Object.keys(details).length > 0 ? { details } : {}) };
       return sendProblem(reply, {
         type: 'not-ready',
         title: 'Not ready',

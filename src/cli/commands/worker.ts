@@ -1,0 +1,34 @@
+import type { Command } from 'commander';
+import { openSealingRuntime, type CliIo } from '../runtime.js';
+import { openRelay, startWorker } from './serve.js';
+
+/**
+ * `ciphergate worker`: job workers without the HTTP server, to scale the two apart (pair with
+ * `serve --no-workers`). Stops on SIGINT/SIGTERM after the jobs in flight finish.
+ */
+export function registerWorker(program: Command, io: CliIo): void {
+  program
+    .command('worker')
+    .description('job workers alone (AI replies, sends, Airtable sync); pair with `serve --no-workers`')
+    .action(async () => {
+      const runtime = await openSealingRuntime(io, { logTo: 'stdout' });
+      const relay = openRelay(runtime);
+      const worker = startWorker(relay);
+      const refresher = setInterval(() => {
+        runtime.sealing.keyring.refresh().catch((error: unknown) => runtime.logger.error({ err: error }, 'could not refresh data keys'));
+      }, 10_000);
+      refresher.unref();
+      runtime.logger.info({ workerId: worker.workerId }, 'ciphergate worker running');
+      await new Promise<void>((resolve) => {
+        const stop = (signal: NodeJS.Signals) => {
+          runtime.logger.info({ signal }, 'stopping the worker');
+          resolve();
+        };
+        process.once('SIGINT', stop);
+        process.once('SIGTERM', stop);
+      });
+      clearInterval(refresher);
+      await worker.stop();
+      await runtime.close();
+    });
+}

@@ -1,0 +1,285 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { appendAuditEvent } from '../../audit/trail.js';
+import type { Logger } from '../../log/logger.js';
+import { verifyAirtableMac } from '../../providers/airtable/webhook-mac.js';
+import { parsePodiumEvent, PodiumEventError } from '../../providers/podium/events.js';
+import { verifyPodiumRequest } from '../../providers/podium/webhook-signature.js';
+import { parseFormBody, verifyTwilioRequest } from '../../providers/twilio/webhook-signature.js';
+import { normaliseE164 } from '../../seal/normalise.js';
+import { isUuid } from '../../identity/users.js';
+import { isAddressAllowed } from '../../relay/inbound/ip-allowlist.js';
+import { normaliseStatus } from '../../relay/message-status.js';
+import type { Relay } from '../../relay/relay.js';
+import type { TenantContext } from '../../relay/tenant-directory.js';
+import { webhookAccepted, webhookRejections } from '../../relay/webhook-metrics.js';
+import type { Db } from '../../store/connection.js';
+import { TENANT_SLUG_PATTERN } from '../../config/tenant-document.js';
+import { PROBLEM_CONTENT_TYPE } from '../problem.js';
+
+type Provider = 'twilio' | 'podium' | 'airtable';
+
+/**
+ * Why a delivery was refused. Recorded in the audit trail and the metrics; the caller always
+ * hears the same 403, so an unknown tenant cannot be told apart from a bad signature.
+ */
+type RejectionReason =
+  | 'unknown-tenant'
+  | 'provider-not-configured'
+  | 'address-not-allowed'
+  | 'missing-signature'
+  | 'bad-signature'
+  | 'stale-timestamp'
+  | 'account-mismatch'
+  | 'malformed-payload'
+  | 'body-too-large';
+
+/** SMS webhooks are a few hundred bytes; Podium and Airtable events a few KiB. */
+export const WEBHOOK_BODY_LIMIT_BYTES = 64 * 1024;
+
+const EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>';
+/**
+ * Used when the tenant is unknown, so the work done (and the time it takes) matches a real
+ * check that fails: the answer and its timing say nothing about which tenants exist.
+ */
+const DECOY_SECRET = 'ciphergate-decoy-secret-that-matches-nothing';
+const DECOY_MAC_SECRET = Buffer.from(DECOY_SECRET).toString('base64');
+
+const access = { public: true, reason: 'provider webhook: the provider signature is checked in the handler' } as const;
+
+export interface WebhookRouteOptions {
+  relay: Relay;
+  db: Db;
+  publicUrl: string;
+  logger: Logger;
+}
+
+/**
+ * The provider webhooks (CONTRACT.md "Webhooks"). Each verifies the caller before reading
+ * anything the caller says, stores what it must in one transaction, and answers 2xx only after
+ * that commit: a provider that sees no 2xx retries, and what got a 2xx is durable.
+ */
+export function webhookRoutes(options: WebhookRouteOptions) {
+  const { relay, db, publicUrl } = options;
+
+  return async (app: FastifyInstance): Promise<void> => {
+    // Signatures are over the exact bytes received, so every body is kept raw and parsed here.
+    app.removeAllContentTypeParsers();
+    app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: WEBHOOK_BODY_LIMIT_BYTES }, (_request, body, done) => done(null, body));
+
+    // A delivery refused before any handler ran (too large) is still counted and audited.
+    app.addHook('onError', async (request, _reply, error) => {
+      if ((error as { code?: string }).code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+        await recordRejection(request, providerOf(request.url), 'body-too-large');
+      }
+    });
+
+    app.post<{ Params: { tenant: string } }>('/webhooks/twilio/:tenant/sms', { config: { access }, bodyLimit: WEBHOOK_BODY_LIMIT_BYTES }, async (request, reply) => {
+      const verified = await verifyTwilio(request);
+      if (!verified.ok) return reject(request, reply, 'twilio', verified.reason, verified.tenant);
+      const { tenant, params } = verified;
+      const messageSid = first(params.MessageSid) ?? first(params.SmsSid);
+      const from = first(params.From);
+      const body = first(params.Body) ?? '';
+      if (!messageSid || !/^(SM|MM)[0-9a-f]{32}$/i.test(messageSid) || !from) return reject(request, reply, 'twilio', 'malformed-payload', tenant);
+      let phone: string;
+      try {
+        phone = normaliseE164(from);
+      } catch {
+        // A short code or an alphanumeric sender: nothing we can answer or index.
+        return reject(request, reply, 'twilio', 'malformed-payload', tenant);
+      }
+      const stored = await relay.receive(tenant, { channel: 'sms', dedupeKey: `twilio:${messageSid}`, providerMessageId: messageSid, phone, body });
+      webhookAccepted.inc({ provider: 'twilio', outcome: stored.duplicate ? 'duplicate' : 'stored' });
+      // Replies go out through the REST API (with a status callback), never in the TwiML answer.
+      return reply.type('text/xml').send(EMPTY_TWIML);
+    });
+
+    app.post<{ Params: { tenant: string } }>('/webhooks/twilio/:tenant/status', { config: { access }, bodyLimit: WEBHOOK_BODY_LIMIT_BYTES }, async (request, reply) => {
+      const verified = await verifyTwilio(request);
+      if (!verified.ok) return reject(request, reply, 'twilio', verified.reason, verified.tenant);
+      const { tenant, params } = verified;
+      const messageSid = first(params.MessageSid) ?? first(params.SmsSid);
+      const status = normaliseStatus(first(params.MessageStatus) ?? first(params.SmsStatus));
+      const errorCode = first(params.ErrorCode);
+      if (!messageSid || status === 'unknown') return reject(request, reply, 'twilio', 'malformed-payload', tenant);
+      // Our status callback URLs name our message (`?m=`): the callback can arrive before the
+      // send job has recorded Twilio's sid. The query is covered by the signature.
+      const ours = new URL(request.url, 'http://x').searchParams.get('m');
+      const which = ours && isUuid(ours) ? { messageId: ours } : { providerMessageId: messageSid };
+      await relay.updateStatus(tenant, which, status, errorCode && /^\d{1,10}$/.test(errorCode) ? errorCode : null);
+      webhookAccepted.inc({ provider: 'twilio', outcome: 'status' });
+      return reply.code(204).send();
+    });
+
+    app.post<{ Params: { tenant: string } }>('/webhooks/podium/:tenant', { config: { access }, bodyLimit: WEBHOOK_BODY_LIMIT_BYTES }, async (request, reply) => {
+      const gate = await admit(request, 'podium');
+      if (!gate.ok) return reject(request, reply, 'podium', gate.reason, gate.tenant);
+      const { tenant } = gate;
+      const secret = tenant?.secrets.podiumWebhookSecret ?? DECOY_SECRET;
+      const check = verifyPodiumRequest({
+        secret,
+        timestamp: header(request, 'podium-timestamp'),
+        signature: header(request, 'podium-signature'),
+        rawBody: rawBodyOf(request),
+      });
+      if (!tenant) return reject(request, reply, 'podium', 'unknown-tenant');
+      if (!tenant.settings.podium || !tenant.secrets.podiumWebhookSecret) return reject(request, reply, 'podium', 'provider-not-configured', tenant);
+      if (!check.ok) return reject(request, reply, 'podium', check.reason === 'missing-header' ? 'missing-signature' : check.reason, tenant);
+      let event;
+      try {
+        event = parsePodiumEvent(rawBodyOf(request));
+      } catch (error) {
+        if (error instanceof PodiumEventError) return reject(request, reply, 'podium', 'malformed-payload', tenant);
+        throw error;
+      }
+      if (event.message && event.message.direction !== 'outbound' && event.eventType === 'message.received') {
+        const message = event.message;
+        let phone: string;
+        try {
+          phone = normaliseE164(message.channelIdentifier);
+        } catch {
+          return reject(request, reply, 'podium', 'malformed-payload', tenant);
+        }
+        const stored = await relay.receive(tenant, {
+          channel: 'podium',
+          dedupeKey: `podium:${message.uid}`,
+          providerMessageId: message.uid,
+          phone,
+          name: message.contactName ?? null,
+          body: message.body,
+          providerConversationId: message.conversationUid,
+        });
+        webhookAccepted.inc({ provider: 'podium', outcome: stored.duplicate ? 'duplicate' : 'stored' });
+      } else if (event.status) {
+        await relay.updateStatus(tenant, { providerMessageId: event.status.messageUid }, normaliseStatus(event.status.state), null);
+        webhookAccepted.inc({ provider: 'podium', outcome: 'status' });
+      } else {
+        webhookAccepted.inc({ provider: 'podium', outcome: 'ignored' });
+      }
+      return reply.code(204).send();
+    });
+
+    app.post<{ Params: { tenant: string } }>('/webhooks/airtable/:tenant', { config: { access }, bodyLimit: WEBHOOK_BODY_LIMIT_BYTES }, async (request, reply) => {
+      const gate = await admit(request, 'airtable');
+      if (!gate.ok) return reject(request, reply, 'airtable', gate.reason, gate.tenant);
+      const { tenant } = gate;
+      const valid = verifyAirtableMac({
+        macSecretBase64: tenant?.secrets.airtableMacSecret ?? DECOY_MAC_SECRET,
+        header: header(request, 'x-airtable-content-mac'),
+        rawBody: rawBodyOf(request),
+      });
+      if (!tenant) return reject(request, reply, 'airtable', 'unknown-tenant');
+      if (!tenant.settings.airtable?.webhookId || !tenant.secrets.airtableMacSecret) return reject(request, reply, 'airtable', 'provider-not-configured', tenant);
+      if (!header(request, 'x-airtable-content-mac')) return reject(request, reply, 'airtable', 'missing-signature', tenant);
+      if (!valid) return reject(request, reply, 'airtable', 'bad-signature', tenant);
+      // The ping names the webhook; one for another webhook of the base is not ours to act on.
+      let notification: { webhook?: { id?: unknown } };
+      try {
+        notification = JSON.parse(rawBodyOf(request).toString('utf8')) as typeof notification;
+      } catch {
+        return reject(request, reply, 'airtable', 'malformed-payload', tenant);
+      }
+      if (notification?.webhook?.id !== tenant.settings.airtable.webhookId) return reject(request, reply, 'airtable', 'malformed-payload', tenant);
+      await relay.airtableChanged(tenant);
+      webhookAccepted.inc({ provider: 'airtable', outcome: 'ping' });
+      return reply.code(204).send();
+    });
+
+    /** Tenant and address checks shared by every provider. The tenant is undefined when unknown. */
+    async function admit(
+      request: FastifyRequest<{ Params: { tenant: string } }>,
+      provider: Provider,
+    ): Promise<{ ok: true; tenant: TenantContext | undefined } | { ok: false; reason: RejectionReason; tenant?: TenantContext }> {
+      const slug = request.params.tenant;
+      const tenant = TENANT_SLUG_PATTERN.test(slug) ? await relay.tenants.bySlug(slug) : undefined;
+      if (tenant && !isAddressAllowed(tenant.settings.allowIps[provider], request.ip)) return { ok: false, reason: 'address-not-allowed', tenant };
+      return { ok: true, tenant };
+    }
+
+    async function verifyTwilio(
+      request: FastifyRequest<{ Params: { tenant: string } }>,
+    ): Promise<{ ok: true; tenant: TenantContext; params: Record<string, string | string[]> } | { ok: false; reason: RejectionReason; tenant?: TenantContext }> {
+      const gate = await admit(request, 'twilio');
+      if (!gate.ok) return gate;
+      const { tenant } = gate;
+      const rawBody = rawBodyOf(request);
+      const contentType = header(request, 'content-type');
+      const signature = header(request, 'x-twilio-signature');
+      const isJson = (contentType ?? '').toLowerCase().startsWith('application/json');
+      let params: Record<string, string | string[]>;
+      try {
+        params = isJson ? jsonParams(rawBody) : parseFormBody(rawBody);
+      } catch {
+        return { ok: false, reason: 'malformed-payload', ...(tenant ? { tenant } : {}) };
+      }
+      const valid = verifyTwilioRequest({
+        authToken: tenant?.secrets.twilioAuthToken ?? DECOY_SECRET,
+        // The URL Twilio was given: our public URL and the path and query as received. Never
+        // the Host header, which the caller writes.
+        url: `${publicUrl}${request.url}`,
+        signature,
+        contentType,
+        rawBody,
+        ...(isJson ? {} : { formParams: params }),
+      });
+      if (!tenant) return { ok: false, reason: 'unknown-tenant' };
+      if (!tenant.settings.twilio || !tenant.secrets.twilioAuthToken) return { ok: false, reason: 'provider-not-configured', tenant };
+      if (!signature) return { ok: false, reason: 'missing-signature', tenant };
+      if (!valid) return { ok: false, reason: 'bad-signature', tenant };
+      const accountSid = first(params.AccountSid);
+      if (accountSid !== undefined && accountSid !== tenant.settings.twilio.accountSid) return { ok: false, reason: 'account-mismatch', tenant };
+      return { ok: true, tenant, params };
+    }
+
+    async function reject(request: FastifyRequest, reply: FastifyReply, provider: Provider, reason: RejectionReason, tenant?: TenantContext): Promise<FastifyReply> {
+      await recordRejection(request, provider, reason, tenant);
+      return reply
+        .code(403)
+        .type(PROBLEM_CONTENT_TYPE)
+        .send({ type: 'webhook-rejected', title: 'Forbidden', status: 403, detail: 'the request could not be verified as coming from the provider configured for this tenant' });
+    }
+
+    async function recordRejection(request: FastifyRequest, provider: Provider | undefined, reason: RejectionReason, tenant?: TenantContext): Promise<void> {
+      webhookRejections.inc({ provider: provider ?? 'unknown', reason });
+      request.log.warn({ provider, reason, tenantId: tenant?.id }, 'webhook rejected');
+      try {
+        await appendAuditEvent(db, {
+          actor: { type: 'anonymous' },
+          action: 'webhook.rejected',
+          tenantId: tenant?.id ?? null,
+          sourceIp: request.ip,
+          outcome: 'failure',
+          details: { provider: provider ?? 'unknown', reason },
+        });
+      } catch (error) {
+        // The refusal stands whether or not the audit write worked; the failure is logged.
+        request.log.error({ err: error }, 'could not audit a webhook rejection');
+      }
+    }
+  };
+}
+
+function providerOf(url: string): Provider | undefined {
+  const match = /^\/webhooks\/(twilio|podium|airtable)\//.exec(url);
+  return match ? (match[1] as Provider) : undefined;
+}
+
+function rawBodyOf(request: FastifyRequest): Buffer {
+  return Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
+}
+
+function header(request: FastifyRequest, name: string): string | undefined {
+  const value = request.headers[name];
+  return Array.isArray(value) ? value[0] : value;
+}
+
+function first(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}
+
+/** Twilio's JSON webhooks (signed with bodySHA256) carry flat string members. */
+function jsonParams(rawBody: Buffer): Record<string, string> {
+  const parsed = JSON.parse(rawBody.toString('utf8')) as unknown;
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new SyntaxError('not an object');
+  return Object.fromEntries(Object.entries(parsed).filter((entry): entry is [string, string] => typeof entry[1] === 'string'));
+}

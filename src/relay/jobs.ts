@@ -1,0 +1,27 @@
+import type { JobSpec } from '../store/job-queue.js';
+
+/** The relay's job kinds. Payloads are ids only (src/store/job-queue.ts checks). */
+export const JOB = {
+  aiReply: 'ai-reply',
+  send: 'send',
+  airtableSync: 'airtable-sync',
+  airtableWebhook: 'airtable-webhook',
+} as const;
+
+export function aiReplyJob(tenantId: string, messageId: string): JobSpec {
+  return { kind: JOB.aiReply, tenantId, payload: { messageId } };
+}
+
+export function sendJob(tenantId: string, messageId: string): JobSpec {
+  return { kind: JOB.send, tenantId, payload: { messageId } };
+}
+
+/** One pending sync per message is enough: it reads the message's state when it runs. */
+export function airtableSyncJob(tenantId: string, messageId: string): JobSpec {
+  return { kind: JOB.airtableSync, tenantId, payload: { messageId }, singletonKey: `airtable-sync:${messageId}` };
+}
+
+/** One pending payload fetch per tenant: a burst of pings is one fetch of everything new. */
+export function airtableWebhookJob(tenantId: string): JobSpec {
+  return { kind: JOB.airtableWebhook, tenantId, payload: { tenantId }, singletonKey: `airtable-webhook:${tenantId}` };
+}

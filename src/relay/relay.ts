@@ -1,0 +1,137 @@
+import { EventEmitter } from 'node:events';
+import type { Logger } from '../log/logger.js';
+import { createBasePacer } from '../providers/airtable/base-pacer.js';
+import { createAirtableRecordsClient } from '../providers/airtable/records-client.js';
+import { createAirtableWebhooksClient } from '../providers/airtable/webhooks-client.js';
+import { createAiReplyClient } from '../providers/openai/reply-client.js';
+import { createPodiumClient } from '../providers/podium/client.js';
+import { createTwilioSmsClient } from '../providers/twilio/sms-client.js';
+import type { SealedFields } from '../seal/sealed-fields.js';
+import type { Db } from '../store/connection.js';
+import { JobQueue, type JobSpec, type RetryPolicy } from '../store/job-queue.js';
+import { ConversationRepository, type InboundMessage } from '../store/repositories/conversations.js';
+import { TenantRepository } from '../store/repositories/tenants.js';
+import type { StoredKeyring } from '../seal/keyring.js';
+import { airtableSyncHandler } from './handlers/airtable-sync.js';
+import { airtableWebhookHandler } from './handlers/airtable-webhook.js';
+import { aiReplyHandler } from './handlers/ai-reply.js';
+import type { HandlerContext, RelayClients } from './handlers/context.js';
+import { sendHandler } from './handlers/send.js';
+import { JobWorker, type JobHandler } from './job-worker.js';
+import { aiReplyJob, airtableSyncJob, airtableWebhookJob, JOB } from './jobs.js';
+import { keywordOf } from './keywords.js';
+import { TenantDirectory, type TenantContext } from './tenant-directory.js';
+
+export interface RelayConfig {
+  publicUrl: string;
+  providers: { twilioApiUrl: string; openaiBaseUrl: string; airtableApiUrl: string; podiumApiUrl: string };
+}
+
+export interface RelayOptions {
+  config: RelayConfig;
+  db: Db;
+  fields: SealedFields;
+  keyring: StoredKeyring;
+  logger: Logger;
+  /** Tests pass shorter retry delays; production uses the queue's defaults. */
+  retry?: Partial<RetryPolicy>;
+  leaseMs?: number;
+  /** Replaces provider clients (tests that count calls); defaults to the official SDKs. */
+  clients?: Partial<RelayClients>;
+  /** Tests skip Airtable's 30-second wait. */
+  airtableSleep?: (ms: number) => Promise<void>;
+  historyLimit?: number;
+}
+
+/**
+ * The message pipeline: what the webhooks hand over (inbound messages, status updates, Airtable
+ * pings) and the job handlers that follow up. One instance per process; the HTTP routes and the
+ * workers share it.
+ */
+export class Relay {
+  readonly tenants: TenantDirectory;
+  readonly conversations: ConversationRepository;
+  readonly queue: JobQueue;
+  readonly handlers: Record<string, JobHandler>;
+  readonly clients: RelayClients;
+  private readonly enqueued = new EventEmitter();
+
+  constructor(private readonly options: RelayOptions) {
+    const { config, db, fields, keyring, logger } = options;
+    this.tenants = new TenantDirectory(db, new TenantRepository(db, fields, keyring));
+    this.conversations = new ConversationRepository(db, fields);
+    this.queue = new JobQueue(db, { ...(options.retry ? { retry: options.retry } : {}), ...(options.leaseMs ? { leaseMs: options.leaseMs } : {}) });
+    // One pacer for both Airtable clients: they share each base's 5 requests per second.
+    const pacer = createBasePacer();
+    this.clients = {
+      twilio: options.clients?.twilio ?? createTwilioSmsClient({ apiUrl: config.providers.twilioApiUrl }),
+      podium: options.clients?.podium ?? createPodiumClient({ apiUrl: config.providers.podiumApiUrl }),
+      openai: options.clients?.openai ?? createAiReplyClient({ baseUrl: config.providers.openaiBaseUrl }),
+      airtableRecords:
+        options.clients?.airtableRecords ?? createAirtableRecordsClient({ apiUrl: config.providers.airtableApiUrl, pacer, ...(options.airtableSleep ? { sleep: options.airtableSleep } : {}) }),
+      airtableWebhooks: options.clients?.airtableWebhooks ?? createAirtableWebhooksClient({ apiUrl: config.providers.airtableApiUrl, pacer }),
+    };
+    const context: HandlerContext = {
+      db,
+      tenants: this.tenants,
+      conversations: this.conversations,
+      clients: this.clients,
+      logger: logger.child({ component: 'relay' }),
+      publicUrl: config.publicUrl,
+      historyLimit: options.historyLimit ?? 20,
+    };
+    this.handlers = {
+      [JOB.aiReply]: aiReplyHandler(context),
+      [JOB.send]: sendHandler(context),
+      [JOB.airtableSync]: airtableSyncHandler(context),
+      [JOB.airtableWebhook]: airtableWebhookHandler({ ...context, airtableApiUrl: config.providers.airtableApiUrl, pacer }),
+    };
+  }
+
+  /**
+   * Stores an inbound message and its follow-up jobs in one transaction. Resolves after the
+   * commit: the caller answers the provider 2xx only then.
+   */
+  async receive(tenant: TenantContext, inbound: Omit<InboundMessage, 'tenantId'>): Promise<{ duplicate: boolean; messageId: string }> {
+    const answerable = tenant.settings.openai !== undefined && keywordOf(inbound.body) === undefined;
+    const stored = await this.conversations.storeInbound({ ...inbound, tenantId: tenant.id }, ({ messageId }) => {
+      const jobs: JobSpec[] = [];
+      if (answerable) jobs.push(aiReplyJob(tenant.id, messageId));
+      if (tenant.settings.airtable) jobs.push(airtableSyncJob(tenant.id, messageId));
+      return jobs;
+    });
+    if (!stored.duplicate) this.announce();
+    return { duplicate: stored.duplicate, messageId: stored.messageId };
+  }
+
+  /** A delivery status from a provider callback; a status older than the stored one changes nothing. */
+  async updateStatus(tenant: TenantContext, which: { messageId: string } | { providerMessageId: string }, status: string, errorCode: string | null): Promise<boolean> {
+    const moved = await this.conversations.applyStatus(tenant.id, which, status, errorCode, (messageId) => (tenant.settings.airtable ? [airtableSyncJob(tenant.id, messageId)] : []));
+    if (moved) this.announce();
+    return moved !== undefined;
+  }
+
+  /** Airtable said something changed: one fetch job per tenant, however many pings. */
+  async airtableChanged(tenant: TenantContext): Promise<void> {
+    await this.queue.enqueue(airtableWebhookJob(tenant.id));
+    this.announce();
+  }
+
+  /** A worker running these handlers in this process; `start()` it, `stop()` before the database closes. */
+  createWorker(options: { concurrency?: number; pollIntervalMs?: number; onOutcome?: (kind: string, outcome: 'done' | 'retry' | 'dead') => void } = {}): JobWorker {
+    const worker = new JobWorker({ queue: this.queue, handlers: this.handlers, logger: this.options.logger.child({ component: 'worker' }), ...options });
+    const wake = () => worker.wake();
+    this.enqueued.on('jobs', wake);
+    const stop = worker.stop.bind(worker);
+    worker.stop = async () => {
+      this.enqueued.off('jobs', wake);
+      await stop();
+    };
+    return worker;
+  }
+
+  /** Jobs were committed: a worker in this process looks now rather than at its next poll. */
+  announce(): void {
+    this.enqueued.emit('jobs');
+  }
+}
