@@ -18,7 +18,7 @@ import { queryRows, type Db } from '../../src/store/connection.js';
 import { contactsSealed, messagesSealed, tenantsSealed } from '../../src/store/sealed-tables.js';
 import { REPO_ROOT } from '../helpers/cli.js';
 import { createTestDatabase, describeEachBackend, type Backend, type TestDatabase } from '../helpers/database.js';
-import { asBuffer, insertSealedMessage, storedMessages } from '../helpers/sealing.js';
+import { asBuffer, ensureConversation, insertSealedMessage, storedMessages } from '../helpers/sealing.js';
 
 interface Keys {
   masterKey: string;
@@ -66,8 +66,9 @@ async function insertPlainContact(db: Db, tenantId: string, phone: string, name:
 async function insertPlainMessage(db: Db, tenantId: string, contactId: string, body: string | Buffer): Promise<string> {
   const id = randomUUID();
   const value = typeof body === 'string' ? sql`convert_to(${body}, 'UTF8')` : sql`decode(${body.toString('hex')}, 'hex')`;
-  await db.execute(sql`insert into messages (id, tenant_id, contact_id, direction, body, created_at)
-    values (${id}, ${tenantId}, ${contactId}, 'inbound', ${value}, now())`);
+  const conversationId = await ensureConversation(db, tenantId, contactId);
+  await db.execute(sql`insert into messages (id, tenant_id, contact_id, conversation_id, direction, author, body, dedupe_key, status, status_rank, created_at, updated_at)
+    values (${id}, ${tenantId}, ${contactId}, ${conversationId}, 'inbound', 'contact', ${value}, ${`test:${id}`}, 'received', 0, now(), now())`);
   return id;
 }
 
@@ -156,6 +157,7 @@ await describeEachBackend('encrypt-existing', (backend) => {
         'users.email': { sealed: 0, alreadySealed: 0 },
         'totp_factors.secret': { sealed: 0, alreadySealed: 0 },
         'signing_keys.private_jwk': { sealed: 0, alreadySealed: 0 },
+        'sms_factors.phone': { sealed: 0, alreadySealed: 0 },
       });
       assert.equal(result.sealed, 2 + 3 + bodies.length);
 
@@ -298,8 +300,10 @@ await describeEachBackend('encrypt-existing', (backend) => {
     await withFixture(backend, async ({ db, keys }) => {
       const tenantId = await insertPlainTenant(db);
       const contact = await insertPlainContact(db, tenantId, '+14155550100', null);
-      await db.execute(sql`insert into messages (id, tenant_id, contact_id, direction, body, created_at)
-        select gen_random_uuid(), ${tenantId}, ${contact}, 'inbound', convert_to('body ' || i, 'UTF8'), now() from generate_series(1, 500) as i`);
+      const conversationId = await ensureConversation(db, tenantId, contact);
+      await db.execute(sql`insert into messages (id, tenant_id, contact_id, conversation_id, direction, author, body, dedupe_key, status, status_rank, created_at, updated_at)
+        select gen_random_uuid(), ${tenantId}, ${contact}, ${conversationId}, 'inbound', 'contact', convert_to('body ' || i, 'UTF8'), 'test:' || i, 'received', 0, now(), now()
+        from generate_series(1, 500) as i`);
       const progress: Progress[] = [];
       const result = await encryptExisting({ db, fields: keys.fields, tables: [messagesSealed], batchSize: 20, concurrency: 4, onProgress: (p) => progress.push(p) });
       assert.deepEqual([result.complete, result.sealed], [true, 500]);
@@ -346,8 +350,9 @@ await describeEachBackend('encrypt-existing', (backend) => {
             await db.execute(sql`insert into tenants (id, slug, name, settings, created_at, updated_at)
               values (${lateTenant}, 'late', 'Late', ${TENANT_SETTINGS}::jsonb, now(), now())`);
             const lateContact = await insertPlainContact(db, lateTenant, '+14155550199', null);
-            await db.execute(sql`insert into messages (id, tenant_id, contact_id, direction, body, created_at)
-              values (${lateMessage}, ${lateTenant}, ${lateContact}, 'inbound', convert_to('late body', 'UTF8'), now())`);
+            const lateConversation = await ensureConversation(db, lateTenant, lateContact);
+            await db.execute(sql`insert into messages (id, tenant_id, contact_id, conversation_id, direction, author, body, dedupe_key, status, status_rank, created_at, updated_at)
+              values (${lateMessage}, ${lateTenant}, ${lateContact}, ${lateConversation}, 'inbound', 'contact', convert_to('late body', 'UTF8'), 'test:late', 'received', 0, now(), now())`);
           },
         });
         assert.equal(result.sealed, 13);
@@ -364,9 +369,10 @@ await describeEachBackend('encrypt-existing', (backend) => {
         const contact = await insertPlainContact(db, tenantId, '+14155550100', null);
         const total = 20_000;
         // Row i has a uuid ending in i and a body derived from i, so every row can be checked without a copy.
-        await db.execute(sql`insert into messages (id, tenant_id, contact_id, direction, body, created_at)
-          select ('00000000-0000-4000-8000-' || lpad(to_hex(i), 12, '0'))::uuid, ${tenantId}, ${contact}, 'inbound',
-                 convert_to('message ' || i || ' Zoë 👋 ' || repeat('x', 120), 'UTF8'), now()
+        const conversationId = await ensureConversation(db, tenantId, contact);
+        await db.execute(sql`insert into messages (id, tenant_id, contact_id, conversation_id, direction, author, body, dedupe_key, status, status_rank, created_at, updated_at)
+          select ('00000000-0000-4000-8000-' || lpad(to_hex(i), 12, '0'))::uuid, ${tenantId}, ${contact}, ${conversationId}, 'inbound', 'contact',
+                 convert_to('message ' || i || ' Zoë 👋 ' || repeat('x', 120), 'UTF8'), 'test:' || i, 'received', 0, now(), now()
           from generate_series(1, ${total}) as i`);
         const expectedBody = (id: string) => `message ${parseInt(id.slice(24), 16)} Zoë 👋 ${'x'.repeat(120)}`;
         const sealedCount = () => countWhere(db, sql`messages where substr(body, 1, 1) = decode('c1', 'hex')`);

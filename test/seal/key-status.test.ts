@@ -11,6 +11,7 @@ import { Sealer } from '../../src/seal/sealer.js';
 import type { Db } from '../../src/store/connection.js';
 import { contactsSealed, messagesSealed, tenantsSealed } from '../../src/store/sealed-tables.js';
 import { createTestDatabase, describeEachBackend, type TestDatabase } from '../helpers/database.js';
+import { ensureConversation } from '../helpers/sealing.js';
 
 const TENANT_SETTINGS = JSON.stringify({ allowIps: { twilio: [], airtable: [], podium: [] } });
 
@@ -40,8 +41,9 @@ await describeEachBackend('key status', (backend) => {
   const message = async (tenantId: string, contactId: string, body: Buffer | string) => {
     const id = randomUUID();
     const value = typeof body === 'string' ? fields.sealRow(messagesSealed, { scope: tenantId, id }, { body }).body! : body;
-    await db.execute(sql`insert into messages (id, tenant_id, contact_id, direction, body, created_at)
-      values (${id}, ${tenantId}, ${contactId}, 'inbound', ${value}, now())`);
+    const conversationId = await ensureConversation(db, tenantId, contactId);
+    await db.execute(sql`insert into messages (id, tenant_id, contact_id, conversation_id, direction, author, body, dedupe_key, status, status_rank, created_at, updated_at)
+      values (${id}, ${tenantId}, ${contactId}, ${conversationId}, 'inbound', 'contact', ${value}, ${`test:${id}`}, 'received', 0, now(), now())`);
   };
 
   before(async () => {
@@ -145,6 +147,7 @@ await describeEachBackend('key status', (backend) => {
         'users.email': [0, 0, 0],
         'totp_factors.secret': [0, 0, 0],
         'signing_keys.private_jwk': [0, 0, 0],
+        'sms_factors.phone': [0, 0, 0],
       },
     );
     assert.deepEqual(status.totals, {

@@ -14,7 +14,7 @@ import { Sealer } from '../../src/seal/sealer.js';
 import { queryRows, type Db } from '../../src/store/connection.js';
 import { contactsSealed, messagesSealed, tenantsSealed } from '../../src/store/sealed-tables.js';
 import { createTestDatabase, describeEachBackend, type Backend } from '../helpers/database.js';
-import { asBuffer, insertSealedMessage, storedMessages } from '../helpers/sealing.js';
+import { asBuffer, ensureConversation, insertSealedMessage, storedMessages } from '../helpers/sealing.js';
 
 interface Fixture {
   db: Db;
@@ -158,6 +158,7 @@ await describeEachBackend('reencrypt', (backend) => {
       const { db, fields, keyring } = f;
       const tenantId = await insertTenant(f, 'secret');
       const contactId = await insertContact(f, tenantId, '+14155550100', 'Zoë');
+      const conversationId = await ensureConversation(db, tenantId, contactId);
       const expected = new Map<string, string>();
       const ids: string[] = [];
       for (let chunk = 0; chunk < 10; chunk += 1) {
@@ -167,9 +168,11 @@ await describeEachBackend('reencrypt', (backend) => {
           const body = `old ${chunk * 100 + i}`;
           expected.set(id, body);
           ids.push(id);
-          return sql`(${id}, ${tenantId}, ${contactId}, 'inbound', ${fields.sealRow(messagesSealed, { scope: tenantId, id }, { body }).body!}, now())`;
+          const sealedBody = fields.sealRow(messagesSealed, { scope: tenantId, id }, { body }).body!;
+          return sql`(${id}, ${tenantId}, ${contactId}, ${conversationId}, 'inbound', 'contact', ${sealedBody}, ${`test:${id}`}, 'received', 0, now(), now())`;
         });
-        await db.execute(sql`insert into messages (id, tenant_id, contact_id, direction, body, created_at) values ${sql.join(rows, sql`, `)}`);
+        await db.execute(sql`insert into messages (id, tenant_id, contact_id, conversation_id, direction, author, body, dedupe_key, status, status_rank, created_at, updated_at)
+          values ${sql.join(rows, sql`, `)}`);
       }
       await keyring.rotate(tenantId);
 
@@ -185,8 +188,8 @@ await describeEachBackend('reencrypt', (backend) => {
         const editedBody = `edited ${writes}`;
         await db.transaction(async (tx) => {
           const sealedNew = fields.sealRow(messagesSealed, { scope: tenantId, id: insertedId }, { body: insertedBody });
-          await tx.execute(sql`insert into messages (id, tenant_id, contact_id, direction, body, created_at)
-            values (${insertedId}, ${tenantId}, ${contactId}, 'inbound', ${sealedNew.body!}, now())`);
+          await tx.execute(sql`insert into messages (id, tenant_id, contact_id, conversation_id, direction, author, body, dedupe_key, status, status_rank, created_at, updated_at)
+            values (${insertedId}, ${tenantId}, ${contactId}, ${conversationId}, 'inbound', 'contact', ${sealedNew.body!}, ${`test:${insertedId}`}, 'received', 0, now(), now())`);
           const sealedEdit = fields.sealRow(messagesSealed, { scope: tenantId, id: editedId }, { body: editedBody });
           await tx.execute(sql`update messages set body = ${sealedEdit.body!} where id = ${editedId}`);
         });

@@ -1,5 +1,10 @@
 import type { Command } from 'commander';
-import { parseTenantDocument, TENANT_SLUG_PATTERN, TenantDocumentError } from '../../config/tenant-document.js';
+import type { Config } from '../../config/load.js';
+import { parseTenantDocument, TENANT_SLUG_PATTERN, TenantDocumentError, type TenantDocument } from '../../config/tenant-document.js';
+import { describeAirtableTable } from '../../providers/airtable/base-schema.js';
+import { createBasePacer } from '../../providers/airtable/base-pacer.js';
+import { createAirtableWebhooksClient } from '../../providers/airtable/webhooks-client.js';
+import { ProviderError } from '../../providers/provider-error.js';
 import { listTenants, TenantRepository, type TenantSummary } from '../../store/repositories/tenants.js';
 import { CliError } from '../errors.js';
 import { openSealingRuntime, openRuntime, type CliIo } from '../runtime.js';
@@ -25,14 +30,15 @@ export function registerTenants(program: Command, io: CliIo): void {
       const runtime = await openSealingRuntime(io, { logTo: 'stderr', defaultLogLevel: 'warn' });
       try {
         const repository = new TenantRepository(runtime.database.db, runtime.sealing.fields, runtime.sealing.keyring);
+        if (document.airtable && document.airtable.webhookId === undefined) {
+          const webhook = await airtableWebhookFor(repository, runtime.config, slug, document.airtable);
+          document.airtable.webhookId = webhook.id;
+          document.airtable.macSecretBase64 = webhook.macSecretBase64;
+          io.stderr.write(`ciphergate: note: ${webhook.created ? 'created' : 'kept'} Airtable webhook ${webhook.id} on base ${document.airtable.baseId}\n`);
+        }
         const { tenant, created } = await repository.put(slug, document, { type: 'system', id: 'cli' });
         io.stdout.write(`${created ? 'created' : 'updated'} tenant ${tenant.slug} (${tenant.id})\n`);
         io.stdout.write(webhookLines(runtime.config.publicUrl, tenant));
-        if (document.airtable && document.airtable.webhookId === undefined) {
-          io.stderr.write(
-            'ciphergate: note: airtable has no webhookId/macSecretBase64 yet; create the webhook on the base and run `tenants put` again with both (see docs/tenants.md)\n',
-          );
-        }
       } finally {
         await runtime.close();
       }
@@ -64,6 +70,42 @@ export function registerTenants(program: Command, io: CliIo): void {
         await runtime.close();
       }
     });
+}
+
+/**
+ * The tenant's Airtable webhook: the one already stored for the same base (a `put` that changes
+ * other settings must not mint a new webhook each time), else a new one made through the
+ * Airtable API, notifying the tenant's webhook URL about changes to its table. Its MAC secret is
+ * shown once by Airtable and stored sealed with the tenant.
+ */
+async function airtableWebhookFor(
+  repository: TenantRepository,
+  config: Config,
+  slug: string,
+  airtable: NonNullable<TenantDocument['airtable']>,
+): Promise<{ id: string; macSecretBase64: string; created: boolean }> {
+  const existing = await repository.findBySlug(slug);
+  if (existing) {
+    const settings = await repository.settingsOf(existing.id);
+    const secrets = await repository.openSecrets(existing.id);
+    if (settings?.airtable?.webhookId && settings.airtable.baseId === airtable.baseId && secrets.airtableMacSecret) {
+      return { id: settings.airtable.webhookId, macSecretBase64: secrets.airtableMacSecret, created: false };
+    }
+  }
+  const pacer = createBasePacer();
+  const target = { apiKey: airtable.apiKey, baseId: airtable.baseId };
+  try {
+    const table = await describeAirtableTable({ ...target, table: airtable.table }, { apiUrl: config.providers.airtableApiUrl, pacer });
+    if (!table) throw new CliError(`airtable: base ${airtable.baseId} has no table ${JSON.stringify(airtable.table)}`);
+    const webhooks = createAirtableWebhooksClient({ apiUrl: config.providers.airtableApiUrl, pacer });
+    const created = await webhooks.createWebhook(target, { notificationUrl: `${config.publicUrl}/webhooks/airtable/${slug}`, tableId: table.tableId });
+    return { id: created.id, macSecretBase64: created.macSecretBase64, created: true };
+  } catch (error) {
+    if (error instanceof ProviderError) {
+      throw new CliError(`airtable: could not create the webhook (${error.message}); check the token's scopes (webhook:manage, schema.bases:read) or give webhookId and macSecretBase64`);
+    }
+    throw error;
+  }
 }
 
 /** The URLs to paste into each provider's console, built from CIPHERGATE_PUBLIC_URL (never a Host header). */

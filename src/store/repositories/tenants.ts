@@ -76,6 +76,12 @@ export class TenantRepository {
     return listTenants(this.db);
   }
 
+  /** A tenant's stored settings (never secrets). */
+  async settingsOf(tenantId: string): Promise<TenantSettings | undefined> {
+    const [row] = await this.db.select({ settings: tenants.settings }).from(tenants).where(eq(tenants.id, tenantId)).limit(1);
+    return row?.settings;
+  }
+
   /** Opens a tenant's provider secrets. Callers hold them only as long as one job or request. */
   async openSecrets(tenantId: string): Promise<TenantSecrets> {
     const [row] = await this.db
