@@ -8,6 +8,7 @@ import { registerServe } from './commands/serve.js';
 import { registerTenants } from './commands/tenants.js';
 import { registerUsers } from './commands/users.js';
 import { registerJobs } from './commands/jobs.js';
+import { registerImport } from './commands/import.js';
 import { registerWorker } from './commands/worker.js';
 import { CliError, EXIT } from './errors.js';
 import type { CliIo } from './runtime.js';
@@ -29,6 +30,7 @@ export function buildProgram(io: CliIo): Command {
   registerKeys(program, io);
   registerJobs(program, io);
   registerWorker(program, io);
+  registerImport(program, io);
   // Every subcommand reports usage errors instead of exiting the process itself, so the one
   // place below decides the exit code.
   const exitOverride = (command: Command) => {

@@ -19,6 +19,8 @@ export interface Config {
     | { provider: 'local'; masterKey?: string; masterKeyFile?: string }
     | { provider: 'pkcs11'; module: string; tokenLabel: string; pin: string; keyLabel: string };
   providers: { twilioApiUrl: string; openaiBaseUrl: string; airtableApiUrl: string; podiumApiUrl: string };
+  /** The tenant whose Twilio account sends identity SMS codes; unset means no SMS factor. */
+  smsSenderTenant?: string;
   trustProxy: string[];
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   signup: 'closed' | 'open';
@@ -71,6 +73,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
       airtableApiUrl: read(settings.airtableApiUrl) ?? 'https://api.airtable.com',
       podiumApiUrl: read(settings.podiumApiUrl) ?? 'https://api.podium.com',
     },
+    smsSenderTenant: read(settings.smsSenderTenant),
     trustProxy: read(settings.trustProxy) ?? [],
     logLevel: read(settings.logLevel) ?? 'info',
     signup,

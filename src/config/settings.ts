@@ -1,5 +1,6 @@
 import { isIP } from 'node:net';
 import { Type, type TSchema } from '@sinclair/typebox';
+import { TENANT_SLUG_PATTERN } from './tenant-document.js';
 
 /**
  * The one declaration of every `CIPHERGATE_*` variable. Loading, validation, the error
@@ -218,6 +219,17 @@ export const settings = {
     schema: Type.String({ format: 'uri' }),
     defaultText: 'https://api.twilio.com',
     parse: urlWith(['http:', 'https:'], { stripTrailingSlash: true })('CIPHERGATE_TWILIO_API_URL'),
+  }),
+  smsSenderTenant: setting({
+    env: 'CIPHERGATE_SMS_SENDER_TENANT',
+    description:
+      'Slug of the tenant whose Twilio account and `fromNumber` send sign-in codes by SMS (staff belong to no tenant, so one account sends for everyone). Unset: SMS is not offered as a second factor.',
+    schema: Type.String({ pattern: TENANT_SLUG_PATTERN.source }),
+    parse: (raw: string) => {
+      const slug = raw.trim();
+      if (!TENANT_SLUG_PATTERN.test(slug)) throw new SettingError('CIPHERGATE_SMS_SENDER_TENANT', 'a tenant slug (lower-case letters, digits and -)', raw);
+      return slug;
+    },
   }),
   openaiBaseUrl: setting({
     env: 'CIPHERGATE_OPENAI_BASE_URL',

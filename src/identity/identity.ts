@@ -10,6 +10,8 @@ import { LoginChallenges } from './challenges.js';
 import { TrustedDevices } from './devices.js';
 import { unauthenticated } from './errors.js';
 import { SecondFactors } from './factors/factor-store.js';
+import { SmsFactor } from './factors/sms.js';
+import { TenantSmsSender } from './factors/sms-sender.js';
 import type { Mailer } from './mailer.js';
 import type { ApiKeyScope, Role } from './permissions.js';
 import type { Principal } from './principal.js';
@@ -17,7 +19,7 @@ import { openRevocationBus, type RevocationBus } from './revocation-bus.js';
 import { Sessions } from './sessions.js';
 import { DatabaseSigningKeyStore } from './signing-key-store.js';
 import { SigningKeys } from './signing-keys.js';
-import { LoginThrottle } from './throttle.js';
+import { LoginThrottle, SmsSendThrottle } from './throttle.js';
 import { ACCESS_TOKEN_TTL_SECONDS, TokenError, issueAccessToken, verifyAccessToken } from './tokens.js';
 import { UserDirectory } from './users.js';
 import { OPAQUE_TOKEN_PREFIXES } from './opaque-tokens.js';
@@ -36,6 +38,8 @@ export interface IdentityParts {
   devices: TrustedDevices;
   challenges: LoginChallenges;
   factors: SecondFactors;
+  /** SMS codes; offered only with CIPHERGATE_SMS_SENDER_TENANT set and a verified phone. */
+  sms: SmsFactor;
   apiKeys: ApiKeys;
   signingKeys: SigningKeys;
   throttle: LoginThrottle;
@@ -52,7 +56,8 @@ export interface IdentitySettings {
 }
 
 export interface OpenIdentityOptions {
-  config: Pick<Config, 'publicUrl' | 'signup' | 'sessions' | 'maxSessionsPerUser'>;
+  /** `providers` and `smsSenderTenant` are optional: without them SMS codes are not offered. */
+  config: Pick<Config, 'publicUrl' | 'signup' | 'sessions' | 'maxSessionsPerUser'> & Partial<Pick<Config, 'providers' | 'smsSenderTenant'>>;
   db: Db;
   fields: SealedFields;
   logger: Logger;
@@ -64,8 +69,14 @@ export interface OpenIdentityOptions {
 
 export async function openIdentity(options: OpenIdentityOptions): Promise<Identity> {
   const { config, db, fields, logger } = options;
-  const bus = openRevocationBus(options.redis, { keyPrefix: options.redisKeyPrefix ?? 'cg', logger });
+  const keyPrefix = options.redisKeyPrefix ?? 'cg';
+  const bus = openRevocationBus(options.redis, { keyPrefix, logger });
   const signingKeys = await SigningKeys.open(new DatabaseSigningKeyStore(db, fields));
+  const smsSender = new TenantSmsSender(db, fields, logger, {
+    slug: config.providers ? config.smsSenderTenant : undefined,
+    publicUrl: config.publicUrl.replace(/\/+$/, ''),
+    twilioApiUrl: config.providers?.twilioApiUrl ?? 'https://api.twilio.com',
+  });
   return new Identity({
     db,
     fields,
@@ -79,9 +90,10 @@ export async function openIdentity(options: OpenIdentityOptions): Promise<Identi
     devices: new TrustedDevices(db),
     challenges: new LoginChallenges(db),
     factors: new SecondFactors(db, fields),
+    sms: new SmsFactor(db, fields, smsSender, new SmsSendThrottle({ ...(options.redis ? { redis: options.redis } : {}), keyPrefix })),
     apiKeys: new ApiKeys(db),
     signingKeys,
-    throttle: new LoginThrottle({ ...(options.redis ? { redis: options.redis } : {}), keyPrefix: options.redisKeyPrefix ?? 'cg' }),
+    throttle: new LoginThrottle({ ...(options.redis ? { redis: options.redis } : {}), keyPrefix }),
     bus,
     ...(options.mailer ? { mailer: options.mailer } : {}),
     settings: tokenSettings(config),

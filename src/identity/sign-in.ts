@@ -6,14 +6,16 @@ import { AuthError, invalidCredentials } from './errors.js';
 import type { Identity } from './identity.js';
 import { hashPassword, needsRehash, verifyAgainstDummy, verifyPassword } from './passwords.js';
 import type { Principal } from './principal.js';
+import type { SmsCodePurpose, SmsSendOutcome } from './factors/sms.js';
 import { RateLimitedError } from './throttle.js';
 import { ACCESS_TOKEN_TTL_SECONDS } from './tokens.js';
 import type { UserRecord } from './users.js';
 
 /**
  * The sign-in flows: password, second factor on a new device, first-time TOTP enrollment,
- * refresh rotation and sign-out. Every outcome that matters to security is an audit event;
- * no event carries an email, a password, a code or a token.
+ * SMS codes and the phone they go to, refresh rotation and sign-out. Every outcome that
+ * matters to security is an audit event; no event carries an email, a password, a code, a
+ * phone number or a token.
  */
 
 /** Where a request came from: for throttling, session records and the audit trail. */
@@ -50,7 +52,7 @@ export class SignIn {
    * `second-factor-required` (or `-enrollment-required`) problem carrying a challenge token.
    */
   async login(input: { email: string; password: string; deviceToken?: string | undefined }, origin: RequestOrigin): Promise<SignedIn> {
-    const { throttle, users, factors, devices, challenges, db } = this.parts;
+    const { throttle, users, factors, devices, challenges, db, sms } = this.parts;
     await this.spendIpAllowance(origin, 'auth.login');
     const accountKey = this.identity.accountThrottleKey(input.email);
     const lock = await throttle.check(accountKey, origin.ip);
@@ -95,16 +97,17 @@ export class SignIn {
     }
     const { challengeToken, expiresAt } = await challenges.issue(user.id, 'second-factor', fingerprint);
     await this.audit(db, { action: 'auth.login', outcome: 'success', origin, userId: user.id, details: { next: 'second-factor', deviceToken: input.deviceToken === undefined ? 'absent' : 'not-recognised' } });
+    const offered: SecondFactorMethod[] = (await sms.offered(user.id)) ? [...methods, 'sms'] : methods;
     throw new AuthError(401, 'second-factor-required', 'Second factor required', 'this device is new: complete the sign-in with POST /api/v1/auth/second-factor', {
       challengeToken,
       challengeExpiresAt: expiresAt.toISOString(),
-      methods,
+      methods: offered,
     });
   }
 
-  /** Completes a sign-in with a TOTP or recovery code; the device becomes trusted. */
-  async secondFactor(input: { challengeToken: string; method: 'totp' | 'recovery' | 'sms'; code: string }, origin: RequestOrigin): Promise<SignedIn> {
-    const { challenges, factors, throttle, db, devices, users } = this.parts;
+  /** Completes a sign-in with a TOTP, recovery or SMS code; the device becomes trusted. */
+  async secondFactor(input: { challengeToken: string; method: SecondFactorMethod; code: string }, origin: RequestOrigin): Promise<SignedIn> {
+    const { challenges, factors, throttle, db, devices, users, sms } = this.parts;
     await this.spendIpAllowance(origin, 'auth.second-factor');
     const challenge = await this.openChallenge(input.challengeToken, 'second-factor', origin, 'auth.second-factor');
     const accountKey = `u:${challenge.userId}`;
@@ -113,9 +116,7 @@ export class SignIn {
       await this.audit(db, { action: 'auth.second-factor', outcome: 'denied', origin, userId: challenge.userId, details: { reason: 'account-locked' } });
       throw new RateLimitedError('account-locked', lock.retryAfterSeconds);
     }
-    if (input.method === 'sms') {
-      throw new AuthError(400, 'method-not-available', 'Method not available', 'SMS codes are not enabled for this account; use "totp" or "recovery"');
-    }
+    if (input.method === 'sms' && !(await sms.offered(challenge.userId))) throw smsNotAvailable();
     // Claimed before the code is checked: of two requests racing on one challenge, the loser
     // stops here without spending its code (a recovery code lost to a race is lost for good).
     if (!(await challenges.spend(challenge.id))) throw invalidChallenge();
@@ -123,6 +124,10 @@ export class SignIn {
     let reason: string;
     if (input.method === 'totp') {
       const result = await factors.verifyTotp(challenge.userId, input.code);
+      passed = result.ok;
+      reason = result.ok ? 'ok' : result.reason;
+    } else if (input.method === 'sms') {
+      const result = await sms.verifySignInCode(challenge, input.code);
       passed = result.ok;
       reason = result.ok ? 'ok' : result.reason;
     } else {
@@ -146,6 +151,72 @@ export class SignIn {
       return { ...started, deviceToken: device.deviceToken };
     });
     return signedIn;
+  }
+
+  /**
+   * Texts a sign-in code for an open second-factor challenge to the user's verified phone.
+   * Allowed only where `sms` was offered; resends are throttled per user (1 per 30 s, 5 per
+   * hour) and each replaces the challenge's earlier code.
+   */
+  async sendSmsCode(input: { challengeToken: string }, origin: RequestOrigin): Promise<void> {
+    const { throttle, sms, db } = this.parts;
+    await this.spendIpAllowance(origin, SMS_SENT);
+    const challenge = await this.openChallenge(input.challengeToken, 'second-factor', origin, SMS_SENT);
+    const lock = await throttle.check(`u:${challenge.userId}`, origin.ip);
+    if (lock.locked) {
+      await this.audit(db, { action: SMS_SENT, outcome: 'denied', origin, userId: challenge.userId, details: { purpose: 'sign-in', reason: 'account-locked' } });
+      throw new RateLimitedError('account-locked', lock.retryAfterSeconds);
+    }
+    if (!(await sms.offered(challenge.userId))) throw smsNotAvailable();
+    await this.reportSmsSend(await sms.sendSignInCode(challenge), 'sign-in', challenge.userId, origin);
+  }
+
+  /**
+   * Sends a code to a new phone of the signed-in user; the phone is offered at sign-in once
+   * confirmed. Needs the current password, as replacing an authenticator does: a stolen access
+   * token must not be enough to plant a second factor of the thief's.
+   */
+  async startPhoneVerification(principal: Principal, input: { phone: string; currentPassword: string | undefined }, origin: RequestOrigin): Promise<void> {
+    const userId = userOf(principal);
+    await this.confirmPassword(userId, input.currentPassword, origin, SMS_SENT);
+    const outcome = await this.parts.sms.startPhoneVerification(userId, input.phone);
+    if (!outcome.sent && outcome.reason === 'not-configured') {
+      throw new AuthError(409, 'sms-not-configured', 'SMS not configured', 'this deployment sends no SMS codes (CIPHERGATE_SMS_SENDER_TENANT is unset or names a tenant without Twilio)');
+    }
+    await this.reportSmsSend(outcome, 'verify-phone', userId, origin);
+  }
+
+  /** Confirms the pending phone with the code sent to it. */
+  async confirmPhone(principal: Principal, input: { code: string }, origin: RequestOrigin): Promise<void> {
+    const userId = userOf(principal);
+    const result = await this.parts.sms.confirmPhone(userId, input.code);
+    if (!result.ok) {
+      await this.audit(this.parts.db, { action: 'auth.phone_verified', outcome: 'failure', origin, userId, details: { reason: result.reason } });
+      throw new AuthError(400, 'invalid-second-factor', 'Invalid code', result.reason === 'no-pending-phone' ? 'start with POST /api/v1/auth/phone' : 'the code is wrong, expired or was already used; ask for a new one');
+    }
+    await this.audit(this.parts.db, { action: 'auth.phone_verified', outcome: 'success', origin, userId });
+  }
+
+  /** Audits a send attempt and turns every refusal into its problem. */
+  private async reportSmsSend(outcome: SmsSendOutcome, purpose: SmsCodePurpose, userId: string, origin: RequestOrigin): Promise<void> {
+    const { db } = this.parts;
+    if (outcome.sent) {
+      await this.audit(db, { action: SMS_SENT, outcome: 'success', origin, userId, details: { purpose } });
+      return;
+    }
+    switch (outcome.reason) {
+      case 'throttled':
+        await this.audit(db, { action: SMS_SENT, outcome: 'denied', origin, userId, details: { purpose, reason: 'throttled' } });
+        throw new AuthError(429, 'sms-throttled', 'Too many codes', 'a code was sent recently; wait before asking for another', { retryAfter: outcome.retryAfterSeconds }, { 'retry-after': String(outcome.retryAfterSeconds) });
+      case 'rejected':
+        await this.audit(db, { action: SMS_SENT, outcome: 'failure', origin, userId, details: { purpose, reason: 'rejected-by-provider' } });
+        throw new AuthError(400, 'sms-rejected', 'Phone number refused', 'the SMS provider refused to send to this number; use a mobile number that can receive texts');
+      case 'unavailable':
+        await this.audit(db, { action: SMS_SENT, outcome: 'failure', origin, userId, details: { purpose, reason: 'provider-unavailable' } });
+        throw new AuthError(503, 'sms-unavailable', 'SMS unavailable', 'the code could not be sent; try again later or use another method');
+      case 'not-configured':
+        throw smsNotAvailable();
+    }
   }
 
   /**
@@ -308,6 +379,19 @@ export class SignIn {
       details: event.details ?? {},
     });
   }
+}
+
+export type SecondFactorMethod = 'totp' | 'recovery' | 'sms';
+
+const SMS_SENT = 'auth.sms_code_sent';
+
+function smsNotAvailable(): AuthError {
+  return new AuthError(400, 'method-not-available', 'Method not available', 'SMS codes are not enabled for this account; use "totp" or "recovery"');
+}
+
+function userOf(principal: Principal): string {
+  if (principal.kind !== 'user') throw new AuthError(403, 'forbidden', 'Forbidden', 'machines have no second factor');
+  return principal.userId;
 }
 
 class EnrollmentFailure extends Error {

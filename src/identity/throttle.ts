@@ -125,6 +125,44 @@ export class LoginThrottle {
   }
 }
 
+export interface SmsSendThrottleOptions {
+  redis?: RedisConnection | undefined;
+  keyPrefix?: string;
+  /** Seconds a user waits between two codes of one purpose. Default 30; 0 turns this limit off (tests of the hourly one). */
+  minIntervalSeconds?: number;
+  /** Codes per user per hour, all purposes together. Default 5. */
+  perHour?: number;
+}
+
+/**
+ * How often one user may be sent an SMS code: one per 30 s for each purpose (so confirming a
+ * new phone does not hold up the sign-in right after it), and five per hour in all. Each text
+ * costs money and lands on someone's phone, so this limits sending, not guessing (guesses are
+ * bounded per code). Shared through Redis like the sign-in limits, with the same in-memory
+ * fallback.
+ */
+export class SmsSendThrottle {
+  private readonly interval: RateLimiterAbstract | undefined;
+  private readonly hourly: RateLimiterAbstract;
+
+  constructor(options: SmsSendThrottleOptions = {}) {
+    const prefix = options.keyPrefix ?? 'cg';
+    const intervalSeconds = options.minIntervalSeconds ?? 30;
+    this.interval = intervalSeconds > 0 ? createLimiter(options.redis, { keyPrefix: `${prefix}:sms-interval`, points: 1, duration: intervalSeconds }) : undefined;
+    this.hourly = createLimiter(options.redis, { keyPrefix: `${prefix}:sms-hourly`, points: options.perHour ?? 5, duration: 60 * 60 });
+  }
+
+  /** Spends one send for `userKey` (an opaque key such as `u:<id>`) and `purpose`, or says how long to wait. */
+  async consume(userKey: string, purpose: string): Promise<IpAllowance> {
+    if (!ACCOUNT_KEY.test(userKey) || !ACCOUNT_KEY.test(purpose)) throw new TypeError('userKey and purpose must be opaque keys');
+    if (this.interval) {
+      const spaced = await consume(this.interval, `${userKey}:${purpose}`);
+      if (!spaced.allowed) return spaced;
+    }
+    return consume(this.hourly, userKey);
+  }
+}
+
 function createLimiter(
   redis: RedisConnection | undefined,
   options: { keyPrefix: string; points: number; duration: number; blockDuration?: number },

@@ -2,17 +2,30 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, describe, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import { runCliProcess, stopChildren } from '../helpers/cli.js';
 import { createSoftHsmToken, softHsmAvailable } from '../helpers/softhsm.js';
 import { serviceGate } from '../helpers/services.js';
+import { startAirtableFake, type AirtableFake } from '../fakes/airtable.js';
 
 after(stopChildren);
 
-const TENANT_JSON = JSON.stringify({
+let airtable: AirtableFake;
+before(async () => {
+  airtable = await startAirtableFake({ apiKeys: ['pat-canary-cli-airtable'] });
+  airtable.createTable('appABCDEFGHIJKLMN', 'Conversations');
+});
+after(async () => airtable?.close());
+
+const TENANT_WITHOUT_WEBHOOK = {
   name: 'Acme Dental',
   twilio: { accountSid: `AC${'ab'.repeat(16)}`, authToken: 'canary-cli-twilio-token-42', fromNumber: '+15550000001' },
   airtable: { apiKey: 'pat-canary-cli-airtable', baseId: 'appABCDEFGHIJKLMN', table: 'Conversations', fields: { phone: 'masked', body: 'plain' } },
+};
+/** With its webhook given, so `put` needs no Airtable API. */
+const TENANT_JSON = JSON.stringify({
+  ...TENANT_WITHOUT_WEBHOOK,
+  airtable: { ...TENANT_WITHOUT_WEBHOOK.airtable, webhookId: 'achABCDEFGHIJKLMN', macSecretBase64: Buffer.from('canary-cli-mac-secret-0123').toString('base64') },
 });
 
 function workspace(): { cwd: string; keyFile: (name: string) => string } {
@@ -30,21 +43,29 @@ function workspace(): { cwd: string; keyFile: (name: string) => string } {
 describe('tenants put and list', () => {
   test('put prints the webhook URLs from CIPHERGATE_PUBLIC_URL; list shows providers and never a secret', async () => {
     const { cwd } = workspace();
-    const env = { CIPHERGATE_PUBLIC_URL: 'https://gate.example.com' };
-    const put = await runCliProcess(['tenants', 'put', 'acme-dental'], { env, cwd, stdin: TENANT_JSON });
+    const env = { CIPHERGATE_PUBLIC_URL: 'https://gate.example.com', CIPHERGATE_AIRTABLE_API_URL: airtable.url };
+    const put = await runCliProcess(['tenants', 'put', 'acme-dental'], { env, cwd, stdin: JSON.stringify(TENANT_WITHOUT_WEBHOOK) });
     assert.equal(put.code, 0, put.stderr);
     assert.match(put.stdout, /^created tenant acme-dental \([0-9a-f-]{36}\)\n/);
     assert.match(put.stdout, /twilio sms: +https:\/\/gate\.example\.com\/webhooks\/twilio\/acme-dental\/sms\n/);
     assert.match(put.stdout, /twilio status: +https:\/\/gate\.example\.com\/webhooks\/twilio\/acme-dental\/status\n/);
     assert.match(put.stdout, /airtable: +https:\/\/gate\.example\.com\/webhooks\/airtable\/acme-dental\n/);
-    assert.match(put.stderr, /airtable has no webhookId/);
+    // No webhookId given: the webhook is made on the base, notifying this tenant's URL.
+    const [webhookId] = [...airtable.webhooks.keys()];
+    assert.match(put.stderr, new RegExp(`created Airtable webhook ${webhookId} on base appABCDEFGHIJKLMN`));
+    assert.equal(airtable.webhooks.get(webhookId!)!.notificationUrl, 'https://gate.example.com/webhooks/airtable/acme-dental');
+    // A second put keeps it instead of minting another.
+    const again = await runCliProcess(['tenants', 'put', 'acme-dental'], { env, cwd, stdin: JSON.stringify(TENANT_WITHOUT_WEBHOOK) });
+    assert.equal(again.code, 0, again.stderr);
+    assert.match(again.stderr, new RegExp(`kept Airtable webhook ${webhookId}`));
+    assert.equal(airtable.webhooks.size, 1);
 
     const list = await runCliProcess(['tenants', 'list'], { env, cwd });
     assert.equal(list.code, 0, list.stderr);
     assert.match(list.stdout, /acme-dental +twilio,airtable +Acme Dental/);
     const json = await runCliProcess(['tenants', 'list', '--json'], { env, cwd });
     assert.deepEqual(JSON.parse(json.stdout).map((tenant: { slug: string; providers: string[] }) => [tenant.slug, tenant.providers]), [['acme-dental', ['twilio', 'airtable']]]);
-    for (const output of [put, list, json]) {
+    for (const output of [put, again, list, json]) {
       assert.equal((output.stdout + output.stderr).includes('canary'), false, 'no secret printed');
     }
   });
@@ -111,7 +132,7 @@ describe('keys status, reencrypt and encrypt-existing', () => {
     assert.equal((await runCliProcess(['tenants', 'put', 'acme'], { env: {}, cwd, stdin: TENANT_JSON })).code, 0);
     const rotate = await runCliProcess(['keys', 'rotate', '--tenant', 'acme'], { env: {}, cwd });
     assert.equal(rotate.code, 0, rotate.stderr);
-    assert.match(rotate.stdout, /^tenant acme: now on data key v2\nre-encrypted 2 values\n$/);
+    assert.match(rotate.stdout, /^tenant acme: now on data key v2\nre-encrypted 3 values\n$/); // twilio token, airtable key, airtable MAC secret
     const again = await runCliProcess(['keys', 'reencrypt'], { env: {}, cwd });
     assert.equal(again.stdout, 're-encrypted 0 values\n');
 

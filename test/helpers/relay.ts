@@ -34,6 +34,16 @@ export function messageSid(): string {
   return `SM${randomBytes(16).toString('hex')}`;
 }
 
+/**
+ * The Airtable fake's problems other than pacing. Pacing is proven in
+ * test/providers/airtable/records-client.test.ts; here the fake, PGlite and the relay share one
+ * event loop, so a request can leave late and arrive bunched with the next ones, which says
+ * nothing about the pacer.
+ */
+export function airtableProblems(fake: AirtableFake): string[] {
+  return fake.violations.filter((violation) => !/requests within one second/.test(violation));
+}
+
 export interface RelayHarness extends IdentityHarness {
   fields: SealedFields;
   keyring: StoredKeyring;
@@ -64,7 +74,7 @@ export interface RelayHarness extends IdentityHarness {
 }
 
 export async function openRelayHarness(backend: Backend, options: { retry?: Partial<RetryPolicy>; leaseMs?: number; env?: Record<string, string> } = {}): Promise<RelayHarness> {
-  const [twilio, openai, airtable, podium] = await Promise.all([startTwilioFake(), startOpenAiFake(), startAirtableFake(), startPodiumFake()]);
+  const [twilio, openai, airtable, podium] = await Promise.all([startTwilioFake(), startOpenAiFake(), startAirtableFake({ strictFields: true }), startPodiumFake()]);
   let relay!: Relay;
   const base = await openIdentityHarness(backend, {
     env: {
@@ -111,6 +121,8 @@ export async function openRelayHarness(backend: Backend, options: { retry?: Part
       const baseId = `app${randomBytes(7).toString('hex')}`;
       const webhook = await webhooksClient.createWebhook({ apiKey: DEFAULT_AIRTABLE_KEY, baseId }, { notificationUrl: `${PUBLIC_URL}/webhooks/airtable/${slug}` });
       macSecrets.set(slug, webhook.macSecretBase64);
+      // The harness made that request, not the relay: the pacing check counts the relay's only.
+      airtable.requestTimesByBase.delete(baseId);
       const document: TenantDocument = {
         name: `Tenant ${slug}`,
         twilio: { accountSid: DEFAULT_TWILIO_ACCOUNT.accountSid, authToken: DEFAULT_TWILIO_ACCOUNT.authToken, fromNumber: TENANT_FROM_NUMBER },

@@ -4,15 +4,17 @@ import { Accounts } from '../../identity/accounts.js';
 import { AuthError, unauthenticated } from '../../identity/errors.js';
 import type { Identity } from '../../identity/identity.js';
 import { PASSWORD_MAX_CODE_POINTS } from '../../identity/passwords.js';
+import { normaliseE164 } from '../../seal/normalise.js';
 import { SignIn, type SignedIn, type TokenPair } from '../../identity/sign-in.js';
 import { ACCESS_TOKEN_TTL_SECONDS } from '../../identity/tokens.js';
 import { ACCESS_COOKIE, REFRESH_COOKIE, optionalPrincipal, originOf } from '../guard.js';
 import { ProblemSchema } from '../schemas/problem.js';
 
 /**
- * `/api/v1/auth/*`: sign-in with a second factor on new devices, TOTP enrollment, refresh
- * rotation, sign-out, sessions, setup and (optionally) self-registration. Each route states
- * its access next to its schema; the flows live in src/identity.
+ * `/api/v1/auth/*`: sign-in with a second factor on new devices, TOTP enrollment, SMS codes
+ * and the phone they go to, refresh rotation, sign-out, sessions, setup and (optionally)
+ * self-registration. Each route states its access next to its schema; the flows live in
+ * src/identity.
  */
 
 // Passwords are bounded in UTF-16 units well above the 128-code-point policy, so the policy
@@ -48,6 +50,15 @@ const SecondFactorBody = Type.Object(
   },
   { additionalProperties: false },
 );
+const SmsCodeBody = Type.Object({ challengeToken: Opaque }, { additionalProperties: false });
+const PhoneBody = Type.Object(
+  {
+    phone: Type.String({ minLength: 1, maxLength: 32, description: 'a mobile number; E.164 (+14155550100) or a US national number' }),
+    currentPassword: Type.String({ minLength: 1, maxLength: PASSWORD_MAX_CODE_POINTS * 2, description: 'step-up: adding a second factor needs the password again' }),
+  },
+  { additionalProperties: false },
+);
+const PhoneCodeBody = Type.Object({ code: Type.String({ minLength: 1, maxLength: 16 }) }, { additionalProperties: false });
 const RefreshBody = Type.Object({ refreshToken: Type.Optional(Opaque), tokenDelivery: TokenDelivery }, { additionalProperties: false });
 const EnrollBody = Type.Object(
   {
@@ -73,6 +84,8 @@ const SessionSchema = Type.Object({
 const IdParams = Type.Object({ id: Type.String({ format: 'uuid' }) });
 
 const problems = { 400: ProblemSchema, 401: ProblemSchema, 403: ProblemSchema, 429: ProblemSchema };
+/** Sends answer 503 `sms-unavailable` when Twilio fails: the code is sent in the request, not queued, since a late login code is useless. */
+const smsProblems = { ...problems, 409: ProblemSchema, 503: ProblemSchema };
 const tags = ['auth'];
 
 export function authRoutes(identity: Identity) {
@@ -98,11 +111,63 @@ export function authRoutes(identity: Identity) {
       '/api/v1/auth/second-factor',
       {
         config: publicAccess('authenticated by the challenge token of a correct password'),
-        schema: { tags, summary: 'Complete a sign-in with a TOTP or recovery code', body: SecondFactorBody, response: { 200: TokensSchema, ...problems } },
+        schema: { tags, summary: 'Complete a sign-in with a TOTP, recovery or SMS code', body: SecondFactorBody, response: { 200: TokensSchema, ...problems } },
       },
       async (request, reply) => {
         const signedIn = await signIn.secondFactor(request.body, originOf(request));
         return deliver(reply, signedIn, request.body.tokenDelivery);
+      },
+    );
+
+    app.post<{ Body: Static<typeof SmsCodeBody> }>(
+      '/api/v1/auth/second-factor/sms',
+      {
+        config: publicAccess('authenticated by the challenge token of a correct password; throttled per user and per IP'),
+        schema: {
+          tags,
+          summary: 'Text a sign-in code to the verified phone (only when `sms` is among the offered methods)',
+          body: SmsCodeBody,
+          response: { 204: Type.Null(), ...smsProblems },
+        },
+      },
+      async (request, reply) => {
+        await signIn.sendSmsCode(request.body, originOf(request));
+        return reply.code(204).send();
+      },
+    );
+
+    app.post<{ Body: Static<typeof PhoneBody> }>(
+      '/api/v1/auth/phone',
+      {
+        config: { access: { permission: 'auth:self' } },
+        schema: {
+          tags,
+          summary: 'Set the phone for SMS codes: sends a verification code; the phone is offered at sign-in once confirmed',
+          body: PhoneBody,
+          response: { 204: Type.Null(), ...smsProblems },
+        },
+      },
+      async (request, reply) => {
+        let phone: string;
+        try {
+          phone = normaliseE164(request.body.phone);
+        } catch {
+          throw new AuthError(400, 'validation-failed', 'Invalid request', 'body phone: not a valid phone number');
+        }
+        await signIn.startPhoneVerification(request.principal!, { phone, currentPassword: request.body.currentPassword }, originOf(request));
+        return reply.code(204).send();
+      },
+    );
+
+    app.post<{ Body: Static<typeof PhoneCodeBody> }>(
+      '/api/v1/auth/phone/verify',
+      {
+        config: { access: { permission: 'auth:self' } },
+        schema: { tags, summary: 'Confirm the phone with the code texted to it', body: PhoneCodeBody, response: { 204: Type.Null(), ...problems } },
+      },
+      async (request, reply) => {
+        await signIn.confirmPhone(request.principal!, request.body, originOf(request));
+        return reply.code(204).send();
       },
     );
 

@@ -22,7 +22,7 @@ type Provider = 'twilio' | 'podium' | 'airtable';
  * Why a delivery was refused. Recorded in the audit trail and the metrics; the caller always
  * hears the same 403, so an unknown tenant cannot be told apart from a bad signature.
  */
-type RejectionReason =
+export type RejectionReason =
   | 'unknown-tenant'
   | 'provider-not-configured'
   | 'address-not-allowed'
@@ -66,11 +66,11 @@ export function webhookRoutes(options: WebhookRouteOptions) {
     app.removeAllContentTypeParsers();
     app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: WEBHOOK_BODY_LIMIT_BYTES }, (_request, body, done) => done(null, body));
 
-    // A delivery refused before any handler ran (too large) is still counted and audited.
+    // A delivery refused before any handler ran (too large, no content type) is still counted and audited.
     app.addHook('onError', async (request, _reply, error) => {
-      if ((error as { code?: string }).code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
-        await recordRejection(request, providerOf(request.url), 'body-too-large');
-      }
+      const code = (error as { code?: string }).code;
+      if (code === 'FST_ERR_CTP_BODY_TOO_LARGE') await recordRejection(request, providerOf(request.url), 'body-too-large');
+      else if (code?.startsWith('FST_ERR_CTP_')) await recordRejection(request, providerOf(request.url), 'malformed-payload');
     });
 
     app.post<{ Params: { tenant: string } }>('/webhooks/twilio/:tenant/sms', { config: { access }, bodyLimit: WEBHOOK_BODY_LIMIT_BYTES }, async (request, reply) => {
@@ -81,12 +81,12 @@ export function webhookRoutes(options: WebhookRouteOptions) {
       const from = first(params.From);
       const body = first(params.Body) ?? '';
       if (!messageSid || !/^(SM|MM)[0-9a-f]{32}$/i.test(messageSid) || !from) return reject(request, reply, 'twilio', 'malformed-payload', tenant);
-      let phone: string;
-      try {
-        phone = normaliseE164(from);
-      } catch {
-        // A short code or an alphanumeric sender: nothing we can answer or index.
-        return reject(request, reply, 'twilio', 'malformed-payload', tenant);
+      const phone = phoneOrUndefined(from);
+      if (phone === undefined) {
+        // A short code or an alphanumeric sender: genuine, but nothing we can answer or index.
+        // Acknowledged (an error would only make Twilio log failures) and not stored.
+        webhookAccepted.inc({ provider: 'twilio', outcome: 'ignored' });
+        return reply.type('text/xml').send(EMPTY_TWIML);
       }
       const stored = await relay.receive(tenant, { channel: 'sms', dedupeKey: `twilio:${messageSid}`, providerMessageId: messageSid, phone, body });
       webhookAccepted.inc({ provider: 'twilio', outcome: stored.duplicate ? 'duplicate' : 'stored' });
@@ -132,13 +132,16 @@ export function webhookRoutes(options: WebhookRouteOptions) {
         if (error instanceof PodiumEventError) return reject(request, reply, 'podium', 'malformed-payload', tenant);
         throw error;
       }
+      // One secret may sign a whole organization's events; only this tenant's location is ours.
+      if (event.locationUid !== undefined && event.locationUid !== tenant.settings.podium.locationUid) return reject(request, reply, 'podium', 'account-mismatch', tenant);
       if (event.message && event.message.direction !== 'outbound' && event.eventType === 'message.received') {
         const message = event.message;
-        let phone: string;
-        try {
-          phone = normaliseE164(message.channelIdentifier);
-        } catch {
-          return reject(request, reply, 'podium', 'malformed-payload', tenant);
+        const phone = phoneOrUndefined(message.channelType === 'phone' || message.channelType === 'sms' ? message.channelIdentifier : undefined);
+        if (phone === undefined) {
+          // A genuine delivery we cannot answer by SMS (email, Facebook): acknowledged so Podium
+          // stops retrying, and not stored.
+          webhookAccepted.inc({ provider: 'podium', outcome: 'ignored' });
+          return reply.code(204).send();
         }
         const stored = await relay.receive(tenant, {
           channel: 'podium',
@@ -210,7 +213,7 @@ export function webhookRoutes(options: WebhookRouteOptions) {
       try {
         params = isJson ? jsonParams(rawBody) : parseFormBody(rawBody);
       } catch {
-        return { ok: false, reason: 'malformed-payload', ...(tenant ? { tenant } : {}) };
+        return tenant ? { ok: false, reason: 'malformed-payload', tenant } : { ok: false, reason: 'unknown-tenant' };
       }
       const valid = verifyTwilioRequest({
         authToken: tenant?.secrets.twilioAuthToken ?? DECOY_SECRET,
@@ -262,6 +265,15 @@ export function webhookRoutes(options: WebhookRouteOptions) {
 function providerOf(url: string): Provider | undefined {
   const match = /^\/webhooks\/(twilio|podium|airtable)\//.exec(url);
   return match ? (match[1] as Provider) : undefined;
+}
+
+function phoneOrUndefined(value: string | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  try {
+    return normaliseE164(value);
+  } catch {
+    return undefined;
+  }
 }
 
 function rawBodyOf(request: FastifyRequest): Buffer {

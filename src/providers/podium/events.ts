@@ -48,6 +48,12 @@ export interface PodiumMessageStatus {
 export interface PodiumEvent {
   eventType: string;
   eventUid: string;
+  /**
+   * The location the event belongs to (`metadata.locationUid`, else the message's). An
+   * organization-wide webhook delivers every location's events under one secret, so the
+   * receiver must check it against the tenant's location.
+   */
+  locationUid?: string;
   message?: PodiumMessage;
   status?: PodiumMessageStatus;
 }
@@ -79,17 +85,21 @@ export function parsePodiumEvent(rawBody: Buffer | string): PodiumEvent {
   const eventUid = declaredUid ?? (dataUid ? `${eventType}:${dataUid}` : undefined);
   if (!eventUid) throw new PodiumEventError(`the ${eventType} event has no id`);
 
-  if (!isMessageEvent(eventType)) return { eventType, eventUid };
+  const metadataLocation = nonEmpty(metadata['locationUid']) ?? nonEmpty(metadata['location_uid']);
+  const located = metadataLocation ? { locationUid: metadataLocation } : {};
+  if (!isMessageEvent(eventType)) return { eventType, eventUid, ...located };
   if (!data) throw new PodiumEventError(`the ${eventType} event has no data object`);
   const message = parseMessage(data, eventType);
-  if (eventType === 'message.received') return { eventType, eventUid, message };
+  const locationUid = metadataLocation ?? message.locationUid;
+  const location = locationUid ? { locationUid } : {};
+  if (eventType === 'message.received') return { eventType, eventUid, ...location, message };
 
   const status: PodiumMessageStatus = { messageUid: message.uid, state: eventType === 'message.sent' ? 'sent' : 'failed' };
   const deliveryStatus = firstItemField(data, 'deliveryStatus');
   if (deliveryStatus) status.deliveryStatus = deliveryStatus;
   const failureReason = nonEmpty(data['failureReason']);
   if (failureReason) status.failureReason = failureReason;
-  return { eventType, eventUid, message, status };
+  return { eventType, eventUid, ...location, message, status };
 }
 
 function parseMessage(data: Record<string, unknown>, eventType: (typeof PODIUM_MESSAGE_EVENTS)[number]): PodiumMessage {

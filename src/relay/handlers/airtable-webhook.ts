@@ -78,7 +78,9 @@ async function applyPayload(context: HandlerContext, tenant: TenantContext, apiK
   const target = { apiKey, baseId: airtable.baseId, table: airtable.table };
   for (const [recordId, change] of Object.entries(changes)) {
     const cells = change.current?.cellValuesByFieldId ?? {};
-    const touchesPause = pauseField !== undefined && pauseField in cells;
+    // Airtable leaves a cleared cell out of `current`; it is in `previous`, with its old value.
+    const previousCells = change.previous?.cellValuesByFieldId ?? {};
+    const touchesPause = pauseField !== undefined && (pauseField in cells || pauseField in previousCells);
     const reply = replyField !== undefined ? cells[replyField] : undefined;
     const hasReply = typeof reply === 'string' && reply.trim().length > 0;
     if (!touchesPause && !hasReply) continue;

@@ -1,0 +1,158 @@
+import type { Command } from 'commander';
+import { isSupportedCountry, type CountryCode } from 'libphonenumber-js';
+import { appendAuditEvent } from '../../audit/trail.js';
+import { createAirtableRecordsClient } from '../../providers/airtable/records-client.js';
+import { ProviderError } from '../../providers/provider-error.js';
+import { importAirtable, AirtableImportStopped, type AirtableImportReport } from '../../relay/import/airtable-import.js';
+import { ImportRuns } from '../../relay/import/import-runs.js';
+import { importJsonl, JsonlImportStopped, type JsonlImportCounts } from '../../relay/import/jsonl-import.js';
+import { TenantDirectory } from '../../relay/tenant-directory.js';
+import { ConversationRepository } from '../../store/repositories/conversations.js';
+import { TenantRepository } from '../../store/repositories/tenants.js';
+import type { Db } from '../../store/connection.js';
+import { CliError } from '../errors.js';
+import { openSealingRuntime, type CliIo } from '../runtime.js';
+
+/**
+ * `ciphergate import jsonl|airtable --tenant T`: brings a tenant's existing plain-text
+ * conversations in, sealed (docs/import.md). Imports never enqueue jobs: history is not answered,
+ * sent or synced. Progress goes to stderr, the summary to stdout; errors name lines, members,
+ * columns and record ids, never a value.
+ */
+export function registerImport(program: Command, io: CliIo): void {
+  const importCommand = program.command('import').description('bring existing plain-text conversations in, sealed (docs/import.md)');
+
+  importCommand
+    .command('jsonl')
+    .description('conversations exported with mongoexport, one JSON document per line on stdin')
+    .requiredOption('--tenant <slug>', 'the tenant the conversations belong to')
+    .option('--default-country <code>', 'country of phone numbers written without + (default US)', parseCountry)
+    .option('--progress-every <n>', 'a progress line on stderr every n conversations (default 1000)', (value: string) => parseWhole('--progress-every', value, 1, 1_000_000), 1000)
+    .action(async (options: { tenant: string; defaultCountry?: CountryCode; progressEvery: number }) => {
+      if ((io.stdin as NodeJS.ReadStream).isTTY) throw new CliError('the export is read from stdin; redirect it (ciphergate import jsonl --tenant T < export.jsonl)', 2);
+      const runtime = await openSealingRuntime(io, { logTo: 'stderr', defaultLogLevel: 'warn' });
+      try {
+        const db = runtime.database.db;
+        const tenant = await new TenantRepository(db, runtime.sealing.fields, runtime.sealing.keyring).findBySlug(options.tenant);
+        if (!tenant) throw new CliError(`--tenant: no tenant ${JSON.stringify(options.tenant)}`);
+        const runs = new ImportRuns(db);
+        const run = await runs.start(tenant.id, 'jsonl');
+        const recorded = { imported: 0, skipped: 0 };
+        const record = async (counts: JsonlImportCounts, done: boolean) => {
+          await runs.record(run.id, { imported: counts.messages - recorded.imported, skipped: counts.skipped - recorded.skipped, done });
+          recorded.imported = counts.messages;
+          recorded.skipped = counts.skipped;
+        };
+        let pending = Promise.resolve();
+        let counts: JsonlImportCounts;
+        try {
+          counts = await importJsonl(io.stdin as AsyncIterable<string | Buffer>, { tenantId: tenant.id, conversations: new ConversationRepository(db, runtime.sealing.fields) }, {
+            ...(options.defaultCountry ? { defaultCountry: options.defaultCountry } : {}),
+            progressEvery: options.progressEvery,
+            onProgress: (progress) => {
+              io.stderr.write(`ciphergate: import jsonl: line ${progress.lineNumber}: ${jsonlCounts(progress)}\n`);
+              pending = pending.then(() => record(progress, false));
+            },
+          });
+        } catch (error) {
+          await pending;
+          if (!(error instanceof JsonlImportStopped)) throw error;
+          await record(error.counts, false);
+          await audit(db, 'import.jsonl', tenant.id, 'failure', { line: error.lineError.lineNumber, conversations: error.counts.conversations, messages: error.counts.messages, skipped: error.counts.skipped });
+          const before = error.lineError.lineNumber > 1 ? `the lines before it are imported (${jsonlCounts(error.counts)})` : 'nothing was imported';
+          throw new CliError(`${error.message}; the import stopped at this line and ${before}; fix the line and run the same command again (lines already imported are not imported twice)`);
+        }
+        await pending;
+        await record(counts, true);
+        await audit(db, 'import.jsonl', tenant.id, 'success', { conversations: counts.conversations, messages: counts.messages, skipped: counts.skipped });
+        io.stdout.write(`imported ${counts.conversations} conversations (${counts.messages} messages), skipped ${counts.skipped} already present\n`);
+      } finally {
+        await runtime.close();
+      }
+    });
+
+  importCommand
+    .command('airtable')
+    .description("the plain-text rows of the tenant's Airtable table; stores them sealed, then rewrites them by the tenant's field policy")
+    .requiredOption('--tenant <slug>', 'the tenant whose Airtable table to import')
+    .option('--default-country <code>', 'country of phone numbers written without + (default US)', parseCountry)
+    .option('--page-size <n>', 'rows per Airtable page, 1-100 (default 100)', (value: string) => parseWhole('--page-size', value, 1, 100), 100)
+    .action(async (options: { tenant: string; defaultCountry?: CountryCode; pageSize: number }) => {
+      const runtime = await openSealingRuntime(io, { logTo: 'stderr', defaultLogLevel: 'warn' });
+      try {
+        const db = runtime.database.db;
+        const tenant = await new TenantDirectory(db, new TenantRepository(db, runtime.sealing.fields, runtime.sealing.keyring)).bySlug(options.tenant);
+        if (!tenant) throw new CliError(`--tenant: no tenant ${JSON.stringify(options.tenant)}`);
+        const airtable = tenant.settings.airtable;
+        const apiKey = tenant.secrets.airtableApiKey;
+        if (!airtable || !apiKey) throw new CliError(`tenant ${tenant.slug} has no airtable block; add it with \`ciphergate tenants put ${tenant.slug}\``);
+        const records = createAirtableRecordsClient({ apiUrl: runtime.config.providers.airtableApiUrl });
+        let report: AirtableImportReport;
+        try {
+          report = await importAirtable(
+            { tenantId: tenant.id, airtable: { apiKey, baseId: airtable.baseId, table: airtable.table }, policies: airtable.fields },
+            { conversations: new ConversationRepository(db, runtime.sealing.fields), runs: new ImportRuns(db) },
+            records,
+            {
+              ...(options.defaultCountry ? { defaultCountry: options.defaultCountry } : {}),
+              pageSize: options.pageSize,
+              onNote: (note) => io.stderr.write(`ciphergate: note: ${note}\n`),
+              onUnreadable: (row) => io.stderr.write(`ciphergate: note: row ${row.recordId}: ${row.column}: ${row.reason}; left as it is\n`),
+              onPage: (progress) => io.stderr.write(`ciphergate: import airtable: page ${progress.pages}: ${airtableCounts(progress)}\n`),
+            },
+          );
+        } catch (error) {
+          if (!(error instanceof AirtableImportStopped)) throw error;
+          await audit(db, 'import.airtable', tenant.id, 'failure', { run: error.report.runId, pages: error.report.pages, messages: error.report.messages, skipped: error.report.skipped });
+          const done = error.report.pages === 1 ? '1 page' : `${error.report.pages} pages`;
+          throw new CliError(`import airtable stopped: ${describeFailure(error.cause)}; the rows read before (${done} in this run) are imported and recorded; run the same command again to continue`);
+        }
+        await audit(db, 'import.airtable', tenant.id, report.unreadable.length === 0 ? 'success' : 'failure', {
+          run: report.runId,
+          pages: report.pages,
+          messages: report.messages,
+          skipped: report.skipped,
+          unreadable: report.unreadable.length,
+        });
+        io.stdout.write(`imported ${report.conversations} conversations (${report.messages} messages), skipped ${report.skipped} rows already imported${report.empty > 0 ? ` and ${report.empty} empty rows` : ''}\n`);
+        if (report.unreadable.length > 0) {
+          throw new CliError(`${report.unreadable.length} rows could not be read and still hold their text in Airtable (listed above); fix them and run the same command again`);
+        }
+      } finally {
+        await runtime.close();
+      }
+    });
+}
+
+function jsonlCounts(counts: JsonlImportCounts): string {
+  return `${counts.conversations} conversations with ${counts.messages} new messages, ${counts.skipped} already present`;
+}
+
+function airtableCounts(report: AirtableImportReport): string {
+  return `${report.rows} rows read, ${report.messages} messages imported, ${report.rewritten} rows rewritten, ${report.skipped} already imported, ${report.empty} empty, ${report.unreadable.length} unreadable`;
+}
+
+/** ProviderError messages hold a status and Airtable's error type only, never cell values (airtable-errors.ts). */
+function describeFailure(cause: unknown): string {
+  if (cause instanceof ProviderError) {
+    const hint = cause.code === 'UNKNOWN_FIELD_NAME' ? ' (the table needs a text field named "Ciphergate ID", see docs/import.md)' : '';
+    return `${cause.message}${hint}`;
+  }
+  return cause instanceof Error ? cause.message : String(cause);
+}
+
+async function audit(db: Db, action: string, tenantId: string, outcome: 'success' | 'failure', details: Record<string, string | number>): Promise<void> {
+  await appendAuditEvent(db, { actor: { type: 'system', id: 'cli' }, action, target: { type: 'tenant', id: tenantId }, tenantId, outcome, details });
+}
+
+function parseCountry(value: string): CountryCode {
+  const code = value.toUpperCase();
+  if (!isSupportedCountry(code)) throw new CliError(`--default-country: expected a two-letter country code such as US or GB, got ${JSON.stringify(value)}`, 2);
+  return code;
+}
+
+function parseWhole(option: string, value: string, min: number, max: number): number {
+  const number = Number(value);
+  if (!/^\d+$/.test(value) || number < min || number > max) throw new CliError(`${option}: expected a whole number from ${min} to ${max}`, 2);
+  return number;
+}
