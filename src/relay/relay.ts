@@ -10,7 +10,7 @@ import type { SealedFields } from '../seal/sealed-fields.js';
 import type { Db } from '../store/connection.js';
 import { JobQueue, type JobSpec, type RetryPolicy } from '../store/job-queue.js';
 import { ConversationRepository, type InboundMessage } from '../store/repositories/conversations.js';
-import { TenantRepository } from '../store/repositories/tenants.js';
+import { listTenants, TenantRepository } from '../store/repositories/tenants.js';
 import type { StoredKeyring } from '../seal/keyring.js';
 import { airtableSyncHandler } from './handlers/airtable-sync.js';
 import { airtableWebhookHandler } from './handlers/airtable-webhook.js';
@@ -115,6 +115,31 @@ export class Relay {
   async airtableChanged(tenant: TenantContext): Promise<void> {
     await this.queue.enqueue(airtableWebhookJob(tenant.id));
     this.announce();
+  }
+
+  /**
+   * Airtable webhooks made with a personal access token expire 7 days after their last refresh
+   * (https://airtable.com/developers/web/api/refresh-a-webhook); reading payloads refreshes them,
+   * but a table nobody edits for a week would lose its webhook. Workers call this twice a day.
+   * A failure for one tenant is logged and the others still get theirs.
+   */
+  async refreshAirtableWebhooks(): Promise<{ refreshed: number; failed: number }> {
+    let refreshed = 0;
+    let failed = 0;
+    for (const summary of await listTenants(this.options.db)) {
+      if (!summary.providers.includes('airtable')) continue;
+      const tenant = await this.tenants.bySlug(summary.slug);
+      const airtable = tenant?.settings.airtable;
+      if (!tenant || !airtable?.webhookId || !tenant.secrets.airtableApiKey) continue;
+      try {
+        await this.clients.airtableWebhooks.refreshWebhook({ apiKey: tenant.secrets.airtableApiKey, baseId: airtable.baseId }, airtable.webhookId);
+        refreshed += 1;
+      } catch (error) {
+        failed += 1;
+        this.options.logger.warn({ err: error, tenantId: tenant.id }, 'could not refresh the Airtable webhook');
+      }
+    }
+    return { refreshed, failed };
   }
 
   /** A worker running these handlers in this process; `start()` it, `stop()` before the database closes. */

@@ -101,3 +101,27 @@ await describeEachBackend('Airtable staff edits', (backend) => {
     assert.equal(harness.twilio.messages.filter((message) => message.to === phone && message.body === 'We are open.').length, 1);
   });
 });
+
+await describeEachBackend('Airtable webhook refresh', (backend) => {
+  let harness: RelayHarness;
+  before(async () => {
+    harness = await openRelayHarness(backend);
+  });
+  after(async () => harness?.close());
+
+  test("every tenant's webhook is refreshed; one failing does not stop the others", async () => {
+    const first = await harness.putTenant('refresh-a');
+    await harness.putTenant('refresh-b');
+    await harness.putTenant('no-airtable', (document) => {
+      delete document.airtable;
+    });
+    const expiryBefore = harness.airtable.webhooks.get(first.settings.airtable!.webhookId!)!.expirationTime;
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    assert.deepEqual(await harness.relay.refreshAirtableWebhooks(), { refreshed: 2, failed: 0 });
+    const refreshes = harness.airtable.requests.filter((request) => request.method === 'POST' && request.path.endsWith('/refresh'));
+    assert.equal(refreshes.length, 2);
+    assert.notEqual(harness.airtable.webhooks.get(first.settings.airtable!.webhookId!)!.expirationTime, expiryBefore);
+    harness.airtable.failNext({ kind: 'status', status: 503 }, { times: 1, match: (request) => request.path.endsWith('/refresh') });
+    assert.deepEqual(await harness.relay.refreshAirtableWebhooks(), { refreshed: 1, failed: 1 });
+  });
+});

@@ -53,9 +53,23 @@ export function openRelay(runtime: SealingRuntime): Relay {
   });
 }
 
+/** Twice a day, so one failed refresh still leaves days before an Airtable webhook expires. */
+const AIRTABLE_REFRESH_MS = 12 * 60 * 60_000;
+
 export function startWorker(relay: Relay): JobWorker {
   const worker = relay.createWorker({ onOutcome: (kind, outcome) => jobOutcomes.inc({ kind, outcome }) });
   worker.start();
+  const refresh = () => void relay.refreshAirtableWebhooks().catch(() => undefined);
+  const first = setTimeout(refresh, 60_000);
+  const timer = setInterval(refresh, AIRTABLE_REFRESH_MS);
+  first.unref();
+  timer.unref();
+  const stop = worker.stop.bind(worker);
+  worker.stop = async () => {
+    clearTimeout(first);
+    clearInterval(timer);
+    await stop();
+  };
   return worker;
 }
 

@@ -18,7 +18,8 @@ const PLACEHOLDER_NOTE =
  * Job `ai-reply` (payload: the inbound message id). Answers the contact through OpenAI with the
  * personal data in the history replaced by placeholders, stores the answer sealed, and enqueues
  * its send, all idempotently: the answer's dedupe key is `ai:<inbound id>`, so a retried job
- * finds the answer it already stored instead of asking twice.
+ * finds the answer it already stored instead of asking twice. (A crash between OpenAI's answer
+ * and the commit does ask again; the unique key still stores and sends one answer.)
  */
 export function aiReplyHandler(context: HandlerContext) {
   return async (job: ClaimedJob): Promise<void> => {
@@ -31,6 +32,9 @@ export function aiReplyHandler(context: HandlerContext) {
     if (!tenant) return;
     const openai = tenant.settings.openai;
     if (!openai || !tenant.secrets.openaiApiKey) throw new PermanentJobError('tenant has no OpenAI settings');
+    // Answered already (a retry after a crash that followed the commit): the answer's send job
+    // was committed with it, so there is nothing left to do and nothing to pay OpenAI for again.
+    if ((await context.conversations.idByDedupeKey(message.tenantId, `ai:${message.id}`)) !== undefined) return;
     // A burst of messages gets one answer: the newest one's job sees the others in its history.
     if ((await context.conversations.latestInboundId(message.conversationId)) !== message.id) return;
     const inboundBody = await context.conversations.openBody(message);

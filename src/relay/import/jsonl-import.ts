@@ -21,8 +21,8 @@ export interface JsonlImportCounts {
 }
 
 export interface JsonlImportOptions extends MongoImportOptions {
-  /** Called after every `progressEvery` conversations (default 1000). */
-  onProgress?: (counts: JsonlImportCounts) => void;
+  /** Called (and awaited) after every `progressEvery` conversations (default 1000). */
+  onProgress?: (counts: JsonlImportCounts) => void | Promise<void>;
   progressEvery?: number;
 }
 
@@ -54,7 +54,7 @@ export async function importJsonl(
       if (added > 0 || stored.conversationCreated) counts.conversations += 1;
       else counts.skipped += 1;
       const seen = counts.conversations + counts.skipped;
-      if (options.onProgress && seen % every === 0) options.onProgress({ ...counts });
+      if (options.onProgress && seen % every === 0) await options.onProgress({ ...counts });
     }
   } catch (error) {
     if (error instanceof ImportLineError) throw new JsonlImportStopped(error, { ...counts, lineNumber: error.lineNumber });

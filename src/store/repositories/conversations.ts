@@ -245,6 +245,16 @@ export class ConversationRepository {
     return Promise.all(rows.reverse().map((row) => this.opened(row)));
   }
 
+  /** The message stored under a dedupe key, if any (an AI answer already made, an API send already taken). */
+  async idByDedupeKey(tenantId: string, dedupeKey: string): Promise<string | undefined> {
+    const [row] = await this.db
+      .select({ id: messages.id })
+      .from(messages)
+      .where(and(eq(messages.tenantId, tenantId), eq(messages.dedupeKey, dedupeKey)))
+      .limit(1);
+    return row?.id;
+  }
+
   /** The id of the newest inbound message, to let only the latest of a burst be answered. */
   async latestInboundId(conversationId: string): Promise<string | undefined> {
     const [row] = await this.db
