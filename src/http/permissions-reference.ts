@@ -1,3 +1,8 @@
+import type { Relay } from '../relay/relay.js';
+import type { Db } from '../store/connection.js';
+import { conversationRoutes } from './routes/conversations.js';
+import { messageRoutes } from './routes/messages.js';
+import { webhookRoutes } from './routes/webhooks.js';
 import { createLogger } from '../log/logger.js';
 import type { Identity } from '../identity/identity.js';
 import { API_KEY_SCOPES, ASSIGNABLE_ROLES, PERMISSIONS, ROLES, ROLE_PERMISSIONS, type Permission } from '../identity/permissions.js';
@@ -67,6 +72,12 @@ export async function fullRouteCatalogue(): Promise<RouteCatalogueEntry[]> {
     config: { publicUrl: 'http://127.0.0.1:8080', trustProxy: [], bodyLimitBytes: 1024 * 1024, apiRateLimitPerMinute: 100 },
     logger: createLogger({ level: 'silent' }),
     identity: {} as Identity,
+    // The relay's routes as serve registers them; nothing is called while the catalogue is read.
+    routes: [
+      webhookRoutes({ relay: {} as Relay, db: {} as Db, publicUrl: 'http://127.0.0.1:8080', logger: createLogger({ level: 'silent' }) }),
+      conversationRoutes({ relay: {} as Relay, identity: {} as Identity }),
+      messageRoutes({ relay: {} as Relay, identity: {} as Identity }),
+    ],
   });
   const catalogue = [...app.routeCatalogue];
   await app.close();

@@ -38,6 +38,12 @@ await describeEachBackend('relay end to end', (backend) => {
     const contactRows = await queryRows<{ phone: Uint8Array }>(harness.db, sql`select phone from contacts where tenant_id = ${tenant.id}`);
     assert.ok(!Buffer.from(contactRows[0]!.phone).toString('latin1').includes(phone.slice(2)), 'the phone number is stored in plain text');
 
+    // The queue's depth is in /readyz: the AI reply and the Airtable sync wait for a worker.
+    const ready = await harness.request({ method: 'GET', url: '/readyz' });
+    assert.equal(ready.statusCode, 200);
+    assert.equal(ready.json().details.queue.pending, 2);
+    assert.equal(ready.json().details.queue.due, 2);
+
     await harness.drain();
 
     // OpenAI saw placeholders, never the card or the email, and was told not to store anything.

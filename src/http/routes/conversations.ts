@@ -52,7 +52,6 @@ const tags = ['conversations'];
  */
 export function conversationRoutes(options: { relay: Relay; identity: Identity }) {
   const { relay, identity } = options;
-  const db = identity.parts.db;
 
   return async (app: FastifyInstance): Promise<void> => {
     app.get<{ Querystring: Static<typeof LookupQuery> }>(
@@ -71,7 +70,7 @@ export function conversationRoutes(options: { relay: Relay; identity: Identity }
           throw new HttpProblem(400, 'validation-failed', 'Invalid request', 'querystring phone: not a valid phone number');
         }
         const found = await relay.conversations.findByPhone(tenant.id, phone);
-        await appendAuditEvent(db, {
+        await appendAuditEvent(identity.parts.db, {
           actor: auditActorOf(principal),
           action: 'conversation.lookup',
           tenantId: tenant.id,
@@ -109,7 +108,7 @@ export function conversationRoutes(options: { relay: Relay; identity: Identity }
         const before = request.query.before === undefined ? undefined : parseCursor(request.query.before);
         const page = await relay.conversations.messagesPage({ id: conversation.id, tenantId: conversation.tenantId }, { limit, ...(before ? { before } : {}) });
         // Audited before the answer leaves: a read that cannot be recorded is not served.
-        await appendAuditEvent(db, {
+        await appendAuditEvent(identity.parts.db, {
           actor: auditActorOf(principal),
           action: 'conversation.read',
           target: { type: 'conversation', id: conversation.id },
@@ -140,7 +139,7 @@ export function conversationRoutes(options: { relay: Relay; identity: Identity }
 
   async function auditOtherTenant(request: FastifyRequest, principal: Principal, tenantId: string, target: { type: string; id: string }): Promise<void> {
     const confined = confinedTenant(principal);
-    await appendAuditEvent(db, {
+    await appendAuditEvent(identity.parts.db, {
       actor: auditActorOf(principal),
       action: 'access.denied',
       target,
