@@ -79,6 +79,7 @@ ALTER TABLE "messages" ADD COLUMN "error_code" text;--> statement-breakpoint
 ALTER TABLE "messages" ADD COLUMN "in_reply_to" uuid;--> statement-breakpoint
 ALTER TABLE "messages" ADD COLUMN "send_started_at" timestamp with time zone;--> statement-breakpoint
 ALTER TABLE "messages" ADD COLUMN "airtable_record_id" text;--> statement-breakpoint
+ALTER TABLE "messages" ADD COLUMN "airtable_synced_at" timestamp with time zone;--> statement-breakpoint
 ALTER TABLE "messages" ADD COLUMN "updated_at" timestamp with time zone NOT NULL;--> statement-breakpoint
 ALTER TABLE "conversations" ADD CONSTRAINT "conversations_tenant_id_tenants_id_fk" FOREIGN KEY ("tenant_id") REFERENCES "public"."tenants"("id") ON DELETE cascade ON UPDATE no action;--> statement-breakpoint
 ALTER TABLE "conversations" ADD CONSTRAINT "conversations_contact_id_contacts_id_fk" FOREIGN KEY ("contact_id") REFERENCES "public"."contacts"("id") ON DELETE cascade ON UPDATE no action;--> statement-breakpoint
@@ -94,4 +95,5 @@ CREATE INDEX "sms_codes_user_idx" ON "sms_codes" USING btree ("user_id");--> sta
 ALTER TABLE "messages" ADD CONSTRAINT "messages_conversation_id_conversations_id_fk" FOREIGN KEY ("conversation_id") REFERENCES "public"."conversations"("id") ON DELETE cascade ON UPDATE no action;--> statement-breakpoint
 CREATE INDEX "messages_conversation_idx" ON "messages" USING btree ("conversation_id","created_at");--> statement-breakpoint
 CREATE INDEX "messages_provider_id_idx" ON "messages" USING btree ("tenant_id","provider_message_id");--> statement-breakpoint
+CREATE INDEX "messages_airtable_due_idx" ON "messages" USING btree ("tenant_id","updated_at") WHERE airtable_synced_at is null or airtable_synced_at < updated_at;--> statement-breakpoint
 ALTER TABLE "messages" ADD CONSTRAINT "messages_tenant_dedupe_unique" UNIQUE("tenant_id","dedupe_key");

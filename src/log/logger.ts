@@ -69,13 +69,19 @@ export function isSensitiveKey(key: string): boolean {
 }
 
 /** Query strings carry tokens too (setup links, signed URLs): keep the names, drop sensitive values. */
+/** Query parameters whose values are ids, slugs or paging, never personal data or secrets. */
+const LOGGED_QUERY_PARAMETERS = new Set(['tenant', 'limit', 'before', 'm', 'dead', 'page', 'offset', 'action', 'outcome', 'since', 'until', 'actor', 'bodySHA256']);
+
 export function redactUrl(url: string): string {
   const queryStart = url.indexOf('?');
   if (queryStart === -1) return url;
   const params = new URLSearchParams(url.slice(queryStart + 1));
   const kept: string[] = [];
   for (const [name, value] of params) {
-    kept.push(`${encodeURIComponent(name)}=${isSensitiveKey(name) ? REDACTED : encodeURIComponent(value)}`);
+    // Deny by default: a query may carry a phone number (`?phone=`), or a whole SMS when a
+    // provider is set to call with GET. Only values known to be ids or paging show.
+    const shown = LOGGED_QUERY_PARAMETERS.has(name) && !isSensitiveKey(name);
+    kept.push(`${encodeURIComponent(name)}=${shown ? encodeURIComponent(value) : REDACTED}`);
   }
   return `${url.slice(0, queryStart)}?${kept.join('&')}`;
 }

@@ -82,6 +82,9 @@ test('status codes and ids of secrets stay visible for correlation', () => {
 });
 
 test('query strings keep their names and lose sensitive values', () => {
-  assert.equal(redactUrl('/a?token=abc&x=1'), '/a?token=[redacted]&x=1');
+  assert.equal(redactUrl('/a?token=abc&x=1'), '/a?token=[redacted]&x=[redacted]');
+  // Deny by default: only known id and paging parameters keep their values.
+  assert.equal(redactUrl('/api/v1/conversations?tenant=acme&phone=%2B14155552671&limit=5'), '/api/v1/conversations?tenant=acme&phone=[redacted]&limit=5');
+  assert.equal(redactUrl('/webhooks/twilio/acme/sms?Body=my+card+4111&From=%2B14155552671'), '/webhooks/twilio/acme/sms?Body=[redacted]&From=[redacted]');
   assert.equal(redactUrl('/plain'), '/plain');
 });

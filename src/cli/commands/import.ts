@@ -43,26 +43,23 @@ export function registerImport(program: Command, io: CliIo): void {
           recorded.imported = counts.messages;
           recorded.skipped = counts.skipped;
         };
-        let pending = Promise.resolve();
         let counts: JsonlImportCounts;
         try {
           counts = await importJsonl(io.stdin as AsyncIterable<string | Buffer>, { tenantId: tenant.id, conversations: new ConversationRepository(db, runtime.sealing.fields) }, {
             ...(options.defaultCountry ? { defaultCountry: options.defaultCountry } : {}),
             progressEvery: options.progressEvery,
-            onProgress: (progress) => {
+            onProgress: async (progress) => {
               io.stderr.write(`ciphergate: import jsonl: line ${progress.lineNumber}: ${jsonlCounts(progress)}\n`);
-              pending = pending.then(() => record(progress, false));
+              await record(progress, false);
             },
           });
         } catch (error) {
-          await pending;
           if (!(error instanceof JsonlImportStopped)) throw error;
           await record(error.counts, false);
           await audit(db, 'import.jsonl', tenant.id, 'failure', { line: error.lineError.lineNumber, conversations: error.counts.conversations, messages: error.counts.messages, skipped: error.counts.skipped });
           const before = error.lineError.lineNumber > 1 ? `the lines before it are imported (${jsonlCounts(error.counts)})` : 'nothing was imported';
           throw new CliError(`${error.message}; the import stopped at this line and ${before}; fix the line and run the same command again (lines already imported are not imported twice)`);
         }
-        await pending;
         await record(counts, true);
         await audit(db, 'import.jsonl', tenant.id, 'success', { conversations: counts.conversations, messages: counts.messages, skipped: counts.skipped });
         io.stdout.write(`imported ${counts.conversations} conversations (${counts.messages} messages), skipped ${counts.skipped} already present\n`);
@@ -104,8 +101,9 @@ export function registerImport(program: Command, io: CliIo): void {
         } catch (error) {
           if (!(error instanceof AirtableImportStopped)) throw error;
           await audit(db, 'import.airtable', tenant.id, 'failure', { run: error.report.runId, pages: error.report.pages, messages: error.report.messages, skipped: error.report.skipped });
-          const done = error.report.pages === 1 ? '1 page' : `${error.report.pages} pages`;
-          throw new CliError(`import airtable stopped: ${describeFailure(error.cause)}; the rows read before (${done} in this run) are imported and recorded; run the same command again to continue`);
+          const pages = error.report.pages;
+          const done = pages === 0 ? 'nothing was imported in this run' : `the rows read before (${pages === 1 ? '1 page' : `${pages} pages`} in this run) are imported and recorded`;
+          throw new CliError(`import airtable stopped: ${describeFailure(error.cause)}; ${done}; run the same command again to continue`);
         }
         await audit(db, 'import.airtable', tenant.id, report.unreadable.length === 0 ? 'success' : 'failure', {
           run: report.runId,
@@ -135,7 +133,14 @@ function airtableCounts(report: AirtableImportReport): string {
 /** ProviderError messages hold a status and Airtable's error type only, never cell values (airtable-errors.ts). */
 function describeFailure(cause: unknown): string {
   if (cause instanceof ProviderError) {
-    const hint = cause.code === 'UNKNOWN_FIELD_NAME' ? ' (the table needs a text field named "Ciphergate ID", see docs/import.md)' : '';
+    const hint =
+      cause.code === 'UNKNOWN_FIELD_NAME'
+        ? ' (the table needs a text field named "Ciphergate ID", see docs/import.md)'
+        : cause.status === 401 || cause.status === 403
+          ? " (check the tenant's Airtable token and its scopes data.records:read and data.records:write)"
+          : cause.status === 404
+            ? ' (check airtable.baseId and airtable.table in tenant.json)'
+            : '';
     return `${cause.message}${hint}`;
   }
   return cause instanceof Error ? cause.message : String(cause);

@@ -304,8 +304,41 @@ export class ConversationRepository {
     });
   }
 
-  async setAirtableRecordId(messageId: string, recordId: string): Promise<void> {
-    await this.db.update(messages).set({ airtableRecordId: recordId }).where(eq(messages.id, messageId));
+  /** Messages of a tenant changed since they were last written to Airtable, oldest change first. */
+  async dueForAirtable(tenantId: string, limit: number): Promise<Array<Omit<MessageForJob, 'contactAiPaused' | 'contactOptedOut'> & { updatedAt: Date }>> {
+    return this.db
+      .select({
+        id: messages.id,
+        tenantId: messages.tenantId,
+        contactId: messages.contactId,
+        conversationId: messages.conversationId,
+        channel: conversations.channel,
+        providerConversationId: conversations.providerConversationId,
+        direction: messages.direction,
+        author: messages.author,
+        status: messages.status,
+        providerMessageId: messages.providerMessageId,
+        sendStartedAt: messages.sendStartedAt,
+        airtableRecordId: messages.airtableRecordId,
+        createdAt: messages.createdAt,
+        updatedAt: messages.updatedAt,
+      })
+      .from(messages)
+      .innerJoin(conversations, eq(conversations.id, messages.conversationId))
+      .where(and(eq(messages.tenantId, tenantId), sql`(${messages.airtableSyncedAt} is null or ${messages.airtableSyncedAt} < ${messages.updatedAt})`))
+      .orderBy(asc(messages.updatedAt))
+      .limit(limit);
+  }
+
+  /**
+   * Records that the message's state as of `updatedAt` is in Airtable. A change made since (a
+   * status callback during the write) keeps `updated_at` ahead, so the row stays due.
+   */
+  async markAirtableSynced(messageId: string, updatedAt: Date, recordId: string | undefined): Promise<void> {
+    await this.db
+      .update(messages)
+      .set({ airtableSyncedAt: updatedAt, ...(recordId ? { airtableRecordId: recordId } : {}) })
+      .where(eq(messages.id, messageId));
   }
 
   async setAiPaused(contactId: string, paused: boolean): Promise<void> {

@@ -1,3 +1,4 @@
+import { sql } from 'drizzle-orm';
 import { index, integer, pgTable, text, timestamp, unique, uuid } from 'drizzle-orm/pg-core';
 import { sealedColumn } from '../column-types.js';
 import { contacts } from './contacts.js';
@@ -44,6 +45,8 @@ export const messages = pgTable(
     inReplyTo: uuid('in_reply_to'),
     sendStartedAt: timestamp('send_started_at', { withTimezone: true, mode: 'date' }),
     airtableRecordId: text('airtable_record_id'),
+    /** The `updatedAt` last written to Airtable; a row with a later `updatedAt` is due for sync. */
+    airtableSyncedAt: timestamp('airtable_synced_at', { withTimezone: true, mode: 'date' }),
     createdAt: timestamp('created_at', { withTimezone: true, mode: 'date' }).notNull(),
     updatedAt: timestamp('updated_at', { withTimezone: true, mode: 'date' }).notNull(),
   },
@@ -51,5 +54,9 @@ export const messages = pgTable(
     unique('messages_tenant_dedupe_unique').on(table.tenantId, table.dedupeKey),
     index('messages_conversation_idx').on(table.conversationId, table.createdAt),
     index('messages_provider_id_idx').on(table.tenantId, table.providerMessageId),
+    // Only rows waiting for Airtable: the sync job finds its next batch without a scan.
+    index('messages_airtable_due_idx')
+      .on(table.tenantId, table.updatedAt)
+      .where(sql`airtable_synced_at is null or airtable_synced_at < updated_at`),
   ],
 );
