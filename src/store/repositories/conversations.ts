@@ -82,6 +82,23 @@ export interface ConversationSummary {
   lastMessageAt: Date;
 }
 
+/** A message with its conversation's channel: what every job reads before opening anything. */
+const messageJobColumns = {
+  id: messages.id,
+  tenantId: messages.tenantId,
+  contactId: messages.contactId,
+  conversationId: messages.conversationId,
+  channel: conversations.channel,
+  providerConversationId: conversations.providerConversationId,
+  direction: messages.direction,
+  author: messages.author,
+  status: messages.status,
+  providerMessageId: messages.providerMessageId,
+  sendStartedAt: messages.sendStartedAt,
+  airtableRecordId: messages.airtableRecordId,
+  createdAt: messages.createdAt,
+};
+
 export class ConversationRepository {
   constructor(
     private readonly db: Db,
@@ -192,19 +209,7 @@ export class ConversationRepository {
   async messageForJob(messageId: string): Promise<MessageForJob | undefined> {
     const [row] = await this.db
       .select({
-        id: messages.id,
-        tenantId: messages.tenantId,
-        contactId: messages.contactId,
-        conversationId: messages.conversationId,
-        channel: conversations.channel,
-        providerConversationId: conversations.providerConversationId,
-        direction: messages.direction,
-        author: messages.author,
-        status: messages.status,
-        providerMessageId: messages.providerMessageId,
-        sendStartedAt: messages.sendStartedAt,
-        airtableRecordId: messages.airtableRecordId,
-        createdAt: messages.createdAt,
+        ...messageJobColumns,
         contactAiPaused: contacts.aiPaused,
         contactOptedOutAt: contacts.optedOutAt,
       })
@@ -308,19 +313,7 @@ export class ConversationRepository {
   async dueForAirtable(tenantId: string, limit: number): Promise<Array<Omit<MessageForJob, 'contactAiPaused' | 'contactOptedOut'> & { updatedAt: Date }>> {
     return this.db
       .select({
-        id: messages.id,
-        tenantId: messages.tenantId,
-        contactId: messages.contactId,
-        conversationId: messages.conversationId,
-        channel: conversations.channel,
-        providerConversationId: conversations.providerConversationId,
-        direction: messages.direction,
-        author: messages.author,
-        status: messages.status,
-        providerMessageId: messages.providerMessageId,
-        sendStartedAt: messages.sendStartedAt,
-        airtableRecordId: messages.airtableRecordId,
-        createdAt: messages.createdAt,
+        ...messageJobColumns,
         updatedAt: messages.updatedAt,
       })
       .from(messages)
@@ -482,7 +475,9 @@ export class ConversationRepository {
    * row already there; every message comes back with its id, new or not. Inbound messages are
    * `received`, outbound `delivered`, with `createdAt` from the export.
    *
-   * No job is enqueued: history must never trigger an AI reply, a send or an Airtable sync.
+   * No job is enqueued, and the messages are not due for the Airtable sync: history must never
+   * trigger an AI reply, a send or an Airtable write. `airtableRecordId` links a message imported
+   * from an Airtable row to that row.
    * Carrier keywords in the history are honoured, erring towards silence: when the newest keyword
    * imported is an opt-out, the contact is opted out (unless already); when it is an opt-in, it
    * lifts only an opt-out recorded before it.
@@ -493,7 +488,7 @@ export class ConversationRepository {
       /** E.164. */
       phone: string;
       name: string | null;
-      messages: Array<{ dedupeKey: string; direction: 'inbound' | 'outbound'; author: MessageAuthor; body: string; createdAt: Date }>;
+      messages: Array<{ dedupeKey: string; direction: 'inbound' | 'outbound'; author: MessageAuthor; body: string; createdAt: Date; airtableRecordId?: string }>;
     },
   ): Promise<{
     contactId: string;
@@ -533,6 +528,10 @@ export class ConversationRepository {
             dedupeKey: message.dedupeKey,
             status,
             statusRank: statusRank(status),
+            airtableRecordId: message.airtableRecordId ?? null,
+            // History is not due for the Airtable sync: a row imported from Airtable is already
+            // there (the import rewrites it), and an export's history is not pushed into the table.
+            airtableSyncedAt: message.createdAt,
             createdAt: message.createdAt,
             updatedAt: message.createdAt,
           } as typeof messages.$inferInsert;

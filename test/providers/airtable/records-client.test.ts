@@ -4,6 +4,7 @@ import { after, before, describe, test } from 'node:test';
 import { ProviderError } from '../../../src/providers/provider-error.js';
 import { createAirtableRecordsClient, type AirtableRecordsClient, type AirtableTarget } from '../../../src/providers/airtable/records-client.js';
 import { DEFAULT_AIRTABLE_KEY, startAirtableFake, type AirtableFake } from '../../fakes/airtable.js';
+import { rejection } from '../../helpers/provider-errors.js';
 
 /**
  * The records client through the official `airtable` package against the Airtable fake: batches of
@@ -43,15 +44,6 @@ function bodyOf(request: { rawBody: Buffer }) {
   return JSON.parse(request.rawBody.toString()) as { records: Array<{ id?: string; fields: Record<string, unknown> }>; performUpsert?: { fieldsToMergeOn: string[] } };
 }
 
-async function rejection(promise: Promise<unknown>): Promise<ProviderError> {
-  try {
-    await promise;
-  } catch (error) {
-    assert.ok(error instanceof ProviderError, `expected a ProviderError, got ${String(error)}`);
-    return error;
-  }
-  assert.fail('expected the call to fail');
-}
 
 describe('Airtable records client', () => {
   let fake: AirtableFake;

@@ -8,6 +8,7 @@ import { createAirtableRecordsClient } from '../../../src/providers/airtable/rec
 import { verifyAirtableMac } from '../../../src/providers/airtable/webhook-mac.js';
 import { changedRecordIds, createAirtableWebhooksClient, type AirtablePayload, type AirtableWebhooksClient } from '../../../src/providers/airtable/webhooks-client.js';
 import { DEFAULT_AIRTABLE_KEY, signAirtableNotification, startAirtableFake, type AirtableFake } from '../../fakes/airtable.js';
+import { rejection } from '../../helpers/provider-errors.js';
 
 /**
  * The webhooks client against the Airtable fake: creating a webhook, draining payloads with the
@@ -22,15 +23,6 @@ function freshBase(apiKey = DEFAULT_AIRTABLE_KEY) {
   return { apiKey, baseId: `app${suffix}` };
 }
 
-async function rejection(promise: Promise<unknown>): Promise<ProviderError> {
-  try {
-    await promise;
-  } catch (error) {
-    assert.ok(error instanceof ProviderError, `expected a ProviderError, got ${String(error)}`);
-    return error;
-  }
-  assert.fail('expected the call to fail');
-}
 
 describe('Airtable webhooks client', () => {
   let fake: AirtableFake;
@@ -57,7 +49,7 @@ describe('Airtable webhooks client', () => {
     const request = fake.requests.find((candidate) => candidate.method === 'POST' && candidate.path === `/v0/bases/${base.baseId}/webhooks`)!;
     assert.deepEqual(JSON.parse(request.rawBody.toString()), {
       notificationUrl: 'https://gateway.example/webhooks/airtable/acme',
-      specification: { options: { filters: { dataTypes: ['tableData'], recordChangeScope: tableId } } },
+      specification: { options: { filters: { dataTypes: ['tableData'], recordChangeScope: tableId }, includes: { includePreviousCellValues: true } } },
     });
     assert.equal(fake.webhooks.get(created.id)?.macSecretBase64, created.macSecretBase64);
   });

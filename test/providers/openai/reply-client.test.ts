@@ -4,6 +4,7 @@ import { after, before, beforeEach, describe, test } from 'node:test';
 import { ProviderError } from '../../../src/providers/provider-error.js';
 import { createAiReplyClient, type AiReplyClient, type AiReplyRequest } from '../../../src/providers/openai/reply-client.js';
 import { DEFAULT_OPENAI_KEY, startOpenAiFake, type OpenAiFake } from '../../fakes/openai.js';
+import { rejection } from '../../helpers/provider-errors.js';
 
 /**
  * The reply client end to end through the official SDK against the OpenAI fake: what leaves
@@ -27,15 +28,6 @@ function request(overrides: Partial<AiReplyRequest> = {}): AiReplyRequest {
   };
 }
 
-async function rejection(promise: Promise<unknown>): Promise<ProviderError> {
-  try {
-    await promise;
-  } catch (error) {
-    assert.ok(error instanceof ProviderError, `expected a ProviderError, got ${String(error)}`);
-    return error;
-  }
-  assert.fail('expected the call to fail');
-}
 
 describe('OpenAI reply client', () => {
   let fake: OpenAiFake;

@@ -3,6 +3,7 @@ import { after, before, beforeEach, describe, test } from 'node:test';
 import { createPodiumClient, type PodiumClient } from '../../../src/providers/podium/client.js';
 import { ProviderError } from '../../../src/providers/provider-error.js';
 import { DEFAULT_PODIUM_LOCATION, DEFAULT_PODIUM_TOKEN, startPodiumFake, type PodiumFake } from '../../fakes/podium.js';
+import { rejection } from '../../helpers/provider-errors.js';
 
 /**
  * The Podium client against the local Podium: sends land as `POST /v4/messages` with the bearer
@@ -13,15 +14,6 @@ import { DEFAULT_PODIUM_LOCATION, DEFAULT_PODIUM_TOKEN, startPodiumFake, type Po
 const TO = '+15551230000';
 const send = { locationUid: DEFAULT_PODIUM_LOCATION, to: TO, body: 'See you at 3pm.' };
 
-async function rejection(promise: Promise<unknown>): Promise<ProviderError> {
-  try {
-    await promise;
-  } catch (error) {
-    assert.ok(error instanceof ProviderError, `expected a ProviderError, got ${String(error)}`);
-    return error;
-  }
-  assert.fail('expected the call to fail');
-}
 
 describe('Podium client against the Podium fake', () => {
   let fake: PodiumFake;

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { PodiumEventError, parsePodiumEvent } from '../../../src/providers/podium/events.js';
-import { podiumMessageEvent } from '../../fakes/podium.js';
+import { DEFAULT_PODIUM_LOCATION, podiumMessageEvent } from '../../fakes/podium.js';
 
 /**
  * Podium events in the shape of the message object (docs.podium.com/reference/the-message-object)
@@ -25,6 +25,8 @@ describe('parsePodiumEvent', () => {
     assert.deepEqual(event, {
       eventType: 'message.received',
       eventUid: 'evt-1',
+      // From the envelope's metadata: the receiver checks it against the tenant's location.
+      locationUid: DEFAULT_PODIUM_LOCATION,
       message: {
         uid: messageData.uid,
         body: messageData.body,

@@ -3,6 +3,7 @@ import { after, before, beforeEach, describe, test } from 'node:test';
 import { ProviderError } from '../../../src/providers/provider-error.js';
 import { createTwilioSmsClient, type TwilioSmsClient } from '../../../src/providers/twilio/sms-client.js';
 import { DEFAULT_TWILIO_ACCOUNT, startTwilioFake, type TwilioFake } from '../../fakes/twilio.js';
+import { rejection } from '../../helpers/provider-errors.js';
 
 /**
  * The SMS client through the official SDK against the local Twilio: sends land with their status
@@ -15,15 +16,6 @@ const FROM = '+15550000001';
 const TO = '+15551230000';
 const STATUS_CALLBACK = 'https://gateway.example.com/webhooks/twilio/acme/status';
 
-async function rejection(promise: Promise<unknown>): Promise<ProviderError> {
-  try {
-    await promise;
-  } catch (error) {
-    assert.ok(error instanceof ProviderError, `expected a ProviderError, got ${String(error)}`);
-    return error;
-  }
-  assert.fail('expected the call to fail');
-}
 
 describe('Twilio SMS client against the Twilio fake', () => {
   let fake: TwilioFake;
