@@ -12,7 +12,8 @@ import { Relay } from '../../src/relay/relay.js';
 import type { TenantContext } from '../../src/relay/tenant-directory.js';
 import { queryRows } from '../../src/store/connection.js';
 import type { RetryPolicy } from '../../src/store/job-queue.js';
-import type { Fault, FakeServer } from '../fakes/fake-server.js';
+import type { FakeServer } from '../fakes/fake-server.js';
+import { DEFAULT_OPENAI_KEY } from '../fakes/openai.js';
 import { DEFAULT_PODIUM_LOCATION, DEFAULT_PODIUM_TOKEN, podiumMessageEvent } from '../fakes/podium.js';
 import { DEFAULT_TWILIO_ACCOUNT } from '../fakes/twilio.js';
 import { PUBLIC_URL, randomPhone, TENANT_FROM_NUMBER, type RelayHarness } from '../helpers/relay.js';
@@ -31,8 +32,8 @@ export const RETRY: RetryPolicy = { baseDelayMs: 20, maxDelayMs: 100 };
  * beyond them would hold each test for that long. The relay under test is built with the same
  * clients given a short timeout instead, and the `slow` fault waits well past it.
  */
-export const CLIENT_TIMEOUT_MS = 500;
-export const SLOW_DELAY_MS = 2_500;
+export const CLIENT_TIMEOUT_MS = 1_000;
+export const SLOW_DELAY_MS = 3_000;
 
 /** Retry-After the rate-limit fault sends. Airtable's client waits its documented 30 s instead. */
 export const RETRY_AFTER_SECONDS = 2;
@@ -64,6 +65,22 @@ export function openOutageRelay(harness: RelayHarness): Relay {
     },
     airtableSleep: noWait,
   });
+}
+
+/**
+ * The Twilio and OpenAI fakes compile their OpenAPI validators on the first request of each
+ * operation, in this process, for up to seconds (OpenAI's document is large). A request that
+ * arrives then would outlast CLIENT_TIMEOUT_MS without any fault; one request of each kind
+ * first, with the clients' default timeouts, keeps that out of the cases.
+ */
+export async function warmUpFakes(harness: RelayHarness): Promise<void> {
+  const credentials = { accountSid: DEFAULT_TWILIO_ACCOUNT.accountSid, authToken: DEFAULT_TWILIO_ACCOUNT.authToken };
+  const twilio = createTwilioSmsClient({ apiUrl: harness.twilio.url });
+  const to = randomPhone();
+  await twilio.send(credentials, { from: TENANT_FROM_NUMBER, to, body: 'warm-up', statusCallback: `${PUBLIC_URL}/webhooks/twilio/warm-up/status` });
+  await twilio.findSent(credentials, { from: TENANT_FROM_NUMBER, to, body: 'warm-up', sentAfter: new Date() });
+  const openai = createAiReplyClient({ baseUrl: `${harness.openai.url}/v1` });
+  await openai.reply(DEFAULT_OPENAI_KEY, { model: 'gpt-4o-mini', history: [{ role: 'user', content: 'warm-up' }], safetyIdentifier: 'f'.repeat(64) });
 }
 
 /** A job row as a worker found it when it claimed the job: what the previous failure left there. */
@@ -286,20 +303,6 @@ export function echoingErrorBody(outage: OutageCase, status: number): unknown {
       return { error: { type: 'SERVER_ERROR', message: quoted } };
     case 'podium':
       return { code: 'internal_error', message: quoted };
-  }
-}
-
-/** `fault` as a readable test name. */
-export function faultName(fault: Fault): string {
-  switch (fault.kind) {
-    case 'status':
-      return `status ${fault.status}`;
-    case 'rate-limit':
-      return `429 with Retry-After: ${fault.retryAfterSeconds}`;
-    case 'slow':
-      return `slow (${fault.delayMs} ms, past the ${CLIENT_TIMEOUT_MS} ms client timeout)`;
-    case 'drop':
-      return fault.afterHandling ? 'dropped connection after handling' : 'dropped connection';
   }
 }
 

@@ -17,6 +17,7 @@ import {
   RETRY,
   type OutageCase,
   type OutageProvider,
+  warmUpFakes,
 } from './provider-outage-scenarios.js';
 
 /**
@@ -71,6 +72,7 @@ await describeEachBackend('provider outages: dead letters and their replay', (ba
   before(async () => {
     harness = await openRelayHarness(backend, { retry: RETRY });
     relay = openOutageRelay(harness);
+    await warmUpFakes(harness);
   });
   after(async () => harness?.close());
 

@@ -8,9 +8,9 @@ import { openRelayHarness, type RelayHarness } from '../helpers/relay.js';
 import {
   AIRTABLE_RATE_LIMIT_WAIT_SECONDS,
   assertNoPlaintext,
+  CLIENT_TIMEOUT_MS,
   completionsOf,
   echoingErrorBody,
-  faultName,
   jobRow,
   jobWaitingForRetry,
   ObservedJobs,
@@ -23,6 +23,7 @@ import {
   SLOW_DELAY_MS,
   type OutageCase,
   type OutageProvider,
+  warmUpFakes,
 } from './provider-outage-scenarios.js';
 
 /**
@@ -38,6 +39,8 @@ import {
  */
 
 interface FaultShape {
+  name: string;
+  kind: Fault['kind'];
   fault(outage: OutageCase): Fault;
   /** How many requests get the fault. */
   times(provider: OutageProvider): number;
@@ -49,6 +52,8 @@ interface FaultShape {
 
 const FAULT_SHAPES: FaultShape[] = [
   {
+    name: 'status 500 (its error text quoting the request)',
+    kind: 'status',
     // Twice: the second one hits the retry (for a send, the look-up before sending again).
     fault: (outage) => ({ kind: 'status', status: 500, body: echoingErrorBody(outage, 500) }),
     times: () => 2,
@@ -56,6 +61,8 @@ const FAULT_SHAPES: FaultShape[] = [
     summary: (provider) => new RegExp(`^ProviderError ${provider} 500\\b`),
   },
   {
+    name: `429 with Retry-After: ${RETRY_AFTER_SECONDS}`,
+    kind: 'rate-limit',
     fault: () => ({ kind: 'rate-limit', retryAfterSeconds: RETRY_AFTER_SECONDS }),
     // Airtable's client waits out two 429s inside the call before the job gives up
     // (src/providers/airtable/records-client.ts, RATE_LIMIT_RETRIES); the third fails the attempt.
@@ -64,12 +71,16 @@ const FAULT_SHAPES: FaultShape[] = [
     summary: (provider) => new RegExp(`^ProviderError ${provider} 429\\b`),
   },
   {
+    name: `slow (${SLOW_DELAY_MS} ms, past the ${CLIENT_TIMEOUT_MS} ms client timeout)`,
+    kind: 'slow',
     fault: () => ({ kind: 'slow', delayMs: SLOW_DELAY_MS }),
     times: () => 2,
     failedAttempts: () => 2,
     summary: (provider) => new RegExp(`^ProviderError ${provider} no-answer\\b`),
   },
   {
+    name: 'dropped connection',
+    kind: 'drop',
     fault: () => ({ kind: 'drop' }),
     times: () => 2,
     failedAttempts: () => 2,
@@ -86,18 +97,18 @@ await describeEachBackend('provider outages are retried until they succeed, once
   before(async () => {
     harness = await openRelayHarness(backend, { retry: RETRY });
     relay = openOutageRelay(harness);
+    await warmUpFakes(harness);
   });
   after(async () => harness?.close());
 
   for (const provider of OUTAGE_PROVIDERS) {
     for (const shape of FAULT_SHAPES) {
-      const sample = shape.fault({ provider } as OutageCase);
-      test(`${provider}: ${faultName(sample)} → the job is retried and succeeds with one result`, async () => {
+      test(`${provider}: ${shape.name} → the job is retried and succeeds with one result`, async () => {
         const observed = new ObservedJobs(harness, relay);
         const outage = await prepareOutageCase(harness, observed, provider);
         outage.fake.failNext(shape.fault(outage), { times: shape.times(provider) });
 
-        if (sample.kind === 'rate-limit') {
+        if (shape.kind === 'rate-limit') {
           await observed.runUntil(jobWaitingForRetry(harness, outage.jobId), { what: 'the rate-limited attempt' });
           const failed = (await jobRow(harness, outage.jobId))!;
           assert.equal(failed.attempts, 1);

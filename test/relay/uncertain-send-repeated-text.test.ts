@@ -14,6 +14,7 @@ import {
   SEND_PROVIDERS,
   storeStaffMessage,
   type SendProvider,
+  warmUpFakes,
 } from './provider-outage-scenarios.js';
 
 /**
@@ -30,6 +31,7 @@ await describeEachBackend('an uncertain send is not confused with an earlier mes
   before(async () => {
     harness = await openRelayHarness(backend, { retry: RETRY });
     relay = openOutageRelay(harness);
+    await warmUpFakes(harness);
   });
   after(async () => harness?.close());
 

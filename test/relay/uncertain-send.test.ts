@@ -17,6 +17,7 @@ import {
   RETRY,
   SEND_PROVIDERS,
   sendAtProvider,
+  warmUpFakes,
 } from './provider-outage-scenarios.js';
 
 /**
@@ -36,6 +37,7 @@ await describeEachBackend('uncertain sends are reconciled, never sent twice', (b
   before(async () => {
     harness = await openRelayHarness(backend, { retry: RETRY });
     relay = openOutageRelay(harness);
+    await warmUpFakes(harness);
   });
   after(async () => harness?.close());
 

@@ -16,7 +16,7 @@ export interface PodiumClient {
    * conversation was read and holds none; a ProviderError (`lookup-inconclusive`, not retryable)
    * when the page bound was reached first, so the caller never sends twice on a guess.
    */
-  findSent(apiKey: string, message: { locationUid: string; to: string; body: string; sentAfter: Date }): Promise<{ uid: string } | undefined>;
+  findSent(apiKey: string, message: { locationUid: string; to: string; body: string; sentAfter: Date; excluding?: readonly string[] }): Promise<{ uid: string } | undefined>;
 }
 
 /**
@@ -123,6 +123,8 @@ export function createPodiumClient(options: { apiUrl: string; timeoutMs?: number
 
     async findSent(apiKey, message) {
       const notBefore = Math.floor(message.sentAfter.getTime() / 1000) * 1000;
+      // Uids already recorded for other messages: an earlier identical text is not this one.
+      const excluded = new Set(message.excluding ?? []);
       const conversations = await scan(
         apiKey,
         'lookup',
@@ -145,7 +147,7 @@ export function createPodiumClient(options: { apiUrl: string; timeoutMs?: number
         (candidate) => {
           const uid = candidate['uid'];
           const createdAt = typeof candidate['createdAt'] === 'string' ? Date.parse(candidate['createdAt']) : Number.NaN;
-          return typeof uid === 'string' && candidate['body'] === message.body && createdAt >= notBefore ? uid : undefined;
+          return typeof uid === 'string' && candidate['body'] === message.body && createdAt >= notBefore && !excluded.has(uid) ? uid : undefined;
         },
       );
       if (messages.result !== undefined) return { uid: messages.result };

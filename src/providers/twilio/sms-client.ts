@@ -13,8 +13,12 @@ export interface SentSms {
 
 export interface TwilioSmsClient {
   send(credentials: TwilioCredentials, message: { from: string; to: string; body: string; statusCallback: string }): Promise<SentSms>;
-  /** For reconciling an uncertain send: a message we may have sent already, matched by from, to, body and date sent >= sentAfter's date. */
-  findSent(credentials: TwilioCredentials, message: { from: string; to: string; body: string; sentAfter: Date }): Promise<SentSms | undefined>;
+  /**
+   * For reconciling an uncertain send: a message we may have sent already, matched by from, to,
+   * body and date sent >= sentAfter's date. `excluding` names sids already recorded for other
+   * messages, so an earlier identical text ("Thanks!") is never taken for this one.
+   */
+  findSent(credentials: TwilioCredentials, message: { from: string; to: string; body: string; sentAfter: Date; excluding?: readonly string[] }): Promise<SentSms | undefined>;
 }
 
 /**
@@ -58,8 +62,9 @@ export function createTwilioSmsClient(options: { apiUrl: string; timeoutMs?: num
         const client = clients.get(credentials);
         // Twilio's resource carries seconds only (RFC 2822 dates).
         const notBefore = Math.floor(message.sentAfter.getTime() / 1000) * 1000;
+        const excluded = new Set(message.excluding ?? []);
         const isOurs = (candidate: ListedMessage) =>
-          candidate.body === message.body && candidate.direction.startsWith('outbound') && candidate.dateCreated.getTime() >= notBefore;
+          candidate.body === message.body && candidate.direction.startsWith('outbound') && candidate.dateCreated.getTime() >= notBefore && !excluded.has(candidate.sid);
 
         // DateSent filters by day in GMT ("DateSent>=YYYY-MM-DD", on and after midnight:
         // https://www.twilio.com/docs/messaging/api/message-resource#read-multiple-message-resources).

@@ -10,7 +10,7 @@ import type { TenantDirectory } from '../tenant-directory.js';
 /** What Podium sends need; the adapter in src/providers/podium implements it. */
 export interface PodiumSender {
   send(apiKey: string, message: { locationUid: string; to: string; body: string; contactName?: string }): Promise<{ uid: string }>;
-  findSent(apiKey: string, message: { locationUid: string; to: string; body: string; sentAfter: Date }): Promise<{ uid: string } | undefined>;
+  findSent(apiKey: string, message: { locationUid: string; to: string; body: string; sentAfter: Date; excluding?: readonly string[] }): Promise<{ uid: string } | undefined>;
 }
 
 export interface RelayClients {

@@ -38,7 +38,10 @@ export function sendHandler(context: HandlerContext) {
     const channel = message.channel === 'podium' ? podiumChannel(context, tenant) : twilioChannel(context, tenant, message);
 
     if (message.sendStartedAt) {
-      const found = await channel.findSent({ to: contact.phone, body, sentAfter: new Date(message.sendStartedAt.getTime() - LOOKBACK_MS) });
+      // Messages already recorded to this contact are not candidates: the same words sent
+      // minutes ago ("Thanks!") must not be taken for this one.
+      const excluding = await context.conversations.providerIdsSentTo(message.contactId, message.id);
+      const found = await channel.findSent({ to: contact.phone, body, sentAfter: new Date(message.sendStartedAt.getTime() - LOOKBACK_MS), excluding });
       if (found) {
         context.logger.info({ messageId: message.id, channel: message.channel }, 'an earlier attempt had sent this message; recorded it instead of sending again');
         await context.conversations.recordSent(message.id, found.id, found.status, followUps);
@@ -53,7 +56,7 @@ export function sendHandler(context: HandlerContext) {
 
 interface Channel {
   send(message: { to: string; body: string; contactName: string | null }): Promise<{ id: string; status: string }>;
-  findSent(message: { to: string; body: string; sentAfter: Date }): Promise<{ id: string; status: string } | undefined>;
+  findSent(message: { to: string; body: string; sentAfter: Date; excluding: readonly string[] }): Promise<{ id: string; status: string } | undefined>;
 }
 
 function twilioChannel(context: HandlerContext, tenant: TenantContext, message: MessageForJob): Channel {
@@ -67,8 +70,8 @@ function twilioChannel(context: HandlerContext, tenant: TenantContext, message: 
       const sent = await context.clients.twilio.send(credentials, { from: settings.fromNumber, to, body, statusCallback });
       return { id: sent.sid, status: sent.status };
     },
-    async findSent({ to, body, sentAfter }) {
-      const found = await context.clients.twilio.findSent(credentials, { from: settings.fromNumber, to, body, sentAfter });
+    async findSent({ to, body, sentAfter, excluding }) {
+      const found = await context.clients.twilio.findSent(credentials, { from: settings.fromNumber, to, body, sentAfter, excluding });
       return found ? { id: found.sid, status: found.status } : undefined;
     },
   };
@@ -83,8 +86,8 @@ function podiumChannel(context: HandlerContext, tenant: TenantContext): Channel 
       const sent = await context.clients.podium.send(apiKey, { locationUid: settings.locationUid, to, body, ...(contactName ? { contactName } : {}) });
       return { id: sent.uid, status: 'sent' };
     },
-    async findSent({ to, body, sentAfter }) {
-      const found = await context.clients.podium.findSent(apiKey, { locationUid: settings.locationUid, to, body, sentAfter });
+    async findSent({ to, body, sentAfter, excluding }) {
+      const found = await context.clients.podium.findSent(apiKey, { locationUid: settings.locationUid, to, body, sentAfter, excluding });
       return found ? { id: found.uid, status: 'sent' } : undefined;
     },
   };

@@ -193,6 +193,7 @@ async function importPage(
         author: defaultAuthor(row.direction, row.author),
         body: row.body,
         createdAt: row.createdAt,
+        airtableRecordId: row.recordId,
       })),
     };
     const stored = await conversations.storeImported(source.tenantId, thread);

@@ -22,6 +22,8 @@ export interface ImportedThreadMessage {
   author: MessageAuthor;
   body: string;
   createdAt: Date;
+  /** The Airtable row the message came from. */
+  airtableRecordId?: string;
 }
 
 /** Messages with one contact, ready to store sealed. */

@@ -271,6 +271,15 @@ export class ConversationRepository {
     return row?.id;
   }
 
+  /** Provider ids recorded on the contact's other outbound messages (reconciliation must not pick them). */
+  async providerIdsSentTo(contactId: string, exceptMessageId: string): Promise<string[]> {
+    const rows = await this.db
+      .select({ providerMessageId: messages.providerMessageId })
+      .from(messages)
+      .where(and(eq(messages.contactId, contactId), eq(messages.direction, 'outbound'), sql`${messages.providerMessageId} is not null`, sql`${messages.id} <> ${exceptMessageId}`));
+    return rows.map((row) => row.providerMessageId!);
+  }
+
   /** Written and committed before the provider is called: a later attempt that sees it looks before sending again. */
   async markSendStarted(messageId: string, at: Date): Promise<void> {
     await this.db.update(messages).set({ sendStartedAt: at, updatedAt: at }).where(eq(messages.id, messageId));

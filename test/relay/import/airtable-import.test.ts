@@ -120,6 +120,9 @@ await describeEachBackend('import airtable', (backend) => {
     assert.deepEqual(contact, { phone: maria, name: `Quintessa${tag} Lopez` });
     const jobs = await queryRows<{ count: number }>(harness.db, sql`select count(*)::int as count from jobs where tenant_id = ${tenant.id}`);
     assert.equal(jobs[0]!.count, 0, 'imported history is never answered, sent or synced');
+    assert.deepEqual(await harness.relay.conversations.dueForAirtable(tenant.id, 100), [], 'the rows are in Airtable already: the sync leaves them');
+    const linked = await queryRows<{ dedupe_key: string; airtable_record_id: string }>(harness.db, sql`select dedupe_key, airtable_record_id from messages where tenant_id = ${tenant.id}`);
+    for (const row of linked) assert.equal(airtableDedupeKey(row.airtable_record_id), row.dedupe_key, 'each message knows its row');
 
     // Airtable's side: masked and sealed by the policy, stamped with the message id.
     const rows = table(tenant);

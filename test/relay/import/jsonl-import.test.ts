@@ -24,7 +24,7 @@ await describeEachBackend('import jsonl', (backend) => {
     const tenant = await harness.putTenant();
     const fixture = exportFixture();
     const progress: number[] = [];
-    const counts = await run(tenant.id, fixture.text, { progressEvery: 2, onProgress: (seen) => progress.push(seen.lineNumber) });
+    const counts = await run(tenant.id, fixture.text, { progressEvery: 2, onProgress: (seen) => void progress.push(seen.lineNumber) });
     assert.deepEqual(counts, { conversations: 3, messages: 5, skipped: 0, lineNumber: 3 });
     assert.deepEqual(progress, [2], 'a progress report every 2 conversations');
 
@@ -32,6 +32,7 @@ await describeEachBackend('import jsonl', (backend) => {
     for (const canary of fixture.canaries) assert.equal(stored.includes(canary), false, `${canary} stored in plain text`);
     const jobs = await queryRows<{ count: number }>(harness.db, sql`select count(*)::int as count from jobs where tenant_id = ${tenant.id}`);
     assert.equal(jobs[0]!.count, 0, 'an import enqueues no AI reply, send or sync');
+    assert.deepEqual(await harness.relay.conversations.dueForAirtable(tenant.id, 100), [], 'history is not pushed into Airtable by the next sync');
 
     const [first] = await harness.relay.conversations.findByPhone(tenant.id, fixture.phones[0]!);
     assert.ok(first, 'found through the blind index');
