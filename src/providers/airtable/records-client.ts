@@ -35,6 +35,8 @@ export interface AirtableTarget {
 export interface AirtableRecord {
   id: string;
   fields: Record<string, unknown>;
+  /** When the row was made (Airtable sets it on every record; absent on our own write payloads). */
+  createdTime?: string;
 }
 
 export interface AirtableRecordsPage {
@@ -180,9 +182,11 @@ function recordsOf(body: unknown): AirtableRecord[] {
 }
 
 function toRecord(json: unknown): AirtableRecord {
-  const candidate = json as { id?: unknown; fields?: unknown } | null;
+  const candidate = json as { id?: unknown; fields?: unknown; createdTime?: unknown } | null;
   if (typeof candidate?.id !== 'string' || typeof candidate.fields !== 'object' || candidate.fields === null) throw unexpectedAnswer();
-  return { id: candidate.id, fields: candidate.fields as Record<string, unknown> };
+  const record: AirtableRecord = { id: candidate.id, fields: candidate.fields as Record<string, unknown> };
+  if (typeof candidate.createdTime === 'string') record.createdTime = candidate.createdTime;
+  return record;
 }
 
 function unexpectedAnswer(): ProviderError {

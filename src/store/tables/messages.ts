@@ -14,7 +14,9 @@ export type MessageAuthor = (typeof MESSAGE_AUTHORS)[number];
  * `dedupeKey` makes every way a message can arrive idempotent, unique per tenant: an inbound
  * delivery is `twilio:<MessageSid>` or `podium:<uid>`, an AI answer `ai:<inbound id>`, an API
  * send `api:<api key or user>:<Idempotency-Key>`, an Airtable manual reply
- * `airtable:<record>:<transaction>`. A second delivery hits the unique key and changes nothing.
+ * `airtable:<record>:<transaction>`, an imported one `import:airtable:<record>` or
+ * `import:jsonl:<conversation _id>:<message _id>`. A second delivery hits the unique key and
+ * changes nothing.
  *
  * Outbound status moves forward only (`statusRank`): a late `sent` callback never overwrites
  * `delivered`. `sendStartedAt` is written before the provider is called, so a job that finds it
