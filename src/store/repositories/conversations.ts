@@ -118,39 +118,29 @@ export class ConversationRepository {
       const contactId = await this.contactFor(tx, inbound.tenantId, inbound.phone, inbound.name ?? null, receivedAt);
       const conversationId = await this.conversationFor(tx, inbound.tenantId, contactId, inbound.channel, inbound.providerConversationId ?? null, receivedAt);
       const messageId = randomUUID();
-      const inserted = await tx
-        .insert(messages)
-        .values({
-          id: messageId,
-          tenantId: inbound.tenantId,
-          contactId,
-          conversationId,
-          direction: 'inbound',
-          author: 'contact',
-          ...this.fields.sealRow(messagesSealed, { scope: inbound.tenantId, id: messageId }, { body: inbound.body }),
-          dedupeKey: inbound.dedupeKey,
-          providerMessageId: inbound.providerMessageId,
-          status: INBOUND_STATUS,
-          statusRank: statusRank(INBOUND_STATUS),
-          createdAt: receivedAt,
-          updatedAt: receivedAt,
-        } as typeof messages.$inferInsert)
-        .onConflictDoNothing({ target: [messages.tenantId, messages.dedupeKey] })
-        .returning({ id: messages.id });
-      if (inserted.length === 0) {
-        const [existing] = await tx
-          .select({ id: messages.id })
-          .from(messages)
-          .where(and(eq(messages.tenantId, inbound.tenantId), eq(messages.dedupeKey, inbound.dedupeKey)));
-        return { duplicate: true, messageId: existing!.id, contactId, conversationId };
-      }
+      const stored = await this.insertMessage(tx, {
+        id: messageId,
+        tenantId: inbound.tenantId,
+        contactId,
+        conversationId,
+        direction: 'inbound',
+        author: 'contact',
+        ...this.fields.sealRow(messagesSealed, { scope: inbound.tenantId, id: messageId }, { body: inbound.body }),
+        dedupeKey: inbound.dedupeKey,
+        providerMessageId: inbound.providerMessageId,
+        status: INBOUND_STATUS,
+        statusRank: statusRank(INBOUND_STATUS),
+        createdAt: receivedAt,
+        updatedAt: receivedAt,
+      } as typeof messages.$inferInsert);
+      if (stored.duplicate) return { duplicate: true, messageId: stored.id, contactId, conversationId };
       await tx.update(conversations).set({ lastMessageAt: receivedAt }).where(eq(conversations.id, conversationId));
       const keyword = keywordOf(inbound.body);
       if (keyword === 'opt-out') await tx.update(contacts).set({ optedOutAt: receivedAt }).where(eq(contacts.id, contactId));
       if (keyword === 'opt-in') await tx.update(contacts).set({ optedOutAt: null }).where(eq(contacts.id, contactId));
-      const stored = { messageId, contactId, conversationId };
-      await enqueueJobs(tx, followUps(stored));
-      return { duplicate: false, ...stored };
+      const ids = { messageId, contactId, conversationId };
+      await enqueueJobs(tx, followUps(ids));
+      return { duplicate: false, ...ids };
     });
   }
 
@@ -162,32 +152,22 @@ export class ConversationRepository {
     const run = async (tx: Db) => {
       const messageId = randomUUID();
       const now = new Date();
-      const inserted = await tx
-        .insert(messages)
-        .values({
-          id: messageId,
-          tenantId: outbound.tenantId,
-          contactId: outbound.contactId,
-          conversationId: outbound.conversationId,
-          direction: 'outbound',
-          author: outbound.author,
-          ...this.fields.sealRow(messagesSealed, { scope: outbound.tenantId, id: messageId }, { body: outbound.body }),
-          dedupeKey: outbound.dedupeKey,
-          status: OUTBOUND_INITIAL_STATUS,
-          statusRank: statusRank(OUTBOUND_INITIAL_STATUS),
-          inReplyTo: outbound.inReplyTo ?? null,
-          createdAt: now,
-          updatedAt: now,
-        } as typeof messages.$inferInsert)
-        .onConflictDoNothing({ target: [messages.tenantId, messages.dedupeKey] })
-        .returning({ id: messages.id });
-      if (inserted.length === 0) {
-        const [existing] = await tx
-          .select({ id: messages.id })
-          .from(messages)
-          .where(and(eq(messages.tenantId, outbound.tenantId), eq(messages.dedupeKey, outbound.dedupeKey)));
-        return { messageId: existing!.id, duplicate: true };
-      }
+      const stored = await this.insertMessage(tx, {
+        id: messageId,
+        tenantId: outbound.tenantId,
+        contactId: outbound.contactId,
+        conversationId: outbound.conversationId,
+        direction: 'outbound',
+        author: outbound.author,
+        ...this.fields.sealRow(messagesSealed, { scope: outbound.tenantId, id: messageId }, { body: outbound.body }),
+        dedupeKey: outbound.dedupeKey,
+        status: OUTBOUND_INITIAL_STATUS,
+        statusRank: statusRank(OUTBOUND_INITIAL_STATUS),
+        inReplyTo: outbound.inReplyTo ?? null,
+        createdAt: now,
+        updatedAt: now,
+      } as typeof messages.$inferInsert);
+      if (stored.duplicate) return { messageId: stored.id, duplicate: true };
       await tx.update(conversations).set({ lastMessageAt: now }).where(eq(conversations.id, outbound.conversationId));
       await enqueueJobs(tx, followUps(messageId));
       return { messageId, duplicate: false };
@@ -403,6 +383,24 @@ export class ConversationRepository {
       .from(messages)
       .where(eq(messages.conversationId, conversationId))
       .orderBy(asc(messages.createdAt));
+  }
+
+  /**
+   * Inserts a message unless its dedupe key is taken in the tenant; then answers the id already
+   * there. The unique key decides, so two concurrent deliveries of one message store one row.
+   */
+  private async insertMessage(tx: Db, row: typeof messages.$inferInsert): Promise<{ id: string; duplicate: boolean }> {
+    const inserted = await tx
+      .insert(messages)
+      .values(row)
+      .onConflictDoNothing({ target: [messages.tenantId, messages.dedupeKey] })
+      .returning({ id: messages.id });
+    if (inserted[0]) return { id: inserted[0].id, duplicate: false };
+    const [existing] = await tx
+      .select({ id: messages.id })
+      .from(messages)
+      .where(and(eq(messages.tenantId, row.tenantId), eq(messages.dedupeKey, row.dedupeKey)));
+    return { id: existing!.id, duplicate: true };
   }
 
   private async opened(row: typeof messages.$inferSelect): Promise<OpenedMessage> {
