@@ -116,7 +116,11 @@ describe('serve', () => {
     assert.equal((await fetch(`${first.base}/healthz`)).status, 200);
     const ready = await fetch(`${first.base}/readyz`);
     assert.equal(ready.status, 200);
-    assert.deepEqual(await ready.json(), { status: 'ready', checks: { database: 'ok', keys: 'ok' } });
+    assert.deepEqual(await ready.json(), {
+      status: 'ready',
+      checks: { database: 'ok', keys: 'ok', queue: 'ok' },
+      details: { queue: { pending: 0, due: 0, running: 0, dead: 0, oldestDueSeconds: 0 } },
+    });
     assert.equal(await stop(first.child), 0);
     assert.match(first.child.output.stdout, /"msg":"stopped cleanly"/);
 
