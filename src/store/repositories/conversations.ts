@@ -7,13 +7,16 @@ import type { Db } from '../connection.js';
 import { enqueueJobs, type JobSpec } from '../job-queue.js';
 import { contactsSealed, messagesSealed } from '../sealed-tables.js';
 import { contacts, conversations, messages, type MessageAuthor } from '../schema.js';
+import { storeImportedThread, type ImportedThread, type StoredImport } from './imported-conversations.js';
+import { contactFor, conversationFor, type Channel } from './threads.js';
+
+export type { Channel } from './threads.js';
 
 /**
  * Contacts, conversations and messages: the only code that writes or opens their sealed
  * columns. Every write that a job must follow commits together with the job.
  */
 
-export type Channel = 'sms' | 'podium';
 
 export interface InboundMessage {
   tenantId: string;
@@ -115,8 +118,8 @@ export class ConversationRepository {
     const receivedAt = inbound.receivedAt ?? new Date();
     return this.db.transaction(async (transaction) => {
       const tx = transaction as unknown as Db;
-      const contactId = await this.contactFor(tx, inbound.tenantId, inbound.phone, inbound.name ?? null, receivedAt);
-      const conversationId = await this.conversationFor(tx, inbound.tenantId, contactId, inbound.channel, inbound.providerConversationId ?? null, receivedAt);
+      const contactId = await contactFor(tx, this.fields, inbound.tenantId, inbound.phone, inbound.name ?? null, receivedAt);
+      const conversationId = await conversationFor(tx, inbound.tenantId, contactId, inbound.channel, inbound.providerConversationId ?? null, receivedAt);
       const messageId = randomUUID();
       const stored = await this.insertMessage(tx, {
         id: messageId,
@@ -180,8 +183,8 @@ export class ConversationRepository {
     return this.db.transaction(async (transaction) => {
       const tx = transaction as unknown as Db;
       const now = new Date();
-      const contactId = await this.contactFor(tx, tenantId, phone, null, now);
-      const conversationId = await this.conversationFor(tx, tenantId, contactId, channel, null, now);
+      const contactId = await contactFor(tx, this.fields, tenantId, phone, null, now);
+      const conversationId = await conversationFor(tx, tenantId, contactId, channel, null, now);
       return { contactId, conversationId };
     });
   }
@@ -424,180 +427,8 @@ export class ConversationRepository {
     return updated[0]?.id;
   }
 
-  /** The contact with this number, created when new. Concurrent first messages from one number meet on the unique index. */
-  private async contactFor(tx: Db, tenantId: string, phone: string, name: string | null, now: Date): Promise<string> {
-    const indexes = this.fields.lookupIndexes(contactsSealed, 'phone', tenantId, phone);
-    const find = async () => {
-      const [row] = await tx
-        .select({ id: contacts.id, hasName: sql<boolean>`${contacts.name} is not null` })
-        .from(contacts)
-        .where(and(eq(contacts.tenantId, tenantId), inArray(contacts.phoneIndex, indexes)))
-        .limit(1);
-      return row;
-    };
-    let existing = await find();
-    if (!existing) {
-      const id = randomUUID();
-      const inserted = await tx
-        .insert(contacts)
-        .values({ id, tenantId, ...this.fields.sealRow(contactsSealed, { scope: tenantId, id }, { phone, name }), createdAt: now } as typeof contacts.$inferInsert)
-        .onConflictDoNothing()
-        .returning({ id: contacts.id });
-      if (inserted[0]) return inserted[0].id;
-      existing = await find();
-    }
-    if (!existing) throw new Error('contact vanished while it was being created');
-    if (name && !existing.hasName) {
-      await tx
-        .update(contacts)
-        .set(this.fields.sealRow(contactsSealed, { scope: tenantId, id: existing.id }, { name }) as Partial<typeof contacts.$inferInsert>)
-        .where(eq(contacts.id, existing.id));
-    }
-    return existing.id;
-  }
-
-  private async conversationFor(tx: Db, tenantId: string, contactId: string, channel: Channel, providerConversationId: string | null, now: Date): Promise<string> {
-    const id = randomUUID();
-    const inserted = await tx
-      .insert(conversations)
-      .values({ id, tenantId, contactId, channel, providerConversationId, createdAt: now, lastMessageAt: now })
-      .onConflictDoNothing()
-      .returning({ id: conversations.id });
-    if (inserted[0]) return inserted[0].id;
-    const [row] = await tx
-      .select({ id: conversations.id, providerConversationId: conversations.providerConversationId })
-      .from(conversations)
-      .where(and(eq(conversations.tenantId, tenantId), eq(conversations.contactId, contactId), eq(conversations.channel, channel)))
-      .limit(1);
-    if (providerConversationId && row!.providerConversationId !== providerConversationId) {
-      await tx.update(conversations).set({ providerConversationId }).where(eq(conversations.id, row!.id));
-    }
-    return row!.id;
-  }
-
-  /**
-   * Stores a conversation brought in by `ciphergate import` (src/relay/import/): the contact
-   * (found through the blind index, created when new), its SMS conversation and every message,
-   * sealed, in one transaction. Each message's dedupe key (`import:…`) makes a re-run land on the
-   * row already there; every message comes back with its id, new or not. Inbound messages are
-   * `received`, outbound `delivered`, with `createdAt` from the export.
-   *
-   * No job is enqueued, and the messages are not due for the Airtable sync: history must never
-   * trigger an AI reply, a send or an Airtable write. `airtableRecordId` links a message imported
-   * from an Airtable row to that row.
-   * Carrier keywords in the history are honoured, erring towards silence: when the newest keyword
-   * imported is an opt-out, the contact is opted out (unless already); when it is an opt-in, it
-   * lifts only an opt-out recorded before it.
-   */
-  async storeImported(
-    tenantId: string,
-    thread: {
-      /** E.164. */
-      phone: string;
-      name: string | null;
-      messages: Array<{ dedupeKey: string; direction: 'inbound' | 'outbound'; author: MessageAuthor; body: string; createdAt: Date; airtableRecordId?: string }>;
-    },
-  ): Promise<{
-    contactId: string;
-    conversationId: string;
-    conversationCreated: boolean;
-    /** In the order given. */
-    messages: Array<{ dedupeKey: string; messageId: string; inserted: boolean }>;
-  }> {
-    const times = thread.messages.map((message) => message.createdAt.getTime());
-    const earliest = times.length > 0 ? new Date(Math.min(...times)) : new Date();
-    return this.db.transaction(async (transaction) => {
-      const tx = transaction as unknown as Db;
-      const contactId = await this.contactFor(tx, tenantId, thread.phone, thread.name, earliest);
-      const [existingConversation] = await tx
-        .select({ id: conversations.id })
-        .from(conversations)
-        .where(and(eq(conversations.tenantId, tenantId), eq(conversations.contactId, contactId), eq(conversations.channel, 'sms')))
-        .limit(1);
-      const conversationId = existingConversation?.id ?? (await this.conversationFor(tx, tenantId, contactId, 'sms', null, earliest));
-
-      const idByKey = new Map<string, string>();
-      const insertedKeys = new Set<string>();
-      // Batches keep each statement well under PostgreSQL's 65,535 bind parameters.
-      const BATCH = 500;
-      for (let start = 0; start < thread.messages.length; start += BATCH) {
-        const rows = thread.messages.slice(start, start + BATCH).map((message) => {
-          const id = randomUUID();
-          const status = message.direction === 'inbound' ? INBOUND_STATUS : 'delivered';
-          return {
-            id,
-            tenantId,
-            contactId,
-            conversationId,
-            direction: message.direction,
-            author: message.author,
-            ...this.fields.sealRow(messagesSealed, { scope: tenantId, id }, { body: message.body }),
-            dedupeKey: message.dedupeKey,
-            status,
-            statusRank: statusRank(status),
-            airtableRecordId: message.airtableRecordId ?? null,
-            // History is not due for the Airtable sync: a row imported from Airtable is already
-            // there (the import rewrites it), and an export's history is not pushed into the table.
-            airtableSyncedAt: message.createdAt,
-            createdAt: message.createdAt,
-            updatedAt: message.createdAt,
-          } as typeof messages.$inferInsert;
-        });
-        const inserted = await tx
-          .insert(messages)
-          .values(rows)
-          .onConflictDoNothing({ target: [messages.tenantId, messages.dedupeKey] })
-          .returning({ id: messages.id, dedupeKey: messages.dedupeKey });
-        for (const row of inserted) {
-          idByKey.set(row.dedupeKey, row.id);
-          insertedKeys.add(row.dedupeKey);
-        }
-        const present = rows.map((row) => row.dedupeKey).filter((key) => !idByKey.has(key));
-        if (present.length > 0) {
-          const existing = await tx
-            .select({ id: messages.id, dedupeKey: messages.dedupeKey })
-            .from(messages)
-            .where(and(eq(messages.tenantId, tenantId), inArray(messages.dedupeKey, present)));
-          for (const row of existing) idByKey.set(row.dedupeKey, row.id);
-        }
-      }
-
-      const newMessages = thread.messages.filter((message) => insertedKeys.has(message.dedupeKey));
-      if (newMessages.length > 0) {
-        const latest = new Date(Math.max(...newMessages.map((message) => message.createdAt.getTime())));
-        await tx
-          .update(conversations)
-          .set({ lastMessageAt: sql`greatest(${conversations.lastMessageAt}, ${latest.toISOString()}::timestamptz)` })
-          .where(eq(conversations.id, conversationId));
-        const keywordMessages = newMessages
-          .filter((message) => message.direction === 'inbound')
-          .map((message) => ({ at: message.createdAt, keyword: keywordOf(message.body) }))
-          .filter((entry) => entry.keyword === 'opt-out' || entry.keyword === 'opt-in')
-          .sort((a, b) => a.at.getTime() - b.at.getTime());
-        const newest = keywordMessages[keywordMessages.length - 1];
-        if (newest?.keyword === 'opt-out') {
-          await tx
-            .update(contacts)
-            .set({ optedOutAt: sql`coalesce(${contacts.optedOutAt}, ${newest.at.toISOString()}::timestamptz)` })
-            .where(eq(contacts.id, contactId));
-        } else if (newest?.keyword === 'opt-in') {
-          await tx
-            .update(contacts)
-            .set({ optedOutAt: null })
-            .where(and(eq(contacts.id, contactId), lt(contacts.optedOutAt, newest.at)));
-        }
-      }
-
-      return {
-        contactId,
-        conversationId,
-        conversationCreated: existingConversation === undefined,
-        messages: thread.messages.map((message) => ({
-          dedupeKey: message.dedupeKey,
-          messageId: idByKey.get(message.dedupeKey)!,
-          inserted: insertedKeys.has(message.dedupeKey),
-        })),
-      };
-    });
+  /** A conversation brought in by `ciphergate import` (see imported-conversations.ts). */
+  storeImported(tenantId: string, thread: ImportedThread): Promise<StoredImport> {
+    return storeImportedThread(this.db, this.fields, tenantId, thread);
   }
 }
