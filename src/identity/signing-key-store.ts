@@ -19,10 +19,12 @@ export class DatabaseSigningKeyStore implements SigningKeyStore {
 
   async list(): Promise<StoredSigningKey[]> {
     const rows = await this.db.select().from(signingKeys).orderBy(asc(signingKeys.createdAt));
-    return rows.map((row) => {
-      const { privateJwk } = this.fields.openRow(signingKeysSealed, { scope: SYSTEM_SCOPE, id: row.id }, { privateJwk: row.privateJwk });
-      return { kid: row.kid, publicJwk: row.publicJwk, privateJwk: JSON.parse(privateJwk!) as JWK, createdAt: row.createdAt, retiredAt: row.retiredAt };
-    });
+    const keys: StoredSigningKey[] = [];
+    for (const row of rows) {
+      const { privateJwk } = await this.fields.openRowFresh(signingKeysSealed, { scope: SYSTEM_SCOPE, id: row.id }, { privateJwk: row.privateJwk });
+      keys.push({ kid: row.kid, publicJwk: row.publicJwk, privateJwk: JSON.parse(privateJwk!) as JWK, createdAt: row.createdAt, retiredAt: row.retiredAt });
+    }
+    return keys;
   }
 
   async insert(key: StoredSigningKey): Promise<void> {

@@ -102,18 +102,21 @@ export class UserDirectory {
       .from(users)
       .where(where)
       .orderBy(asc(users.createdAt), asc(users.id));
-    return rows.map((row) => this.view(row));
+    // One at a time: a refresh of the keyring, when one is needed, then happens once.
+    const views: UserView[] = [];
+    for (const row of rows) views.push(await this.view(row));
+    return views;
   }
 
   /** One user with the email opened; undefined when there is no such user. */
   async viewById(id: string): Promise<UserView | undefined> {
     if (!isUuid(id)) return undefined;
     const [row] = await this.db.select({ ...recordColumns, email: users.email }).from(users).where(eq(users.id, id)).limit(1);
-    return row ? this.view(row) : undefined;
+    return row ? await this.view(row) : undefined;
   }
 
-  private view(row: UserRecord & { email: Buffer }): UserView {
-    const { email } = this.fields.openRow(usersSealed, { scope: SYSTEM_SCOPE, id: row.id }, { email: row.email });
+  private async view(row: UserRecord & { email: Buffer }): Promise<UserView> {
+    const { email } = await this.fields.openRowFresh(usersSealed, { scope: SYSTEM_SCOPE, id: row.id }, { email: row.email });
     const { passwordHash, email: _sealed, ...rest } = row;
     return { ...rest, email: email!, hasPassword: passwordHash !== null };
   }

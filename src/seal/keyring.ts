@@ -75,7 +75,8 @@ export class StoredKeyring implements Keyring {
       if (this.held.byVersion(row.scope, row.version) !== undefined) continue;
       if (row.kekId !== this.provider.kekId) throw new KekMismatchError(row.scope, row.version, row.kekId, this.provider.kekId);
       const dek = await this.provider.unwrapKey(row.wrappedKey, { scope: row.scope, version: row.version });
-      this.held.add(row.scope, row.version, dek);
+      // A refresh running alongside may have added it meanwhile; keep the Buffer already held.
+      if (this.held.byVersion(row.scope, row.version) === undefined) this.held.add(row.scope, row.version, dek);
       dek.fill(0); // add() keeps its own copy
       this.scopes.add(row.scope);
     }

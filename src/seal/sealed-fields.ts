@@ -124,6 +124,25 @@ export class SealedFields {
     return out;
   }
 
+  /**
+   * openRow for code that can wait: when a value names a key version this process has not
+   * loaded yet (another instance rotated and wrote since our last refresh), the keyring is
+   * refreshed once and the row opened again. Any other failure is thrown as it is.
+   */
+  async openRowFresh<Field extends string>(
+    declaration: SealedTable<Field>,
+    row: { scope: string; id: string },
+    sealed: Partial<Record<Field, Buffer | null>>,
+  ): Promise<Record<Field, string | null>> {
+    try {
+      return this.openRow(declaration, row, sealed);
+    } catch (error) {
+      if (!(error instanceof SealOpenError) || error.reason !== 'unknown-key-version' || !this.keyring.refresh) throw error;
+      await this.keyring.refresh();
+      return this.openRow(declaration, row, sealed);
+    }
+  }
+
   /** Opens one value; when its key version is unknown here (rotated elsewhere), refreshes the keyring once. */
   async openFresh(context: { scope: string; table: string; column: string; rowId: string }, value: Buffer): Promise<string> {
     const sealContext = { tenantId: context.scope, table: context.table, column: context.column, rowId: context.rowId };

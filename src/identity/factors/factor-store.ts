@@ -55,7 +55,7 @@ export class SecondFactors {
       .orderBy(desc(totpFactors.createdAt))
       .limit(1);
     if (!pending) return { ok: false, reason: 'no-pending-enrollment' };
-    const { secret } = this.fields.openRow(totpFactorsSealed, { scope: SYSTEM_SCOPE, id: pending.id }, { secret: pending.secret });
+    const { secret } = await this.fields.openRowFresh(totpFactorsSealed, { scope: SYSTEM_SCOPE, id: pending.id }, { secret: pending.secret });
     const verification = verifyTotp({ secretBase32: secret!, code, lastUsedStep: null, now });
     if (!verification.ok) return { ok: false, reason: verification.reason };
     const confirmed = await db
@@ -79,7 +79,7 @@ export class SecondFactors {
       .where(and(eq(totpFactors.userId, userId), isNotNull(totpFactors.confirmedAt)))
       .limit(1);
     if (!factor) return { ok: false, reason: 'no-factor' };
-    const { secret } = this.fields.openRow(totpFactorsSealed, { scope: SYSTEM_SCOPE, id: factor.id }, { secret: factor.secret });
+    const { secret } = await this.fields.openRowFresh(totpFactorsSealed, { scope: SYSTEM_SCOPE, id: factor.id }, { secret: factor.secret });
     return consumeTotpCode(
       {
         advanceLastUsedStep: async (factorId, step) => {

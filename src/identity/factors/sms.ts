@@ -98,7 +98,7 @@ export class SmsFactor {
       .orderBy(desc(smsCodes.createdAt))
       .limit(1);
     if (!row) return { ok: false, reason: 'no-code' };
-    const { phone } = this.fields.openRow(smsFactorsSealed, { scope: SYSTEM_SCOPE, id: factor.id }, { phone: factor.phone });
+    const { phone } = await this.fields.openRowFresh(smsFactorsSealed, { scope: SYSTEM_SCOPE, id: factor.id }, { phone: factor.phone });
     const check = await this.redeem(row, phone!, code);
     if (!check.ok) return check;
     // Compare-and-set on the sealed bytes read above: if the phone was replaced meanwhile, the
@@ -142,7 +142,7 @@ export class SmsFactor {
       .where(and(eq(smsFactors.userId, userId), isNotNull(smsFactors.verifiedAt)))
       .limit(1);
     if (!factor) return undefined;
-    return this.fields.openRow(smsFactorsSealed, { scope: SYSTEM_SCOPE, id: factor.id }, { phone: factor.phone }).phone ?? undefined;
+    return (await this.fields.openRowFresh(smsFactorsSealed, { scope: SYSTEM_SCOPE, id: factor.id }, { phone: factor.phone })).phone ?? undefined;
   }
 
   /**

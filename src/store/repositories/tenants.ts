@@ -97,7 +97,7 @@ export class TenantRepository {
       .where(eq(tenants.id, tenantId))
       .limit(1);
     if (!row) throw new Error(`tenant ${tenantId} does not exist`);
-    return this.fields.openRow(tenantsSealed, { scope: tenantId, id: tenantId }, row) as TenantSecrets;
+    return (await this.fields.openRowFresh(tenantsSealed, { scope: tenantId, id: tenantId }, row)) as TenantSecrets;
   }
 }
 
