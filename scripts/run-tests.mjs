@@ -16,7 +16,7 @@ const only = process.argv.slice(2);
 const files = only.length > 0 ? only : findTests('test').sort();
 const result = spawnSync(
   process.execPath,
-  ['--import', 'tsx', '--test', '--test-timeout=600000', `--test-concurrency=${process.env.TEST_CONCURRENCY ?? 2}`, ...files],
+  ['--import', 'tsx', '--test', '--test-timeout=900000', `--test-concurrency=${process.env.TEST_CONCURRENCY ?? 2}`, ...files],
   { stdio: 'inherit' },
 );
 process.exit(result.status ?? 1);

@@ -206,7 +206,8 @@ export async function openRelayHarness(backend: Backend, options: { retry?: Part
     },
     async drain(drainOptions: { timeoutMs?: number } = {}) {
       const own = workers.length === 0 ? harness.startWorker() : undefined;
-      const deadline = Date.now() + (drainOptions.timeoutMs ?? 20_000);
+      // Generous: on a loaded two-core CI machine a PGlite drain of a few jobs has taken over 20 s.
+      const deadline = Date.now() + (drainOptions.timeoutMs ?? 60_000);
       // Two idle looks in a row: a job that just finished may have enqueued the next.
       let idle = 0;
       while (idle < 2) {

@@ -23,7 +23,9 @@ describe('Twilio SMS client against the Twilio fake', () => {
 
   before(async () => {
     fake = await startTwilioFake();
-    client = createTwilioSmsClient({ apiUrl: fake.url, timeoutMs: 500 });
+    // Patient for ordinary calls (a loaded CI machine can take a second to answer the first);
+    // the timeout test has its own impatient client.
+    client = createTwilioSmsClient({ apiUrl: fake.url, timeoutMs: 10_000 });
   });
   after(async () => {
     await fake.close();
@@ -60,10 +62,10 @@ describe('Twilio SMS client against the Twilio fake', () => {
   });
 
   test('an apiUrl with a trailing slash or a path prefix is honoured', async () => {
-    const prefixed = createTwilioSmsClient({ apiUrl: `${fake.url}/`, timeoutMs: 500 });
+    const prefixed = createTwilioSmsClient({ apiUrl: `${fake.url}/`, timeoutMs: 10_000 });
     await prefixed.send(credentials, { from: FROM, to: TO, body: 'slash', statusCallback: STATUS_CALLBACK });
     assert.equal(fake.requests.at(-1)!.path, `/2010-04-01/Accounts/${credentials.accountSid}/Messages.json`);
-    const behindProxy = createTwilioSmsClient({ apiUrl: `${fake.url}/twilio-proxy`, timeoutMs: 500 });
+    const behindProxy = createTwilioSmsClient({ apiUrl: `${fake.url}/twilio-proxy`, timeoutMs: 10_000 });
     await rejection(behindProxy.send(credentials, { from: FROM, to: TO, body: 'prefix', statusCallback: STATUS_CALLBACK }));
     assert.equal(fake.requests.at(-1)!.path, `/twilio-proxy/2010-04-01/Accounts/${credentials.accountSid}/Messages.json`);
     // The fake serves no prefix, and its spec check says so: the check is live.
@@ -115,8 +117,9 @@ describe('Twilio SMS client against the Twilio fake', () => {
   });
 
   test('an answer slower than the timeout is a retryable failure with no status', async () => {
+    const impatient = createTwilioSmsClient({ apiUrl: fake.url, timeoutMs: 200 });
     fake.failNext({ kind: 'slow', delayMs: 1_500 });
-    const error = await rejection(client.send(credentials, { from: FROM, to: TO, body: 'x', statusCallback: STATUS_CALLBACK }));
+    const error = await rejection(impatient.send(credentials, { from: FROM, to: TO, body: 'x', statusCallback: STATUS_CALLBACK }));
     assert.equal(error.status, undefined);
     assert.equal(error.retryable, true);
   });
@@ -200,7 +203,7 @@ describe('Twilio SMS client with several tenant accounts', () => {
   });
 
   test('each send goes out under its own account, also when the client cache holds only one', async () => {
-    const client = createTwilioSmsClient({ apiUrl: fake.url, timeoutMs: 500, maxCachedClients: 1 });
+    const client = createTwilioSmsClient({ apiUrl: fake.url, timeoutMs: 10_000, maxCachedClients: 1 });
     for (const account of [accountA, accountB, accountA, accountB]) {
       await client.send(account, { from: FROM, to: TO, body: `from ${account.accountSid.slice(0, 3)}`, statusCallback: STATUS_CALLBACK });
     }
