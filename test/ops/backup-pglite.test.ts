@@ -1,0 +1,152 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { signTwilioRequest } from '../fakes/twilio.js';
+import { assertNoLeaks, canary, findLeakingLines, needlesFor, phoneNeedles, scanTree, type Needle } from '../helpers/canaries.js';
+import { startServeProcess, type ServeProcess } from '../helpers/child-process-serve.js';
+import { assertOneLine, runCliProcess, stopChildren } from '../helpers/cli.js';
+import { PUBLIC_URL, randomPhone, TENANT_FROM_NUMBER } from '../helpers/relay.js';
+
+/**
+ * Issue 7, backups of the embedded default (PGlite), the way docs/operations.md describes
+ * them: stop `ciphergate serve` (SIGTERM flushes and closes the database), copy
+ * `<data dir>/pgdata` to the backup, and the generated `<data dir>/master.key` to a different
+ * place; restore by putting both back and starting again. The database copy alone holds no
+ * canary and no key; the restore reads every message back; the database copy without its key
+ * refuses to start.
+ */
+after(stopChildren);
+
+const SLUG = 'pglite-backup';
+const ACCOUNT_SID = `AC${randomBytes(16).toString('hex')}`;
+const AUTH_TOKEN = `twilio-token-${randomBytes(12).toString('hex')}`;
+
+function serve(cwd: string, dataDir: string): Promise<ServeProcess> {
+  return startServeProcess({ cwd, args: ['--no-workers'], env: { CIPHERGATE_DATA_DIR: dataDir, CIPHERGATE_PUBLIC_URL: PUBLIC_URL } });
+}
+
+async function sendSms(server: ServeProcess, from: string, body: string): Promise<void> {
+  const sid = `SM${randomBytes(16).toString('hex')}`;
+  const params = { MessageSid: sid, SmsSid: sid, AccountSid: ACCOUNT_SID, From: from, To: TENANT_FROM_NUMBER, Body: body, NumMedia: '0' };
+  const path = `/webhooks/twilio/${SLUG}/sms`;
+  const response = await fetch(`${server.baseUrl}${path}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-twilio-signature': signTwilioRequest(AUTH_TOKEN, `${PUBLIC_URL}${path}`, params) },
+    body: new URLSearchParams(params).toString(),
+  });
+  assert.equal(response.status, 200, await response.text());
+}
+
+/** Every message of `phone`'s conversations through the API, as `id|direction|body`, sorted. */
+async function readMessages(server: ServeProcess, apiKey: string, phone: string): Promise<string[]> {
+  const get = async (url: string) => {
+    const response = await fetch(`${server.baseUrl}${url}`, { headers: { authorization: `Bearer ${apiKey}` } });
+    assert.equal(response.status, 200, await response.clone().text());
+    return response.json() as Promise<Record<string, unknown>>;
+  };
+  const { conversations } = (await get(`/api/v1/conversations?tenant=${SLUG}&phone=${encodeURIComponent(phone)}`)) as { conversations: Array<{ id: string }> };
+  assert.ok(conversations.length > 0, `no conversation for ${phone}`);
+  const lines: string[] = [];
+  for (const conversation of conversations) {
+    const { messages } = (await get(`/api/v1/conversations/${conversation.id}/messages?limit=200`)) as { messages: Array<{ id: string; direction: string; body: string }> };
+    lines.push(...messages.map((message) => `${message.id}|${message.direction}|${message.body}`));
+  }
+  return lines.sort();
+}
+
+async function stopCleanly(server: ServeProcess): Promise<string> {
+  const stopped = await server.stop();
+  assert.deepEqual([stopped.code, stopped.signal], [0, null], stopped.logs.slice(-2000));
+  return stopped.logs;
+}
+
+describe('backup and restore of the embedded database (PGlite data dir copied while stopped)', { timeout: 600_000 }, () => {
+  const root = mkdtempSync(join(tmpdir(), 'cg-backup-pglite-'));
+  const live = join(root, 'live');
+  const liveData = join(live, 'data');
+  const backupDb = join(root, 'backup-database');
+  const backupKey = join(root, 'backup-key');
+  const phones = [randomPhone(), randomPhone()];
+  const bodies = [`Please move me to Tuesday ${canary()}`, `My policy number is ${canary()}`];
+  const sourceMessages = new Map<string, string[]>();
+  let apiKey: string;
+  let needles: Needle[];
+  const logs: string[] = [];
+
+  before(async () => {
+    mkdirSync(live);
+    const env = { CIPHERGATE_DATA_DIR: liveData, CIPHERGATE_PUBLIC_URL: PUBLIC_URL };
+    const tenant = JSON.stringify({ name: 'PGlite Backup Clinic', twilio: { accountSid: ACCOUNT_SID, authToken: AUTH_TOKEN, fromNumber: TENANT_FROM_NUMBER }, allowIps: { twilio: [], airtable: [], podium: [] } });
+    const put = await runCliProcess(['tenants', 'put', SLUG], { env, cwd: live, stdin: tenant, timeoutMs: 300_000 });
+    assert.equal(put.code, 0, put.stderr);
+    const created = await runCliProcess(['api-keys', 'create', '--tenant', SLUG, '--scope', 'conversations:read', '--name', 'backup-test'], { env, cwd: live, timeoutMs: 300_000 });
+    assert.equal(created.code, 0, created.stderr);
+    apiKey = created.stdout.trim();
+    logs.push(put.stdout, put.stderr, created.stderr);
+
+    const server = await serve(live, liveData);
+    try {
+      for (const [index, body] of bodies.entries()) await sendSms(server, phones[index]!, body);
+      for (const phone of phones) sourceMessages.set(phone, await readMessages(server, apiKey, phone));
+    } finally {
+      logs.push(await stopCleanly(server));
+    }
+    const masterKey = readFileSync(join(liveData, 'master.key'), 'utf8').trim();
+    needles = [
+      ...phones.flatMap((phone, index) => phoneNeedles(`phone #${index + 1}`, phone)),
+      ...bodies.flatMap((body, index) => needlesFor(`body #${index + 1}`, body)),
+      ...needlesFor('secret twilio auth token', AUTH_TOKEN),
+      ...needlesFor('secret api key', apiKey),
+      ...needlesFor('secret master key', masterKey),
+    ];
+
+    // The documented backup: with the server stopped, the database folder to one place and
+    // the key to another.
+    assert.ok(!existsSync(join(liveData, 'ciphergate.pid')), 'the data dir is still locked: the server did not stop');
+    cpSync(join(liveData, 'pgdata'), join(backupDb, 'pgdata'), { recursive: true });
+    mkdirSync(backupKey);
+    cpSync(join(liveData, 'master.key'), join(backupKey, 'master.key'));
+  });
+
+  after(() => rmSync(root, { recursive: true, force: true }));
+
+  test('the source stored and opened every message (else the restore would prove nothing)', () => {
+    const all = [...sourceMessages.values()].flat();
+    for (const body of bodies) assert.ok(all.some((line) => line.endsWith(`|inbound|${body}`)), `not read back on the source: ${body}`);
+  });
+
+  test('the database backup holds no canary and no key, byte for byte', () => {
+    const scanned = scanTree(backupDb, needles);
+    assert.ok(scanned.files > 10 && scanned.bytes > 1_000_000, `the backup looks empty: ${scanned.files} files, ${scanned.bytes} bytes`);
+    assert.deepEqual(readdirSync(backupDb), ['pgdata']);
+    assertNoLeaks(scanned.leaks, 'the PGlite database backup');
+    assertNoLeaks(findLeakingLines(logs.join('\n'), needles), 'the logs of the run');
+  });
+
+  test('restored (database and key put back in a new data dir), serve reads every message back', async () => {
+    const restored = join(root, 'restored');
+    const restoredData = join(restored, 'data');
+    cpSync(join(backupDb, 'pgdata'), join(restoredData, 'pgdata'), { recursive: true });
+    cpSync(join(backupKey, 'master.key'), join(restoredData, 'master.key'));
+    const server = await serve(restored, restoredData);
+    try {
+      for (const phone of phones) assert.deepEqual(await readMessages(server, apiKey, phone), sourceMessages.get(phone), `messages of ${phone} after the restore`);
+    } finally {
+      assertNoLeaks(findLeakingLines(await stopCleanly(server), needles), 'the restored server\u2019s logs');
+    }
+  });
+
+  test('the database backup without its key refuses to start (one line, no plaintext)', async () => {
+    const keyless = join(root, 'keyless');
+    const keylessData = join(keyless, 'data');
+    cpSync(join(backupDb, 'pgdata'), join(keylessData, 'pgdata'), { recursive: true });
+    const refused = await runCliProcess(['serve', '--no-workers'], { cwd: keyless, timeoutMs: 300_000, env: { CIPHERGATE_DATA_DIR: keylessData, CIPHERGATE_PUBLIC_URL: PUBLIC_URL, CIPHERGATE_PORT: '0' } });
+    assert.equal(refused.code, 1, `serve should refuse: ${refused.stdout.slice(-2000)} ${refused.stderr}`);
+    assertOneLine(refused.stderr);
+    assert.match(refused.stderr, /is wrapped under local:[0-9a-f]{16}, but the configured key is local:[0-9a-f]{16}/);
+    assertNoLeaks(findLeakingLines(refused.stdout + refused.stderr, needles), 'the refusal');
+  });
+});
