@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import helmet from 'helmet';
 import swagger from '@fastify/swagger';
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify';
+import type { Registry } from 'prom-client';
 import type { Config } from '../config/load.js';
 import type { Logger } from '../log/logger.js';
 import type { Identity } from '../identity/identity.js';
@@ -19,6 +20,11 @@ import { userRoutes } from './routes/users.js';
 import { assertRouteDeclaresAccess, type RouteAccess } from './route-access.js';
 import { docsRoutes } from './routes/docs.js';
 import { healthRoutes, type ReadinessCheck } from './routes/health.js';
+import { metricsRoutes } from './routes/metrics.js';
+import { MetricsExposition } from '../metrics/exposition.js';
+import { installHttpMetrics, type HttpMetrics } from '../metrics/http-metrics.js';
+import { processMetrics } from '../metrics/process-metrics.js';
+import { sendProblem } from './problem.js';
 
 export type App = FastifyInstance;
 
@@ -32,6 +38,8 @@ declare module 'fastify' {
   interface FastifyInstance {
     /** Every route with its declared access: the source for permission docs and route tests. */
     routeCatalogue: RouteCatalogueEntry[];
+    /** What `/metrics` serves; `serve` hands it to the separate metrics listener too. */
+    metrics: MetricsExposition;
   }
 }
 
@@ -49,6 +57,8 @@ export interface AppDependencies {
   redis?: RedisConnection;
   /** Extra route modules (later issues); registered after the core plugins. */
   routes?: Array<(app: App) => Promise<void> | void>;
+  /** Registries of other parts (the relay's) that `/metrics` serves beside the app's own. */
+  metricsRegistries?: Registry[];
 }
 
 /**
@@ -58,6 +68,8 @@ export interface AppDependencies {
  */
 export async function buildApp(dependencies: AppDependencies): Promise<App> {
   const { config, logger } = dependencies;
+  // Set once the app exists: the malformed-URL answer below is built before the hooks are.
+  let httpMetrics: HttpMetrics | undefined;
   const app = Fastify({
     loggerInstance: logger as unknown as FastifyBaseLogger,
     // Ids are always ours: an id taken from a request header could be chosen to confuse logs.
@@ -71,6 +83,18 @@ export async function buildApp(dependencies: AppDependencies): Promise<App> {
     // logging cost on every request, and the line carries everything the two did.
     logController: new LogController({ disableRequestLogging: true }),
     forceCloseConnections: 'idle',
+    // A URL the router cannot decode (`/%zz`) or a parameter over the length limit never reaches
+    // a route or the error handler; without this it would get Fastify's own JSON, not a problem.
+    frameworkErrors: (error, request, reply) => {
+      const status = error.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 414 : error.code === 'FST_ERR_BAD_URL' ? 400 : 500;
+      const problem =
+        status === 500
+          ? { type: 'internal-error', title: 'Internal server error', status, detail: 'the request could not be routed' }
+          : { type: 'bad-url', title: status === 414 ? 'URL too long' : 'Malformed URL', status, detail: status === 414 ? 'a path segment is longer than allowed' : 'the path is not valid percent-encoding' };
+      // The URL itself is neither echoed nor logged: it is whatever the caller sent.
+      reply.raw.once('finish', () => httpMetrics?.observe(request, reply));
+      sendProblem(reply as unknown as FastifyReply, problem, { 'x-request-id': request.id });
+    },
     ajv: {
       customOptions: {
         // Unknown properties are an error the client should hear about, not something to drop.
@@ -79,6 +103,15 @@ export async function buildApp(dependencies: AppDependencies): Promise<App> {
       },
     },
   });
+
+  httpMetrics = installHttpMetrics(app);
+  const exposition = new MetricsExposition([
+    httpMetrics.registry,
+    ...(dependencies.identity ? [dependencies.identity.metrics.registry] : []),
+    ...(dependencies.metricsRegistries ?? []),
+    processMetrics(),
+  ]);
+  app.decorate('metrics', exposition);
 
   const routeCatalogue: RouteCatalogueEntry[] = [];
   app.decorate('routeCatalogue', routeCatalogue);
@@ -148,6 +181,7 @@ export async function buildApp(dependencies: AppDependencies): Promise<App> {
 
   await app.register(healthRoutes, { checks: dependencies.readinessChecks ?? [] });
   await app.register(docsRoutes);
+  await app.register(metricsRoutes(exposition));
   if (dependencies.identity) {
     for (const routes of [authRoutes, userRoutes, apiKeyRoutes, oauthRoutes, tenantRoutes, auditRoutes]) await app.register(routes(dependencies.identity));
   }

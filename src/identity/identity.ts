@@ -1,3 +1,4 @@
+import { AuthMetrics } from './auth-metrics.js';
 import type { Config } from '../config/load.js';
 import type { Logger } from '../log/logger.js';
 import type { SealedFields } from '../seal/sealed-fields.js';
@@ -107,6 +108,9 @@ export function tokenSettings(config: Pick<Config, 'publicUrl' | 'signup'>): Ide
 }
 
 export class Identity {
+  /** Sign-in failures and lockouts of this instance; `/metrics` serves them. */
+  readonly metrics = new AuthMetrics();
+
   constructor(readonly parts: IdentityParts) {}
 
   /**

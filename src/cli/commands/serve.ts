@@ -10,7 +10,6 @@ import { messageRoutes } from '../../http/routes/messages.js';
 import { webhookRoutes } from '../../http/routes/webhooks.js';
 import type { JobWorker } from '../../relay/job-worker.js';
 import { Relay } from '../../relay/relay.js';
-import { jobOutcomes } from '../../relay/webhook-metrics.js';
 import { openSealingRuntime, type CliIo, type SealingRuntime } from '../runtime.js';
 
 /** Longer than any sane request; a drain that takes more is stuck, and exiting beats hanging. */
@@ -57,7 +56,7 @@ export function openRelay(runtime: SealingRuntime): Relay {
 const AIRTABLE_REFRESH_MS = 12 * 60 * 60_000;
 
 export function startWorker(relay: Relay): JobWorker {
-  const worker = relay.createWorker({ onOutcome: (kind, outcome) => jobOutcomes.inc({ kind, outcome }) });
+  const worker = relay.createWorker();
   worker.start();
   const refresh = () => void relay.refreshAirtableWebhooks().catch(() => undefined);
   const first = setTimeout(refresh, 60_000);
@@ -90,6 +89,7 @@ export async function startServer(runtime: SealingRuntime, options: { workers?: 
       { name: 'keys', check: () => sealing.provider.check() },
       { name: 'queue', check: async () => ({ ...(await relay.queue.depth()) }) },
     ],
+    metricsRegistries: [relay.metrics.registry],
     routes: [
       webhookRoutes({ relay, db: database.db, publicUrl: config.publicUrl, logger }),
       conversationRoutes({ relay, identity }),

@@ -11,7 +11,6 @@ import { isAddressAllowed } from '../../relay/inbound/ip-allowlist.js';
 import { normaliseStatus } from '../../relay/message-status.js';
 import type { Relay } from '../../relay/relay.js';
 import type { TenantContext } from '../../relay/tenant-directory.js';
-import { webhookAccepted, webhookRejections } from '../../relay/webhook-metrics.js';
 import type { Db } from '../../store/connection.js';
 import { TENANT_SLUG_PATTERN } from '../../config/tenant-document.js';
 import { PROBLEM_CONTENT_TYPE } from '../problem.js';
@@ -60,6 +59,7 @@ export interface WebhookRouteOptions {
  */
 export function webhookRoutes(options: WebhookRouteOptions) {
   const { relay, db, publicUrl } = options;
+  const { webhookAccepted, webhookRejections } = relay.metrics;
 
   return async (app: FastifyInstance): Promise<void> => {
     // Signatures are over the exact bytes received, so every body is kept raw and parsed here.
