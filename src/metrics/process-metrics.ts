@@ -12,7 +12,8 @@ let shared: Registry | undefined;
 export function processMetrics(): Registry {
   if (shared) return shared;
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'ciphergate_' });
+  // Unprefixed (process_cpu_seconds_total, nodejs_heap_size_used_bytes, …): the names existing Node dashboards expect.
+  collectDefaultMetrics({ register: registry });
   new Counter({
     name: 'ciphergate_seal_operations_total',
     help: 'Values sealed, opened and blind-indexed by this process, by operation',
