@@ -107,7 +107,8 @@ export async function buildApp(dependencies: AppDependencies): Promise<App> {
   httpMetrics = installHttpMetrics(app);
   const exposition = new MetricsExposition([
     httpMetrics.registry,
-    ...(dependencies.identity ? [dependencies.identity.metrics.registry] : []),
+    // The route catalogue (docs/permissions.md) builds the app around a stand-in identity without metrics.
+    ...(dependencies.identity?.metrics ? [dependencies.identity.metrics.registry] : []),
     ...(dependencies.metricsRegistries ?? []),
     processMetrics(),
   ]);
