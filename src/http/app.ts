@@ -8,7 +8,7 @@ import type { Logger } from '../log/logger.js';
 import type { Identity } from '../identity/identity.js';
 import { PERMISSIONS } from '../identity/permissions.js';
 import type { RedisConnection } from '../store/redis.js';
-import { installErrorHandling } from './error-handler.js';
+import { installErrorHandling, respondToError } from './error-handler.js';
 import { installGuard } from './guard.js';
 import { registerApiRateLimit } from './rate-limit.js';
 import { apiKeyRoutes } from './routes/api-keys.js';
@@ -24,7 +24,6 @@ import { metricsRoutes } from './routes/metrics.js';
 import { MetricsExposition } from '../metrics/exposition.js';
 import { installHttpMetrics, type HttpMetrics } from '../metrics/http-metrics.js';
 import { processMetrics } from '../metrics/process-metrics.js';
-import { sendProblem } from './problem.js';
 
 export type App = FastifyInstance;
 
@@ -83,17 +82,12 @@ export async function buildApp(dependencies: AppDependencies): Promise<App> {
     // logging cost on every request, and the line carries everything the two did.
     logController: new LogController({ disableRequestLogging: true }),
     forceCloseConnections: 'idle',
-    // A URL the router cannot decode (`/%zz`) or a parameter over the length limit never reaches
-    // a route or the error handler; without this it would get Fastify's own JSON, not a problem.
+    // A URL the router cannot decode (`/%zz`) or a path segment over the length limit never
+    // reaches a route or the error handler; this makes it a problem like every other error.
     frameworkErrors: (error, request, reply) => {
-      const status = error.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 414 : error.code === 'FST_ERR_BAD_URL' ? 400 : 500;
-      const problem =
-        status === 500
-          ? { type: 'internal-error', title: 'Internal server error', status, detail: 'the request could not be routed' }
-          : { type: 'bad-url', title: status === 414 ? 'URL too long' : 'Malformed URL', status, detail: status === 414 ? 'a path segment is longer than allowed' : 'the path is not valid percent-encoding' };
-      // The URL itself is neither echoed nor logged: it is whatever the caller sent.
+      // No onResponse hook runs for these requests: they are counted when the answer is written.
       reply.raw.once('finish', () => httpMetrics?.observe(request, reply));
-      sendProblem(reply as unknown as FastifyReply, problem, { 'x-request-id': request.id });
+      respondToError(error, request, reply.header('x-request-id', request.id) as unknown as FastifyReply);
     },
     ajv: {
       customOptions: {

@@ -82,17 +82,21 @@ await describeEachBackend('GET /metrics', (backend) => {
     assert.ok(!after.text.includes('/no-such-route'), 'the unmatched URL is not in the scrape');
   });
 
-  test('a malformed URL is a 400 problem+json counted under route "unmatched"', async () => {
+  test('a malformed URL is a 400 problem+json, an overlong path segment a 414, both counted under route "unmatched"', async () => {
     const before = await scrape();
     for (const url of ['/%zz', '/api/v1/%E0%A4%A', `/webhooks/twilio/%zz/sms`]) {
       const response = await harness.request({ method: 'GET', url });
       const problem = assertProblem(response, 400, 'bad-url');
       assert.ok(!response.body.includes('%zz') && !response.body.includes('FST_ERR'), 'neither the URL nor Fastify internals are echoed');
       assert.equal(typeof response.headers['x-request-id'], 'string');
-      assert.equal(problem.title, 'Malformed URL');
+      assert.equal(problem.detail, 'the request URL cannot be decoded');
     }
+    const long = await harness.request({ method: 'GET', url: `/api/v1/users/${'a'.repeat(200)}/sessions` });
+    assertProblem(long, 414, 'url-too-long');
     const after = await scrape();
-    assert.equal(sampleSum(after, 'ciphergate_http_requests_total', { route: 'unmatched', status: '400' }) - sampleSum(before, 'ciphergate_http_requests_total', { route: 'unmatched', status: '400' }), 3);
+    const delta = (status: string) => sampleSum(after, 'ciphergate_http_requests_total', { route: 'unmatched', status }) - sampleSum(before, 'ciphergate_http_requests_total', { route: 'unmatched', status });
+    assert.equal(delta('400'), 3);
+    assert.equal(delta('414'), 1);
   });
 
   test('no token → 401; a token without metrics:read → 403, audited; neither leaks metrics', async () => {
