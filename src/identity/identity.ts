@@ -1,4 +1,3 @@
-import { AuthMetrics } from './auth-metrics.js';
 import type { Config } from '../config/load.js';
 import type { Logger } from '../log/logger.js';
 import type { SealedFields } from '../seal/sealed-fields.js';
@@ -6,6 +5,7 @@ import type { Db } from '../store/connection.js';
 import type { RedisConnection } from '../store/redis.js';
 import { usersSealed } from '../store/sealed-tables.js';
 import { SYSTEM_SCOPE } from '../seal/binding.js';
+import { AuthMetrics } from './auth-metrics.js';
 import { ApiKeys } from './api-keys.js';
 import { LoginChallenges } from './challenges.js';
 import { TrustedDevices } from './devices.js';

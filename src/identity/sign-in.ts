@@ -1,6 +1,6 @@
-import type { AuthStage } from './auth-metrics.js';
 import { appendAuditEvent } from '../audit/trail.js';
 import type { Db } from '../store/connection.js';
+import type { AuthStage } from './auth-metrics.js';
 import { invalidChallenge } from './challenges.js';
 import { deviceFingerprint, deviceLabelFrom } from './devices.js';
 import { AuthError, invalidCredentials } from './errors.js';
