@@ -2,8 +2,9 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import { sql } from 'drizzle-orm';
+import { Gauge, Registry } from 'prom-client';
 import { describeEachBackend } from '../helpers/database.js';
-import { PASSWORD } from '../helpers/identity.js';
+import { openIdentityHarness, PASSWORD } from '../helpers/identity.js';
 import { parseScrape, sampleSum, scrapeApp, type Scrape } from '../helpers/metrics.js';
 import { assertProblem, assertUnauthenticated } from '../helpers/problems.js';
 import { openRelayHarness, type RelayHarness } from '../helpers/relay.js';
@@ -181,6 +182,32 @@ await describeEachBackend('GET /metrics', (backend) => {
         sampleSum(before, 'ciphergate_login_failures_total', { stage: 'password-change', reason: 'wrong-current-password' }),
       1,
     );
+  });
+
+  test('a scrape whose figures cannot be read (database away) is a 503 problem, logged, and the next one works', async () => {
+    let databaseAway = true;
+    const queueLike = new Registry();
+    new Gauge({
+      name: 'ciphergate_test_queue_depth',
+      help: 'stands in for the queue gauges, which read the database',
+      registers: [queueLike],
+      collect() {
+        if (databaseAway) throw new Error('connect ECONNREFUSED 127.0.0.1:5432');
+        this.set(1);
+      },
+    });
+    const other = await openIdentityHarness(backend, { extend: () => ({ routes: [], metricsRegistries: [queueLike] }) });
+    try {
+      const token = (await other.signIn(await other.createUser({ role: 'admin' }))).accessToken;
+      const refused = await other.request({ method: 'GET', url: '/metrics', token });
+      const problem = assertProblem(refused, 503, 'metrics-unavailable');
+      assert.ok(!JSON.stringify(problem).includes('ECONNREFUSED'), 'the cause goes to the log, not the answer');
+      assert.match(other.logs.text(), /metrics scrape failed/);
+      databaseAway = false;
+      assert.equal(sampleSum(await scrapeApp(other, token), 'ciphergate_test_queue_depth'), 1);
+    } finally {
+      await other.close();
+    }
   });
 
   test('two apps in one process keep their own counts', async () => {
