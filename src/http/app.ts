@@ -1,13 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import helmet from 'helmet';
 import swagger from '@fastify/swagger';
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify';
+import type { Registry } from 'prom-client';
 import type { Config } from '../config/load.js';
 import type { Logger } from '../log/logger.js';
 import type { Identity } from '../identity/identity.js';
 import { PERMISSIONS } from '../identity/permissions.js';
 import type { RedisConnection } from '../store/redis.js';
-import { installErrorHandling } from './error-handler.js';
+import { installErrorHandling, respondToError } from './error-handler.js';
 import { installGuard } from './guard.js';
 import { registerApiRateLimit } from './rate-limit.js';
 import { apiKeyRoutes } from './routes/api-keys.js';
@@ -19,6 +20,10 @@ import { userRoutes } from './routes/users.js';
 import { assertRouteDeclaresAccess, type RouteAccess } from './route-access.js';
 import { docsRoutes } from './routes/docs.js';
 import { healthRoutes, type ReadinessCheck } from './routes/health.js';
+import { metricsRoutes } from './routes/metrics.js';
+import { MetricsExposition } from '../metrics/exposition.js';
+import { installHttpMetrics, type HttpMetrics } from '../metrics/http-metrics.js';
+import { processMetrics } from '../metrics/process-metrics.js';
 
 export type App = FastifyInstance;
 
@@ -32,6 +37,8 @@ declare module 'fastify' {
   interface FastifyInstance {
     /** Every route with its declared access: the source for permission docs and route tests. */
     routeCatalogue: RouteCatalogueEntry[];
+    /** What `/metrics` serves; `serve` hands it to the separate metrics listener too. */
+    metrics: MetricsExposition;
   }
 }
 
@@ -49,6 +56,8 @@ export interface AppDependencies {
   redis?: RedisConnection;
   /** Extra route modules (later issues); registered after the core plugins. */
   routes?: Array<(app: App) => Promise<void> | void>;
+  /** Registries of other parts (the relay's) that `/metrics` serves beside the app's own. */
+  metricsRegistries?: Registry[];
 }
 
 /**
@@ -58,6 +67,8 @@ export interface AppDependencies {
  */
 export async function buildApp(dependencies: AppDependencies): Promise<App> {
   const { config, logger } = dependencies;
+  // Set once the app exists: the malformed-URL answer below is built before the hooks are.
+  let httpMetrics: HttpMetrics | undefined;
   const app = Fastify({
     loggerInstance: logger as unknown as FastifyBaseLogger,
     // Ids are always ours: an id taken from a request header could be chosen to confuse logs.
@@ -71,6 +82,13 @@ export async function buildApp(dependencies: AppDependencies): Promise<App> {
     // logging cost on every request, and the line carries everything the two did.
     logController: new LogController({ disableRequestLogging: true }),
     forceCloseConnections: 'idle',
+    // A URL the router cannot decode (`/%zz`) or a path segment over the length limit never
+    // reaches a route or the error handler; this makes it a problem like every other error.
+    frameworkErrors: (error, request, reply) => {
+      // No onResponse hook runs for these requests: they are counted when the answer is written.
+      reply.raw.once('finish', () => httpMetrics?.observe(request, reply));
+      respondToError(error, request, reply.header('x-request-id', request.id) as unknown as FastifyReply);
+    },
     ajv: {
       customOptions: {
         // Unknown properties are an error the client should hear about, not something to drop.
@@ -79,6 +97,16 @@ export async function buildApp(dependencies: AppDependencies): Promise<App> {
       },
     },
   });
+
+  httpMetrics = installHttpMetrics(app);
+  const exposition = new MetricsExposition([
+    httpMetrics.registry,
+    // The route catalogue (docs/permissions.md) builds the app around a stand-in identity without metrics.
+    ...(dependencies.identity?.metrics ? [dependencies.identity.metrics.registry] : []),
+    ...(dependencies.metricsRegistries ?? []),
+    processMetrics(),
+  ]);
+  app.decorate('metrics', exposition);
 
   const routeCatalogue: RouteCatalogueEntry[] = [];
   app.decorate('routeCatalogue', routeCatalogue);
@@ -148,6 +176,7 @@ export async function buildApp(dependencies: AppDependencies): Promise<App> {
 
   await app.register(healthRoutes, { checks: dependencies.readinessChecks ?? [] });
   await app.register(docsRoutes);
+  await app.register(metricsRoutes(exposition));
   if (dependencies.identity) {
     for (const routes of [authRoutes, userRoutes, apiKeyRoutes, oauthRoutes, tenantRoutes, auditRoutes]) await app.register(routes(dependencies.identity));
   }

@@ -50,7 +50,11 @@ export function installErrorHandling(app: FastifyInstance): void {
   app.setErrorHandler((error: FastifyError, request, reply) => respondToError(error, request, reply));
 }
 
-function respondToError(error: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+/**
+ * Also Fastify's `frameworkErrors` hook (src/http/app.ts): a URL the router cannot decode never
+ * reaches a route or the error handler, and would otherwise get Fastify's own JSON.
+ */
+export function respondToError(error: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
   if (error instanceof AuthError) {
     if (error.status >= 500) request.log.error({ err: error }, 'request failed');
     return sendProblem(reply, { ...error.extensions, type: error.type, title: error.title, status: error.status, detail: error.detail }, error.headers);
@@ -139,5 +143,11 @@ const FASTIFY_CLIENT_ERRORS: Record<string, { status: number; type: string; titl
     type: 'bad-url',
     title: 'Bad URL',
     detail: () => 'the request URL cannot be decoded',
+  },
+  FST_ERR_MAX_PARAM_LENGTH: {
+    status: 414,
+    type: 'url-too-long',
+    title: 'URL too long',
+    detail: () => 'a path segment is longer than any route accepts',
   },
 };

@@ -159,10 +159,15 @@ export class Accounts {
     const record = await users.get(principal.userId);
     const accountKey = `p:${principal.userId}`;
     const lock = await throttle.check(accountKey, origin.ip);
-    if (lock.locked) throw new AuthError(429, 'account-locked', 'Too many attempts', 'too many failed attempts; try again later', {}, { 'retry-after': String(lock.retryAfterSeconds) });
+    if (lock.locked) {
+      this.identity.metrics.recordFailure('password-change', 'account-locked');
+      throw new AuthError(429, 'account-locked', 'Too many attempts', 'too many failed attempts; try again later', {}, { 'retry-after': String(lock.retryAfterSeconds) });
+    }
     const ok = record?.passwordHash ? await verifyPassword(record.passwordHash, input.currentPassword) : await verifyAgainstDummy(input.currentPassword);
     if (!user || !ok) {
-      await throttle.recordFailure(accountKey, origin.ip);
+      const failure = await throttle.recordFailure(accountKey, origin.ip);
+      this.identity.metrics.recordFailure('password-change', 'wrong-current-password');
+      if (failure.lockedNow) this.identity.metrics.recordLockout('password-change');
       await appendAuditEvent(db, { actor: auditActorOf(principal), action: 'auth.password.change', target: { type: 'user', id: principal.userId }, sourceIp: origin.ip, outcome: 'failure', details: { reason: 'wrong-current-password' } });
       throw new AuthError(403, 'invalid-credentials', 'Invalid credentials', 'the current password is wrong');
     }

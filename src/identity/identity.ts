@@ -5,6 +5,7 @@ import type { Db } from '../store/connection.js';
 import type { RedisConnection } from '../store/redis.js';
 import { usersSealed } from '../store/sealed-tables.js';
 import { SYSTEM_SCOPE } from '../seal/binding.js';
+import { AuthMetrics } from './auth-metrics.js';
 import { ApiKeys } from './api-keys.js';
 import { LoginChallenges } from './challenges.js';
 import { TrustedDevices } from './devices.js';
@@ -107,6 +108,9 @@ export function tokenSettings(config: Pick<Config, 'publicUrl' | 'signup'>): Ide
 }
 
 export class Identity {
+  /** Sign-in failures and lockouts of this instance; `/metrics` serves them. */
+  readonly metrics = new AuthMetrics();
+
   constructor(readonly parts: IdentityParts) {}
 
   /**

@@ -1,5 +1,6 @@
 import { appendAuditEvent } from '../audit/trail.js';
 import type { Db } from '../store/connection.js';
+import type { AuthStage } from './auth-metrics.js';
 import { invalidChallenge } from './challenges.js';
 import { deviceFingerprint, deviceLabelFrom } from './devices.js';
 import { AuthError, invalidCredentials } from './errors.js';
@@ -68,7 +69,7 @@ export class SignIn {
     if (!user || !passwordOk) {
       const failure = await throttle.recordFailure(accountKey, origin.ip);
       await this.audit(db, { action: 'auth.login', outcome: 'failure', origin, userId: user?.id ?? null, details: { reason: user ? 'wrong-password-or-inactive' : 'unknown-account' } });
-      if (failure.lockedNow) await this.audit(db, { action: 'auth.lockout', outcome: 'success', origin, userId: user?.id ?? null, details: { lockSeconds: failure.retryAfterSeconds } });
+      if (failure.lockedNow) await this.audit(db, { action: 'auth.lockout', stage: 'password', outcome: 'success', origin, userId: user?.id ?? null, details: { lockSeconds: failure.retryAfterSeconds } });
       throw invalidCredentials();
     }
     await throttle.recordSuccess(accountKey, origin.ip);
@@ -138,7 +139,7 @@ export class SignIn {
       await challenges.releaseAfterFailure(challenge.id);
       const failure = await throttle.recordFailure(accountKey, origin.ip);
       await this.audit(db, { action: 'auth.second-factor', outcome: 'failure', origin, userId: challenge.userId, details: { method: input.method, reason } });
-      if (failure.lockedNow) await this.audit(db, { action: 'auth.lockout', outcome: 'success', origin, userId: challenge.userId, details: { lockSeconds: failure.retryAfterSeconds } });
+      if (failure.lockedNow) await this.audit(db, { action: 'auth.lockout', stage: 'second-factor', outcome: 'success', origin, userId: challenge.userId, details: { lockSeconds: failure.retryAfterSeconds } });
       throw new AuthError(401, 'invalid-second-factor', 'Invalid code', 'the code is wrong, expired or was already used');
     }
     await throttle.recordSuccess(accountKey, origin.ip);
@@ -330,12 +331,16 @@ export class SignIn {
     }
     const accountKey = `p:${userId}`;
     const lock = await throttle.check(accountKey, origin.ip);
-    if (lock.locked) throw new RateLimitedError('account-locked', lock.retryAfterSeconds);
+    if (lock.locked) {
+      this.identity.metrics.recordFailure('password-confirmation', 'account-locked');
+      throw new RateLimitedError('account-locked', lock.retryAfterSeconds);
+    }
     const user = await users.get(userId);
     const ok = user?.passwordHash ? await verifyPassword(user.passwordHash, password) : await verifyAgainstDummy(password);
     if (!ok) {
-      await throttle.recordFailure(accountKey, origin.ip);
-      await this.audit(db, { action, outcome: 'failure', origin, userId, details: { reason: 'wrong-current-password' } });
+      const failure = await throttle.recordFailure(accountKey, origin.ip);
+      await this.audit(db, { action, stage: 'password-confirmation', outcome: 'failure', origin, userId, details: { reason: 'wrong-current-password' } });
+      if (failure.lockedNow) await this.audit(db, { action: 'auth.lockout', stage: 'password-confirmation', outcome: 'success', origin, userId, details: { lockSeconds: failure.retryAfterSeconds } });
       throw new AuthError(403, 'invalid-credentials', 'Invalid credentials', 'the current password is wrong');
     }
     await throttle.recordSuccess(accountKey, origin.ip);
@@ -366,10 +371,25 @@ export class SignIn {
     throw new RateLimitedError('ip-limit', allowance.retryAfterSeconds);
   }
 
+  /**
+   * Every refused step of these flows passes through here, so the metrics count exactly what the
+   * audit trail records; `stage` overrides the stage the action stands for (a password
+   * confirmation is audited under the action it guards).
+   */
   private async audit(
     db: Db,
-    event: { action: string; outcome: 'success' | 'failure' | 'denied'; origin: RequestOrigin; userId?: string | null; sessionId?: string; details?: Record<string, string | number | boolean | null> },
+    event: {
+      action: string;
+      stage?: AuthStage;
+      outcome: 'success' | 'failure' | 'denied';
+      origin: RequestOrigin;
+      userId?: string | null;
+      sessionId?: string;
+      details?: Record<string, string | number | boolean | null>;
+    },
   ): Promise<void> {
+    if (event.action === 'auth.lockout') this.identity.metrics.recordLockout(event.stage ?? event.action);
+    else if (event.outcome !== 'success') this.identity.metrics.recordFailure(event.stage ?? event.action, event.details?.reason);
     await appendAuditEvent(db, {
       actor: event.userId ? { type: 'user', id: event.userId } : { type: 'anonymous' },
       action: event.action,

@@ -23,6 +23,8 @@ export interface JobWorkerOptions {
   /** How often a running job's lease is pushed forward. */
   heartbeatMs?: number;
   onOutcome?: (kind: string, outcome: 'done' | 'retry' | 'dead') => void;
+  /** Called as each claimed job starts an attempt (metrics). */
+  onAttempt?: (kind: string) => void;
 }
 
 /**
@@ -114,6 +116,7 @@ export class JobWorker {
       queue.extendLease(job, this.workerId).catch((error: unknown) => log.warn({ err: error }, 'could not extend the job lease'));
     }, this.heartbeatMs);
     heartbeat.unref();
+    this.options.onAttempt?.(job.kind);
     try {
       await handlers[job.kind]!(job);
       await queue.complete(job, this.workerId);

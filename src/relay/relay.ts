@@ -21,6 +21,7 @@ import { JobWorker, type JobHandler } from './job-worker.js';
 import { aiReplyJob, airtableSyncJob, airtableWebhookJob, JOB } from './jobs.js';
 import { keywordOf } from './keywords.js';
 import { TenantDirectory, type TenantContext } from './tenant-directory.js';
+import { RelayMetrics } from './webhook-metrics.js';
 
 export interface RelayConfig {
   publicUrl: string;
@@ -54,6 +55,8 @@ export class Relay {
   readonly queue: JobQueue;
   readonly handlers: Record<string, JobHandler>;
   readonly clients: RelayClients;
+  /** Webhook and job counters and the queue gauges of this relay; `/metrics` serves them. */
+  readonly metrics: RelayMetrics;
   private readonly enqueued = new EventEmitter();
 
   constructor(private readonly options: RelayOptions) {
@@ -61,6 +64,7 @@ export class Relay {
     this.tenants = new TenantDirectory(db, new TenantRepository(db, fields, keyring));
     this.conversations = new ConversationRepository(db, fields);
     this.queue = new JobQueue(db, { ...(options.retry ? { retry: options.retry } : {}), ...(options.leaseMs ? { leaseMs: options.leaseMs } : {}) });
+    this.metrics = new RelayMetrics(this.queue);
     // One pacer for both Airtable clients: they share each base's 5 requests per second.
     const pacer = createBasePacer();
     this.clients = {
@@ -144,7 +148,18 @@ export class Relay {
 
   /** A worker running these handlers in this process; `start()` it, `stop()` before the database closes. */
   createWorker(options: { concurrency?: number; pollIntervalMs?: number; onOutcome?: (kind: string, outcome: 'done' | 'retry' | 'dead') => void } = {}): JobWorker {
-    const worker = new JobWorker({ queue: this.queue, handlers: this.handlers, logger: this.options.logger.child({ component: 'worker' }), ...options });
+    const { onOutcome, ...rest } = options;
+    const worker = new JobWorker({
+      queue: this.queue,
+      handlers: this.handlers,
+      logger: this.options.logger.child({ component: 'worker' }),
+      ...rest,
+      onAttempt: (kind) => this.metrics.jobAttempts.inc({ kind }),
+      onOutcome: (kind, outcome) => {
+        this.metrics.recordOutcome(kind, outcome);
+        onOutcome?.(kind, outcome);
+      },
+    });
     const wake = () => worker.wake();
     this.enqueued.on('jobs', wake);
     const stop = worker.stop.bind(worker);

@@ -72,6 +72,17 @@ export interface QueueDepth {
   oldestDueSeconds: number;
 }
 
+/** One job kind's share of the queue, for the metrics gauge. */
+export interface KindDepth {
+  kind: string;
+  /** Pending and due now. */
+  ready: number;
+  /** Pending, waiting for a retry time (backing off) or a scheduled run. */
+  delayed: number;
+  running: number;
+  dead: number;
+}
+
 export interface RetryPolicy {
   /** The first retry waits about this long; each later one twice the one before. */
   baseDelayMs: number;
@@ -264,6 +275,22 @@ export class JobQueue {
       dead: Number(row?.dead ?? 0),
       oldestDueSeconds: Math.max(0, Math.floor(Number(row?.oldest_due_seconds ?? 0))),
     };
+  }
+
+  /** `depth()` split by job kind: one grouped count, read at scrape time. */
+  async depthByKind(): Promise<KindDepth[]> {
+    type KindRow = { kind: string; ready: string; delayed: string; running: string; dead: string };
+    const rows = await queryRows<KindRow>(this.db, sql`
+      select
+        kind,
+        count(*) filter (where state = 'pending' and run_at <= now()) as ready,
+        count(*) filter (where state = 'pending' and run_at > now()) as delayed,
+        count(*) filter (where state = 'running') as running,
+        count(*) filter (where state = 'dead') as dead
+      from jobs
+      group by kind
+      order by kind`);
+    return rows.map((row) => ({ kind: row.kind, ready: Number(row.ready), delayed: Number(row.delayed), running: Number(row.running), dead: Number(row.dead) }));
   }
 
   private async markDead(job: ClaimedJob, workerId: string, summary: string): Promise<void> {

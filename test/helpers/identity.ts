@@ -112,6 +112,7 @@ export async function openIdentityHarness(
     extend?: (parts: { db: Db; sealing: Awaited<ReturnType<typeof openTestSealing>>; identity: Identity; config: Config; logger: Logger }) => {
       routes: AppDependencies['routes'];
       readinessChecks?: AppDependencies['readinessChecks'];
+      metricsRegistries?: AppDependencies['metricsRegistries'];
       close?: () => Promise<void>;
     };
   } = {},
@@ -142,7 +143,7 @@ export async function openIdentityHarness(
     logger: logs.logger,
     identity,
     ...(options.redis ? { redis: options.redis } : {}),
-    ...(extension ? { routes: extension.routes, readinessChecks: extension.readinessChecks ?? [] } : {}),
+    ...(extension ? { routes: extension.routes, readinessChecks: extension.readinessChecks ?? [], metricsRegistries: extension.metricsRegistries ?? [] } : {}),
   });
   const accounts = new Accounts(identity);
 

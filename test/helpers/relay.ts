@@ -99,6 +99,7 @@ export async function openRelayHarness(backend: Backend, options: { retry?: Part
       return {
         routes: [webhookRoutes({ relay, db, publicUrl: config.publicUrl, logger }), conversationRoutes({ relay, identity }), messageRoutes({ relay, identity })],
         readinessChecks: [{ name: 'queue', check: async () => ({ ...(await relay.queue.depth()) }) }],
+        metricsRegistries: [relay.metrics.registry],
       };
     },
   });

@@ -6,7 +6,6 @@ import type { LightMyRequestResponse } from 'fastify';
 import type { TenantDocument } from '../../src/config/tenant-document.js';
 import { WEBHOOK_BODY_LIMIT_BYTES } from '../../src/http/routes/webhooks.js';
 import type { TenantContext } from '../../src/relay/tenant-directory.js';
-import { webhookRejections } from '../../src/relay/webhook-metrics.js';
 import { queryRows } from '../../src/store/connection.js';
 import { signAirtableNotification } from '../fakes/airtable.js';
 import { DEFAULT_PODIUM_LOCATION, podiumMessageEvent, signPodiumRequest } from '../fakes/podium.js';
@@ -91,7 +90,7 @@ class Deliveries {
   ): Promise<LightMyRequestResponse> {
     const label = `${expected.provider}/${expected.reason}`;
     const stateBefore = await tablesState(this.harness, STORED_TABLES);
-    const countBefore = await rejectionCount(expected.provider, expected.reason);
+    const countBefore = await rejectionCount(this.harness, expected.provider, expected.reason);
     const auditBefore = await lastAuditSeq(this.harness);
 
     const response = await deliver();
@@ -115,7 +114,7 @@ class Deliveries {
         details: { provider: expected.provider, reason: expected.reason },
       },
     ]);
-    assert.equal(await rejectionCount(expected.provider, expected.reason), countBefore + 1, `${label}: the rejection counter did not move by one`);
+    assert.equal(await rejectionCount(this.harness, expected.provider, expected.reason), countBefore + 1, `${label}: the rejection counter did not move by one`);
     return response;
   }
 
@@ -298,8 +297,8 @@ function comparableHeaders(response: LightMyRequestResponse): Record<string, unk
   return rest;
 }
 
-async function rejectionCount(provider: Provider, reason: Reason): Promise<number> {
-  const metric = await webhookRejections.get();
+async function rejectionCount(harness: RelayHarness, provider: Provider, reason: Reason): Promise<number> {
+  const metric = await harness.relay.metrics.webhookRejections.get();
   return metric.values.find((value) => value.labels.provider === provider && value.labels.reason === reason)?.value ?? 0;
 }
 

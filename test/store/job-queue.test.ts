@@ -172,6 +172,29 @@ await describeEachBackend('job queue', (backend) => {
     assert.ok(depth.oldestDueSeconds >= 29, `oldest due ${depth.oldestDueSeconds}`);
   });
 
+  test('depthByKind splits the queue by kind into ready, delayed (backing off), running and dead, for the metrics gauge', async () => {
+    await reset();
+    const queue = new JobQueue(database.database.db);
+    await queue.enqueue([
+      { kind: 'a', payload: {} },
+      { kind: 'a', payload: {}, runAt: new Date(Date.now() + 60_000) },
+      { kind: 'b', payload: {} },
+      { kind: 'b', payload: {} },
+      { kind: 'c', payload: {} },
+    ]);
+    const [running, failing] = await queue.claim('w', ['b'], 2);
+    assert.equal(await queue.fail(failing!, 'w', { retryable: false, summary: 'PermanentJobError: test' }), 'dead');
+    const [retried] = await queue.claim('w', ['c'], 1);
+    assert.equal(await queue.fail(retried!, 'w', { retryable: true, summary: 'ProviderError openai 503' }), 'retry');
+    assert.ok(running);
+    assert.deepEqual(await queue.depthByKind(), [
+      { kind: 'a', ready: 1, delayed: 1, running: 0, dead: 0 },
+      { kind: 'b', ready: 0, delayed: 0, running: 1, dead: 1 },
+      // The queue's default first retry waits about 2 s: still backing off when counted.
+      { kind: 'c', ready: 0, delayed: 1, running: 0, dead: 0 },
+    ]);
+  });
+
   test('retry delays grow exponentially with jitter and respect the cap', () => {
     const low = new JobQueue(database.database.db, { retry: { baseDelayMs: 1000, maxDelayMs: 8000 }, random: () => 0 });
     const high = new JobQueue(database.database.db, { retry: { baseDelayMs: 1000, maxDelayMs: 8000 }, random: () => 0.999 });

@@ -10,7 +10,11 @@ import { messageRoutes } from '../../http/routes/messages.js';
 import { webhookRoutes } from '../../http/routes/webhooks.js';
 import type { JobWorker } from '../../relay/job-worker.js';
 import { Relay } from '../../relay/relay.js';
-import { jobOutcomes } from '../../relay/webhook-metrics.js';
+import type { Config } from '../../config/load.js';
+import type { Logger } from '../../log/logger.js';
+import type { MetricsExposition } from '../../metrics/exposition.js';
+import { MetricsListenError, startMetricsListener, type MetricsListener } from '../../metrics/listener.js';
+import { CliError } from '../errors.js';
 import { openSealingRuntime, type CliIo, type SealingRuntime } from '../runtime.js';
 
 /** Longer than any sane request; a drain that takes more is stuck, and exiting beats hanging. */
@@ -37,6 +41,8 @@ export interface RunningServer {
   relay: Relay;
   /** Absent with --no-workers. */
   worker: JobWorker | undefined;
+  /** The unauthenticated `/metrics` listener, when CIPHERGATE_METRICS_ADDRESS is set. */
+  metricsListener: MetricsListener | undefined;
   /** Stops timers and background work, closes Redis and mail; called before the database closes. */
   stopBackground(): Promise<void>;
 }
@@ -53,11 +59,25 @@ export function openRelay(runtime: SealingRuntime): Relay {
   });
 }
 
+/**
+ * The separate `/metrics` address, when configured. A port that cannot be bound is the operator's
+ * to fix, so it ends start-up with one line (CliError) instead of a stack.
+ */
+export async function openMetricsListener(config: Pick<Config, 'metricsAddress'>, exposition: MetricsExposition, logger: Logger): Promise<MetricsListener | undefined> {
+  if (!config.metricsAddress) return undefined;
+  try {
+    return await startMetricsListener(config.metricsAddress, exposition, logger);
+  } catch (error) {
+    if (error instanceof MetricsListenError) throw new CliError(error.message);
+    throw error;
+  }
+}
+
 /** Twice a day, so one failed refresh still leaves days before an Airtable webhook expires. */
 const AIRTABLE_REFRESH_MS = 12 * 60 * 60_000;
 
 export function startWorker(relay: Relay): JobWorker {
-  const worker = relay.createWorker({ onOutcome: (kind, outcome) => jobOutcomes.inc({ kind, outcome }) });
+  const worker = relay.createWorker();
   worker.start();
   const refresh = () => void relay.refreshAirtableWebhooks().catch(() => undefined);
   const first = setTimeout(refresh, 60_000);
@@ -90,12 +110,24 @@ export async function startServer(runtime: SealingRuntime, options: { workers?: 
       { name: 'keys', check: () => sealing.provider.check() },
       { name: 'queue', check: async () => ({ ...(await relay.queue.depth()) }) },
     ],
+    metricsRegistries: [relay.metrics.registry],
     routes: [
       webhookRoutes({ relay, db: database.db, publicUrl: config.publicUrl, logger }),
       conversationRoutes({ relay, identity }),
       messageRoutes({ relay, identity }),
     ],
   });
+  let metricsListener: MetricsListener | undefined;
+  try {
+    metricsListener = await openMetricsListener(config, app.metrics, logger);
+  } catch (error) {
+    // Before any worker runs or the main port opens: nothing to drain, only to release.
+    await app.close();
+    await identity.close();
+    await mailer?.close();
+    await redis?.close();
+    throw error;
+  }
   const worker = options.workers === false ? undefined : startWorker(relay);
   // Data keys and signing keys another process added (a CLI rotation, another instance).
   const refresher = setInterval(() => {
@@ -118,8 +150,10 @@ export async function startServer(runtime: SealingRuntime, options: { workers?: 
     identity,
     relay,
     worker,
+    metricsListener,
     async stopBackground() {
       clearInterval(refresher);
+      await metricsListener?.close();
       // Jobs in flight finish (or their leases run out and another worker retries them).
       await worker?.stop();
       await identity.close();

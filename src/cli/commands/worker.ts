@@ -1,6 +1,8 @@
 import type { Command } from 'commander';
+import { MetricsExposition } from '../../metrics/exposition.js';
+import { processMetrics } from '../../metrics/process-metrics.js';
 import { openSealingRuntime, type CliIo } from '../runtime.js';
-import { openRelay, startWorker } from './serve.js';
+import { openMetricsListener, openRelay, startWorker } from './serve.js';
 
 /**
  * `ciphergate worker`: job workers without the HTTP server, to scale the two apart (pair with
@@ -13,6 +15,14 @@ export function registerWorker(program: Command, io: CliIo): void {
     .action(async () => {
       const runtime = await openSealingRuntime(io, { logTo: 'stdout' });
       const relay = openRelay(runtime);
+      // A worker-only process has no API port; this address is how it is scraped.
+      let metricsListener;
+      try {
+        metricsListener = await openMetricsListener(runtime.config, new MetricsExposition([relay.metrics.registry, processMetrics()]), runtime.logger);
+      } catch (error) {
+        await runtime.close();
+        throw error;
+      }
       const worker = startWorker(relay);
       const refresher = setInterval(() => {
         runtime.sealing.keyring.refresh().catch((error: unknown) => runtime.logger.error({ err: error }, 'could not refresh data keys'));
@@ -28,6 +38,7 @@ export function registerWorker(program: Command, io: CliIo): void {
         process.once('SIGTERM', stop);
       });
       clearInterval(refresher);
+      await metricsListener?.close();
       await worker.stop();
       await runtime.close();
     });

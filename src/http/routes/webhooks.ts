@@ -11,7 +11,6 @@ import { isAddressAllowed } from '../../relay/inbound/ip-allowlist.js';
 import { normaliseStatus } from '../../relay/message-status.js';
 import type { Relay } from '../../relay/relay.js';
 import type { TenantContext } from '../../relay/tenant-directory.js';
-import { webhookAccepted, webhookRejections } from '../../relay/webhook-metrics.js';
 import type { Db } from '../../store/connection.js';
 import { TENANT_SLUG_PATTERN } from '../../config/tenant-document.js';
 import { PROBLEM_CONTENT_TYPE } from '../problem.js';
@@ -85,11 +84,11 @@ export function webhookRoutes(options: WebhookRouteOptions) {
       if (phone === undefined) {
         // A short code or an alphanumeric sender: genuine, but nothing we can answer or index.
         // Acknowledged (an error would only make Twilio log failures) and not stored.
-        webhookAccepted.inc({ provider: 'twilio', outcome: 'ignored' });
+        relay.metrics.webhookAccepted.inc({ provider: 'twilio', outcome: 'ignored' });
         return reply.type('text/xml').send(EMPTY_TWIML);
       }
       const stored = await relay.receive(tenant, { channel: 'sms', dedupeKey: `twilio:${messageSid}`, providerMessageId: messageSid, phone, body });
-      webhookAccepted.inc({ provider: 'twilio', outcome: stored.duplicate ? 'duplicate' : 'stored' });
+      relay.metrics.webhookAccepted.inc({ provider: 'twilio', outcome: stored.duplicate ? 'duplicate' : 'stored' });
       // Replies go out through the REST API (with a status callback), never in the TwiML answer.
       return reply.type('text/xml').send(EMPTY_TWIML);
     });
@@ -107,7 +106,7 @@ export function webhookRoutes(options: WebhookRouteOptions) {
       const ours = new URL(request.url, 'http://x').searchParams.get('m');
       const which = ours && isUuid(ours) ? { messageId: ours } : { providerMessageId: messageSid };
       await relay.updateStatus(tenant, which, status, errorCode && /^\d{1,10}$/.test(errorCode) ? errorCode : null);
-      webhookAccepted.inc({ provider: 'twilio', outcome: 'status' });
+      relay.metrics.webhookAccepted.inc({ provider: 'twilio', outcome: 'status' });
       return reply.code(204).send();
     });
 
@@ -140,7 +139,7 @@ export function webhookRoutes(options: WebhookRouteOptions) {
         if (phone === undefined) {
           // A genuine delivery we cannot answer by SMS (email, Facebook): acknowledged so Podium
           // stops retrying, and not stored.
-          webhookAccepted.inc({ provider: 'podium', outcome: 'ignored' });
+          relay.metrics.webhookAccepted.inc({ provider: 'podium', outcome: 'ignored' });
           return reply.code(204).send();
         }
         const stored = await relay.receive(tenant, {
@@ -152,12 +151,12 @@ export function webhookRoutes(options: WebhookRouteOptions) {
           body: message.body,
           providerConversationId: message.conversationUid,
         });
-        webhookAccepted.inc({ provider: 'podium', outcome: stored.duplicate ? 'duplicate' : 'stored' });
+        relay.metrics.webhookAccepted.inc({ provider: 'podium', outcome: stored.duplicate ? 'duplicate' : 'stored' });
       } else if (event.status) {
         await relay.updateStatus(tenant, { providerMessageId: event.status.messageUid }, normaliseStatus(event.status.state), null);
-        webhookAccepted.inc({ provider: 'podium', outcome: 'status' });
+        relay.metrics.webhookAccepted.inc({ provider: 'podium', outcome: 'status' });
       } else {
-        webhookAccepted.inc({ provider: 'podium', outcome: 'ignored' });
+        relay.metrics.webhookAccepted.inc({ provider: 'podium', outcome: 'ignored' });
       }
       return reply.code(204).send();
     });
@@ -184,7 +183,7 @@ export function webhookRoutes(options: WebhookRouteOptions) {
       }
       if (notification?.webhook?.id !== tenant.settings.airtable.webhookId) return reject(request, reply, 'airtable', 'malformed-payload', tenant);
       await relay.airtableChanged(tenant);
-      webhookAccepted.inc({ provider: 'airtable', outcome: 'ping' });
+      relay.metrics.webhookAccepted.inc({ provider: 'airtable', outcome: 'ping' });
       return reply.code(204).send();
     });
 
@@ -243,7 +242,7 @@ export function webhookRoutes(options: WebhookRouteOptions) {
     }
 
     async function recordRejection(request: FastifyRequest, provider: Provider | undefined, reason: RejectionReason, tenant?: TenantContext): Promise<void> {
-      webhookRejections.inc({ provider: provider ?? 'unknown', reason });
+      relay.metrics.webhookRejections.inc({ provider: provider ?? 'unknown', reason });
       request.log.warn({ provider, reason, tenantId: tenant?.id }, 'webhook rejected');
       try {
         await appendAuditEvent(db, {
