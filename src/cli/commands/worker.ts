@@ -1,10 +1,12 @@
 import type { Command } from 'commander';
 import { openSealingRuntime, type CliIo } from '../runtime.js';
-import { openRelay, startWorker } from './serve.js';
+import { isDatabaseUnavailable } from '../../store/connection-errors.js';
+import { JOB_GRACE_MS, openRelay, startWorker } from './serve.js';
 
 /**
  * `ciphergate worker`: job workers without the HTTP server, to scale the two apart (pair with
- * `serve --no-workers`). Stops on SIGINT/SIGTERM after the jobs in flight finish.
+ * `serve --no-workers`). Stops on SIGINT/SIGTERM once the jobs in flight finish or, after
+ * JOB_GRACE_MS, with their leases released.
  */
 export function registerWorker(program: Command, io: CliIo): void {
   program
@@ -15,7 +17,10 @@ export function registerWorker(program: Command, io: CliIo): void {
       const relay = openRelay(runtime);
       const worker = startWorker(relay);
       const refresher = setInterval(() => {
-        runtime.sealing.keyring.refresh().catch((error: unknown) => runtime.logger.error({ err: error }, 'could not refresh data keys'));
+        runtime.sealing.keyring.refresh().catch((error: unknown) => {
+          // An outage is logged once by the connection.
+          if (!isDatabaseUnavailable(error)) runtime.logger.error({ err: error }, 'could not refresh data keys');
+        });
       }, 10_000);
       refresher.unref();
       runtime.logger.info({ workerId: worker.workerId }, 'ciphergate worker running');
@@ -28,7 +33,8 @@ export function registerWorker(program: Command, io: CliIo): void {
         process.once('SIGTERM', stop);
       });
       clearInterval(refresher);
-      await worker.stop();
+      // Running jobs get a grace period, then their leases go back for another worker.
+      await worker.stop({ graceMs: JOB_GRACE_MS });
       await runtime.close();
     });
 }
