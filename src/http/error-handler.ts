@@ -102,7 +102,7 @@ function respondToError(error: FastifyError, request: FastifyRequest, reply: Fas
     request.log.debug({ errorCode: (error as { code?: unknown }).code }, 'database unavailable');
     return sendProblem(
       reply,
-      problem(503, 'service-unavailable', 'Service unavailable', `the database cannot be reached; nothing was stored; retry in ${DATABASE_RETRY_AFTER_SECONDS} s`),
+      problem(503, 'service-unavailable', 'Service unavailable', `the database cannot be reached; retry in ${DATABASE_RETRY_AFTER_SECONDS} s`),
       { 'retry-after': String(DATABASE_RETRY_AFTER_SECONDS) },
     );
   }
