@@ -81,7 +81,7 @@ describe('fault drill: PostgreSQL restarted under load', () => {
           await response.arrayBuffer();
           if (readiness.at(-1) !== response.status) readiness.push(response.status);
         } catch (error) {
-          readiness.push(-1);
+          if (readiness.at(-1) !== -1) readiness.push(-1);
           probeFailures.push(String((error as Error).cause ?? error));
         }
         await sleep(100);
