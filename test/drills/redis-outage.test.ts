@@ -60,7 +60,7 @@ describe('fault drill: Redis stopped under two instances', async () => {
     for (const instance of [a, b]) await until(() => instance.child.output.stdout.includes('redis connected'), 20_000, `redis never connected\n${instance.tail()}`);
 
     // Shared: five requests across both instances spend one budget.
-    assert.deepEqual(await spend([a, a, a, b, b, b], 'shared-before'), [401, 401, 401, 401, 401, 429]);
+    assert.deepEqual(await spend([a, a, a, b, b, b], madeUpToken('shared-before')), [401, 401, 401, 401, 401, 429], `shared-before\n${a.tail(1500)}\n${b.tail(1500)}`);
 
     const { deviceToken } = await firstSignIn(a.url, email);
 
@@ -69,7 +69,7 @@ describe('fault drill: Redis stopped under two instances', async () => {
 
     // Sign-in (the trusted device skips the second factor) and the API still work.
     const login = await call(b.url, 'POST', '/api/v1/auth/login', { email, password: PASSWORD, deviceToken });
-    assert.equal(login.status, 200, JSON.stringify(login.body));
+    assert.equal(login.status, 200, `${JSON.stringify(login.body)}\n${b.tail(1500)}`);
     const token = login.body.accessToken as string;
     assert.equal((await call(a.url, 'GET', '/api/v1/auth/sessions', undefined, token)).status, 200);
     assert.equal((await call(b.url, 'GET', '/api/v1/auth/sessions', undefined, token)).status, 200);
@@ -85,14 +85,16 @@ describe('fault drill: Redis stopped under two instances', async () => {
     }
     assert.equal(seenOnA.at(-1), 401, `instance A still accepted the revoked session: ${JSON.stringify(seenOnA)}`);
 
-    // Per instance: each instance counts on its own, and still refuses past the limit.
-    assert.deepEqual(await spend([a, a, a, a, a, a], 'during-outage'), [401, 401, 401, 401, 401, 429]);
-    assert.deepEqual(await spend([b, b, b, b, b, b], 'during-outage'), [401, 401, 401, 401, 401, 429]);
+    // Per instance: one caller's requests are counted by each instance on its own, and each
+    // still refuses past the limit (not lifted, not shared).
+    const duringOutage = madeUpToken('during-outage');
+    assert.deepEqual(await spend([a, a, a, a, a, a], duringOutage), [401, 401, 401, 401, 401, 429], `during-outage on A\n${a.tail(1500)}`);
+    assert.deepEqual(await spend([b, b, b, b, b, b], duringOutage), [401, 401, 401, 401, 401, 429], `during-outage on B\n${b.tail(1500)}`);
 
     await redis.start();
     for (const instance of [a, b]) await until(() => logged(instance, REDIS_RESTORED_MESSAGE) === 1, 30_000, `Redis never came back\n${instance.tail()}`);
     // Shared again.
-    assert.deepEqual(await spend([b, b, a, a, b, a], 'shared-after'), [401, 401, 401, 401, 401, 429]);
+    assert.deepEqual(await spend([b, b, a, a, b, a], madeUpToken('shared-after')), [401, 401, 401, 401, 401, 429], `shared-after\n${a.tail(1500)}\n${b.tail(1500)}`);
 
     for (const instance of [a, b]) {
       const lines = logLines(instance.child.output.stdout);
@@ -114,9 +116,13 @@ async function call(base: string, method: string, path: string, body?: unknown, 
   return { status: response.status, body: text ? (JSON.parse(text) as Record<string, unknown>) : {} };
 }
 
-/** One request per listed instance with the same made-up token (a fresh API-limit bucket). */
-async function spend(instances: ChildServe[], label: string): Promise<number[]> {
-  const token = `made-up-${label}-${randomBytes(4).toString('hex')}`;
+/** A bearer token nobody issued: a fresh API-limit bucket (the limit counts before authentication). */
+function madeUpToken(label: string): string {
+  return `made-up-${label}-${randomBytes(4).toString('hex')}`;
+}
+
+/** One request per listed instance with `token`. */
+async function spend(instances: ChildServe[], token: string): Promise<number[]> {
   const statuses: number[] = [];
   for (const instance of instances) statuses.push((await call(instance.url, 'GET', '/api/v1/auth/sessions', undefined, token)).status);
   return statuses;
