@@ -3,7 +3,11 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import FindMyWay, { type HTTPVersion } from 'find-my-way';
 import { AuthError } from '../identity/errors.js';
 import { RateLimitedError } from '../identity/throttle.js';
+import { isDatabaseUnavailable } from '../store/connection-errors.js';
 import { HttpProblem, sendProblem, type Problem } from './problem.js';
+
+/** A restart takes seconds; providers and clients that honour Retry-After come back then. */
+export const DATABASE_RETRY_AFTER_SECONDS = 5;
 
 /**
  * The one place where errors become responses. Handlers throw typed errors; nothing else
@@ -94,6 +98,17 @@ export function respondToError(error: FastifyError, request: FastifyRequest, rep
     // not our internals); anything else that claims a 4xx is not trusted with its message.
     const detail = error.code?.startsWith('FST_') ? error.message : 'the request was not accepted';
     return sendProblem(reply, problem(error.statusCode, 'bad-request', 'Bad request', detail));
+  }
+  if (isDatabaseUnavailable(error)) {
+    // The outage itself is logged once by the connection (src/store/connection-errors.ts), not
+    // per request. 503 + Retry-After is what makes Twilio and Podium deliver again later,
+    // and nothing was committed, so nothing may be acknowledged.
+    request.log.debug({ errorCode: (error as { code?: unknown }).code }, 'database unavailable');
+    return sendProblem(
+      reply,
+      problem(503, 'service-unavailable', 'Service unavailable', `the database cannot be reached; retry in ${DATABASE_RETRY_AFTER_SECONDS} s`),
+      { 'retry-after': String(DATABASE_RETRY_AFTER_SECONDS) },
+    );
   }
   const errorId = randomUUID();
   request.log.error({ err: error, errorId }, 'unexpected error');

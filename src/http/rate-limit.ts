@@ -1,6 +1,8 @@
 import { createHash } from 'node:crypto';
-import fastifyRateLimit, { normalizeIP } from '@fastify/rate-limit';
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { normalizeIP } from '@fastify/rate-limit';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { RateLimiterRes } from 'rate-limiter-flexible';
+import { createLimiter } from '../identity/throttle.js';
 import type { RedisConnection } from '../store/redis.js';
 import { ACCESS_COOKIE } from './guard.js';
 import { HttpProblem } from './problem.js';
@@ -19,7 +21,7 @@ export const RATE_LIMITED_PATH_PREFIXES = ['/api/', '/oauth/'] as const;
 
 
 /**
- * Per-caller request limit for `/api/` and `/oauth/`, on @fastify/rate-limit. A 429 is a
+ * Per-caller request limit for `/api/` and `/oauth/`, on rate-limiter-flexible. A 429 is a
  * `rate-limited` problem with Retry-After.
  *
  * The caller is the SHA-256 of its access token (bearer header or access cookie), else its
@@ -29,50 +31,34 @@ export const RATE_LIMITED_PATH_PREFIXES = ['/api/', '/oauth/'] as const;
  * shares capacity fairly between real callers; it is not what stops credential guessing
  * (see `LoginThrottle`).
  *
- * With Redis the counts are shared by all instances. If Redis fails, requests pass unlimited
- * (`skipOnError`) rather than fail: the outage is logged once by the connection.
+ * With Redis the counts are shared by all instances. While Redis is unreachable the limiter's
+ * in-memory insurance answers instead (`createLimiter`), so each instance still limits on its
+ * own and no request fails or waits; sharing resumes when Redis returns (counts made meanwhile
+ * are not merged). The outage is logged once by the connection.
  *
- * Call before the API routes are registered and before `app.ready()`. The plugin is
- * registered in a scope of its own and driven from one `onRequest` hook, so it neither
- * decorates `app` nor limits routes outside the prefixes; a route wanting a limit of its own
- * registers the plugin where it needs it.
+ * Call before the API routes are registered. One `onRequest` hook: it neither decorates `app`
+ * nor limits routes outside the prefixes.
  */
 export async function registerApiRateLimit(app: FastifyInstance, options: ApiRateLimitOptions): Promise<void> {
   if (!Number.isInteger(options.perMinute) || options.perMinute < 1) throw new RangeError('perMinute must be a positive integer');
-  if (app.hasDecorator('rateLimit')) {
-    // The plugin decorates only once per tree: our scope would silently get the other
-    // registration's limiter, settings and store.
-    throw new Error('@fastify/rate-limit is already registered on this app; register the API rate limit first');
-  }
-  let limit: ((request: FastifyRequest, reply: FastifyReply) => Promise<void>) | undefined;
-  await app.register(async (scope) => {
-    await scope.register(fastifyRateLimit, {
-      global: false,
-      max: options.perMinute,
-      timeWindow: 60_000,
-      keyGenerator: callerKey,
-      skipOnError: true,
-      ...(options.redis ? { redis: options.redis.client, nameSpace: `${options.keyPrefix ?? 'cg'}:api-rate:` } : {}),
-      errorResponseBuilder: (_request, context) => {
-        const retryAfterSeconds = Math.max(1, Math.ceil(context.ttl / 1000));
-        return new HttpProblem(
-          429,
-          'rate-limited',
-          'Too many requests',
-          `more than ${context.max} requests in a minute; retry in ${retryAfterSeconds} s`,
-          { retryAfterSeconds },
-          { 'retry-after': String(retryAfterSeconds) },
-        );
-      },
-    });
-    const handler = scope.rateLimit();
-    limit = async (request, reply) => {
-      await handler.call(scope, request, reply);
-    };
-  });
-  const applyLimit = limit!;
-  app.addHook('onRequest', async (request, reply) => {
-    if (isRateLimitedPath(request)) await applyLimit(request, reply);
+  const limiter = createLimiter(options.redis, { keyPrefix: `${options.keyPrefix ?? 'cg'}:api-rate`, points: options.perMinute, duration: 60 });
+  app.addHook('onRequest', async (request) => {
+    if (!isRateLimitedPath(request)) return;
+    try {
+      await limiter.consume(callerKey(request));
+    } catch (rejection) {
+      // A store failure with no insurance to answer is not the caller's fault: let it pass.
+      if (!(rejection instanceof RateLimiterRes)) return;
+      const retryAfterSeconds = Math.max(1, Math.ceil(rejection.msBeforeNext / 1000));
+      throw new HttpProblem(
+        429,
+        'rate-limited',
+        'Too many requests',
+        `more than ${options.perMinute} requests in a minute; retry in ${retryAfterSeconds} s`,
+        { retryAfterSeconds },
+        { 'retry-after': String(retryAfterSeconds) },
+      );
+    }
   });
 }
 

@@ -163,7 +163,11 @@ export class SmsSendThrottle {
   }
 }
 
-function createLimiter(
+/**
+ * A limiter shared through Redis when there is one, with an in-memory insurance limiter that
+ * answers while Redis is unreachable (per-instance counts), and in memory alone without Redis.
+ */
+export function createLimiter(
   redis: RedisConnection | undefined,
   options: { keyPrefix: string; points: number; duration: number; blockDuration?: number },
 ): RateLimiterAbstract {

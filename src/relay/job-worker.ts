@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Logger } from '../log/logger.js';
 import { ProviderError } from '../providers/provider-error.js';
+import { isDatabaseUnavailable } from '../store/connection-errors.js';
 import type { ClaimedJob, JobFailure, JobQueue } from '../store/job-queue.js';
 
 /** A handler does one job kind's work; it must be safe to run again for the same job. */
@@ -25,19 +26,39 @@ export interface JobWorkerOptions {
   onOutcome?: (kind: string, outcome: 'done' | 'retry' | 'dead') => void;
   /** Called as each claimed job starts an attempt (metrics). */
   onAttempt?: (kind: string) => void;
+  /** Ceiling of the wait between claims while the database fails. Default 5 000 ms. */
+  maxBackoffMs?: number;
+}
+
+export interface StopOptions {
+  /**
+   * How long running jobs may take to finish before their leases are released (made claimable
+   * again at once, for another instance). Without it, stop waits for them however long.
+   */
+  graceMs?: number;
 }
 
 /**
  * Claims due jobs and runs their handlers, `concurrency` at a time. Every outcome goes back to
  * the queue: success deletes the job, a failure schedules the retry or the dead letter. A
- * worker stopped mid-job leaves the lease to run out, and another worker picks the job up.
+ * worker stopped with a grace period releases the leases of jobs still running when it ends,
+ * so another worker picks them up at once; a worker that dies leaves its leases to run out.
+ *
+ * While the database fails, claiming backs off exponentially (up to `maxBackoffMs`) and the
+ * worker stays up; a connection outage is logged by the connection, once, and another failure
+ * once per streak, never a stack per poll.
  */
 export class JobWorker {
   readonly workerId = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
   private readonly concurrency: number;
   private readonly pollIntervalMs: number;
   private readonly heartbeatMs: number;
-  private readonly inFlight = new Set<Promise<void>>();
+  private readonly maxBackoffMs: number;
+  private readonly inFlight = new Map<Promise<void>, ClaimedJob>();
+  private failedClaims = 0;
+  private stopping: Promise<{ released: number }> | undefined;
+  /** A failure other than a connection outage was logged in the current streak. */
+  private claimWarned = false;
   private running = false;
   private timer: NodeJS.Timeout | undefined;
   private wakeRequested = false;
@@ -48,11 +69,13 @@ export class JobWorker {
     this.concurrency = options.concurrency ?? 4;
     this.pollIntervalMs = options.pollIntervalMs ?? 500;
     this.heartbeatMs = options.heartbeatMs ?? 20_000;
+    this.maxBackoffMs = options.maxBackoffMs ?? 5_000;
   }
 
   start(): void {
     if (this.running) return;
     this.running = true;
+    this.stopping = undefined;
     this.loop = this.run();
   }
 
@@ -62,12 +85,44 @@ export class JobWorker {
     this.resolveSleep?.();
   }
 
-  /** Stops claiming and waits for the jobs in flight to finish. */
-  async stop(): Promise<void> {
+  /**
+   * Stops claiming and waits for the jobs in flight to finish, or for `graceMs`; jobs still
+   * running then are released. Resolves with how many were released.
+   */
+  stop(options: StopOptions = {}): Promise<{ released: number }> {
+    // A second stop (the server's background shutdown after the signal handler's) gets the
+    // first one's outcome instead of waiting again for jobs whose leases were released.
+    this.stopping ??= this.drain(options);
+    return this.stopping;
+  }
+
+  private async drain(options: StopOptions): Promise<{ released: number }> {
     this.running = false;
     this.resolveSleep?.();
     await this.loop;
-    await Promise.allSettled([...this.inFlight]);
+    const finished = Promise.allSettled([...this.inFlight.keys()]);
+    if (options.graceMs === undefined) {
+      await finished;
+      return { released: 0 };
+    }
+    let timer: NodeJS.Timeout | undefined;
+    const graceOver = new Promise<'grace-over'>((resolve) => (timer = setTimeout(() => resolve('grace-over'), options.graceMs)));
+    const outcome = await Promise.race([finished, graceOver]);
+    clearTimeout(timer);
+    if (outcome !== 'grace-over' || this.inFlight.size === 0) return { released: 0 };
+    const unfinished = [...this.inFlight.values()];
+    try {
+      const released = await this.options.queue.release(
+        unfinished.map((job) => job.id),
+        this.workerId,
+      );
+      this.options.logger.warn({ running: unfinished.length, released }, 'stopped with jobs still running; released their leases for another worker');
+      return { released };
+    } catch (error) {
+      // The leases run out instead and the jobs are retried then: nothing is lost, only later.
+      if (!isDatabaseUnavailable(error)) this.options.logger.error({ err: error }, 'could not release the leases of running jobs');
+      return { released: 0 };
+    }
   }
 
   private async run(): Promise<void> {
@@ -79,9 +134,16 @@ export class JobWorker {
       if (free > 0) {
         try {
           claimed = await this.options.queue.claim(this.workerId, kinds, free);
+          if (this.claimWarned) this.options.logger.info({ failedClaims: this.failedClaims }, 'claiming jobs again');
+          this.failedClaims = 0;
+          this.claimWarned = false;
         } catch (error) {
-          // The database is away: keep polling; /readyz reports the outage meanwhile.
-          this.options.logger.warn({ err: error }, 'could not claim jobs');
+          // The database is away: keep polling, further apart each time; /readyz reports it.
+          if (!this.claimWarned && !isDatabaseUnavailable(error)) {
+            this.options.logger.warn({ err: error }, 'could not claim jobs');
+            this.claimWarned = true;
+          }
+          this.failedClaims += 1;
         }
       }
       for (const job of claimed) {
@@ -89,13 +151,20 @@ export class JobWorker {
           this.inFlight.delete(execution);
           this.wake();
         });
-        this.inFlight.add(execution);
+        this.inFlight.set(execution, job);
       }
       if (!this.running) break;
       // A full batch means more may be due: look again at once.
       if (claimed.length > 0 && claimed.length === free) continue;
-      if (!this.wakeRequested) await this.sleep(this.pollIntervalMs);
+      if (this.failedClaims > 0) await this.sleep(this.backoffMs());
+      else if (!this.wakeRequested) await this.sleep(this.pollIntervalMs);
     }
+  }
+
+  /** Doubles from the poll interval per failed claim, capped, half of it jittered. */
+  private backoffMs(): number {
+    const ceiling = Math.min(this.maxBackoffMs, this.pollIntervalMs * 2 ** Math.min(this.failedClaims, 16));
+    return Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
   }
 
   private sleep(ms: number): Promise<void> {
@@ -113,7 +182,9 @@ export class JobWorker {
     const { queue, handlers, logger } = this.options;
     const log = logger.child({ jobId: job.id, kind: job.kind, attempt: job.attempts });
     const heartbeat = setInterval(() => {
-      queue.extendLease(job, this.workerId).catch((error: unknown) => log.warn({ err: error }, 'could not extend the job lease'));
+      queue.extendLease(job, this.workerId).catch((error: unknown) => {
+        if (!isDatabaseUnavailable(error)) log.warn({ err: error }, 'could not extend the job lease');
+      });
     }, this.heartbeatMs);
     heartbeat.unref();
     this.options.onAttempt?.(job.kind);
@@ -130,8 +201,10 @@ export class JobWorker {
         // The error itself is logged only by class and code: provider messages can echo data.
         log[outcome === 'dead' ? 'error' : 'warn']({ failure: failure.summary, outcome }, outcome === 'dead' ? 'job moved to the dead letters' : 'job failed, will retry');
       } catch (recordError) {
-        // The lease runs out and the job is claimed again: nothing is lost.
-        log.error({ err: recordError, failure: failure.summary }, 'could not record a job failure');
+        // The lease runs out and the job is claimed again: nothing is lost. An outage is
+        // already logged by the connection.
+        if (isDatabaseUnavailable(recordError)) log.debug({ failure: failure.summary }, 'could not record a job failure: database unavailable');
+        else log.error({ err: recordError, failure: failure.summary }, 'could not record a job failure');
       }
     } finally {
       clearInterval(heartbeat);

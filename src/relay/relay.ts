@@ -163,9 +163,9 @@ export class Relay {
     const wake = () => worker.wake();
     this.enqueued.on('jobs', wake);
     const stop = worker.stop.bind(worker);
-    worker.stop = async () => {
+    worker.stop = async (stopOptions) => {
       this.enqueued.off('jobs', wake);
-      await stop();
+      return stop(stopOptions);
     };
     return worker;
   }

@@ -9,6 +9,7 @@ import pg from 'pg';
 import type { Logger } from '../log/logger.js';
 import { DataDirLock } from './data-dir-lock.js';
 import { connectWithBackoff } from './backoff.js';
+import { DatabaseOutageLog } from './connection-errors.js';
 import * as schema from './schema.js';
 
 export type Schema = typeof schema;
@@ -53,9 +54,8 @@ async function openPostgres(url: string, options: OpenDatabaseOptions): Promise<
     connectionTimeoutMillis: 5_000,
     application_name: 'ciphergate',
   });
-  // An idle client that loses its server emits 'error' on the pool; unhandled it would end the
-  // process. The next query reconnects, and /readyz reports the outage meanwhile.
-  pool.on('error', (error) => options.logger?.warn({ err: error }, 'database connection lost'));
+  const outage = new DatabaseOutageLog(options.logger, describePostgres(url));
+  observeConnections(pool, outage);
   await connectWithBackoff(
     async () => {
       await pool.query('select 1');
@@ -84,7 +84,13 @@ async function openPostgres(url: string, options: OpenDatabaseOptions): Promise<
       }
     },
     async ping() {
-      await pool.query('select 1');
+      try {
+        await pool.query('select 1');
+      } catch (error) {
+        outage.failed(error);
+        throw error;
+      }
+      outage.succeeded();
     },
     async close() {
       if (closed) return;
@@ -145,6 +151,58 @@ async function openPglite(dataDir: string): Promise<Database> {
       lock?.release();
     },
   };
+}
+
+/**
+ * Keeps a lost connection from ending the process and from leaking, and feeds the outage log.
+ *
+ * - node-postgres emits 'error' on a client whose server goes away (57P01 on a restart). The
+ *   pool listens only while the client is idle; one checked out (a transaction, a session lock)
+ *   has no listener, and an unhandled 'error' ends the process. Every client gets one for life.
+ * - Drizzle's `transaction()` checks a client out and sends BEGIN before its try/finally: when
+ *   BEGIN fails on a dead connection the client is never released, and the pool runs dry. A
+ *   checked-out client whose connection ends is therefore released (as broken, so the pool
+ *   drops it), and a later release by its borrower is ignored instead of throwing.
+ */
+function observeConnections(pool: pg.Pool, outage: DatabaseOutageLog): void {
+  pool.on('error', (error) => outage.failed(error));
+  pool.on('connect', (client) => {
+    client.on('error', (error) => outage.failed(error));
+    outage.succeeded();
+  });
+  type Release = (error?: Error | boolean) => void;
+  const connect = pool.connect.bind(pool) as (callback?: (error: Error | undefined, client: pg.PoolClient | undefined, done: Release) => void) => Promise<pg.PoolClient> | void;
+  const observed = (callback?: (error: Error | undefined, client: pg.PoolClient | undefined, done: Release) => void) => {
+    // The callback form is pool.query's own: it releases on every path already.
+    if (callback) {
+      return connect((error, client, done) => {
+        if (error) outage.failed(error);
+        callback(error, client, done);
+      });
+    }
+    return (connect() as Promise<pg.PoolClient>).then(
+      (client) => releaseWhenLost(client),
+      (error: unknown) => {
+        outage.failed(error);
+        throw error;
+      },
+    );
+  };
+  pool.connect = observed as typeof pool.connect;
+}
+
+function releaseWhenLost(client: pg.PoolClient): pg.PoolClient {
+  const release = client.release.bind(client) as (error?: Error | boolean) => void;
+  let released = false;
+  const onEnd = () => client.release(new Error('the database connection ended while checked out'));
+  client.once('end', onEnd);
+  client.release = (error?: Error | boolean) => {
+    if (released) return;
+    released = true;
+    client.removeListener('end', onEnd);
+    release(error);
+  };
+  return client;
 }
 
 /** host:port/database, never the password. */

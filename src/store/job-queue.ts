@@ -218,6 +218,36 @@ export class JobQueue {
     return result.length === 1;
   }
 
+  /**
+   * Gives running jobs back without counting the attempt: claimable again at once, by any
+   * worker. Used by a worker that stops while a handler still runs, so another instance picks
+   * the job up now instead of when the lease runs out. Only the lease holder's jobs move.
+   * The handler may still be running here, so handlers stay idempotent (a send is looked up at
+   * the provider before it is made again).
+   */
+  async release(jobIds: readonly string[], workerId: string): Promise<number> {
+    if (jobIds.length === 0) return 0;
+    const idList = sql.join(
+      jobIds.map((id) => sql`${id}::uuid`),
+      sql`, `,
+    );
+    const rows = await queryRows<{ id: string }>(this.db, sql`
+      update jobs set
+        state = 'pending',
+        attempts = greatest(attempts - 1, 0),
+        run_at = now(),
+        locked_until = null,
+        locked_by = null,
+        updated_at = now()
+      where id in (${idList}) and locked_by = ${workerId} and state = 'running'
+        -- A singleton with a newer pending twin keeps its lease (one pending per key): the
+        -- twin does the same work, and the lease running out retires this one.
+        and (singleton_key is null or not exists (
+          select 1 from jobs twin where twin.singleton_key = jobs.singleton_key and twin.state = 'pending'))
+      returning id`);
+    return rows.length;
+  }
+
   /** Delay before retry number `attempt` (1-based): base·2^(attempt−1), capped, "equal jitter", never under Retry-After. */
   retryDelayMs(attempt: number, retryAfterSeconds?: number): number {
     const exponential = Math.min(this.retry.maxDelayMs, this.retry.baseDelayMs * 2 ** Math.max(0, attempt - 1));

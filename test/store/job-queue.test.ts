@@ -243,4 +243,59 @@ await describeEachBackend('job queue', (backend) => {
       [['dead', 'PermanentJobError: tenant has no Twilio settings']],
     );
   });
+
+  test('release gives running jobs back at once, uncounted, only from the lease holder; a singleton with a pending twin keeps its lease', async () => {
+    await reset();
+    const queue = new JobQueue(database.database.db);
+    await queue.enqueue([
+      { kind: 'send', payload: { messageId: 'm-1' }, runAt: new Date(Date.now() - 1_000) },
+      { kind: 'sync', payload: { tenantId: 't-1' }, singletonKey: 'sync:t-1' },
+    ]);
+    const claimed = await queue.claim('worker-a', ['send', 'sync'], 10);
+    assert.equal(claimed.length, 2);
+    // The singleton's twin is enqueued while the first one runs.
+    await queue.enqueue({ kind: 'sync', payload: { tenantId: 't-1' }, singletonKey: 'sync:t-1' });
+    const ids = claimed.map((job) => job.id);
+    assert.equal(await queue.release(ids, 'worker-b'), 0, 'another worker released leases it does not hold');
+    assert.equal(await queue.release(ids, 'worker-a'), 1);
+    const send = claimed.find((job) => job.kind === 'send')!;
+    const [released] = await queryRows<{ state: string; attempts: number; locked_by: string | null; due: boolean }>(
+      database.database.db,
+      sql`select state, attempts, locked_by, run_at <= now() as due from jobs where id = ${send.id}`,
+    );
+    assert.deepEqual({ ...released, attempts: Number(released!.attempts) }, { state: 'pending', attempts: 0, locked_by: null, due: true });
+    const [again] = await queue.claim('worker-b', ['send'], 1);
+    assert.equal(again?.id, send.id, 'the released job was not claimable at once');
+    assert.equal(again?.attempts, 1);
+    assert.equal(await queue.release([], 'worker-a'), 0);
+  });
+
+  test('a worker stopped with a grace period releases the jobs still running after it', async () => {
+    await reset();
+    const queue = new JobQueue(database.database.db);
+    let finishSlow!: () => void;
+    let slowStarted!: () => void;
+    const started = new Promise<void>((resolve) => (slowStarted = resolve));
+    const workerUnderTest = new JobWorker({
+      queue,
+      logger: silent,
+      pollIntervalMs: 10,
+      handlers: {
+        slow: () => {
+          slowStarted();
+          return new Promise<void>((resolve) => (finishSlow = resolve));
+        },
+      },
+    });
+    workerUnderTest.start();
+    await queue.enqueue([{ kind: 'slow', payload: {} }]);
+    await started;
+    const stopped = await workerUnderTest.stop({ graceMs: 200 });
+    assert.deepEqual(stopped, { released: 1 });
+    // A second stop does not wait again for the released job.
+    assert.deepEqual(await workerUnderTest.stop(), { released: 1 });
+    const rows = await jobRows(database);
+    assert.deepEqual(rows.map((row) => [row.state, Number(row.attempts)]), [['pending', 0]]);
+    finishSlow();
+  });
 });

@@ -4,6 +4,7 @@ import { buildApp, type App } from '../../http/app.js';
 import { openIdentity, type Identity } from '../../identity/identity.js';
 import { openMailer } from '../../identity/mailer.js';
 import { SIGNING_KEY_RELOAD_INTERVAL_MS } from '../../identity/signing-keys.js';
+import { isDatabaseUnavailable } from '../../store/connection-errors.js';
 import { openRedis, type RedisConnection } from '../../store/redis.js';
 import { conversationRoutes } from '../../http/routes/conversations.js';
 import { messageRoutes } from '../../http/routes/messages.js';
@@ -19,6 +20,13 @@ import { openSealingRuntime, type CliIo, type SealingRuntime } from '../runtime.
 
 /** Longer than any sane request; a drain that takes more is stuck, and exiting beats hanging. */
 const DRAIN_TIMEOUT_MS = 30_000;
+
+/**
+ * How long running jobs may take to finish at a stop. After it their leases are released, so
+ * another instance takes them over at once instead of when the lease (60 s) runs out. Short,
+ * because orchestrators send SIGKILL after their own grace period (Kubernetes: 30 s).
+ */
+export const JOB_GRACE_MS = 5_000;
 
 export function registerServe(program: Command, io: CliIo): void {
   program
@@ -85,10 +93,10 @@ export function startWorker(relay: Relay): JobWorker {
   first.unref();
   timer.unref();
   const stop = worker.stop.bind(worker);
-  worker.stop = async () => {
+  worker.stop = async (stopOptions) => {
     clearTimeout(first);
     clearInterval(timer);
-    await stop();
+    return stop(stopOptions);
   };
   return worker;
 }
@@ -131,8 +139,13 @@ export async function startServer(runtime: SealingRuntime, options: { workers?: 
   const worker = options.workers === false ? undefined : startWorker(relay);
   // Data keys and signing keys another process added (a CLI rotation, another instance).
   const refresher = setInterval(() => {
-    sealing.keyring.refresh().catch((error: unknown) => logger.error({ err: error }, 'could not refresh data keys'));
-    identity.parts.signingKeys.reload().catch((error: unknown) => logger.error({ err: error }, 'could not reload signing keys'));
+    // A database outage is logged once by the connection, not every interval.
+    sealing.keyring.refresh().catch((error: unknown) => {
+      if (!isDatabaseUnavailable(error)) logger.error({ err: error }, 'could not refresh data keys');
+    });
+    identity.parts.signingKeys.reload().catch((error: unknown) => {
+      if (!isDatabaseUnavailable(error)) logger.error({ err: error }, 'could not reload signing keys');
+    });
   }, KEYRING_REFRESH_MS);
   refresher.unref();
   await app.listen({ host: config.host, port: config.port });
@@ -154,7 +167,7 @@ export async function startServer(runtime: SealingRuntime, options: { workers?: 
     async stopBackground() {
       clearInterval(refresher);
       await metricsListener?.close();
-      // Jobs in flight finish (or their leases run out and another worker retries them).
+      // Jobs in flight finish; a worker already stopped with a grace period returns at once.
       await worker?.stop();
       await identity.close();
       await mailer?.close();
@@ -180,7 +193,9 @@ function waitForShutdownSignal(runtime: SealingRuntime, server: RunningServer): 
       }, DRAIN_TIMEOUT_MS);
       forced.unref();
       try {
-        await server.app.close();
+        // HTTP and jobs drain together: in-flight requests finish while running jobs get their
+        // grace period; neither waits for the other.
+        await Promise.all([server.app.close(), server.worker?.stop({ graceMs: JOB_GRACE_MS })]);
         await server.stopBackground();
         await appendAuditEvent(runtime.database.db, {
           actor: { type: 'system' },

@@ -2,11 +2,13 @@ import type { Command } from 'commander';
 import { MetricsExposition } from '../../metrics/exposition.js';
 import { processMetrics } from '../../metrics/process-metrics.js';
 import { openSealingRuntime, type CliIo } from '../runtime.js';
-import { openMetricsListener, openRelay, startWorker } from './serve.js';
+import { isDatabaseUnavailable } from '../../store/connection-errors.js';
+import { JOB_GRACE_MS, openMetricsListener, openRelay, startWorker } from './serve.js';
 
 /**
  * `ciphergate worker`: job workers without the HTTP server, to scale the two apart (pair with
- * `serve --no-workers`). Stops on SIGINT/SIGTERM after the jobs in flight finish.
+ * `serve --no-workers`). Stops on SIGINT/SIGTERM once the jobs in flight finish or, after
+ * JOB_GRACE_MS, with their leases released.
  */
 export function registerWorker(program: Command, io: CliIo): void {
   program
@@ -25,7 +27,10 @@ export function registerWorker(program: Command, io: CliIo): void {
       }
       const worker = startWorker(relay);
       const refresher = setInterval(() => {
-        runtime.sealing.keyring.refresh().catch((error: unknown) => runtime.logger.error({ err: error }, 'could not refresh data keys'));
+        runtime.sealing.keyring.refresh().catch((error: unknown) => {
+          // An outage is logged once by the connection.
+          if (!isDatabaseUnavailable(error)) runtime.logger.error({ err: error }, 'could not refresh data keys');
+        });
       }, 10_000);
       refresher.unref();
       runtime.logger.info({ workerId: worker.workerId }, 'ciphergate worker running');
@@ -39,7 +44,8 @@ export function registerWorker(program: Command, io: CliIo): void {
       });
       clearInterval(refresher);
       await metricsListener?.close();
-      await worker.stop();
+      // Running jobs get a grace period, then their leases go back for another worker.
+      await worker.stop({ graceMs: JOB_GRACE_MS });
       await runtime.close();
     });
 }
