@@ -200,14 +200,18 @@ export async function lockScope(tx: Db, scope: string): Promise<void> {
   await tx.execute(sql`select pg_advisory_xact_lock(hashtext(${`data_keys:${scope}`}))`);
 }
 
-/** True once any version of the scope was destroyed: shredding destroys them all together. */
+/**
+ * True when the scope was shredded: it has destroyed versions and no active one left. (A single
+ * old version destroyed beside a live one is not a shredded scope.)
+ */
 export async function isScopeDestroyed(db: Db, scope: string): Promise<boolean> {
-  const [row] = await db
-    .select({ version: dataKeys.version })
+  const rows = await db
+    .select({ state: dataKeys.state, count: sql<number>`count(*)::int` })
     .from(dataKeys)
-    .where(and(eq(dataKeys.scope, scope), eq(dataKeys.state, 'destroyed')))
-    .limit(1);
-  return row !== undefined;
+    .where(eq(dataKeys.scope, scope))
+    .groupBy(dataKeys.state);
+  const countOf = (state: string) => Number(rows.find((row) => row.state === state)?.count ?? 0);
+  return countOf('destroyed') > 0 && countOf('active') === 0;
 }
 
 /**
