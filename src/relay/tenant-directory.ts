@@ -1,4 +1,6 @@
 import { eq } from 'drizzle-orm';
+import { SealOpenError } from '../seal/errors.js';
+import { isScopeDestroyed } from '../seal/keyring.js';
 import type { Db } from '../store/connection.js';
 import type { TenantRepository, TenantSecrets } from '../store/repositories/tenants.js';
 import { tenants, type TenantSettings } from '../store/schema.js';
@@ -58,6 +60,13 @@ export class TenantDirectory {
   private async load(slug: string): Promise<TenantContext | undefined> {
     const [row] = await this.db.select({ id: tenants.id, slug: tenants.slug, settings: tenants.settings }).from(tenants).where(eq(tenants.slug, slug)).limit(1);
     if (!row) return undefined;
-    return { ...row, secrets: await this.repository.openSecrets(row.id) };
+    try {
+      return { ...row, secrets: await this.repository.openSecrets(row.id) };
+    } catch (error) {
+      // A tenant whose keys were shredded and whose rows are not removed yet is, to webhooks
+      // and jobs, a tenant that does not exist (403, like any unknown tenant), not a 500.
+      if (error instanceof SealOpenError && (await isScopeDestroyed(this.db, row.id))) return undefined;
+      throw error;
+    }
   }
 }

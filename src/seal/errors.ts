@@ -52,6 +52,18 @@ export class MissingKeyError extends Error {
   }
 }
 
+/**
+ * The scope's data keys were destroyed (crypto-shredding). A destroyed scope never gets a key
+ * again: making one would let new data, or a restored old row, be sealed or opened under a
+ * scope the operator was told is gone.
+ */
+export class ScopeDestroyedError extends Error {
+  override readonly name = 'ScopeDestroyedError';
+  constructor(readonly scope: string) {
+    super(`the data keys of scope "${scope}" were destroyed (crypto-shredded); a destroyed scope never gets keys again`);
+  }
+}
+
 const DEFAULT_OPEN_MESSAGES: Record<SealOpenFailure, string> = {
   'not-sealed': 'value is not a sealed envelope',
   'unsupported-format': 'sealed envelope has an unsupported format version',

@@ -3,6 +3,7 @@ import { and, eq, sql } from 'drizzle-orm';
 import type { Db } from '../store/connection.js';
 import { dataKeys } from '../store/schema.js';
 import { DEK_BYTES } from './derive.js';
+import { ScopeDestroyedError } from './errors.js';
 import { KeyProviderError, type KeyProvider } from './providers/key-provider.js';
 import { InMemoryKeyring, type Keyring } from './sealer.js';
 
@@ -24,6 +25,7 @@ export class StoredKeyring implements Keyring {
   /** The unwrapped DEKs; InMemoryKeyring gives the version bookkeeping, this class the persistence. */
   private readonly held = new InMemoryKeyring();
   private readonly scopes = new Set<string>();
+  private readonly retireListeners: Array<(scope: string) => void> = [];
 
   private constructor(
     private readonly db: Db,
@@ -58,6 +60,14 @@ export class StoredKeyring implements Keyring {
     return this.held.activeVersions(scope);
   }
 
+  /**
+   * Calls `listener(scope)` after a refresh wiped DEKs of that scope from memory (destroyed
+   * elsewhere): the Sealer's derived column keys of the scope must go too (open-sealing.ts).
+   */
+  onRetire(listener: (scope: string) => void): void {
+    this.retireListeners.push(listener);
+  }
+
   has(scope: string): boolean {
     return this.held.activeVersions(scope).length > 0;
   }
@@ -80,14 +90,18 @@ export class StoredKeyring implements Keyring {
       dek.fill(0); // add() keeps its own copy
       this.scopes.add(row.scope);
     }
+    const retired = new Set<string>();
     for (const scope of this.scopes) {
       for (const version of [...this.held.activeVersions(scope)]) {
-        if (!live.has(`${scope}\u0000${version}`)) this.held.retire(scope, version);
+        if (live.has(`${scope}\u0000${version}`)) continue;
+        this.held.retire(scope, version);
+        retired.add(scope);
       }
     }
+    for (const scope of retired) for (const listener of this.retireListeners) listener(scope);
   }
 
-  /** Makes version 1 for a scope that has no key yet; a no-op when it has one. */
+  /** Makes version 1 for a scope that has no key yet; a no-op when it has one; ScopeDestroyedError when shredded. */
   async ensureScope(scope: string): Promise<void> {
     if (this.has(scope)) return;
     await this.addVersion(scope, { onlyIfNone: true });
@@ -96,7 +110,8 @@ export class StoredKeyring implements Keyring {
   /**
    * Adds a new DEK version for a scope: new writes use it at once, reads keep every active
    * version. Versions are allocated in the database, so two rotations at once get two
-   * distinct versions instead of one overwriting the other.
+   * distinct versions instead of one overwriting the other. A destroyed scope is refused
+   * (ScopeDestroyedError): rotation must not bring a shredded tenant back.
    */
   async rotate(scope: string): Promise<number> {
     return this.addVersion(scope, { onlyIfNone: false });
@@ -111,8 +126,8 @@ export class StoredKeyring implements Keyring {
     const dek = randomBytes(DEK_BYTES);
     try {
       const version = await this.db.transaction(async (tx) => {
-        // Serialise version allocation per scope across processes.
-        await tx.execute(sql`select pg_advisory_xact_lock(hashtext(${`data_keys:${scope}`}))`);
+        await lockScope(tx as unknown as Db, scope);
+        if (await isScopeDestroyed(tx as unknown as Db, scope)) throw new ScopeDestroyedError(scope);
         const [latest] = await tx
           .select({ version: sql<number>`coalesce(max(${dataKeys.version}), 0)::int` })
           .from(dataKeys)
@@ -175,4 +190,48 @@ export class StoredKeyring implements Keyring {
     for (const scope of this.scopes) for (const version of [...this.held.activeVersions(scope)]) this.held.retire(scope, version);
     this.scopes.clear();
   }
+}
+
+/**
+ * Serialises every change to a scope's keys across processes (a new version, destroying them)
+ * until the surrounding transaction ends.
+ */
+export async function lockScope(tx: Db, scope: string): Promise<void> {
+  await tx.execute(sql`select pg_advisory_xact_lock(hashtext(${`data_keys:${scope}`}))`);
+}
+
+/**
+ * True when the scope was shredded: it has destroyed versions and no active one left. (A single
+ * old version destroyed beside a live one is not a shredded scope.)
+ */
+export async function isScopeDestroyed(db: Db, scope: string): Promise<boolean> {
+  const rows = await db
+    .select({ state: dataKeys.state, count: sql<number>`count(*)::int` })
+    .from(dataKeys)
+    .where(eq(dataKeys.scope, scope))
+    .groupBy(dataKeys.state);
+  const countOf = (state: string) => Number(rows.find((row) => row.state === state)?.count ?? 0);
+  return countOf('destroyed') > 0 && countOf('active') === 0;
+}
+
+/**
+ * Crypto-shredding: forgets the wrapped form of every DEK version of the scope (the rows stay
+ * as `destroyed` tombstones, so versions are never reused and the scope is never re-keyed).
+ * Run it inside the caller's transaction; it takes the scope lock that rotation takes, so a
+ * rotation either committed before (and its version is destroyed here too) or waits and then
+ * refuses. Returns the versions destroyed now (empty when they already were).
+ */
+export async function destroyScopeKeys(tx: Db, scope: string): Promise<number[]> {
+  await lockScope(tx, scope);
+  const destroyed = await tx
+    .update(dataKeys)
+    .set({ wrappedKey: null, state: 'destroyed' })
+    .where(and(eq(dataKeys.scope, scope), eq(dataKeys.state, 'active')))
+    .returning({ version: dataKeys.version });
+  if (destroyed.length === 0 && !(await isScopeDestroyed(tx, scope))) {
+    // A scope that never had a key still gets its tombstone, or ensureScope would make one later.
+    await tx.insert(dataKeys).values({ scope, version: 1, wrappedKey: null, kekKind: 'none', kekId: 'none', state: 'destroyed', createdAt: new Date() });
+    return [1];
+  }
+  return destroyed.map((row) => row.version).sort((a, b) => a - b);
 }

@@ -51,6 +51,9 @@ export async function openSealing(config: Pick<Config, 'keys' | 'dataDir' | 'dat
     const keyring = await StoredKeyring.open(db, provider);
     await keyring.ensureScope(SYSTEM_SCOPE);
     const sealer = new Sealer(keyring);
+    // A scope shredded by another process: once the refresh (every 10 s in serve and worker)
+    // drops its DEKs, the column keys derived from them are dropped too.
+    keyring.onRetire((scope) => sealer.forget(scope));
     return {
       provider,
       keyring,

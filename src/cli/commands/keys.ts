@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import { appendAuditEvent } from '../../audit/trail.js';
 import { SYSTEM_SCOPE } from '../../seal/binding.js';
+import { ScopeDestroyedError } from '../../seal/errors.js';
 import { StoredKeyring } from '../../seal/keyring.js';
 import { openKeyProvider } from '../../seal/open-sealing.js';
 import type { KeyProvider } from '../../seal/providers/key-provider.js';
@@ -14,6 +15,7 @@ import { CliError } from '../errors.js';
 import { withIdentity } from '../identity-runtime.js';
 import { openRuntime, openSealingRuntime, type CliIo, type SealingRuntime } from '../runtime.js';
 import { registerKeyMaintenance, reencryptScopes } from './key-maintenance.js';
+import { unfinishedShred } from './tenants.js';
 
 export function registerKeys(program: Command, io: CliIo): void {
   const keys = program.command('keys').description('data keys, the root key (KEK) and token-signing keys');
@@ -27,8 +29,19 @@ export function registerKeys(program: Command, io: CliIo): void {
       const runtime = await openSealingRuntime(io, { logTo: 'stderr', defaultLogLevel: 'warn' });
       try {
         const scopes = await scopesFor(runtime, options.tenant);
-        for (const { scope, label } of scopes) {
-          const version = await runtime.sealing.keyring.rotate(scope);
+        const rotated: typeof scopes = [];
+        for (const { scope, label, slug } of scopes) {
+          let version: number;
+          try {
+            version = await runtime.sealing.keyring.rotate(scope);
+          } catch (error) {
+            if (!(error instanceof ScopeDestroyedError) || slug === undefined) throw error;
+            // A shredded tenant whose rows are not removed yet: never re-keyed.
+            if (options.tenant !== undefined) throw new CliError(unfinishedShred(slug));
+            io.stderr.write(`ciphergate: note: skipped ${unfinishedShred(slug)}\n`);
+            continue;
+          }
+          rotated.push({ scope, label, slug });
           await appendAuditEvent(runtime.database.db, {
             actor: { type: 'system', id: 'cli' },
             action: 'keys.rotate',
@@ -39,7 +52,7 @@ export function registerKeys(program: Command, io: CliIo): void {
           });
           io.stdout.write(`${label}: now on data key v${version}\n`);
         }
-        if (options.reencrypt) await reencryptScopes(runtime, io, scopes.map((entry) => entry.scope));
+        if (options.reencrypt) await reencryptScopes(runtime, io, rotated.map((entry) => entry.scope));
       } finally {
         await runtime.close();
       }
@@ -150,12 +163,12 @@ async function openSourceProvider(
 }
 
 /** `system` plus every tenant, or the one tenant named; each with the label the operator knows it by. */
-export async function scopesFor(runtime: SealingRuntime, tenantSlug: string | undefined): Promise<Array<{ scope: string; label: string }>> {
+export async function scopesFor(runtime: SealingRuntime, tenantSlug: string | undefined): Promise<Array<{ scope: string; label: string; slug?: string }>> {
   const all = await listTenants(runtime.database.db);
   if (tenantSlug !== undefined) {
     const tenant = all.find((entry) => entry.slug === tenantSlug);
     if (!tenant) throw new CliError(`--tenant: no tenant ${JSON.stringify(tenantSlug)}`);
-    return [{ scope: tenant.id, label: `tenant ${tenant.slug}` }];
+    return [{ scope: tenant.id, label: `tenant ${tenant.slug}`, slug: tenant.slug }];
   }
-  return [{ scope: SYSTEM_SCOPE, label: 'system' }, ...all.map((tenant) => ({ scope: tenant.id, label: `tenant ${tenant.slug}` }))];
+  return [{ scope: SYSTEM_SCOPE, label: 'system' }, ...all.map((tenant) => ({ scope: tenant.id, label: `tenant ${tenant.slug}`, slug: tenant.slug }))];
 }

@@ -5,6 +5,8 @@ import { describeAirtableTable } from '../../providers/airtable/base-schema.js';
 import { createBasePacer } from '../../providers/airtable/base-pacer.js';
 import { createAirtableWebhooksClient } from '../../providers/airtable/webhooks-client.js';
 import { ProviderError } from '../../providers/provider-error.js';
+import { isScopeDestroyed } from '../../seal/keyring.js';
+import { shredTenant, UnknownTenantError } from '../../store/repositories/tenant-shred.js';
 import { listTenants, TenantRepository, type TenantSummary } from '../../store/repositories/tenants.js';
 import { CliError } from '../errors.js';
 import { openSealingRuntime, openRuntime, type CliIo } from '../runtime.js';
@@ -18,7 +20,7 @@ export function registerTenants(program: Command, io: CliIo): void {
     .description('create or update a tenant from tenant.json on stdin; secrets are stored sealed; prints the webhook URLs')
     .argument('<slug>', 'lower-case letters, digits and dashes, e.g. acme-dental')
     .action(async (slug: string) => {
-      if (!TENANT_SLUG_PATTERN.test(slug)) throw new CliError(`slug: expected lower-case letters, digits and dashes (1-63, starting with a letter or digit), got ${JSON.stringify(slug)}`, 2);
+      checkSlug(slug);
       const text = await readStdin(io.stdin, 'tenant.json', 256 * 1024);
       let document;
       try {
@@ -30,6 +32,8 @@ export function registerTenants(program: Command, io: CliIo): void {
       const runtime = await openSealingRuntime(io, { logTo: 'stderr', defaultLogLevel: 'warn' });
       try {
         const repository = new TenantRepository(runtime.database.db, runtime.sealing.fields, runtime.sealing.keyring);
+        const existing = await repository.findBySlug(slug);
+        if (existing && (await isScopeDestroyed(runtime.database.db, existing.id))) throw new CliError(unfinishedShred(slug));
         if (document.airtable && document.airtable.webhookId === undefined) {
           const webhook = await airtableWebhookFor(repository, runtime.config, slug, document.airtable);
           document.airtable.webhookId = webhook.id;
@@ -39,6 +43,35 @@ export function registerTenants(program: Command, io: CliIo): void {
         const { tenant, created } = await repository.put(slug, document, { type: 'system', id: 'cli' });
         io.stdout.write(`${created ? 'created' : 'updated'} tenant ${tenant.slug} (${tenant.id})\n`);
         io.stdout.write(webhookLines(runtime.config.publicUrl, tenant));
+      } finally {
+        await runtime.close();
+      }
+    });
+
+  tenantsCommand
+    .command('delete')
+    .description('crypto-shred a tenant: destroy its data keys (its sealed data is unreadable at once), then remove its rows; irreversible')
+    .argument('<slug>', 'the tenant')
+    .option('--shred', 'required: deletion is only by crypto-shredding')
+    .action(async (slug: string, options: { shred?: boolean }) => {
+      if (!options.shred) throw new CliError('tenants delete: a tenant is deleted only by crypto-shredding its keys, which cannot be undone; add --shred', 2);
+      checkSlug(slug);
+      // No key provider is opened: destroying wrapped keys and deleting rows needs no KEK, so a
+      // tenant can be shredded even when the KEK is unavailable.
+      const runtime = await openRuntime(io, { logTo: 'stderr', defaultLogLevel: 'warn' });
+      try {
+        const result = await shredTenant(runtime.database.db, slug, { type: 'system', id: 'cli' });
+        const keys = result.destroyedVersions.length > 0 ? `destroyed data keys v${result.destroyedVersions.join(', v')}` : 'data keys were already destroyed';
+        io.stdout.write(`tenant ${slug} (${result.tenantId}): ${keys}\n`);
+        if (result.removedRows === undefined) {
+          io.stdout.write(`tenant ${slug}: rows already removed by another run\n`);
+        } else {
+          const removed = Object.entries(result.removedRows).filter(([, count]) => count > 0);
+          io.stdout.write(`tenant ${slug}: removed ${removed.map(([table, count]) => `${count} ${table}`).join(', ')}\n`);
+        }
+      } catch (error) {
+        if (error instanceof UnknownTenantError) throw new CliError(`tenants delete: no tenant ${JSON.stringify(slug)}`);
+        throw error;
       } finally {
         await runtime.close();
       }
@@ -70,6 +103,15 @@ export function registerTenants(program: Command, io: CliIo): void {
         await runtime.close();
       }
     });
+}
+
+function checkSlug(slug: string): void {
+  if (!TENANT_SLUG_PATTERN.test(slug)) throw new CliError(`slug: expected lower-case letters, digits and dashes (1-63, starting with a letter or digit), got ${JSON.stringify(slug)}`, 2);
+}
+
+/** Said wherever a half-shredded tenant is met: the keys are gone, only step 2 is left. */
+export function unfinishedShred(slug: string): string {
+  return `tenant ${slug}: its data keys were destroyed; finish the deletion with \`ciphergate tenants delete ${slug} --shred\`, then the slug can be used again`;
 }
 
 /**

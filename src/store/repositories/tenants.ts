@@ -2,7 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { asc, eq } from 'drizzle-orm';
 import { appendAuditEvent } from '../../audit/trail.js';
 import type { TenantDocument } from '../../config/tenant-document.js';
-import type { StoredKeyring } from '../../seal/keyring.js';
+import { ScopeDestroyedError } from '../../seal/errors.js';
+import { isScopeDestroyed, type StoredKeyring } from '../../seal/keyring.js';
 import type { SealedFields } from '../../seal/sealed-fields.js';
 import type { Db } from '../connection.js';
 import { tenantsSealed } from '../sealed-tables.js';
@@ -40,10 +41,16 @@ export class TenantRepository {
    * Creates or replaces a tenant from its document (PUT semantics: a provider left out is
    * removed with its secrets). The tenant gets its own data key on creation; its secrets are
    * sealed under it before the first write. The audit event commits with the change.
+   *
+   * A tenant whose keys were shredded but whose rows are not removed yet is refused
+   * (ScopeDestroyedError): `tenants delete --shred` must finish first, after which the slug is
+   * free and a put makes a new tenant with a new id and fresh keys.
    */
   async put(slug: string, document: TenantDocument, actor: { type: 'system' | 'user'; id?: string }): Promise<{ tenant: TenantSummary; created: boolean }> {
     const existing = await this.findBySlug(slug);
     const id = existing?.id ?? randomUUID();
+    // Asked of the database, not the keyring: this process may not have refreshed since the shred.
+    if (existing && (await isScopeDestroyed(this.db, id))) throw new ScopeDestroyedError(id);
     await this.keyring.ensureScope(id);
     const sealed = this.fields.sealRow(tenantsSealed, { scope: id, id }, secretsOf(document));
     const settings = settingsOf(document);
