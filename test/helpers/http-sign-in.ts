@@ -27,7 +27,7 @@ export async function callJson(baseUrl: string, method: string, path: string, bo
  * The first sign-in of a user made by `users create`: password, then TOTP enrollment and
  * confirmation. Returns the session's access token.
  */
-export async function signInOverHttp(baseUrl: string, email: string, password: string): Promise<{ accessToken: string; deviceToken: string }> {
+export async function signInOverHttp(baseUrl: string, email: string, password: string): Promise<{ accessToken: string; deviceToken: string; recoveryCodes: string[] }> {
   const login = await callJson(baseUrl, 'POST', '/api/v1/auth/login', { email, password });
   assert.equal(login.status, 401, JSON.stringify(login.body));
   assert.equal(login.body.type, 'second-factor-enrollment-required');
@@ -36,5 +36,5 @@ export async function signInOverHttp(baseUrl: string, email: string, password: s
   const secret = secretFromUri(enroll.body.otpauthUri as string);
   const confirm = await callJson(baseUrl, 'POST', '/api/v1/auth/totp/confirm', { challengeToken: login.body.challengeToken, code: totpCode(secret) });
   assert.equal(confirm.status, 200, JSON.stringify(confirm.body));
-  return { accessToken: confirm.body.accessToken as string, deviceToken: confirm.body.deviceToken as string };
+  return { accessToken: confirm.body.accessToken as string, deviceToken: confirm.body.deviceToken as string, recoveryCodes: confirm.body.recoveryCodes as string[] };
 }
