@@ -25,27 +25,19 @@
  *   BENCH_CPU_PROF=DIR (writes a V8 CPU profile of each Ciphergate child to DIR)
  *   BENCH_BREAKDOWN=0 (skips the in-process breakdown of one ingest printed at the end)
  */
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { loadavg, tmpdir } from 'node:os';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-import { sql } from 'drizzle-orm';
+import { pathToFileURL } from 'node:url';
 import pg from 'pg';
-import { JOB } from '../src/relay/jobs.js';
-import { openDatabase, queryRows, type Db } from '../src/store/connection.js';
+import { checkDurability, CLI_ENTRY, fmt, loadLine, processCpuMs, putTenant, ROOT, TSX_LOADER } from './lib/ciphergate-process.js';
 import { inboundBreakdown } from './lib/inbound-breakdown.js';
 import { ADMIN_DATABASE_URL, createBenchDatabase, freePort, machineLine, median, startServer, type Server } from './lib/harness.js';
 import { loadSignedSms, pacedSignedSms, phonePool, postDelivery, SignedDeliveries, type SmsLoadResult, type TwilioAccount } from './lib/twilio-inbound.js';
 
 type Backend = 'postgres' | 'pglite';
 
-const ROOT = join(fileURLToPath(import.meta.url), '..', '..');
-const CLI_ENTRY = join(ROOT, 'src', 'cli', 'main.ts');
-/** By path: the children run in a scratch directory, where `--import tsx` would not resolve. */
-const TSX_LOADER = join(ROOT, 'node_modules', 'tsx', 'dist', 'esm', 'index.mjs');
 const CONNECTIONS = 50;
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 20);
 const WARMUP_SECONDS = Number(process.env.BENCH_WARMUP_SECONDS ?? 5);
@@ -53,8 +45,6 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
 const PACED_SECONDS = Number(process.env.BENCH_PACED_SECONDS ?? 10);
 const BACKENDS = (process.env.BENCH_BACKENDS ?? 'postgres,pglite').split(',').map((name) => name.trim()) as Backend[];
 const DISTINCT_SENDERS = 1_000;
-/** USER_HZ: 100 on every Linux this runs on (`getconf CLK_TCK`). */
-const CLOCK_TICKS_PER_SECOND = 100;
 const SLUG = 'bench-clinic';
 /** What Twilio was told; the signature covers it. Never resolved: both servers listen on loopback. */
 const PUBLIC_URL = 'https://gateway.example.com';
@@ -176,7 +166,7 @@ async function measureBackend(backend: Backend, account: TwilioAccount, deliveri
   };
   let server: Server | undefined;
   try {
-    await putTenant(env, workDir, account);
+    await putTenant(env, workDir, SLUG, account);
     const port = await freePort();
     const profile = process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [];
     server = await startServer(
@@ -253,7 +243,7 @@ async function measureBackend(backend: Backend, account: TwilioAccount, deliveri
     await server.stop();
     server = undefined;
 
-    const check = await checkDurability(backend, database?.database.db, join(workDir, 'data'), acknowledged, unanswered);
+    const check = await checkDurability(database?.database.db, join(workDir, 'data'), acknowledged, unanswered);
     const expressFigures = figures(expressRuns);
     const ciphergateFigures = figures(ciphergateRuns);
     return {
@@ -275,48 +265,6 @@ async function measureBackend(backend: Backend, account: TwilioAccount, deliveri
   }
 }
 
-/** `ciphergate tenants put` with Twilio settings and an openai block (so each message enqueues an ai-reply job). */
-async function putTenant(env: Record<string, string>, cwd: string, account: TwilioAccount): Promise<void> {
-  const tenant = {
-    name: 'Bench Clinic',
-    twilio: { accountSid: account.accountSid, authToken: account.authToken, fromNumber: account.fromNumber },
-    openai: { apiKey: `sk-bench-${randomBytes(16).toString('hex')}`, model: 'gpt-4o-mini' },
-  };
-  const child = spawn(process.execPath, ['--import', TSX_LOADER, CLI_ENTRY, 'tenants', 'put', SLUG], { cwd, env: { ...process.env, ...env }, stdio: ['pipe', 'ignore', 'pipe'] });
-  let stderr = '';
-  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  child.stdin!.end(JSON.stringify(tenant));
-  const [code] = (await once(child, 'exit')) as [number | null];
-  if (code !== 0) throw new Error(`ciphergate tenants put exited with ${code}: ${stderr}`);
-}
-
-/**
- * Every MessageSid that got a 2xx is stored, once (the dedupe key is unique per tenant); rows
- * beyond those can only be deliveries in flight when a run ended, committed but never answered;
- * and each stored message has its pending ai-reply job.
- */
-async function checkDurability(backend: Backend, postgresDb: Db | undefined, dataDir: string, acknowledged: string[], unanswered: number): Promise<{ ok: boolean; line: string }> {
-  const pglite = backend === 'pglite' ? await openDatabase({ dataDir }) : undefined;
-  const db = postgresDb ?? pglite!.db;
-  try {
-    const stored = await queryRows<{ dedupe_key: string }>(db, sql`select dedupe_key from messages where direction = 'inbound'`);
-    const [jobs] = await queryRows<{ count: number | string }>(db, sql`select count(*) as count from jobs where kind = ${JOB.aiReply} and state = 'pending'`);
-    const storedKeys = new Set(stored.map((row) => row.dedupe_key));
-    const missing = acknowledged.filter((sid) => !storedKeys.has(`twilio:${sid}`)).length;
-    const extra = storedKeys.size - (acknowledged.length - missing);
-    const pendingJobs = Number(jobs?.count ?? 0);
-    const ok = missing === 0 && extra >= 0 && extra <= unanswered && pendingJobs === stored.length;
-    return {
-      ok,
-      line:
-        `${fmt(acknowledged.length)} deliveries got a 2xx, ${fmt(stored.length)} messages stored, ${missing} acknowledged but missing, ` +
-        `${extra} stored beyond the acknowledged (of ${unanswered} in flight when a run ended), ${fmt(pendingJobs)} pending ai-reply jobs: ${ok ? 'ok' : 'FAILED'}`,
-    };
-  } finally {
-    await pglite?.close();
-  }
-}
-
 function figures(runs: Run[]): SideFigures {
   return {
     runs,
@@ -335,28 +283,6 @@ function runLine(result: Run): string {
     `${fmt(result.requestsPerSecond)} req/s, p50 ${result.p50Ms} ms, p99 ${result.p99Ms} ms, ${result.non2xx} non-2xx, ${result.errors} errors, ` +
     `server CPU ${result.serverCpuMsPerRequest.toFixed(2)} ms/req, load generator CPU ${result.generatorCpuMsPerRequest.toFixed(2)} ms/req`
   );
-}
-
-/** User + system CPU time of a process so far (Linux /proc; clock ticks of 10 ms). */
-function processCpuMs(pid: number): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Fields after the command name, which may contain spaces: state is field 3, utime 14, stime 15.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) * (1000 / CLOCK_TICKS_PER_SECOND);
-  } catch {
-    return Number.NaN;
-  }
-}
-
-function fmt(value: number): string {
-  return Math.round(value).toLocaleString('en-US');
-}
-
-function loadLine(): string {
-  return loadavg()
-    .map((value) => value.toFixed(1))
-    .join(' / ');
 }
 
 async function postgresVersion(): Promise<string> {

@@ -1,11 +1,14 @@
 import { randomUUID } from 'node:crypto';
-import { and, asc, eq, isNull } from 'drizzle-orm';
+import { and, asc, eq, isNull, sql } from 'drizzle-orm';
 import type { JWK } from 'jose';
 import { SYSTEM_SCOPE, type SealedFields } from '../seal/sealed-fields.js';
 import type { Db } from '../store/connection.js';
 import { signingKeysSealed } from '../store/sealed-tables.js';
 import { signingKeys } from '../store/schema.js';
 import type { SigningKeyStore, StoredSigningKey } from './signing-keys.js';
+
+/** Any number nothing else uses: every process serialises the first-key check on it. */
+const FIRST_SIGNING_KEY_LOCK_KEY = 0x4347534bn; // "CGSK"
 
 /**
  * Token-signing keys in the database, the private JWK sealed under the system key and bound to
@@ -28,12 +31,31 @@ export class DatabaseSigningKeyStore implements SigningKeyStore {
   }
 
   async insert(key: StoredSigningKey): Promise<void> {
-    const id = randomUUID();
-    const sealed = this.fields.sealRow(signingKeysSealed, { scope: SYSTEM_SCOPE, id }, { privateJwk: JSON.stringify(key.privateJwk) });
-    await this.db.insert(signingKeys).values({ id, kid: key.kid, publicJwk: key.publicJwk, privateJwk: sealed.privateJwk!, createdAt: key.createdAt, retiredAt: key.retiredAt } as typeof signingKeys.$inferInsert);
+    await insertRow(this.db, this.fields, key);
+  }
+
+  /**
+   * "Is there an active key? If not, insert one" under a transaction-scoped advisory lock, so
+   * instances starting at once on an empty database create one key between them, not one each
+   * (each would then sign with its own until the next reload, and the JWKS would list both).
+   */
+  async insertIfNoneActive(key: StoredSigningKey): Promise<boolean> {
+    return this.db.transaction(async (tx) => {
+      await tx.execute(sql`select pg_advisory_xact_lock(${FIRST_SIGNING_KEY_LOCK_KEY.toString()}::bigint)`);
+      const [active] = await tx.select({ id: signingKeys.id }).from(signingKeys).where(isNull(signingKeys.retiredAt)).limit(1);
+      if (active) return false;
+      await insertRow(tx as unknown as Db, this.fields, key);
+      return true;
+    });
   }
 
   async retire(kid: string, retiredAt: Date): Promise<void> {
     await this.db.update(signingKeys).set({ retiredAt }).where(and(eq(signingKeys.kid, kid), isNull(signingKeys.retiredAt)));
   }
+}
+
+async function insertRow(db: Db, fields: SealedFields, key: StoredSigningKey): Promise<void> {
+  const id = randomUUID();
+  const sealed = fields.sealRow(signingKeysSealed, { scope: SYSTEM_SCOPE, id }, { privateJwk: JSON.stringify(key.privateJwk) });
+  await db.insert(signingKeys).values({ id, kid: key.kid, publicJwk: key.publicJwk, privateJwk: sealed.privateJwk!, createdAt: key.createdAt, retiredAt: key.retiredAt } as typeof signingKeys.$inferInsert);
 }

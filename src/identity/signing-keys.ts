@@ -28,6 +28,12 @@ export interface StoredSigningKey {
 export interface SigningKeyStore {
   list(): Promise<StoredSigningKey[]>;
   insert(key: StoredSigningKey): Promise<void>;
+  /**
+   * Inserts `key` only if no key is active, atomically across every process sharing the store:
+   * instances started together on an empty database must agree on one first key. Returns
+   * whether `key` was inserted.
+   */
+  insertIfNoneActive(key: StoredSigningKey): Promise<boolean>;
   /** Sets `retiredAt` on a key that has none; a no-op for an already retired key. */
   retire(kid: string, retiredAt: Date): Promise<void>;
 }
@@ -99,7 +105,8 @@ export class SigningKeys {
     const keys = new SigningKeys(store, options.now ?? (() => new Date()));
     await keys.reload();
     if (!keys.newestActive()) {
-      await store.insert(await generateSigningKey(keys.now()));
+      // Another instance may be doing the same right now; the store lets only one key in.
+      await store.insertIfNoneActive(await generateSigningKey(keys.now()));
       await keys.reload();
     }
     return keys;
@@ -185,6 +192,12 @@ export class InMemorySigningKeyStore implements SigningKeyStore {
   async insert(key: StoredSigningKey): Promise<void> {
     if (this.keys.has(key.kid)) throw new Error(`signing key ${key.kid} already exists`);
     this.keys.set(key.kid, structuredClone(key));
+  }
+
+  async insertIfNoneActive(key: StoredSigningKey): Promise<boolean> {
+    if ([...this.keys.values()].some((stored) => stored.retiredAt === null)) return false;
+    await this.insert(key);
+    return true;
   }
 
   async retire(kid: string, retiredAt: Date): Promise<void> {

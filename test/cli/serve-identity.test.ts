@@ -5,9 +5,9 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { HOTP, Secret } from 'otpauth';
 import { createPostgresDatabase, dropPostgresDatabase, postgresUnavailableReason } from '../helpers/database.js';
 import { runCliProcess, spawnCli, stopChildren, waitForOutput } from '../helpers/cli.js';
+import { callJson as call, signInOverHttp } from '../helpers/http-sign-in.js';
 import { redisUnavailableReason, TEST_REDIS_URL } from '../helpers/redis.js';
 import { serviceGate } from '../helpers/services.js';
 
@@ -19,7 +19,6 @@ import { serviceGate } from '../helpers/services.js';
 after(stopChildren);
 
 const PASSWORD = 'a long enough passphrase 42';
-const USER_AGENT = 'ciphergate-e2e/1.0';
 
 async function freePort(): Promise<number> {
   const server = createServer();
@@ -29,20 +28,6 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-function code(secret: string, offset = 0): string {
-  return HOTP.generate({ secret: Secret.fromBase32(secret), counter: Math.floor(Date.now() / 30_000) + offset, algorithm: 'SHA1', digits: 6 });
-}
-
-async function call(base: string, method: string, path: string, body?: unknown, token?: string) {
-  const response = await fetch(`${base}${path}`, {
-    method,
-    headers: { 'user-agent': USER_AGENT, ...(body !== undefined ? { 'content-type': 'application/json' } : {}), ...(token ? { authorization: `Bearer ${token}` } : {}) },
-    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-  });
-  const text = await response.text();
-  return { status: response.status, body: text ? (JSON.parse(text) as Record<string, any>) : {} };
-}
-
 async function startServe(env: Record<string, string>, cwd: string) {
   const port = await freePort();
   const child = spawnCli(['serve'], { env: { ...env, CIPHERGATE_PORT: String(port) }, cwd });
@@ -50,18 +35,11 @@ async function startServe(env: Record<string, string>, cwd: string) {
   return { child, base: `http://127.0.0.1:${port}` };
 }
 
-/** Admin from the CLI, then first sign-in: enrollment, confirmation, an authenticated call. */
+/** Admin from the CLI, then first sign-in: enrollment, confirmation (with its recovery codes). */
 async function firstSignIn(base: string, email: string) {
-  const login = await call(base, 'POST', '/api/v1/auth/login', { email, password: PASSWORD });
-  assert.equal(login.status, 401);
-  assert.equal(login.body.type, 'second-factor-enrollment-required');
-  const enroll = await call(base, 'POST', '/api/v1/auth/totp/enroll', { challengeToken: login.body.challengeToken });
-  assert.equal(enroll.status, 200);
-  const secret = new URL(enroll.body.otpauthUri).searchParams.get('secret')!;
-  const confirm = await call(base, 'POST', '/api/v1/auth/totp/confirm', { challengeToken: login.body.challengeToken, code: code(secret) });
-  assert.equal(confirm.status, 200, JSON.stringify(confirm.body));
-  assert.equal(confirm.body.recoveryCodes.length, 10);
-  return { accessToken: confirm.body.accessToken as string, deviceToken: confirm.body.deviceToken as string, secret };
+  const signedIn = await signInOverHttp(base, email, PASSWORD);
+  assert.equal(signedIn.recoveryCodes.length, 10);
+  return signedIn;
 }
 
 describe('serve on the embedded database: first admin from the CLI, sign-in over HTTP', () => {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join, relative, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { describe, test } from 'node:test';
 import type { Command } from 'commander';
@@ -15,13 +15,6 @@ import { REPO_ROOT } from '../helpers/cli.js';
  * subcommand by subcommand and option by option; every relative link must resolve, anchors
  * included.
  */
-
-/**
- * Pages other engineers are writing in parallel for issue 7. They are linked already; the
- * merger empties this list when they land (the test fails once a listed page exists, so the
- * exception cannot outlive its reason).
- */
-const EXPECTED_MISSING = new Set(['docs/scale-out.md']);
 
 const DOC = join(REPO_ROOT, 'docs', 'operations.md');
 
@@ -130,25 +123,20 @@ describe('docs/operations.md', () => {
     assert.deepEqual(problems, []);
   });
 
-  test('every relative link resolves (file and anchor), except the pages still being written', () => {
+  test('every relative link resolves (file and anchor)', () => {
     const links = [...markdown.matchAll(/\[[^\]]*\]\(([^)\s]+)\)/g)].map((match) => match[1]!).filter((target) => !/^[a-z]+:/i.test(target));
     assert.ok(links.length >= 10, `only ${links.length} links found`);
     const problems: string[] = [];
     for (const link of links) {
       const [path, anchor] = link.split('#') as [string, string | undefined];
       const target = path === '' ? DOC : resolve(dirname(DOC), path);
-      const fromRoot = relative(REPO_ROOT, target);
       if (!existsSync(target)) {
-        if (!EXPECTED_MISSING.has(fromRoot)) problems.push(`${link}: no such file`);
+        problems.push(`${link}: no such file`);
         continue;
       }
       if (anchor && target.endsWith('.md') && !anchorsIn(readFileSync(target, 'utf8')).has(anchor)) problems.push(`${link}: no heading with anchor #${anchor}`);
     }
     assert.deepEqual(problems, []);
-    for (const page of EXPECTED_MISSING) {
-      assert.ok(links.some((link) => relative(REPO_ROOT, resolve(dirname(DOC), link.split('#')[0]!)) === page), `${page} is expected but not linked`);
-      assert.ok(!existsSync(join(REPO_ROOT, page)), `${page} exists now: remove it from EXPECTED_MISSING in this test`);
-    }
   });
 
   test('it says plainly that the image is not built in CI, and documents every npm audit outcome', () => {
