@@ -1,16 +1,16 @@
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { sql } from 'drizzle-orm';
 import { queryRows } from '../../src/store/connection.js';
-import { DEFAULT_OPENAI_KEY, startOpenAiFake, type OpenAiFake } from '../fakes/openai.js';
-import { DEFAULT_TWILIO_ACCOUNT, signTwilioRequest, startTwilioFake, type TwilioFake } from '../fakes/twilio.js';
+import { DEFAULT_OPENAI_KEY } from '../fakes/openai.js';
+import { DEFAULT_TWILIO_ACCOUNT, signTwilioRequest } from '../fakes/twilio.js';
+import { childRelayEnv, childRelayResources } from '../helpers/child-relay.js';
 import { freePort, startChildServe } from '../helpers/child-serve.js';
-import { runCliProcess, spawnCli, stopChildren } from '../helpers/cli.js';
-import { createTestDatabase, postgresUnavailableReason, type TestDatabase } from '../helpers/database.js';
+import { runCliProcess, spawnCli } from '../helpers/cli.js';
+import { postgresUnavailableReason } from '../helpers/database.js';
 import { messageSid, randomPhone, TENANT_FROM_NUMBER } from '../helpers/relay.js';
 import { serviceGate } from '../helpers/services.js';
 
@@ -20,30 +20,14 @@ import { serviceGate } from '../helpers/services.js';
  */
 describe('serve --no-workers with a separate ciphergate worker', async () => {
   const gate = serviceGate('PostgreSQL', await postgresUnavailableReason());
-  let database: TestDatabase | undefined;
-  let twilio: TwilioFake | undefined;
-  let openai: OpenAiFake | undefined;
-  after(async () => {
-    await stopChildren();
-    await database?.cleanup();
-    await twilio?.close();
-    await openai?.close();
-  });
+  const startResources = childRelayResources();
 
   test('the server only stores; the worker process sends the answer, then stops on SIGTERM', { skip: gate.skip, timeout: 240_000 }, async () => {
-    [twilio, openai] = await Promise.all([startTwilioFake(), startOpenAiFake()]);
-    database = await createTestDatabase('postgres');
+    const { database, twilio, openai } = await startResources();
     const port = await freePort();
     const publicUrl = `http://127.0.0.1:${port}`;
     const cwd = mkdtempSync(join(tmpdir(), 'cg-worker-'));
-    const env = {
-      CIPHERGATE_DATABASE_URL: database.url,
-      CIPHERGATE_MASTER_KEY: randomBytes(32).toString('base64'),
-      CIPHERGATE_PUBLIC_URL: publicUrl,
-      CIPHERGATE_TWILIO_API_URL: twilio.url,
-      CIPHERGATE_OPENAI_BASE_URL: `${openai.url}/v1`,
-      CIPHERGATE_LOG_LEVEL: 'warn',
-    };
+    const env = childRelayEnv({ databaseUrl: database.url!, publicUrl, twilioUrl: twilio.url, openaiUrl: openai.url });
     const tenant = {
       name: 'Split Clinic',
       twilio: { accountSid: DEFAULT_TWILIO_ACCOUNT.accountSid, authToken: DEFAULT_TWILIO_ACCOUNT.authToken, fromNumber: TENANT_FROM_NUMBER },

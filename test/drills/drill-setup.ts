@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DEFAULT_OPENAI_KEY } from '../fakes/openai.js';
 import { DEFAULT_TWILIO_ACCOUNT, signTwilioRequest } from '../fakes/twilio.js';
+import { childRelayEnv } from '../helpers/child-relay.js';
 import { runCliProcess } from '../helpers/cli.js';
 
 /** What the fault drills share: a tenant on the Twilio and OpenAI fakes, and signed deliveries. */
@@ -31,12 +32,7 @@ export async function prepareDrill(options: { slug: string; databaseUrl: string;
   const publicUrl = `http://127.0.0.1:${options.port}`;
   const cwd = mkdtempSync(join(tmpdir(), `cg-drill-${options.slug}-`));
   const env = {
-    CIPHERGATE_DATABASE_URL: options.databaseUrl,
-    CIPHERGATE_MASTER_KEY: randomBytes(32).toString('base64'),
-    CIPHERGATE_PUBLIC_URL: publicUrl,
-    CIPHERGATE_TWILIO_API_URL: options.twilioUrl,
-    CIPHERGATE_OPENAI_BASE_URL: `${options.openaiUrl}/v1`,
-    CIPHERGATE_LOG_LEVEL: 'info',
+    ...childRelayEnv({ databaseUrl: options.databaseUrl, publicUrl, twilioUrl: options.twilioUrl, openaiUrl: options.openaiUrl, logLevel: 'info' }),
     ...options.extraEnv,
   };
   const tenantJson = {

@@ -5,11 +5,10 @@ import { after, describe, test } from 'node:test';
 import { sql } from 'drizzle-orm';
 import { JOB_GRACE_MS } from '../../src/cli/commands/serve.js';
 import { queryRows } from '../../src/store/connection.js';
-import { startOpenAiFake, type OpenAiFake } from '../fakes/openai.js';
-import { startTwilioFake, type TwilioFake } from '../fakes/twilio.js';
+import { childRelayResources } from '../helpers/child-relay.js';
 import { freePort, startChildServe } from '../helpers/child-serve.js';
 import { logLines, stopChildren } from '../helpers/cli.js';
-import { createTestDatabase, postgresUnavailableReason, type TestDatabase } from '../helpers/database.js';
+import { postgresUnavailableReason } from '../helpers/database.js';
 import { serviceGate } from '../helpers/services.js';
 import { prepareDrill, sleep, type Delivery } from './drill-setup.js';
 
@@ -26,19 +25,10 @@ const SLUG = 'sigterm-drill';
 
 describe('fault drill: SIGTERM during load', async () => {
   const gate = serviceGate('PostgreSQL', await postgresUnavailableReason());
-  let database: TestDatabase | undefined;
-  let twilio: TwilioFake | undefined;
-  let openai: OpenAiFake | undefined;
-  after(async () => {
-    await stopChildren();
-    await database?.cleanup();
-    await twilio?.close();
-    await openai?.close();
-  });
+  const startResources = childRelayResources();
 
   test('in-flight requests finish, new connections are refused, running jobs are released, exit 0', { skip: gate.skip, timeout: 240_000 }, async () => {
-    database = await createTestDatabase('postgres');
-    [twilio, openai] = await Promise.all([startTwilioFake(), startOpenAiFake()]);
+    const { database, twilio, openai } = await startResources();
     // The AI reply hangs well past the grace period (the client's own timeout is 30 s).
     openai.failNext({ kind: 'slow', delayMs: 25_000 });
     const port = await freePort();

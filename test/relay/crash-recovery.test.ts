@@ -6,12 +6,13 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { sql } from 'drizzle-orm';
 import { queryRows } from '../../src/store/connection.js';
-import { DEFAULT_OPENAI_KEY, startOpenAiFake, type OpenAiFake } from '../fakes/openai.js';
+import { DEFAULT_OPENAI_KEY } from '../fakes/openai.js';
 import { openAiSpecValidator, twilioSpecValidator } from '../fakes/openapi-validator.js';
-import { DEFAULT_TWILIO_ACCOUNT, signTwilioRequest, startTwilioFake, type TwilioFake } from '../fakes/twilio.js';
+import { DEFAULT_TWILIO_ACCOUNT, signTwilioRequest } from '../fakes/twilio.js';
+import { childRelayEnv, childRelayResources } from '../helpers/child-relay.js';
 import { freePort, startChildServe, type ChildServe } from '../helpers/child-serve.js';
 import { runCliProcess, stopChildren } from '../helpers/cli.js';
-import { createTestDatabase, postgresUnavailableReason, type TestDatabase } from '../helpers/database.js';
+import { postgresUnavailableReason } from '../helpers/database.js';
 import { serviceGate } from '../helpers/services.js';
 
 /**
@@ -121,32 +122,16 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe('crash recovery: ciphergate serve on PostgreSQL killed with SIGKILL mid-way', async () => {
   const gate = serviceGate('PostgreSQL', await postgresUnavailableReason());
-  let database: TestDatabase | undefined;
-  let twilio: TwilioFake | undefined;
-  let openai: OpenAiFake | undefined;
-  after(async () => {
-    await stopChildren();
-    await database?.cleanup();
-    await twilio?.close();
-    await openai?.close();
-  });
+  const startResources = childRelayResources();
 
   test('every message that got a 2xx is stored exactly once and answered exactly once', { skip: gate.skip, timeout: 420_000 }, async (t) => {
     warmSpecValidators();
-    [twilio, openai] = await Promise.all([startTwilioFake(), startOpenAiFake()]);
-    database = await createTestDatabase('postgres');
+    const { database, twilio, openai } = await startResources();
     const { db } = database.database;
     const port = await freePort();
     const publicUrl = `http://127.0.0.1:${port}`;
     const cwd = mkdtempSync(join(tmpdir(), 'cg-crash-'));
-    const env = {
-      CIPHERGATE_DATABASE_URL: database.url,
-      CIPHERGATE_MASTER_KEY: randomBytes(32).toString('base64'),
-      CIPHERGATE_PUBLIC_URL: publicUrl,
-      CIPHERGATE_TWILIO_API_URL: twilio.url,
-      CIPHERGATE_OPENAI_BASE_URL: `${openai.url}/v1`,
-      CIPHERGATE_LOG_LEVEL: 'warn',
-    };
+    const env = childRelayEnv({ databaseUrl: database.url!, publicUrl, twilioUrl: twilio.url, openaiUrl: openai.url });
 
     const tenantJson = {
       name: 'Crash Clinic',
@@ -226,7 +211,7 @@ describe('crash recovery: ciphergate serve on PostgreSQL killed with SIGKILL mid
           if (armed && !crash && request.method === 'POST' && request.path.endsWith('/Messages.json')) {
             atKill.duringSend = true;
             // The fake stores this request's message next, at this index, once the predicate returns.
-            atKill.twilioMessageIndex = twilio!.messages.length;
+            atKill.twilioMessageIndex = twilio.messages.length;
             killAndRestart();
           }
           return false;
