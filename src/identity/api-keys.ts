@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { and, desc, eq, isNull, type SQL } from 'drizzle-orm';
+import { and, desc, eq, inArray, isNull, type SQL } from 'drizzle-orm';
 import type { Db } from '../store/connection.js';
 import { apiKeys } from '../store/schema.js';
 import { OPAQUE_TOKEN_PREFIXES, hashOpaqueToken, isOpaqueToken, issueOpaqueToken } from './opaque-tokens.js';
@@ -89,14 +89,23 @@ export class ApiKeys {
     return rows.length === 1;
   }
 
-  /** Every live key a user created: disabling or deleting the user ends them too. */
-  async revokeCreatedBy(userId: string, db: Db = this.db): Promise<string[]> {
-    const rows = await db
+  /**
+   * Revokes the keys a user created that are not revoked yet, except those `keep` accepts
+   * (by default none). Returns the keys this call revoked; one revoked meanwhile by someone
+   * else is not among them.
+   */
+  async revokeCreatedBy(userId: string, db: Db = this.db, keep: (key: Pick<ApiKeyRecord, 'scopes' | 'tenantId'>) => boolean = () => false): Promise<Array<Pick<ApiKeyRecord, 'id' | 'tenantId'>>> {
+    const live = await db
+      .select({ id: apiKeys.id, scopes: apiKeys.scopes, tenantId: apiKeys.tenantId })
+      .from(apiKeys)
+      .where(and(eq(apiKeys.createdBy, userId), isNull(apiKeys.revokedAt)));
+    const ids = live.filter((key) => !keep(key as Pick<ApiKeyRecord, 'scopes' | 'tenantId'>)).map((key) => key.id);
+    if (ids.length === 0) return [];
+    return db
       .update(apiKeys)
       .set({ revokedAt: this.now() })
-      .where(and(eq(apiKeys.createdBy, userId), isNull(apiKeys.revokedAt)))
-      .returning({ id: apiKeys.id });
-    return rows.map((row) => row.id);
+      .where(and(inArray(apiKeys.id, ids), isNull(apiKeys.revokedAt)))
+      .returning({ id: apiKeys.id, tenantId: apiKeys.tenantId });
   }
 }
 
