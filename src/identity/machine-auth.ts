@@ -1,5 +1,5 @@
 import { timingSafeEqual } from 'node:crypto';
-import { appendAuditEvent } from '../audit/trail.js';
+import { appendAuditEvent, type AuditEventInput } from '../audit/trail.js';
 import { hashRefreshToken, isRefreshTokenFormat } from './refresh-tokens.js';
 import { eq } from 'drizzle-orm';
 import type { Db } from '../store/connection.js';
@@ -84,22 +84,39 @@ export class MachineAuth {
    * took the user's row lock (see `createKey`). Returns how many keys it revoked.
    */
   async revokeKeysOfCreator(actor: Principal, creatorId: string, change: CreatorChange, tx: Db, origin: RequestOrigin): Promise<number> {
-    const { apiKeys, sessions } = this.parts;
     const keep = change.reason === 'creator-role-changed' ? (key: Pick<ApiKeyRecord, 'scopes'>) => keyScopesBeyondRole(change.role, key.scopes).length === 0 : undefined;
-    const revoked = await apiKeys.revokeCreatedBy(creatorId, tx, keep);
-    for (const key of revoked) {
-      const ended = await sessions.revokeForApiKeys([key.id], 'api-key-revoked', tx);
-      await appendAuditEvent(tx, {
-        actor: auditActorOf(actor),
-        action: 'api-key.revoke',
-        target: { type: 'api_key', id: key.id },
-        tenantId: key.tenantId,
-        sourceIp: origin.ip,
-        outcome: 'success',
-        details: { reason: change.reason, creator: creatorId, endedSessions: ended.length },
+    const revoked = await this.parts.apiKeys.revokeCreatedBy(creatorId, tx, keep);
+    for (const key of revoked) await this.endRevokedKey(key, { reason: change.reason, creator: creatorId }, auditActorOf(actor), origin.ip, tx);
+    return revoked.length;
+  }
+
+  /**
+   * Revokes every live key its creator could not make today, the way a change of that creator
+   * would have (`revokeKeysOfCreator`). Keys made before keys followed their creator's role
+   * outlived demotions, and managers could give `metrics:read`; `serve` runs this at start so
+   * an upgrade ends them. Idempotent, safe on several instances at once (each key is revoked,
+   * and audited, by one of them); actor `system`. Returns how many keys it revoked.
+   */
+  async revokeKeysBeyondTheirCreators(): Promise<number> {
+    const { db, apiKeys } = this.parts;
+    let revoked = 0;
+    for (const key of await apiKeys.liveWithCreators()) {
+      const reason = !key.creator ? 'creator-deleted' : key.creator.status !== 'active' ? 'creator-disabled' : keyScopesBeyondRole(key.creator.role, key.scopes).length > 0 ? 'creator-role-changed' : undefined;
+      if (reason === undefined) continue;
+      await db.transaction(async (txDb) => {
+        const tx = txDb as unknown as Db;
+        if (!(await apiKeys.revoke(key.id, tx))) return;
+        await this.endRevokedKey(key, { reason, creator: key.createdBy, via: 'start-up-check' }, { type: 'system' }, null, tx);
+        revoked += 1;
       });
     }
-    return revoked.length;
+    return revoked;
+  }
+
+  /** Ends the tokens of a key just revoked (announced on the revocation bus) and audits the revocation. */
+  private async endRevokedKey(key: Pick<ApiKeyRecord, 'id' | 'tenantId'>, details: { reason: CreatorChange['reason']; creator: string; via?: string }, actor: AuditEventInput['actor'], sourceIp: string | null, tx: Db): Promise<void> {
+    const ended = await this.parts.sessions.revokeForApiKeys([key.id], 'api-key-revoked', tx);
+    await appendAuditEvent(tx, { actor, action: 'api-key.revoke', target: { type: 'api_key', id: key.id }, tenantId: key.tenantId, sourceIp, outcome: 'success', details: { ...details, endedSessions: ended.length } });
   }
 
   /** Revokes a key and every token issued from it, at once. */

@@ -26,7 +26,8 @@ import { serviceGate } from '../helpers/services.js';
  * issued from it are refused on the very next request, on every instance (Redis revocation
  * bus), and each revocation is an `api-key.revoke` audit event. A promotion, or a change that
  * keeps the needed permissions, revokes nothing; keys made with the CLI have no creator and
- * are never touched. Before the fix a manager demoted to `user` kept reading the tenant's
+ * are never touched. Keys that outlived their creator's privileges before the fix are revoked
+ * when `serve` starts. Before the fix a manager demoted to `user` kept reading the tenant's
  * messages with the keys they had made.
  */
 
@@ -197,6 +198,41 @@ await describeEachBackend('regression: API keys die with their creator\'s privil
       (error: unknown) => error instanceof AuthError && error.status === 403 && error.type === 'forbidden',
     );
     assert.equal(await tablesState(h, ['api_keys', 'sessions']), before);
+  });
+
+  test('at start, serve revokes the keys that outlived their creator\'s privileges before this fix', async () => {
+    const { apiKeys } = h.identity.parts;
+    // Rows as the code before the fix left them: written past every check by the repository.
+    const manager = await h.createUser({ role: 'manager', withTotp: false });
+    const demoted = await h.createUser({ role: 'employee', withTotp: false });
+    const legacy = {
+      managerMetrics: (await apiKeys.create({ name: 'minted by a manager', tenantId: null, scopes: ['metrics:read'], createdBy: manager.id })).record.id,
+      ofDemoted: await apiKeys.create({ name: 'made before a demotion', tenantId, scopes: ['tenants:read'], createdBy: demoted.id }),
+      ofDeleted: (await apiKeys.create({ name: 'creator gone', tenantId, scopes: ['tenants:read'], createdBy: randomUUID() })).record.id,
+    };
+    const allowed = await apiKeys.create({ name: 'a manager may hold this', tenantId, scopes: ['tenants:read'], createdBy: manager.id });
+    const token = await machineToken(h, { id: legacy.ofDemoted.record.id, key: legacy.ofDemoted.key }, 'tenants:read');
+
+    const mark = await auditMark(h);
+    const machines = new MachineAuth(h.identity);
+    // Two instances starting at once revoke (and audit) each key once between them.
+    const counts = await Promise.all([machines.revokeKeysBeyondTheirCreators(), machines.revokeKeysBeyondTheirCreators()]);
+    assert.equal(counts[0]! + counts[1]!, 3);
+    assert.equal(await machines.revokeKeysBeyondTheirCreators(), 0, 'idempotent');
+
+    for (const credential of [legacy.ofDemoted.key, token]) assert.equal(await readWith(h, credential, 'tenants:read'), 401);
+    assert.equal(await readWith(h, allowed.key, 'tenants:read'), 200, 'a key its creator may hold stays');
+    assert.equal(await readWith(h, cliKey.key, 'tenants:read'), 200);
+    const revocations = keyRevocations(await auditSince(h, mark));
+    assert.deepEqual(
+      revocations.map((event) => [event.target_id, event.actor_type, event.details.reason, event.details.via]).sort(),
+      [
+        [legacy.managerMetrics, 'system', 'creator-role-changed', 'start-up-check'],
+        [legacy.ofDemoted.record.id, 'system', 'creator-role-changed', 'start-up-check'],
+        [legacy.ofDeleted, 'system', 'creator-deleted', 'start-up-check'],
+      ].sort(),
+    );
+    assert.equal(revocations.find((event) => event.target_id === legacy.ofDemoted.record.id)!.details.endedSessions, 1);
   });
 
   test('a key made while its creator is being demoted never outlives the demotion', async () => {
