@@ -198,7 +198,8 @@ export class Accounts {
   /**
    * Changes a user's role, tenant or status. Nobody changes their own role or disables
    * themselves; a manager touches only roles it may assign. Disabling ends every session,
-   * trusted device and API key of the user at once.
+   * trusted device and API key of the user at once; a role change ends the sessions and the
+   * keys the new role could not make (docs/identity.md, "Who owns a key").
    */
   async updateUser(actor: Principal, userId: string, patch: { role?: Role; tenantId?: string | null; status?: 'active' | 'disabled' }, origin: RequestOrigin): Promise<UserView> {
     const { users, db } = this.parts;
