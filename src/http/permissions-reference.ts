@@ -5,7 +5,7 @@ import { messageRoutes } from './routes/messages.js';
 import { webhookRoutes } from './routes/webhooks.js';
 import { createLogger } from '../log/logger.js';
 import type { Identity } from '../identity/identity.js';
-import { API_KEY_SCOPES, ASSIGNABLE_ROLES, PERMISSIONS, ROLES, ROLE_PERMISSIONS, type Permission } from '../identity/permissions.js';
+import { API_KEY_SCOPES, ASSIGNABLE_ROLES, PERMISSIONS, ROLES, ROLE_PERMISSIONS, keyScopesBeyondRole, type Permission } from '../identity/permissions.js';
 import { buildApp, type RouteCatalogueEntry } from './app.js';
 
 /**
@@ -26,6 +26,10 @@ export function permissionsReference(catalogue: RouteCatalogueEntry[]): string {
       const access = 'public' in route.access ? `public: ${route.access.reason}` : `\`${route.access.permission}\``;
       return `| \`${String(route.method)} ${route.url}\` | ${access.replaceAll('|', '\\|')} |`;
     });
+  const keyScopes = ROLES.map((role) => {
+    const scopes = API_KEY_SCOPES.filter((scope) => keyScopesBeyondRole(role, [scope]).length === 0);
+    return `- **${role}** may give: ${scopes.length > 0 ? scopes.join(', ') : 'no key'}`;
+  });
   const assignable = ROLES.map((role) => `- **${role}** may give: ${ASSIGNABLE_ROLES[role].length > 0 ? ASSIGNABLE_ROLES[role].join(', ') : 'nothing'}`);
   return [
     '# Permissions',
@@ -48,6 +52,13 @@ export function permissionsReference(catalogue: RouteCatalogueEntry[]): string {
     '- **Tenant confinement.** A `client` user belongs to one tenant and sees only its data;',
     '  an API key is bound to one tenant (or none, for `metrics:read` only). Another tenant',
     '  reads as absent (404), so confined callers cannot enumerate the agency\'s clients.',
+    '  Staff (admin, manager, employee) belong to no one tenant: an admin or manager may make',
+    '  a key for any tenant, and the key is then confined to the tenant it names.',
+    '- **API-key scopes.** A key holds only scopes its creator\'s role holds, so which scopes',
+    '  each role may give a key it makes:',
+    ...keyScopes.map((line) => `  ${line}`),
+    '  A key dies when its creator loses a permission it needs (a demotion, a disable, a',
+    '  deletion); keys made with the CLI have no creator. See [identity.md](identity.md#who-owns-a-key).',
     '- **Role assignment.** Who may create, change, disable or delete users of which role:',
     ...assignable.map((line) => `  ${line}`),
     '  A manager asking about an admin or another manager hears 404, not 403.',

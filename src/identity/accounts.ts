@@ -6,6 +6,7 @@ import { tenants, userTokens } from '../store/schema.js';
 import { AuthError, forbidden } from './errors.js';
 import type { Identity } from './identity.js';
 import { SETUP_LINK_TTL_HOURS, renderAlreadyRegisteredEmail, renderSetupEmail, renderVerificationEmail } from './mailer.js';
+import { MachineAuth } from './machine-auth.js';
 import { hashOpaqueToken, isOpaqueToken, issueOpaqueToken } from './opaque-tokens.js';
 import { checkPasswordPolicy, hashPassword, verifyAgainstDummy, verifyPassword } from './passwords.js';
 import { mayManageRole, type Role } from './permissions.js';
@@ -22,7 +23,11 @@ export const USER_TOKEN_TTL_MS = SETUP_LINK_TTL_HOURS * 60 * 60 * 1000;
  * operations on users. Role rules come from permissions.ts; every change is audited.
  */
 export class Accounts {
-  constructor(private readonly identity: Identity) {}
+  private readonly machines: MachineAuth;
+
+  constructor(private readonly identity: Identity) {
+    this.machines = new MachineAuth(identity);
+  }
 
   private get parts() {
     return this.identity.parts;
@@ -193,7 +198,8 @@ export class Accounts {
   /**
    * Changes a user's role, tenant or status. Nobody changes their own role or disables
    * themselves; a manager touches only roles it may assign. Disabling ends every session,
-   * trusted device and API key of the user at once.
+   * trusted device and API key of the user at once; a role change ends the sessions and the
+   * keys the new role could not make (docs/identity.md, "Who owns a key").
    */
   async updateUser(actor: Principal, userId: string, patch: { role?: Role; tenantId?: string | null; status?: 'active' | 'disabled' }, origin: RequestOrigin): Promise<UserView> {
     const { users, db } = this.parts;
@@ -212,15 +218,21 @@ export class Accounts {
     }
     await db.transaction(async (txDb) => {
       const tx = txDb as unknown as Db;
+      // The update takes the user's row lock first, so a key this user is making right now
+      // either commits before it (and is judged below) or sees the new role (see createKey).
       await users.update(userId, { role, tenantId, ...(patch.status ? { status: patch.status } : {}) }, tx);
       const roleChanged = role !== target.role || tenantId !== target.tenantId;
       const disabled = patch.status === 'disabled' && target.status !== 'disabled';
       // A role or tenant change ends the sessions too: their access tokens carry the old role.
-      if (disabled || roleChanged) await this.endEverything(userId, disabled ? 'user-disabled' : 'revoked-by-admin', tx, { apiKeys: disabled });
+      if (disabled || roleChanged) await this.endEverything(userId, disabled ? 'user-disabled' : 'revoked-by-admin', tx);
       if (roleChanged) await appendAuditEvent(tx, { actor: auditActorOf(actor), action: 'user.role.change', target: { type: 'user', id: userId }, tenantId, sourceIp: origin.ip, outcome: 'success', details: { from: target.role, to: role } });
       if (patch.status && patch.status !== target.status) {
         await appendAuditEvent(tx, { actor: auditActorOf(actor), action: patch.status === 'disabled' ? 'user.disable' : 'user.enable', target: { type: 'user', id: userId }, tenantId, sourceIp: origin.ip, outcome: 'success', details: {} });
       }
+      // Keys die with the permission that allowed them: every key once disabled, after a
+      // demotion those the new role could not make. A promotion keeps them all.
+      if (disabled) await this.machines.revokeKeysOfCreator(actor, userId, { reason: 'creator-disabled' }, tx, origin);
+      else if (roleChanged) await this.machines.revokeKeysOfCreator(actor, userId, { reason: 'creator-role-changed', role }, tx, origin);
     });
     return (await users.viewById(userId))!;
   }
@@ -235,9 +247,12 @@ export class Accounts {
     }
     await db.transaction(async (txDb) => {
       const tx = txDb as unknown as Db;
-      await this.endEverything(userId, 'user-deleted', tx, { apiKeys: true });
+      // Locked first, so no key of this user commits after its keys were revoked (see createKey).
+      await users.getForUpdate(userId, tx);
+      await this.endEverything(userId, 'user-deleted', tx);
       await users.delete(userId, tx);
       await appendAuditEvent(tx, { actor: auditActorOf(actor), action: 'user.delete', target: { type: 'user', id: userId }, tenantId: target.tenantId, sourceIp: origin.ip, outcome: 'success', details: { role: target.role } });
+      await this.machines.revokeKeysOfCreator(actor, userId, { reason: 'creator-deleted' }, tx, origin);
     });
   }
 
@@ -270,14 +285,11 @@ export class Accounts {
     if (!row) throw new AuthError(400, 'validation-failed', 'Validation failed', 'tenantId: no such tenant');
   }
 
-  private async endEverything(userId: string, reason: 'user-disabled' | 'user-deleted' | 'revoked-by-admin', tx: Db, options: { apiKeys: boolean }): Promise<void> {
-    const { sessions, devices, apiKeys } = this.parts;
+  /** Sessions and trusted devices; the user's API keys are `MachineAuth.revokeKeysOfCreator`'s. */
+  private async endEverything(userId: string, reason: 'user-disabled' | 'user-deleted' | 'revoked-by-admin', tx: Db): Promise<void> {
+    const { sessions, devices } = this.parts;
     await sessions.revokeForUser(userId, reason, {}, tx);
     await devices.revokeAll(userId, tx);
-    if (options.apiKeys) {
-      const keyIds = await apiKeys.revokeCreatedBy(userId, tx);
-      await sessions.revokeForApiKeys(keyIds, 'api-key-revoked', tx);
-    }
   }
 
   /**

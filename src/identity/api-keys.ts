@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import { and, desc, eq, isNull, type SQL } from 'drizzle-orm';
+import { and, desc, eq, inArray, isNotNull, isNull, type SQL } from 'drizzle-orm';
 import type { Db } from '../store/connection.js';
-import { apiKeys } from '../store/schema.js';
+import { apiKeys, users } from '../store/schema.js';
 import { OPAQUE_TOKEN_PREFIXES, hashOpaqueToken, isOpaqueToken, issueOpaqueToken } from './opaque-tokens.js';
-import type { ApiKeyScope } from './permissions.js';
+import type { ApiKeyScope, Role } from './permissions.js';
+import type { UserStatus } from './users.js';
 
 /**
  * API keys for machines: `cgk_` + 256 random bits, shown once, stored as SHA-256, bound to a
@@ -21,6 +22,12 @@ export interface ApiKeyRecord {
   expiresAt: Date | null;
   lastUsedAt: Date | null;
   revokedAt: Date | null;
+}
+
+/** A live key and the user who made it, as that user is now (null once deleted). */
+export interface KeyWithCreator extends Pick<ApiKeyRecord, 'id' | 'tenantId' | 'scopes'> {
+  createdBy: string;
+  creator: { role: Role; status: UserStatus } | null;
 }
 
 /** `last_used_at` is written at most this often per key: one write per request would be the cost of the whole request. */
@@ -89,14 +96,36 @@ export class ApiKeys {
     return rows.length === 1;
   }
 
-  /** Every live key a user created: disabling or deleting the user ends them too. */
-  async revokeCreatedBy(userId: string, db: Db = this.db): Promise<string[]> {
-    const rows = await db
+  /**
+   * Revokes the keys a user created that are not revoked yet, except those `keep` accepts
+   * (by default none). Returns the keys this call revoked; one revoked meanwhile by someone
+   * else is not among them.
+   */
+  async revokeCreatedBy(userId: string, db: Db = this.db, keep: (key: Pick<ApiKeyRecord, 'scopes' | 'tenantId'>) => boolean = () => false): Promise<Array<Pick<ApiKeyRecord, 'id' | 'tenantId'>>> {
+    const live = await db
+      .select({ id: apiKeys.id, scopes: apiKeys.scopes, tenantId: apiKeys.tenantId })
+      .from(apiKeys)
+      .where(and(eq(apiKeys.createdBy, userId), isNull(apiKeys.revokedAt)));
+    const ids = live.filter((key) => !keep(key as Pick<ApiKeyRecord, 'scopes' | 'tenantId'>)).map((key) => key.id);
+    if (ids.length === 0) return [];
+    return db
       .update(apiKeys)
       .set({ revokedAt: this.now() })
-      .where(and(eq(apiKeys.createdBy, userId), isNull(apiKeys.revokedAt)))
-      .returning({ id: apiKeys.id });
-    return rows.map((row) => row.id);
+      .where(and(inArray(apiKeys.id, ids), isNull(apiKeys.revokedAt)))
+      .returning({ id: apiKeys.id, tenantId: apiKeys.tenantId });
+  }
+
+  /**
+   * Every key that has a creator and is not revoked, with that creator's role and status as
+   * they are now (null when the creator was deleted), to judge keys against their creators.
+   */
+  async liveWithCreators(db: Db = this.db): Promise<KeyWithCreator[]> {
+    const rows = await db
+      .select({ id: apiKeys.id, tenantId: apiKeys.tenantId, scopes: apiKeys.scopes, createdBy: apiKeys.createdBy, role: users.role, status: users.status })
+      .from(apiKeys)
+      .leftJoin(users, eq(users.id, apiKeys.createdBy))
+      .where(and(isNotNull(apiKeys.createdBy), isNull(apiKeys.revokedAt)));
+    return rows.map(({ role, status, ...key }) => ({ ...(key as Omit<KeyWithCreator, 'creator'>), creator: role !== null && status !== null ? { role, status } : null }));
   }
 }
 

@@ -69,6 +69,17 @@ export function roleHasPermission(role: Role, permission: Permission): boolean {
 }
 
 /**
+ * The scopes among `scopes` that a user of `role` may not put on an API key: all of them
+ * without `api-keys:write`, else those the role lacks itself. A key never holds more than the
+ * person answerable for it: this decides what a key may be made with, and, when its creator's
+ * role changes, whether the key survives (docs/identity.md, "Who owns a key").
+ */
+export function keyScopesBeyondRole(role: Role, scopes: readonly ApiKeyScope[]): ApiKeyScope[] {
+  if (!roleHasPermission(role, 'api-keys:write')) return [...scopes];
+  return scopes.filter((scope) => !roleHasPermission(role, scope));
+}
+
+/**
  * Whether `actor` may manage a user who has (or would get) `targetRole`. Managing covers
  * create, change, disable and delete; a manager may not touch an admin or another manager,
  * since that would let one manager lock out or take over another.

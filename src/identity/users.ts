@@ -94,6 +94,17 @@ export class UserDirectory {
     return row;
   }
 
+  /**
+   * The user, its row locked until `tx` ends. Changes that must not interleave on one user
+   * take it first: a key made by a user and that user's demotion, disabling or deletion then
+   * happen one after the other, never half over each other.
+   */
+  async getForUpdate(id: string, tx: Db): Promise<UserRecord | undefined> {
+    if (!isUuid(id)) return undefined;
+    const [row] = await tx.select(recordColumns).from(users).where(eq(users.id, id)).limit(1).for('update');
+    return row;
+  }
+
   /** Users with their emails opened, for an admin listing; `tenantId` narrows to one tenant. */
   async list(filter: { tenantId?: string } = {}): Promise<UserView[]> {
     const where: SQL | undefined = filter.tenantId ? eq(users.tenantId, filter.tenantId) : undefined;

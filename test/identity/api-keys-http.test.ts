@@ -158,4 +158,34 @@ await describeEachBackend('API keys over HTTP', (backend) => {
       assert.deepEqual((await auditSince(h, mark)).filter((event) => event.action === 'api-key.create'), []);
     }
   });
+
+  test('tenant confinement: staff keys stay in the tenant they name; confined callers make no keys for any tenant', async () => {
+    // Managers, like admins, are staff and belong to no one tenant: they may make a key for
+    // any tenant, and the key is then confined to that tenant alone.
+    const manager = await h.createUser({ role: 'manager' });
+    const managerToken = (await h.signIn(manager)).accessToken;
+    const made = await h.request({ method: 'POST', url: '/api/v1/api-keys', token: managerToken, body: { name: 'a only', tenantId: tenant.a.id, scopes: ['tenants:read'] } });
+    assert.equal(made.statusCode, 201, made.body);
+    const key = made.json().key as string;
+    assert.equal((await h.request({ method: 'GET', url: `/api/v1/tenants/${tenant.a.slug}`, token: key })).statusCode, 200);
+    assertProblem(await h.request({ method: 'GET', url: `/api/v1/tenants/${tenant.b.slug}`, token: key }), 404, 'not-found');
+
+    // A client user belongs to tenant A: no key for B, nor for A (the matrix gives clients no
+    // api-keys:write). A key of tenant A makes no keys at all. An unknown tenant is 400.
+    const client = await h.createUser({ role: 'client', tenantId: tenant.a.id });
+    const clientToken = (await h.signIn(client)).accessToken;
+    const attempts: Array<[string, string | null, number]> = [
+      [clientToken, tenant.b.id, 403],
+      [clientToken, tenant.a.id, 403],
+      [key, tenant.b.id, 403],
+      [key, tenant.a.id, 403],
+      [managerToken, randomUUID(), 400],
+    ];
+    for (const [token, tenantId, status] of attempts) {
+      const before = await state(h);
+      const refused = await h.request({ method: 'POST', url: '/api/v1/api-keys', token, body: { name: 'elsewhere', tenantId, scopes: ['tenants:read'] } });
+      assertProblem(refused, status, status === 403 ? 'forbidden' : 'validation-failed');
+      assert.equal(await state(h), before);
+    }
+  });
 });

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { appendAuditEvent } from '../../audit/trail.js';
 import { buildApp, type App } from '../../http/app.js';
 import { openIdentity, type Identity } from '../../identity/identity.js';
+import { MachineAuth } from '../../identity/machine-auth.js';
 import { openMailer } from '../../identity/mailer.js';
 import { SIGNING_KEY_RELOAD_INTERVAL_MS } from '../../identity/signing-keys.js';
 import { isDatabaseUnavailable } from '../../store/connection-errors.js';
@@ -127,6 +128,9 @@ export async function startServer(runtime: SealingRuntime, options: { workers?: 
   });
   let metricsListener: MetricsListener | undefined;
   try {
+    // Keys that outlived their creator's privileges before keys followed their creator's role.
+    const staleKeys = await new MachineAuth(identity).revokeKeysBeyondTheirCreators();
+    if (staleKeys > 0) logger.warn({ count: staleKeys }, 'revoked API keys whose creators no longer hold their scopes');
     metricsListener = await openMetricsListener(config, app.metrics, logger);
   } catch (error) {
     // Before any worker runs or the main port opens: nothing to drain, only to release.

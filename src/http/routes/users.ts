@@ -78,7 +78,7 @@ export function userRoutes(identity: Identity) {
       '/api/v1/users/:id',
       {
         config: { access: { permission: 'users:write' } },
-        schema: { tags, summary: "Change a user's role, tenant or status (disabling ends every session and API key)", params: IdParams, body: PatchBody, response: { 200: UserSchema, ...problems } },
+        schema: { tags, summary: "Change a user's role, tenant or status (disabling ends every session and API key; a demotion, the keys the new role could not make)", params: IdParams, body: PatchBody, response: { 200: UserSchema, ...problems } },
       },
       async (request) => {
         const { role, tenantId, status } = request.body;
