@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { and, eq, isNull } from 'drizzle-orm';
-import { appendAuditEvent } from '../audit/trail.js';
+import { appendAuditEvent, type AuditEventInput } from '../audit/trail.js';
 import type { Db } from '../store/connection.js';
 import { tenants, userTokens } from '../store/schema.js';
 import { AuthError, forbidden } from './errors.js';
@@ -241,6 +241,48 @@ export class Accounts {
     });
   }
 
+  /**
+   * Removes every second factor of a user who lost them (authenticator, recovery codes, phone),
+   * for an admin, or a manager for the roles it manages. Every session, trusted device and open
+   * login challenge of the user ends with them; at the next sign-in the password earns an
+   * enrollment challenge, as for a new user. Nobody resets their own factors here: a signed-in
+   * user replaces theirs with the current one (`POST /auth/totp/enroll`), and a stolen session
+   * must not be able to strip them.
+   */
+  async resetFactors(actor: Principal, userId: string, origin: RequestOrigin): Promise<FactorReset> {
+    const target = await this.manageableTarget(actor, userId, { denied: { action: FACTORS_RESET, origin } });
+    if (actor.kind === 'user' && actor.userId === userId) {
+      await this.auditDenied(actor, FACTORS_RESET, userId, origin, 'self-reset');
+      throw forbidden('nobody resets their own second factors; replace yours with POST /api/v1/auth/totp/enroll, or ask another admin');
+    }
+    return this.removeFactors(userId, { actor: auditActorOf(actor), tenantId: target.tenantId, sourceIp: origin.ip, via: 'api' });
+  }
+
+  /** The same from the command line: the operator may reset anyone's factors, admins' included. */
+  async resetFactorsAsOperator(userId: string): Promise<FactorReset> {
+    const target = await this.parts.users.get(userId);
+    if (!target) throw new AuthError(404, 'not-found', 'Not Found', 'no such user');
+    return this.removeFactors(userId, { actor: { type: 'system', id: 'cli' }, tenantId: target.tenantId, sourceIp: null, via: 'cli' });
+  }
+
+  private async removeFactors(userId: string, by: { actor: AuditEventInput['actor']; tenantId: string | null; sourceIp: string | null; via: 'api' | 'cli' }): Promise<FactorReset> {
+    const { db, users, factors, sms, challenges, sessions, devices } = this.parts;
+    return db.transaction(async (txDb) => {
+      const tx = txDb as unknown as Db;
+      // The same lock as an enrollment (SignIn.confirmTotp): one running at this moment either
+      // finishes first and is removed here, or waits and then finds no factor to stand on.
+      if (!(await users.lock(userId, tx))) throw new AuthError(404, 'not-found', 'Not Found', 'no such user');
+      const removed = await factors.removeAll(userId, tx);
+      const phone = await sms.removePhone(userId, tx);
+      await challenges.revokeAllOf(userId, tx);
+      const ended = await sessions.revokeForUser(userId, 'factor-changed', {}, tx);
+      const devicesEnded = await devices.revokeAll(userId, tx);
+      const reset: FactorReset = { authenticators: removed.authenticators, recoveryCodes: removed.recoveryCodes, phone, sessions: ended.length, devices: devicesEnded };
+      await appendAuditEvent(tx, { actor: by.actor, action: FACTORS_RESET, target: { type: 'user', id: userId }, tenantId: by.tenantId, sourceIp: by.sourceIp, outcome: 'success', details: { via: by.via, ...reset } });
+      return reset;
+    });
+  }
+
   /** A user's sessions for an admin (or for themselves). */
   async sessionsOf(actor: Principal, userId: string) {
     await this.manageableTarget(actor, userId, { allowSelf: true });
@@ -332,6 +374,20 @@ export class Accounts {
     return rows.length === 1;
   }
 }
+
+/** What an admin reset removed and ended; counts only (also the audit details of `user.factors.reset`). */
+export interface FactorReset {
+  /** Confirmed authenticators removed (0 or 1). */
+  authenticators: number;
+  /** Unused recovery codes removed. */
+  recoveryCodes: number;
+  /** Whether a verified phone was removed. */
+  phone: boolean;
+  sessions: number;
+  devices: number;
+}
+
+const FACTORS_RESET = 'user.factors.reset';
 
 function invalidUserToken(): AuthError {
   return new AuthError(400, 'invalid-token', 'Invalid token', 'the token is unknown, expired or already used');

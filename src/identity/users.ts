@@ -126,6 +126,17 @@ export class UserDirectory {
     return this.get(id, db);
   }
 
+  /**
+   * Locks the user's row until `tx` ends (SELECT … FOR UPDATE). Changes to one user's second
+   * factors take this lock first, so two of them racing (a stale enrollment against the real
+   * one) run one after the other and the second sees what the first did. False when there is
+   * no such user.
+   */
+  async lock(id: string, tx: Db): Promise<boolean> {
+    const [row] = await tx.select({ id: users.id }).from(users).where(eq(users.id, id)).for('update');
+    return row !== undefined;
+  }
+
   async setPassword(id: string, passwordHash: string, db: Db = this.db): Promise<void> {
     const now = new Date();
     await db.update(users).set({ passwordHash, passwordChangedAt: now, updatedAt: now }).where(eq(users.id, id));

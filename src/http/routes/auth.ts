@@ -64,6 +64,15 @@ const EnrollBody = Type.Object(
   {
     challengeToken: Type.Optional(Opaque),
     currentPassword: Type.Optional(Type.String({ minLength: 1, maxLength: PASSWORD_MAX_CODE_POINTS * 2, description: 'required when a signed-in caller replaces their factor (bearer instead of challengeToken)' })),
+    currentFactor: Type.Optional(
+      Type.Object(
+        {
+          method: Type.Union([Type.Literal('totp'), Type.Literal('recovery')]),
+          code: Type.String({ minLength: 1, maxLength: 32 }),
+        },
+        { additionalProperties: false, description: 'required with currentPassword: a code of the authenticator being replaced, or a recovery code' },
+      ),
+    ),
   },
   { additionalProperties: false },
 );
@@ -186,7 +195,8 @@ export function authRoutes(identity: Identity) {
         const principal = await optionalPrincipal(identity, request, reply, app);
         if (!principal && !request.body.challengeToken) throw unauthenticated('send the challengeToken from the login answer, or an access token');
         reply.header('cache-control', 'no-store');
-        return signIn.enrollTotp({ challengeToken: request.body.challengeToken, principal: principal ?? undefined, currentPassword: request.body.currentPassword }, originOf(request));
+        const { challengeToken, currentPassword, currentFactor } = request.body;
+        return signIn.enrollTotp({ challengeToken, principal: principal ?? undefined, currentPassword, currentFactor }, originOf(request));
       },
     );
 
