@@ -63,9 +63,10 @@ export class SignIn {
     }
 
     const user = await users.findByEmail(input.email);
-    // Unknown, passwordless (pending) and disabled accounts all spend one argon2id verification,
-    // so the answer time does not tell them apart from a wrong password.
-    const passwordOk = user?.passwordHash && (user.status === 'active' || user.status === 'unverified') ? await verifyPassword(user.passwordHash, input.password) : await verifyAgainstDummy(input.password);
+    // Unknown, passwordless (pending, self-registered but unverified) and disabled accounts all
+    // spend one argon2id verification, so the answer time does not tell them apart from a wrong
+    // password. An unverified account has no password of its own: it is chosen at verification.
+    const passwordOk = user?.passwordHash && user.status === 'active' ? await verifyPassword(user.passwordHash, input.password) : await verifyAgainstDummy(input.password);
     if (!user || !passwordOk) {
       const failure = await throttle.recordFailure(accountKey, origin.ip);
       await this.audit(db, { action: 'auth.login', outcome: 'failure', origin, userId: user?.id ?? null, details: { reason: user ? 'wrong-password-or-inactive' : 'unknown-account' } });
@@ -73,10 +74,6 @@ export class SignIn {
       throw invalidCredentials();
     }
     await throttle.recordSuccess(accountKey, origin.ip);
-    if (user.status === 'unverified') {
-      await this.audit(db, { action: 'auth.login', outcome: 'denied', origin, userId: user.id, details: { reason: 'email-not-verified' } });
-      throw new AuthError(403, 'email-not-verified', 'Email not verified', 'confirm the email address with the link sent to it before signing in');
-    }
     if (needsRehash(user.passwordHash!)) await users.setPassword(user.id, await hashPassword(input.password));
 
     const fingerprint = deviceFingerprint(origin.userAgent);
