@@ -6,7 +6,7 @@ import { SmtpMailer } from '../../src/identity/mailer.js';
 import { queryRows } from '../../src/store/connection.js';
 import { auditMark, auditSince } from '../helpers/audit.js';
 import { describeEachBackend, tablesState } from '../helpers/database.js';
-import { PASSWORD, openIdentityHarness, secretFromUri, totpCode, type IdentityHarness } from '../helpers/identity.js';
+import { PASSWORD, openIdentityHarness, secretFromUri, totpCode, verificationTokenIn, type IdentityHarness } from '../helpers/identity.js';
 import { captureLogs } from '../helpers/log-capture.js';
 import { assertProblem } from '../helpers/problems.js';
 import { startSmtpServer, type ReceivedEmail, type SmtpTestServer } from '../helpers/smtp.js';
@@ -179,7 +179,7 @@ await describeEachBackend('setup tokens and signup', (backend) => {
       assert.equal(accepted.statusCode, 202, accepted.body);
       assert.deepEqual(accepted.json(), { status: 'verification-sent' });
 
-      const message = await smtp.waitForMessage(email);
+      const message = await smtp.nthMessage(email, 1);
       const verifyToken = verificationToken(message);
       assert.ok(message.text.includes(`https://gate.example.test/verify-email#token=${verifyToken}`), 'the token is in the link fragment');
       assert.match(message.text, /choose its password/);
@@ -238,7 +238,7 @@ await describeEachBackend('setup tokens and signup', (backend) => {
       const legacy = await h.request({ method: 'POST', url: '/api/v1/auth/signup', body: { email, password: 'the legacy client password 1' } });
       assert.equal(legacy.statusCode, 202, legacy.body);
       assert.deepEqual(legacy.json(), { status: 'verification-sent' });
-      const token = verificationToken(await smtp.waitForMessage(email));
+      const token = verificationToken(await smtp.nthMessage(email, 1));
       const [row] = await queryRows<{ password_hash: string | null }>(h.db, sql`select password_hash from users where id = (select user_id from user_tokens where token_hash = ${sha256(token)})`);
       assert.equal(row!.password_hash, null);
       // Its verification must choose the password now; the old body alone names what is missing.
@@ -252,7 +252,7 @@ await describeEachBackend('setup tokens and signup', (backend) => {
       const email = `twice-${randomUUID()}@example.test`;
       const first = await signup(email);
       assert.equal(first.statusCode, 202);
-      assert.equal((await verify(verificationToken(await smtp.waitForMessage(email)))).statusCode, 204);
+      assert.equal((await verify(verificationToken(await smtp.nthMessage(email, 1)))).statusCode, 204);
 
       const before = await state(h);
       const mark = await auditMark(h);
@@ -261,7 +261,7 @@ await describeEachBackend('setup tokens and signup', (backend) => {
       assert.equal(again.body, first.body, 'indistinguishable answer');
       assert.equal(again.headers['content-type'], first.headers['content-type']);
       // The owner gets a note (docs/identity.md), never a second verification link.
-      const note = await nthMessage(smtp, email, 2);
+      const note = await smtp.nthMessage(email, 2);
       assert.doesNotMatch(note.text, /cgv_/);
       assert.doesNotMatch(note.raw, /cgv_/);
       assert.equal(await state(h), before, 'no second account, no new token, the user untouched');
@@ -273,7 +273,7 @@ await describeEachBackend('setup tokens and signup', (backend) => {
     test('a weak password at verification is refused and the link stays usable; bad tokens change nothing', async () => {
       const email = `weak-${randomUUID()}@example.test`;
       assert.equal((await signup(email)).statusCode, 202);
-      const token = verificationToken(await smtp.waitForMessage(email));
+      const token = verificationToken(await smtp.nthMessage(email, 1));
       const before = await state(h);
       const weak: Array<[string, string]> = [
         ['short pw 1', 'too-short'],
@@ -300,18 +300,5 @@ function sha256(value: string): string {
 }
 
 function verificationToken(message: ReceivedEmail): string {
-  const match = /#token=(cgv_[A-Za-z0-9_-]{43})(?![A-Za-z0-9_-])/.exec(message.text);
-  assert.ok(match, `no verification link in: ${message.text}`);
-  return match[1]!;
-}
-
-/** The `count`-th message to `to` (any case), waiting for it: emails go out after the answer. */
-async function nthMessage(smtp: SmtpTestServer, to: string, count: number, timeoutMs = 5000): Promise<ReceivedEmail> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const received = smtp.messages.filter((message) => message.to.some((recipient) => recipient.toLowerCase() === to.toLowerCase()));
-    if (received.length >= count) return received[count - 1]!;
-    if (Date.now() > deadline) assert.fail(`only ${received.length} of ${count} messages to ${to}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
+  return verificationTokenIn(message.text);
 }
