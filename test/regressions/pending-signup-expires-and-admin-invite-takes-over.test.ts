@@ -37,9 +37,12 @@ async function openSignupHarness(backend: 'pglite' | 'postgres', env: Record<str
   };
 }
 
-/** Signs `email` up and returns the pending account's id and the link's token. */
+/**
+ * Signs `email` up and returns the pending account's id and the link's token. The body carries a
+ * password as older clients send it (and as a squatter would): it is ignored.
+ */
 async function pendingSignup(h: IdentityHarness, smtp: SmtpTestServer, email: string, nth = 1): Promise<{ userId: string; token: string }> {
-  assert.equal((await h.request({ method: 'POST', url: '/api/v1/auth/signup', body: { email } })).statusCode, 202);
+  assert.equal((await h.request({ method: 'POST', url: '/api/v1/auth/signup', body: { email, password: 'a squatter chose this 1' } })).statusCode, 202);
   const token = verificationTokenIn((await smtp.nthMessage(email, nth)).text);
   const [row] = await queryRows<{ user_id: string }>(h.db, sql`select user_id from user_tokens where token_hash = ${createHash('sha256').update(token).digest('hex')}`);
   return { userId: row!.user_id, token };

@@ -69,7 +69,7 @@ await describeEachBackend('regression: open signup cannot pre-hijack an account'
 
   test('verification without a password is refused (400 naming it) and spends nothing; a forged, tampered or replayed link is invalid-token', async () => {
     const email = `nopass-${randomUUID()}@example.test`;
-    assert.equal((await h.request({ method: 'POST', url: '/api/v1/auth/signup', body: { email } })).statusCode, 202);
+    assert.equal((await h.request({ method: 'POST', url: '/api/v1/auth/signup', body: { email, password: ATTACKER_PASSWORD } })).statusCode, 202);
     const link = await linkTo(email);
     const before = await state();
     const missing = await verify({ token: link });
@@ -86,11 +86,11 @@ await describeEachBackend('regression: open signup cannot pre-hijack an account'
 
   test('a second signup for a pending address replaces it: the first link and account die, the newest works', async () => {
     const email = `again-${randomUUID()}@example.test`;
-    assert.equal((await h.request({ method: 'POST', url: '/api/v1/auth/signup', body: { email } })).statusCode, 202);
+    assert.equal((await h.request({ method: 'POST', url: '/api/v1/auth/signup', body: { email, password: ATTACKER_PASSWORD } })).statusCode, 202);
     const first = await linkTo(email);
     const [firstUser] = await queryRows<{ id: string }>(h.db, sql`select user_id as id from user_tokens where token_hash = ${sha256(first)}`);
     const mark = await auditMark(h);
-    assert.equal((await h.request({ method: 'POST', url: '/api/v1/auth/signup', body: { email: email.toUpperCase() } })).statusCode, 202);
+    assert.equal((await h.request({ method: 'POST', url: '/api/v1/auth/signup', body: { email: email.toUpperCase(), password: VICTIM_PASSWORD } })).statusCode, 202);
     const second = await linkTo(email, 2);
     assert.notEqual(second, first);
 
