@@ -58,12 +58,16 @@ await describeEachBackend('regression: replacing a second factor needs the curre
     return { user, recoveryCodes: confirmed.recoveryCodes, caller, other };
   }
 
-  test('the password alone no longer starts a replacement: 400 naming currentFactor, nothing created', async () => {
+  test('the password alone no longer starts a replacement: 400 naming currentFactor (oversized or mistyped ones 400 too), nothing created', async () => {
     const { user, caller, other } = await userOnTwoDevices();
     const before = await factorState(user.id);
     const answer = await enroll(caller, { currentPassword: user.password });
     const problem = assertProblem(answer, 400, 'validation-failed');
     assert.match(problem.detail, /currentFactor/);
+    // Oversized or mistyped proofs are schema errors, and change nothing either.
+    for (const currentFactor of [{ method: 'totp', code: '1'.repeat(33) }, { method: 'sms', code: '123456' }, { method: 'totp' }, 'totp:123456']) {
+      assertProblem(await enroll(caller, { currentPassword: user.password, currentFactor }), 400, 'validation-failed');
+    }
     assert.deepEqual(await factorState(user.id), before, 'no pending authenticator was created');
     assert.equal(before.live_sessions, 2);
     // Without a pending authenticator, confirming has nothing to confirm.
