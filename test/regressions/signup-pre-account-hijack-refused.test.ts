@@ -65,6 +65,10 @@ await describeEachBackend('regression: open signup cannot pre-hijack an account'
 
     assertProblem(await login(victim, ATTACKER_PASSWORD), 401, 'invalid-credentials');
     assertProblem(await login(victim, VICTIM_PASSWORD), 401, 'second-factor-enrollment-required');
+
+    // Neither the logs (request logs at info) nor the audit trail hold the address, the link or a password.
+    const recorded = h.logs.text() + JSON.stringify(await queryRows(h.db, sql`select * from audit_events`));
+    for (const secret of [victim, link, link.slice(4), ATTACKER_PASSWORD, VICTIM_PASSWORD]) assert.ok(!recorded.includes(secret), 'nothing personal or secret is recorded');
   });
 
   test('verification without a password (or an oversized one) is refused (400) and spends nothing; a forged, tampered or replayed link is invalid-token', async () => {
