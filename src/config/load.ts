@@ -24,6 +24,8 @@ export interface Config {
   trustProxy: string[];
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   signup: 'closed' | 'open';
+  /** How long a self-registration may wait for its email verification. */
+  signupPendingHours: number;
   smtpUrl?: string;
   maxSessionsPerUser?: number;
   metricsAddress?: { host: string; port: number };
@@ -77,6 +79,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     trustProxy: read(settings.trustProxy) ?? [],
     logLevel: read(settings.logLevel) ?? 'info',
     signup,
+    signupPendingHours: read(settings.signupPendingHours) ?? 24,
     smtpUrl,
     maxSessionsPerUser: read(settings.maxSessionsPerUser),
     metricsAddress: read(settings.metricsAddress),

@@ -273,6 +273,14 @@ export const settings = {
     defaultText: 'closed',
     parse: oneOf(['closed', 'open'] as const)('CIPHERGATE_SIGNUP'),
   }),
+  signupPendingHours: setting({
+    env: 'CIPHERGATE_SIGNUP_PENDING_HOURS',
+    description:
+      'How long a self-registration waits for its address to be verified. After that its verification link is dead and the pending account is removed (at the next signup or admin invite for the address, and by an hourly sweep in `serve`).',
+    schema: Type.Integer({ minimum: 1 }),
+    defaultText: '24',
+    parse: integerIn(1, 30 * 24)('CIPHERGATE_SIGNUP_PENDING_HOURS'),
+  }),
   smtpUrl: setting({
     env: 'CIPHERGATE_SMTP_URL',
     description: 'Where verification and setup emails go (`smtp://` or `smtps://`).',

@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { and, eq, isNull } from 'drizzle-orm';
-import { appendAuditEvent } from '../audit/trail.js';
+import { appendAuditEvent, type AuditEventInput } from '../audit/trail.js';
 import type { Db } from '../store/connection.js';
+import { isDatabaseUnavailable } from '../store/connection-errors.js';
 import { tenants, userTokens } from '../store/schema.js';
 import { AuthError, forbidden } from './errors.js';
 import type { Identity } from './identity.js';
@@ -14,7 +15,7 @@ import { auditActorOf, type Principal } from './principal.js';
 import type { RequestOrigin } from './sign-in.js';
 import { isUuid, type UserRecord, type UserView } from './users.js';
 
-/** Setup and verification links are valid this long, single use; the emails say the same. */
+/** Setup links are valid this long, single use; the email says the same. (Verification links: CIPHERGATE_SIGNUP_PENDING_HOURS.) */
 export const USER_TOKEN_TTL_MS = SETUP_LINK_TTL_HOURS * 60 * 60 * 1000;
 
 /**
@@ -46,9 +47,19 @@ export class Accounts {
     const expiresAt = new Date(Date.now() + USER_TOKEN_TTL_MS);
     const user = await db.transaction(async (txDb) => {
       const tx = txDb as unknown as Db;
+      // An invite takes over a self-registration nobody has verified: it is no account yet.
+      const replacedSignup = await users.removePendingSignup(input.email, tx);
       const created = await users.create({ email: input.email, role: input.role, tenantId: input.tenantId, status: 'pending' }, tx);
       await tx.insert(userTokens).values({ id: randomUUID(), userId: created.id, purpose: 'setup', tokenHash: hash, expiresAt, createdAt: new Date() });
-      await appendAuditEvent(tx, { actor: auditActorOf(actor), action: 'user.create', target: { type: 'user', id: created.id }, tenantId: input.tenantId, sourceIp: origin.ip, outcome: 'success', details: { role: input.role, via: 'api' } });
+      await appendAuditEvent(tx, {
+        actor: auditActorOf(actor),
+        action: 'user.create',
+        target: { type: 'user', id: created.id },
+        tenantId: input.tenantId,
+        sourceIp: origin.ip,
+        outcome: 'success',
+        details: { role: input.role, via: 'api', ...(replacedSignup ? { replacedSignup } : {}) },
+      });
       return created;
     });
     if (mailer) {
@@ -68,8 +79,16 @@ export class Accounts {
     const passwordHash = await hashPassword(input.password);
     return db.transaction(async (txDb) => {
       const tx = txDb as unknown as Db;
+      const replacedSignup = await users.removePendingSignup(input.email, tx);
       const user = await users.create({ email: input.email, role: input.role, tenantId: input.tenantId, status: 'active', passwordHash }, tx);
-      await appendAuditEvent(tx, { actor: { type: 'system' }, action: 'user.create', target: { type: 'user', id: user.id }, tenantId: input.tenantId, outcome: 'success', details: { role: input.role, via: 'cli' } });
+      await appendAuditEvent(tx, {
+        actor: { type: 'system' },
+        action: 'user.create',
+        target: { type: 'user', id: user.id },
+        tenantId: input.tenantId,
+        outcome: 'success',
+        details: { role: input.role, via: 'cli', ...(replacedSignup ? { replacedSignup } : {}) },
+      });
       return user;
     });
   }
@@ -93,20 +112,32 @@ export class Accounts {
   }
 
   /**
-   * Self-registration (only with CIPHERGATE_SIGNUP=open). The answer, and its timing, are the
-   * same whether or not the address was free, so signup cannot be used to find out who has an
-   * account: the password is hashed first either way, and the email (a verification link, or
-   * a note to the existing owner) is sent after the answer, not before it.
+   * Self-registration (only with CIPHERGATE_SIGNUP=open). The request carries only the address:
+   * the password is chosen at verification (`verifyEmail`), by whoever holds the inbox, so a
+   * signup made by someone else for a victim's address (pre-account hijacking) never holds a
+   * password that would sign in once the victim follows the link.
+   *
+   * The answer leaves before the address is looked up, so neither its content nor its timing
+   * can say whether the address has an account; what follows (a pending account and its
+   * verification link, or a note to the existing owner) happens after it, see `registerSignup`.
    */
-  async signup(input: { email: string; password: string }, origin: RequestOrigin): Promise<void> {
+  async signup(input: { email: string }, origin: RequestOrigin): Promise<void> {
+    if (this.parts.settings.signup !== 'open') throw new AuthError(404, 'not-found', 'Not Found', 'self-registration is not enabled');
+    this.afterAnswer(() => this.registerSignup(input.email, origin));
+  }
+
+  /**
+   * A fresh pending account with a verification link, replacing any earlier pending one for the
+   * address (whose link dies with it): the newest request wins, and since every link goes to the
+   * same inbox, only its holder ever has one. An address that belongs to an account (active,
+   * disabled, or invited by an admin) is left exactly as it is; its owner gets a note instead.
+   */
+  private async registerSignup(email: string, origin: RequestOrigin): Promise<void> {
     const { settings, db, users } = this.parts;
-    if (settings.signup !== 'open') throw new AuthError(404, 'not-found', 'Not Found', 'self-registration is not enabled');
-    assertPasswordPolicy(input.password, input.email);
-    const passwordHash = await hashPassword(input.password);
-    const existing = await users.findByEmail(input.email);
-    if (existing) {
+    const existing = await users.findByEmail(email);
+    if (existing && existing.status !== 'unverified') {
       await appendAuditEvent(db, { actor: { type: 'anonymous' }, action: 'auth.signup', target: { type: 'user', id: existing.id }, sourceIp: origin.ip, outcome: 'denied', details: { reason: 'email-taken' } });
-      this.sendLater(input.email, renderAlreadyRegisteredEmail(`${settings.publicUrl}/`), existing.id);
+      await this.sendEmail(email, renderAlreadyRegisteredEmail(`${settings.publicUrl}/`), existing.id);
       return;
     }
     const { token, hash } = issueOpaqueToken('verifyEmail');
@@ -114,41 +145,89 @@ export class Accounts {
     try {
       userId = await db.transaction(async (txDb) => {
         const tx = txDb as unknown as Db;
-        const user = await users.create({ email: input.email, role: 'user', tenantId: null, status: 'unverified', passwordHash }, tx);
-        await tx.insert(userTokens).values({ id: randomUUID(), userId: user.id, purpose: 'verify-email', tokenHash: hash, expiresAt: new Date(Date.now() + USER_TOKEN_TTL_MS), createdAt: new Date() });
-        await appendAuditEvent(tx, { actor: { type: 'anonymous' }, action: 'auth.signup', target: { type: 'user', id: user.id }, sourceIp: origin.ip, outcome: 'success', details: { role: 'user' } });
+        const replacedPending = await users.removePendingSignup(email, tx);
+        const user = await users.create({ email, role: 'user', tenantId: null, status: 'unverified' }, tx);
+        await tx.insert(userTokens).values({ id: randomUUID(), userId: user.id, purpose: 'verify-email', tokenHash: hash, expiresAt: new Date(user.createdAt.getTime() + settings.signupPendingMs), createdAt: user.createdAt });
+        await appendAuditEvent(tx, {
+          actor: { type: 'anonymous' },
+          action: 'auth.signup',
+          target: { type: 'user', id: user.id },
+          sourceIp: origin.ip,
+          outcome: 'success',
+          details: { role: 'user', ...(replacedPending ? { replacedPending } : {}) },
+        });
         return user.id;
       });
     } catch (error) {
-      // Lost a race with another signup of the same address: same answer as taken.
+      // Lost a race with another signup or an invite of the same address: theirs stands.
       if (error instanceof AuthError && error.type === 'email-taken') return;
       throw error;
     }
     // The token travels in the fragment: it never reaches a server log, and a mail scanner
     // that prefetches links cannot spend it (verification is a POST from the page).
-    this.sendLater(input.email, renderVerificationEmail(`${settings.publicUrl}/verify-email#token=${token}`), userId);
+    const link = `${settings.publicUrl}/verify-email#token=${token}`;
+    await this.sendEmail(email, renderVerificationEmail(link, settings.signupPendingMs / 3_600_000), userId);
   }
 
-  /** Sends after the answer; a failure is logged (without the address) and the user can sign up again once the link expires. */
-  private sendLater(to: string, email: { subject: string; text: string }, userId: string): void {
+  /**
+   * Runs work that depends on the address after the answer has left. A failure is logged by
+   * kind only: an error from the store can quote its statement's parameters. Whoever signed up
+   * gets no email then, and can sign up again.
+   */
+  private afterAnswer(work: () => Promise<void>): void {
+    work().catch((error: unknown) => {
+      this.parts.logger.error({ reason: isDatabaseUnavailable(error) ? 'database-unavailable' : 'failed', errorName: error instanceof Error ? error.name : typeof error }, 'signup not completed');
+    });
+  }
+
+  /** A failure is logged without the address; the person can sign up again. */
+  private async sendEmail(to: string, email: { subject: string; text: string }, userId: string): Promise<void> {
     const { mailer, logger } = this.parts;
     if (!mailer) {
       logger.error({ userId }, 'no mailer configured; email not sent');
       return;
     }
-    mailer.send({ to, ...email }).catch((error: unknown) => logger.error({ err: error, userId }, 'email not sent'));
+    await mailer.send({ to, ...email }).catch((error: unknown) => logger.error({ err: error, userId }, 'email not sent'));
   }
 
-  /** Confirms a self-registered address; the user becomes active (role `user`, no tenant). */
-  async verifyEmail(input: { token: string }, origin: RequestOrigin): Promise<void> {
+  /**
+   * Confirms a self-registered address and sets the account's first password: the one chosen
+   * here, by whoever opened the link sent to the address. The user becomes active (role `user`,
+   * no tenant) and signs in as usual, enrolling a second factor first. A password the policy
+   * refuses answers `weak-password` and leaves the link unspent.
+   */
+  async verifyEmail(input: { token: string; password: string }, origin: RequestOrigin): Promise<void> {
     const { settings, db, users } = this.parts;
     if (settings.signup !== 'open') throw new AuthError(404, 'not-found', 'Not Found', 'self-registration is not enabled');
     const record = await this.openUserToken(input.token, 'verify-email', origin);
+    const user = await users.viewById(record.userId);
+    // Also refused once older than the pending time now configured, which may have been shortened since.
+    if (!user || user.status !== 'unverified' || user.createdAt.getTime() + settings.signupPendingMs <= Date.now()) throw invalidUserToken();
+    assertPasswordPolicy(input.password, user.email);
+    const passwordHash = await hashPassword(input.password);
     await db.transaction(async (txDb) => {
       const tx = txDb as unknown as Db;
       if (!(await this.spendUserToken(record.id, tx))) throw invalidUserToken();
-      if (!(await users.activate(record.userId, 'unverified', tx))) throw invalidUserToken();
-      await appendAuditEvent(tx, { actor: { type: 'user', id: record.userId }, action: 'auth.email.verify', target: { type: 'user', id: record.userId }, sourceIp: origin.ip, outcome: 'success', details: {} });
+      await users.setPassword(user.id, passwordHash, tx);
+      if (!(await users.activate(user.id, 'unverified', tx))) throw invalidUserToken();
+      await appendAuditEvent(tx, { actor: { type: 'user', id: user.id }, action: 'auth.email.verify', target: { type: 'user', id: user.id }, sourceIp: origin.ip, outcome: 'success', details: { passwordSet: true } });
+    });
+  }
+
+  /**
+   * Removes the self-registrations nobody verified within CIPHERGATE_SIGNUP_PENDING_HOURS; `serve`
+   * runs it hourly. Nothing depends on it for correctness (an expired signup's link is refused,
+   * and a new signup or an invite for its address replaces it); it exists so that the sealed
+   * address of a signup nobody finished, which is personal data, does not stay for ever. One
+   * audit event per run that removed any, with the count.
+   */
+  async removeExpiredSignups(now: Date = new Date()): Promise<number> {
+    const { db, users, settings } = this.parts;
+    return db.transaction(async (txDb) => {
+      const tx = txDb as unknown as Db;
+      const removed = await users.removeExpiredSignups(new Date(now.getTime() - settings.signupPendingMs), tx);
+      if (removed > 0) await appendAuditEvent(tx, { actor: { type: 'system' }, action: 'auth.signup.expire', outcome: 'success', details: { count: removed } });
+      return removed;
     });
   }
 
@@ -256,6 +335,48 @@ export class Accounts {
     });
   }
 
+  /**
+   * Removes every second factor of a user who lost them (authenticator, recovery codes, phone),
+   * for an admin, or a manager for the roles it manages. Every session, trusted device and open
+   * login challenge of the user ends with them; at the next sign-in the password earns an
+   * enrollment challenge, as for a new user. Nobody resets their own factors here: a signed-in
+   * user replaces theirs with the current one (`POST /auth/totp/enroll`), and a stolen session
+   * must not be able to strip them.
+   */
+  async resetFactors(actor: Principal, userId: string, origin: RequestOrigin): Promise<FactorReset> {
+    const target = await this.manageableTarget(actor, userId, { denied: { action: FACTORS_RESET, origin } });
+    if (actor.kind === 'user' && actor.userId === userId) {
+      await this.auditDenied(actor, FACTORS_RESET, userId, origin, 'self-reset');
+      throw forbidden('nobody resets their own second factors; replace yours with POST /api/v1/auth/totp/enroll, or ask another admin');
+    }
+    return this.removeFactors(userId, { actor: auditActorOf(actor), tenantId: target.tenantId, sourceIp: origin.ip, via: 'api' });
+  }
+
+  /** The same from the command line: the operator may reset anyone's factors, admins' included. */
+  async resetFactorsAsOperator(userId: string): Promise<FactorReset> {
+    const target = await this.parts.users.get(userId);
+    if (!target) throw new AuthError(404, 'not-found', 'Not Found', 'no such user');
+    return this.removeFactors(userId, { actor: { type: 'system', id: 'cli' }, tenantId: target.tenantId, sourceIp: null, via: 'cli' });
+  }
+
+  private async removeFactors(userId: string, by: { actor: AuditEventInput['actor']; tenantId: string | null; sourceIp: string | null; via: 'api' | 'cli' }): Promise<FactorReset> {
+    const { db, users, factors, sms, challenges, sessions, devices } = this.parts;
+    return db.transaction(async (txDb) => {
+      const tx = txDb as unknown as Db;
+      // The same lock as an enrollment (SignIn.confirmTotp): one running at this moment either
+      // finishes first and is removed here, or waits and then finds no factor to stand on.
+      if (!(await users.lock(userId, tx))) throw new AuthError(404, 'not-found', 'Not Found', 'no such user');
+      const removed = await factors.removeAll(userId, tx);
+      const phone = await sms.removePhone(userId, tx);
+      await challenges.revokeAllOf(userId, tx);
+      const ended = await sessions.revokeForUser(userId, 'factor-changed', {}, tx);
+      const devicesEnded = await devices.revokeAll(userId, tx);
+      const reset: FactorReset = { authenticators: removed.authenticators, recoveryCodes: removed.recoveryCodes, phone, sessions: ended.length, devices: devicesEnded };
+      await appendAuditEvent(tx, { actor: by.actor, action: FACTORS_RESET, target: { type: 'user', id: userId }, tenantId: by.tenantId, sourceIp: by.sourceIp, outcome: 'success', details: { via: by.via, ...reset } });
+      return reset;
+    });
+  }
+
   /** A user's sessions for an admin (or for themselves). */
   async sessionsOf(actor: Principal, userId: string) {
     await this.manageableTarget(actor, userId, { allowSelf: true });
@@ -344,6 +465,20 @@ export class Accounts {
     return rows.length === 1;
   }
 }
+
+/** What an admin reset removed and ended; counts only (also the audit details of `user.factors.reset`). */
+export interface FactorReset {
+  /** Confirmed authenticators removed (0 or 1). */
+  authenticators: number;
+  /** Unused recovery codes removed. */
+  recoveryCodes: number;
+  /** Whether a verified phone was removed. */
+  phone: boolean;
+  sessions: number;
+  devices: number;
+}
+
+const FACTORS_RESET = 'user.factors.reset';
 
 function invalidUserToken(): AuthError {
   return new AuthError(400, 'invalid-token', 'Invalid token', 'the token is unknown, expired or already used');

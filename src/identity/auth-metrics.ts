@@ -2,10 +2,11 @@ import { Counter, Registry } from 'prom-client';
 
 /**
  * Where in the sign-in flows a failure happened. `password-confirmation` is a signed-in user
- * re-entering the password to change a second factor or phone; `password-change` is the current
- * password given to `POST /auth/password`.
+ * re-entering the password to change a second factor or phone; `factor-confirmation` is the code
+ * of the current factor asked before replacing it; `password-change` is the current password
+ * given to `POST /auth/password`.
  */
-export type AuthStage = 'password' | 'second-factor' | 'sms-code' | 'enrollment' | 'password-confirmation' | 'password-change';
+export type AuthStage = 'password' | 'second-factor' | 'sms-code' | 'enrollment' | 'password-confirmation' | 'factor-confirmation' | 'password-change';
 
 /** Audit actions of the sign-in flows, and the stage each stands for. */
 const STAGE_OF_ACTION: Record<string, AuthStage> = {
@@ -54,7 +55,7 @@ export class AuthMetrics {
   }
 }
 
-const STAGES: ReadonlySet<string> = new Set<AuthStage>(['password', 'second-factor', 'sms-code', 'enrollment', 'password-confirmation', 'password-change']);
+const STAGES: ReadonlySet<string> = new Set<AuthStage>(['password', 'second-factor', 'sms-code', 'enrollment', 'password-confirmation', 'factor-confirmation', 'password-change']);
 
 function isStage(value: string): value is AuthStage {
   return STAGES.has(value);

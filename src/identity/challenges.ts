@@ -1,5 +1,5 @@
 import { randomUUID, timingSafeEqual } from 'node:crypto';
-import { and, eq, isNull, sql } from 'drizzle-orm';
+import { and, eq, gt, isNull, lt, sql } from 'drizzle-orm';
 import type { Db } from '../store/connection.js';
 import { loginChallenges } from '../store/schema.js';
 import { AuthError } from './errors.js';
@@ -61,6 +61,24 @@ export class LoginChallenges {
       .where(and(eq(loginChallenges.id, id), isNull(loginChallenges.usedAt)))
       .returning({ id: loginChallenges.id });
     return rows.length === 1;
+  }
+
+  /**
+   * Ends every challenge of the user that could still be used, of both purposes. Called in the
+   * transaction that enrolls, replaces or resets a second factor: a challenge earned with the
+   * password before that change must not outlive it, or an old enrollment challenge (kept by
+   * whoever else knew the password) would enroll a factor of theirs over the one just made.
+   * The failure count is raised to the limit as well, so a request that had claimed one of
+   * them and gives it back after a wrong code (`releaseAfterFailure`) cannot revive it.
+   */
+  async revokeAllOf(userId: string, db: Db = this.db): Promise<number> {
+    const now = this.now();
+    const rows = await db
+      .update(loginChallenges)
+      .set({ usedAt: sql`coalesce(${loginChallenges.usedAt}, ${now.toISOString()}::timestamptz)`, failedAttempts: sql`greatest(${loginChallenges.failedAttempts}, ${CHALLENGE_MAX_FAILURES})` })
+      .where(and(eq(loginChallenges.userId, userId), gt(loginChallenges.expiresAt, now), lt(loginChallenges.failedAttempts, CHALLENGE_MAX_FAILURES)))
+      .returning({ id: loginChallenges.id });
+    return rows.length;
   }
 
   /**

@@ -54,11 +54,13 @@ export interface IdentitySettings {
   audience: string;
   publicUrl: string;
   signup: 'closed' | 'open';
+  /** How long a self-registration waits for its verification (CIPHERGATE_SIGNUP_PENDING_HOURS). */
+  signupPendingMs: number;
 }
 
 export interface OpenIdentityOptions {
   /** `providers` and `smsSenderTenant` are optional: without them SMS codes are not offered. */
-  config: Pick<Config, 'publicUrl' | 'signup' | 'sessions' | 'maxSessionsPerUser'> & Partial<Pick<Config, 'providers' | 'smsSenderTenant'>>;
+  config: Pick<Config, 'publicUrl' | 'signup' | 'signupPendingHours' | 'sessions' | 'maxSessionsPerUser'> & Partial<Pick<Config, 'providers' | 'smsSenderTenant'>>;
   db: Db;
   fields: SealedFields;
   logger: Logger;
@@ -102,9 +104,9 @@ export async function openIdentity(options: OpenIdentityOptions): Promise<Identi
 }
 
 /** Issuer is the public base URL; the audience is our API, so a token minted for another service of the same issuer is refused. */
-export function tokenSettings(config: Pick<Config, 'publicUrl' | 'signup'>): IdentitySettings {
+export function tokenSettings(config: Pick<Config, 'publicUrl' | 'signup' | 'signupPendingHours'>): IdentitySettings {
   const base = config.publicUrl.replace(/\/+$/, '');
-  return { issuer: base, audience: `${base}/api`, publicUrl: base, signup: config.signup };
+  return { issuer: base, audience: `${base}/api`, publicUrl: base, signup: config.signup, signupPendingMs: config.signupPendingHours * 3_600_000 };
 }
 
 export class Identity {

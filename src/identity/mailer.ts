@@ -134,6 +134,7 @@ export interface RenderedEmail {
 
 /** Must match how long the setup tokens they describe actually live. */
 export const SETUP_LINK_TTL_HOURS = 24;
+/** The default of CIPHERGATE_SIGNUP_PENDING_HOURS; the verification email is told the configured value. */
 export const VERIFICATION_LINK_TTL_HOURS = 24;
 
 /** Sent when an admin creates an account: the link lets the person choose their own password. */
@@ -155,18 +156,22 @@ export function renderSetupEmail(link: string): RenderedEmail {
   };
 }
 
-/** Sent after self-registration: following the link proves the address belongs to the person. */
-export function renderVerificationEmail(link: string): RenderedEmail {
+/**
+ * Sent after self-registration: following the link proves the address belongs to the person,
+ * who chooses the account's password there. `hours` is how long the link lives.
+ */
+export function renderVerificationEmail(link: string, hours: number = VERIFICATION_LINK_TTL_HOURS): RenderedEmail {
   return {
     subject: 'Confirm your email address for Ciphergate',
     text: lines(
-      'To confirm this email address for your Ciphergate account, open this link:',
+      'To confirm this email address for a Ciphergate account and choose its password, open this link:',
       '',
       link,
       '',
-      `The link can be used only once and expires ${VERIFICATION_LINK_TTL_HOURS} hours after this email was sent.`,
+      `The link can be used only once and expires ${hours} ${hours === 1 ? 'hour' : 'hours'} after this email was sent.`,
+      'If you ask again before then, only the newest link works.',
       '',
-      'If you did not sign up for Ciphergate, you can ignore this email.',
+      'If you did not sign up for Ciphergate, you can ignore this email; no account is made without it.',
     ),
   };
 }

@@ -63,9 +63,10 @@ export class SignIn {
     }
 
     const user = await users.findByEmail(input.email);
-    // Unknown, passwordless (pending) and disabled accounts all spend one argon2id verification,
-    // so the answer time does not tell them apart from a wrong password.
-    const passwordOk = user?.passwordHash && (user.status === 'active' || user.status === 'unverified') ? await verifyPassword(user.passwordHash, input.password) : await verifyAgainstDummy(input.password);
+    // Unknown, passwordless (pending, self-registered but unverified) and disabled accounts all
+    // spend one argon2id verification, so the answer time does not tell them apart from a wrong
+    // password. An unverified account has no password of its own: it is chosen at verification.
+    const passwordOk = user?.passwordHash && user.status === 'active' ? await verifyPassword(user.passwordHash, input.password) : await verifyAgainstDummy(input.password);
     if (!user || !passwordOk) {
       const failure = await throttle.recordFailure(accountKey, origin.ip);
       await this.audit(db, { action: 'auth.login', outcome: 'failure', origin, userId: user?.id ?? null, details: { reason: user ? 'wrong-password-or-inactive' : 'unknown-account' } });
@@ -73,10 +74,6 @@ export class SignIn {
       throw invalidCredentials();
     }
     await throttle.recordSuccess(accountKey, origin.ip);
-    if (user.status === 'unverified') {
-      await this.audit(db, { action: 'auth.login', outcome: 'denied', origin, userId: user.id, details: { reason: 'email-not-verified' } });
-      throw new AuthError(403, 'email-not-verified', 'Email not verified', 'confirm the email address with the link sent to it before signing in');
-    }
     if (needsRehash(user.passwordHash!)) await users.setPassword(user.id, await hashPassword(input.password));
 
     const fingerprint = deviceFingerprint(origin.userAgent);
@@ -195,6 +192,8 @@ export class SignIn {
       await this.audit(this.parts.db, { action: 'auth.phone_verified', outcome: 'failure', origin, userId, details: { reason: result.reason } });
       throw new AuthError(400, 'invalid-second-factor', 'Invalid code', result.reason === 'no-pending-phone' ? 'start with POST /api/v1/auth/phone' : 'the code is wrong, expired or was already used; ask for a new one');
     }
+    // A verified phone is a factor enrolled: challenges earned before it end, as with TOTP.
+    await this.parts.challenges.revokeAllOf(userId);
     await this.audit(this.parts.db, { action: 'auth.phone_verified', outcome: 'success', origin, userId });
   }
 
@@ -221,20 +220,30 @@ export class SignIn {
   }
 
   /**
-   * Starts (or restarts) TOTP enrollment. Either the enrollment challenge of a first sign-in,
-   * or a signed-in user replacing their authenticator.
+   * Starts (or restarts) TOTP enrollment. Either the enrollment challenge of a first sign-in
+   * (only while the user has no authenticator), or a signed-in user replacing their
+   * authenticator, who proves the password and the current factor again.
    */
   async enrollTotp(
-    input: { challengeToken?: string | undefined; principal?: Principal | undefined; currentPassword?: string | undefined },
+    input: { challengeToken?: string | undefined; principal?: Principal | undefined; currentPassword?: string | undefined; currentFactor?: CurrentFactorProof | undefined },
     origin: RequestOrigin,
   ): Promise<{ otpauthUri: string; secret: string }> {
     const { factors, users, db } = this.parts;
     await this.spendIpAllowance(origin, 'auth.totp.enroll');
     const { userId } = await this.enrollingUser(input, origin);
-    // Step-up: replacing a factor while signed in needs the password again, so a stolen access
-    // token (ten minutes of someone's session) cannot swap the victim's authenticator for one of
-    // its own and end the victim's other sessions with it.
-    if (input.principal) await this.confirmPassword(userId, input.currentPassword, origin, 'auth.totp.enroll');
+    if (input.principal) {
+      // Step-up: replacing a factor while signed in needs the password and the factor being
+      // replaced, so neither a stolen access token (ten minutes of someone's session) nor one
+      // plus the password can swap the victim's authenticator for one of the thief's, destroy
+      // the recovery codes and end the victim's other sessions with it.
+      await this.confirmPassword(userId, input.currentPassword, origin, 'auth.totp.enroll');
+      await this.confirmCurrentFactor(userId, input.currentFactor, origin, 'auth.totp.enroll');
+    } else if (await factors.hasConfirmedTotp(userId)) {
+      // Enrollment challenges die when a factor is enrolled (see confirmTotp); this refuses one
+      // that was claimed in the same instant.
+      await this.audit(db, { action: 'auth.totp.enroll', outcome: 'denied', origin, userId, details: { reason: 'factor-already-enrolled' } });
+      throw invalidChallenge();
+    }
     const user = await users.viewById(userId);
     if (!user) throw invalidChallenge();
     const enrollment = await factors.startTotpEnrollment(userId, user.email);
@@ -245,7 +254,9 @@ export class SignIn {
   /**
    * Confirms the new authenticator with one code. From a first sign-in this completes it
    * (tokens, a trusted device and the recovery codes); for a signed-in user it replaces the
-   * factor and ends every other session, as any factor change does.
+   * factor and ends every other session, as any factor change does. Either way every other
+   * open challenge of the user ends with it: an enrollment challenge is good for a first
+   * factor only, and one kept from before must not enroll a second factor over this one.
    */
   async confirmTotp(input: { challengeToken?: string | undefined; principal?: Principal | undefined; code: string }, origin: RequestOrigin): Promise<{ recoveryCodes: string[]; signedIn?: SignedIn }> {
     const { factors, db, users, challenges, devices, sessions } = this.parts;
@@ -257,24 +268,36 @@ export class SignIn {
     if (!user || user.status !== 'active') throw invalidChallenge();
     return db.transaction(async (txDb) => {
       const tx = txDb as unknown as Db;
+      // Serialises the factor changes of this user: a stale enrollment racing the real one
+      // waits here, then finds the factor the other confirmed.
+      if (!(await users.lock(userId, tx))) throw invalidChallenge();
+      if (!input.principal) {
+        if (!challengeId || !(await challenges.spend(challengeId, tx))) throw invalidChallenge();
+        if (await factors.hasConfirmedTotp(userId, tx)) throw new EnrollmentFailure('factor-already-enrolled');
+      }
       const result = await factors.confirmTotp(userId, input.code, tx);
       if (!result.ok) {
         // Thrown after the transaction closes would lose the audit event; record it outside.
+        // Throwing also rolls the challenge back to unspent: a wrong code may be retried.
         throw new EnrollmentFailure(result.reason);
       }
+      await challenges.revokeAllOf(userId, tx);
       if (input.principal) {
         await devices.revokeAll(userId, tx);
         await sessions.revokeForUser(userId, 'factor-changed', { exceptSessionId: input.principal.sessionId ?? undefined }, tx);
         await this.audit(tx, { action: 'auth.totp.enroll', outcome: 'success', origin, userId, details: { stage: 'confirmed', replacedFactor: true } });
         return { recoveryCodes: result.recoveryCodes };
       }
-      if (!challengeId || !(await challenges.spend(challengeId, tx))) throw invalidChallenge();
       const device = await devices.trust(userId, deviceLabelFrom(origin.userAgent), tx);
       const started = await this.startSession(user, origin, { deviceId: device.deviceId }, tx);
       await this.audit(tx, { action: 'auth.totp.enroll', outcome: 'success', origin, userId, sessionId: started.sessionId, details: { stage: 'confirmed', replacedFactor: false } });
       return { recoveryCodes: result.recoveryCodes, signedIn: { ...started, deviceToken: device.deviceToken, recoveryCodes: result.recoveryCodes } };
     }).catch(async (error: unknown) => {
       if (!(error instanceof EnrollmentFailure)) throw error;
+      if (error.reason === 'factor-already-enrolled') {
+        await this.audit(db, { action: 'auth.totp.enroll', outcome: 'denied', origin, userId, details: { stage: 'confirm', reason: error.reason } });
+        throw invalidChallenge();
+      }
       await this.audit(db, { action: 'auth.totp.enroll', outcome: 'failure', origin, userId, details: { stage: 'confirm', reason: error.reason } });
       throw new AuthError(400, 'invalid-second-factor', 'Invalid code', error.reason === 'no-pending-enrollment' ? 'start with POST /api/v1/auth/totp/enroll' : 'the code does not match the new authenticator');
     });
@@ -346,6 +369,39 @@ export class SignIn {
     await throttle.recordSuccess(accountKey, origin.ip);
   }
 
+  /**
+   * A code of the factor about to be replaced: a TOTP code of the current authenticator, or one
+   * of the recovery codes (for someone whose authenticator is lost). Throttled and counted like
+   * a second-factor sign-in; `403 invalid-second-factor` otherwise. Someone who has neither
+   * asks an admin to reset their factors (`Accounts.resetFactors`).
+   */
+  private async confirmCurrentFactor(userId: string, proof: CurrentFactorProof | undefined, origin: RequestOrigin, action: string): Promise<void> {
+    const { factors, throttle, db } = this.parts;
+    if (proof === undefined) {
+      throw new AuthError(400, 'validation-failed', 'Invalid request', 'body currentFactor: is required to replace a second factor while signed in ({method: "totp", code} from the current authenticator, or {method: "recovery", code})');
+    }
+    const accountKey = `u:${userId}`;
+    const lock = await throttle.check(accountKey, origin.ip);
+    if (lock.locked) {
+      this.identity.metrics.recordFailure('factor-confirmation', 'account-locked');
+      throw new RateLimitedError('account-locked', lock.retryAfterSeconds);
+    }
+    let reason: string;
+    if (proof.method === 'totp') {
+      const result = await factors.verifyTotp(userId, proof.code);
+      reason = result.ok ? 'ok' : result.reason;
+    } else {
+      reason = (await factors.redeemRecoveryCode(userId, proof.code)) ? 'ok' : 'wrong-or-used-code';
+    }
+    if (reason !== 'ok') {
+      const failure = await throttle.recordFailure(accountKey, origin.ip);
+      await this.audit(db, { action, stage: 'factor-confirmation', outcome: 'failure', origin, userId, details: { method: proof.method, reason } });
+      if (failure.lockedNow) await this.audit(db, { action: 'auth.lockout', stage: 'factor-confirmation', outcome: 'success', origin, userId, details: { lockSeconds: failure.retryAfterSeconds } });
+      throw new AuthError(403, 'invalid-second-factor', 'Invalid code', 'the code of the current authenticator, or the recovery code, is wrong, expired or was already used');
+    }
+    await throttle.recordSuccess(accountKey, origin.ip);
+  }
+
   private async enrollingUser(input: { challengeToken?: string | undefined; principal?: Principal | undefined }, origin: RequestOrigin): Promise<{ userId: string; challengeId?: string }> {
     if (input.principal) {
       if (input.principal.kind !== 'user') throw new AuthError(403, 'forbidden', 'Forbidden', 'machines have no second factor');
@@ -402,6 +458,12 @@ export class SignIn {
 }
 
 export type SecondFactorMethod = 'totp' | 'recovery' | 'sms';
+
+/** What a signed-in user replacing their authenticator shows of the one being replaced. */
+export interface CurrentFactorProof {
+  method: 'totp' | 'recovery';
+  code: string;
+}
 
 const SMS_SENT = 'auth.sms_code_sent';
 

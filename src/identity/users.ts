@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { and, asc, eq, inArray, sql, type SQL } from 'drizzle-orm';
+import { and, asc, eq, inArray, lt, sql, type SQL } from 'drizzle-orm';
 import { normaliseEmail } from '../seal/normalise.js';
 import { SYSTEM_SCOPE, type SealedFields } from '../seal/sealed-fields.js';
 import type { Db } from '../store/connection.js';
@@ -137,6 +137,17 @@ export class UserDirectory {
     return this.get(id, db);
   }
 
+  /**
+   * Locks the user's row until `tx` ends (SELECT … FOR UPDATE). Changes to one user's second
+   * factors take this lock first, so two of them racing (a stale enrollment against the real
+   * one) run one after the other and the second sees what the first did. False when there is
+   * no such user.
+   */
+  async lock(id: string, tx: Db): Promise<boolean> {
+    const [row] = await tx.select({ id: users.id }).from(users).where(eq(users.id, id)).for('update');
+    return row !== undefined;
+  }
+
   async setPassword(id: string, passwordHash: string, db: Db = this.db): Promise<void> {
     const now = new Date();
     await db.update(users).set({ passwordHash, passwordChangedAt: now, updatedAt: now }).where(eq(users.id, id));
@@ -150,6 +161,34 @@ export class UserDirectory {
       .where(and(eq(users.id, id), eq(users.status, from)))
       .returning({ id: users.id });
     return changed.length === 1;
+  }
+
+  /**
+   * Removes the self-registration pending for `email`, if there is one (any age), with its
+   * verification token (the foreign key cascades): a newer signup or an admin invite for the
+   * address takes its place. Returns the removed user's id. Never touches any other status.
+   */
+  async removePendingSignup(email: string, db: Db = this.db): Promise<string | undefined> {
+    let indexes;
+    try {
+      indexes = this.fields.lookupIndexes(usersSealed, 'email', SYSTEM_SCOPE, email);
+    } catch {
+      return undefined;
+    }
+    const [removed] = await db
+      .delete(users)
+      .where(and(inArray(users.emailIndex, indexes), eq(users.status, 'unverified')))
+      .returning({ id: users.id });
+    return removed?.id;
+  }
+
+  /** Removes every self-registration still unverified that was made before `createdBefore`; returns how many. */
+  async removeExpiredSignups(createdBefore: Date, db: Db = this.db): Promise<number> {
+    const removed = await db
+      .delete(users)
+      .where(and(eq(users.status, 'unverified'), lt(users.createdAt, createdBefore)))
+      .returning({ id: users.id });
+    return removed.length;
   }
 
   async delete(id: string, db: Db = this.db): Promise<boolean> {

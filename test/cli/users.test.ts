@@ -173,3 +173,61 @@ await describeEachBackend('users create', (backend) => {
     }
   });
 });
+
+await describeEachBackend('users reset-factors', (backend) => {
+  let space: CliWorkspace;
+
+  before(async () => {
+    space = await openCliWorkspace(backend, 'users-reset');
+  });
+  after(() => space?.cleanup());
+
+  test('removes every factor of the user and ends their sessions, audited as the operator; bad and unknown ids are refused with one line', async () => {
+    const created = await space.run(['users', 'create', '--email', 'lost@example.test', '--role', 'admin', '--password-stdin'], { stdin: `${PASSWORD}\n` });
+    assert.equal(created.code, 0, created.stderr);
+    const userId = created.stdout.trim();
+    let server = await space.openServer();
+    try {
+      const { factors, sessions } = server.identity.parts;
+      const enrollment = await factors.startTotpEnrollment(userId, 'lost@example.test');
+      assert.ok((await factors.confirmTotp(userId, totpCode(enrollment.secretBase32, -1), server.db)).ok);
+      await sessions.start({ userId, deviceId: null, deviceLabel: 'test', ip: '127.0.0.1' });
+    } finally {
+      await server.close();
+    }
+
+    const [reset, malformed, unknown] = await space.runAll([
+      ['users', 'reset-factors', userId],
+      ['users', 'reset-factors', 'not-a-uuid'],
+      ['users', 'reset-factors', '00000000-0000-4000-8000-000000000000'],
+    ]);
+    assert.equal(reset!.code, 0, reset!.stderr);
+    assert.equal(reset!.stdout, `reset the second factors of user ${userId}: 1 authenticator, 10 recovery codes removed; 1 session ended\n`);
+    assert.equal(malformed!.code, 2);
+    assert.equal(malformed!.stderr, 'ciphergate: id: expected a user id (a UUID), got "not-a-uuid"\n');
+    assert.equal(unknown!.code, 1);
+    assert.equal(unknown!.stderr, 'ciphergate: no user 00000000-0000-4000-8000-000000000000\n');
+
+    server = await space.openServer();
+    try {
+      const [rows] = await queryRows<{ factors: number; recovery: number; live_sessions: number }>(
+        server.db,
+        sql`select (select count(*)::int from totp_factors where user_id = ${userId}) as factors,
+                   (select count(*)::int from recovery_codes where user_id = ${userId}) as recovery,
+                   (select count(*)::int from sessions where user_id = ${userId} and revoked_at is null) as live_sessions`,
+      );
+      assert.deepEqual({ ...rows }, { factors: 0, recovery: 0, live_sessions: 0 });
+      const audit = await queryRows<{ actor_type: string; actor_id: string | null; target_id: string; details: Record<string, unknown> }>(
+        server.db,
+        sql`select actor_type, actor_id, target_id, details from audit_events where action = 'user.factors.reset'`,
+      );
+      assert.deepEqual(audit, [
+        { actor_type: 'system', actor_id: 'cli', target_id: userId, details: { via: 'cli', authenticators: 1, recoveryCodes: 10, phone: false, sessions: 1, devices: 0 } },
+      ]);
+      const login = await server.request('POST', '/api/v1/auth/login', { body: { email: 'lost@example.test', password: PASSWORD } });
+      assert.equal(login.json().type, 'second-factor-enrollment-required', login.body);
+    } finally {
+      await server.close();
+    }
+  });
+});

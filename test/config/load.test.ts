@@ -37,6 +37,7 @@ describe('config defaults', () => {
     assert.deepEqual(config.trustProxy, []);
     assert.equal(config.logLevel, 'info');
     assert.equal(config.signup, 'closed');
+    assert.equal(config.signupPendingHours, 24);
     assert.equal(config.maxSessionsPerUser, undefined);
     assert.equal(config.metricsAddress, undefined);
     assert.equal(config.bodyLimitBytes, 1024 * 1024);
@@ -58,6 +59,7 @@ describe('config defaults', () => {
         CIPHERGATE_LOG_LEVEL: 'debug',
         CIPHERGATE_SIGNUP: 'open',
         CIPHERGATE_SMTP_URL: 'smtp://mail:25',
+        CIPHERGATE_SIGNUP_PENDING_HOURS: '48',
         CIPHERGATE_MAX_SESSIONS_PER_USER: '1',
         CIPHERGATE_METRICS_ADDRESS: '127.0.0.1:9464',
         CIPHERGATE_BODY_LIMIT_BYTES: '2048',
@@ -78,6 +80,7 @@ describe('config defaults', () => {
     assert.equal(config.logLevel, 'debug');
     assert.equal(config.signup, 'open');
     assert.equal(config.smtpUrl, 'smtp://mail:25');
+    assert.equal(config.signupPendingHours, 48);
     assert.equal(config.maxSessionsPerUser, 1);
     assert.deepEqual(config.metricsAddress, { host: '127.0.0.1', port: 9464 });
     assert.equal(config.bodyLimitBytes, 2048);
@@ -112,6 +115,8 @@ describe('malformed settings stop start-up with one line naming the variable', (
     [{ CIPHERGATE_TRUST_PROXY: '10.0.0.0/33' }, 'CIPHERGATE_TRUST_PROXY: expected a comma-separated list of IP addresses or CIDRs, got "10.0.0.0/33"'],
     [{ CIPHERGATE_TRUST_PROXY: 'proxy.local' }, 'CIPHERGATE_TRUST_PROXY: expected a comma-separated list of IP addresses or CIDRs, got "proxy.local"'],
     [{ CIPHERGATE_MAX_SESSIONS_PER_USER: '0' }, 'CIPHERGATE_MAX_SESSIONS_PER_USER: expected an integer 1-1000000, got "0"'],
+    [{ CIPHERGATE_SIGNUP_PENDING_HOURS: '0' }, 'CIPHERGATE_SIGNUP_PENDING_HOURS: expected an integer 1-720, got "0"'],
+    [{ CIPHERGATE_SIGNUP_PENDING_HOURS: '1.5' }, 'CIPHERGATE_SIGNUP_PENDING_HOURS: expected an integer 1-720, got "1.5"'],
     [{ CIPHERGATE_METRICS_ADDRESS: '9464' }, 'CIPHERGATE_METRICS_ADDRESS: expected HOST:PORT, e.g. 127.0.0.1:9464, got "9464"'],
     [{ CIPHERGATE_BODY_LIMIT_BYTES: '10' }, 'CIPHERGATE_BODY_LIMIT_BYTES: expected an integer 1024-67108864, got "10"'],
     [{ CIPHERGATE_DATABASE_CONNECT_TIMEOUT_SECONDS: '-1' }, 'CIPHERGATE_DATABASE_CONNECT_TIMEOUT_SECONDS: expected an integer 0-3600, got "-1"'],

@@ -72,6 +72,13 @@ export function secretFromUri(otpauthUri: string): string {
   return new URL(otpauthUri).searchParams.get('secret')!;
 }
 
+/** The `cgv_` token of the verification link in a signup email (it travels in the link's fragment). */
+export function verificationTokenIn(text: string): string {
+  const match = /#token=(cgv_[A-Za-z0-9_-]{43})(?![A-Za-z0-9_-])/.exec(text);
+  if (!match) throw new Error(`no verification link in: ${text}`);
+  return match[1]!;
+}
+
 /** The claims of a JWT, read without verifying it. */
 export function tokenClaims(token: string): Record<string, unknown> {
   return JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()) as Record<string, unknown>;

@@ -27,6 +27,11 @@ export interface SmtpTestServer {
   messages: ReceivedEmail[];
   /** Resolves with the first message (already received or yet to come) addressed to `to`. */
   waitForMessage(to: string, timeoutMs?: number): Promise<ReceivedEmail>;
+  /**
+   * The `count`-th message (1-based) to `to` in any letter case, waiting for it: emails sent
+   * after an answer arrive later, and an address may be written in another case by the sender.
+   */
+  nthMessage(to: string, count: number, timeoutMs?: number): Promise<ReceivedEmail>;
   close(): Promise<void>;
 }
 
@@ -128,6 +133,15 @@ export async function startSmtpServer(options: SmtpTestServerOptions = {}): Prom
         }, timeoutMs);
         waiters.add(waiter);
       });
+    },
+    async nthMessage(to, count, timeoutMs = 30_000) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const received = messages.filter((message) => message.to.some((recipient) => recipient.toLowerCase() === to.toLowerCase()));
+        if (received.length >= count) return received[count - 1]!;
+        if (Date.now() > deadline) throw new Error(`only ${received.length} of ${count} messages to ${to} within ${timeoutMs} ms`);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
     },
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };

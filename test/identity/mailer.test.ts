@@ -219,6 +219,12 @@ describe('email texts', () => {
       assert.doesNotMatch(email.text, /<[a-z]/i, 'no HTML');
     });
   }
+
+  test('verification: says the password is chosen there, and the lifetime it is given (CIPHERGATE_SIGNUP_PENDING_HOURS)', () => {
+    assert.match(renderVerificationEmail(link).text, /choose its password/);
+    assert.match(renderVerificationEmail(link, 1).text, /expires 1 hour after/);
+    assert.match(renderVerificationEmail(link, 72).text, /expires 72 hours after/);
+  });
 });
 
 /** Closed when the test ends, pass or fail, so a failed assertion cannot leave a socket holding the run open. */

@@ -263,7 +263,7 @@ await describeEachBackend('sessions: a password or factor change ends the other 
     const caller = await h.signIn(user);
     const other = await h.signInOnDevice(user, caller.deviceToken, { ip: '198.51.100.31', userAgent: CHROME_ON_MAC });
     await assertLive(h, caller, other);
-    const enroll = await h.request({ method: 'POST', url: '/api/v1/auth/totp/enroll', token: caller.accessToken, body: { currentPassword: user.password } });
+    const enroll = await h.request({ method: 'POST', url: '/api/v1/auth/totp/enroll', token: caller.accessToken, body: { currentPassword: user.password, currentFactor: { method: 'totp', code: totpCode(user.totpSecret!, 1) } } });
     assert.equal(enroll.statusCode, 200, enroll.body);
     // Starting an enrollment changes nothing yet.
     await assertLive(h, other);
@@ -288,7 +288,7 @@ await describeEachBackend('sessions: a password or factor change ends the other 
     assert.equal(events[1]!.details.replacedFactor, true);
   });
 
-  test('replacing the factor while signed in needs the current password: a stolen access token alone cannot', async () => {
+  test('replacing the factor while signed in needs the current password (and factor): a stolen access token alone cannot', async () => {
     const user = await h.createUser({ role: 'employee' });
     const caller = await h.signIn(user);
     const countFactors = () => queryRows<{ n: number }>(h.db, sql`select count(*)::int as n from totp_factors where user_id = ${user.id}`);
@@ -308,7 +308,7 @@ await describeEachBackend('sessions: a password or factor change ends the other 
     const user = await h.createUser({ role: 'employee' });
     const caller = await h.signIn(user);
     const other = await h.signInOnDevice(user, caller.deviceToken, { ip: '198.51.100.32' });
-    const enroll = await h.request({ method: 'POST', url: '/api/v1/auth/totp/enroll', token: caller.accessToken, body: { currentPassword: user.password } });
+    const enroll = await h.request({ method: 'POST', url: '/api/v1/auth/totp/enroll', token: caller.accessToken, body: { currentPassword: user.password, currentFactor: { method: 'totp', code: totpCode(user.totpSecret!, 1) } } });
     assert.equal(enroll.statusCode, 200, enroll.body);
     const secret = secretFromUri(enroll.json().otpauthUri);
     const wrong = String((Number(totpCode(secret)) + 1) % 1_000_000).padStart(6, '0');

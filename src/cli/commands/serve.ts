@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { appendAuditEvent } from '../../audit/trail.js';
 import { buildApp, type App } from '../../http/app.js';
+import { Accounts } from '../../identity/accounts.js';
 import { openIdentity, type Identity } from '../../identity/identity.js';
 import { MachineAuth } from '../../identity/machine-auth.js';
 import { openMailer } from '../../identity/mailer.js';
@@ -102,6 +103,33 @@ export function startWorker(relay: Relay): JobWorker {
   return worker;
 }
 
+/** How often a server removes self-registrations nobody verified in time. */
+export const SIGNUP_SWEEP_INTERVAL_MS = 60 * 60_000;
+
+/**
+ * Removes expired self-registrations (Accounts.removeExpiredSignups) a minute after start and
+ * then hourly, in every `serve` process, whatever CIPHERGATE_SIGNUP says now: signups left from
+ * while it was open must go too. Several instances sweeping at once is harmless (a DELETE of
+ * rows already gone removes nothing).
+ */
+function startSignupSweep(identity: Identity, logger: Logger): { stop(): void } {
+  const accounts = new Accounts(identity);
+  const sweep = () =>
+    void accounts.removeExpiredSignups().catch((error: unknown) => {
+      if (!isDatabaseUnavailable(error)) logger.error({ err: error }, 'could not remove expired signups');
+    });
+  const first = setTimeout(sweep, 60_000);
+  const timer = setInterval(sweep, SIGNUP_SWEEP_INTERVAL_MS);
+  first.unref();
+  timer.unref();
+  return {
+    stop() {
+      clearTimeout(first);
+      clearInterval(timer);
+    },
+  };
+}
+
 export async function startServer(runtime: SealingRuntime, options: { workers?: boolean } = {}): Promise<RunningServer> {
   const { config, logger, database, sealing } = runtime;
   if (database.kind === 'pglite') logger.info({ dataDir: config.dataDir }, 'using the embedded database');
@@ -152,6 +180,7 @@ export async function startServer(runtime: SealingRuntime, options: { workers?: 
     });
   }, KEYRING_REFRESH_MS);
   refresher.unref();
+  const signupSweep = startSignupSweep(identity, logger);
   await app.listen({ host: config.host, port: config.port });
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
@@ -170,6 +199,7 @@ export async function startServer(runtime: SealingRuntime, options: { workers?: 
     metricsListener,
     async stopBackground() {
       clearInterval(refresher);
+      signupSweep.stop();
       await metricsListener?.close();
       // Jobs in flight finish; a worker already stopped with a grace period returns at once.
       await worker?.stop();

@@ -2,6 +2,7 @@ import { Option, type Command } from 'commander';
 import { Accounts } from '../../identity/accounts.js';
 import { AuthError } from '../../identity/errors.js';
 import { ROLES, isRole } from '../../identity/permissions.js';
+import { isUuid } from '../../identity/users.js';
 import { CliError } from '../errors.js';
 import { tenantBySlug, withIdentity } from '../identity-runtime.js';
 import type { CliIo } from '../runtime.js';
@@ -48,6 +49,30 @@ export function registerUsers(program: Command, io: CliIo): void {
       });
       io.stdout.write(`${userId}\n`);
       io.stderr.write('ciphergate: note: the user enrolls TOTP at the first sign-in before any token is issued\n');
+    });
+
+  usersCommand
+    .command('reset-factors')
+    .description(
+      "remove a user's second factors (authenticator, recovery codes, phone) and end their sessions and trusted devices, for someone who lost them; " +
+        'the user enrolls TOTP again at the next sign-in (whoever knows the password can, so be sure of it)',
+    )
+    .argument('<id>', 'the user id')
+    .action(async (id: string) => {
+      if (!isUuid(id)) throw new CliError(`id: expected a user id (a UUID), got ${JSON.stringify(id)}`, 2);
+      const reset = await withIdentity(io, async (identity) => {
+        try {
+          return await new Accounts(identity).resetFactorsAsOperator(id);
+        } catch (error) {
+          if (error instanceof AuthError && error.type === 'not-found') throw new CliError(`no user ${id}`);
+          throw error;
+        }
+      });
+      const count = (n: number, one: string, many: string) => `${n} ${n === 1 ? one : many}`;
+      io.stdout.write(
+        `reset the second factors of user ${id}: ${count(reset.authenticators, 'authenticator', 'authenticators')}, ${count(reset.recoveryCodes, 'recovery code', 'recovery codes')}` +
+          `${reset.phone ? ', the phone' : ''} removed; ${count(reset.sessions, 'session', 'sessions')} ended\n`,
+      );
     });
 }
 

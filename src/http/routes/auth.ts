@@ -64,13 +64,38 @@ const EnrollBody = Type.Object(
   {
     challengeToken: Type.Optional(Opaque),
     currentPassword: Type.Optional(Type.String({ minLength: 1, maxLength: PASSWORD_MAX_CODE_POINTS * 2, description: 'required when a signed-in caller replaces their factor (bearer instead of challengeToken)' })),
+    currentFactor: Type.Optional(
+      Type.Object(
+        {
+          method: Type.Union([Type.Literal('totp'), Type.Literal('recovery')]),
+          code: Type.String({ minLength: 1, maxLength: 32 }),
+        },
+        { additionalProperties: false, description: 'required with currentPassword: a code of the authenticator being replaced, or a recovery code' },
+      ),
+    ),
   },
   { additionalProperties: false },
 );
 const ConfirmBody = Type.Object({ challengeToken: Type.Optional(Opaque), code: Type.String({ minLength: 1, maxLength: 16 }), tokenDelivery: TokenDelivery }, { additionalProperties: false });
 const SetupBody = Type.Object({ setupToken: Opaque, password: Password }, { additionalProperties: false });
-const SignupBody = Type.Object({ email: Email, password: Password }, { additionalProperties: false });
-const VerifyEmailBody = Type.Object({ token: Opaque }, { additionalProperties: false });
+const SignupBody = Type.Object(
+  {
+    email: Email,
+    password: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: PASSWORD_MAX_CODE_POINTS * 2,
+        deprecated: true,
+        description: 'ignored, accepted so older clients keep working: the password is chosen at POST /auth/verify-email, by whoever holds the inbox',
+      }),
+    ),
+  },
+  { additionalProperties: false },
+);
+const VerifyEmailBody = Type.Object(
+  { token: Opaque, password: Type.String({ minLength: 1, maxLength: PASSWORD_MAX_CODE_POINTS * 2, description: "the account's password, chosen now (the link proves the inbox)" }) },
+  { additionalProperties: false },
+);
 const PasswordBody = Type.Object({ currentPassword: Password, newPassword: Password }, { additionalProperties: false });
 const SessionSchema = Type.Object({
   id: Type.String(),
@@ -186,7 +211,8 @@ export function authRoutes(identity: Identity) {
         const principal = await optionalPrincipal(identity, request, reply, app);
         if (!principal && !request.body.challengeToken) throw unauthenticated('send the challengeToken from the login answer, or an access token');
         reply.header('cache-control', 'no-store');
-        return signIn.enrollTotp({ challengeToken: request.body.challengeToken, principal: principal ?? undefined, currentPassword: request.body.currentPassword }, originOf(request));
+        const { challengeToken, currentPassword, currentFactor } = request.body;
+        return signIn.enrollTotp({ challengeToken, principal: principal ?? undefined, currentPassword, currentFactor }, originOf(request));
       },
     );
 
@@ -295,14 +321,25 @@ export function authRoutes(identity: Identity) {
       async (request) => accounts.setup(request.body, originOf(request)),
     );
 
+    // With signup closed both routes are absent, whatever the body: 404 before the schema speaks.
+    const onlyWithOpenSignup = async () => {
+      if (identity.parts.settings.signup !== 'open') throw new AuthError(404, 'not-found', 'Not Found', 'self-registration is not enabled');
+    };
+
     app.post<{ Body: Static<typeof SignupBody> }>(
       '/api/v1/auth/signup',
       {
+        preValidation: onlyWithOpenSignup,
         config: publicAccess('self-registration, only with CIPHERGATE_SIGNUP=open; the account has no access until verified and granted'),
-        schema: { tags, summary: 'Register (CIPHERGATE_SIGNUP=open only); a verification email follows', body: SignupBody, response: { 202: Type.Object({ status: Type.Literal('verification-sent') }), 404: ProblemSchema, ...problems } },
+        schema: {
+          tags,
+          summary: 'Register an address (CIPHERGATE_SIGNUP=open only); a verification link follows by email, where the password is chosen',
+          body: SignupBody,
+          response: { 202: Type.Object({ status: Type.Literal('verification-sent') }), 404: ProblemSchema, ...problems },
+        },
       },
       async (request, reply) => {
-        await accounts.signup(request.body, originOf(request));
+        await accounts.signup({ email: request.body.email }, originOf(request));
         return reply.code(202).send({ status: 'verification-sent' as const });
       },
     );
@@ -310,8 +347,9 @@ export function authRoutes(identity: Identity) {
     app.post<{ Body: Static<typeof VerifyEmailBody> }>(
       '/api/v1/auth/verify-email',
       {
+        preValidation: onlyWithOpenSignup,
         config: publicAccess('authenticated by the single-use token from the verification email'),
-        schema: { tags, summary: 'Confirm the email of a self-registered account', body: VerifyEmailBody, response: { 204: Type.Null(), 404: ProblemSchema, ...problems } },
+        schema: { tags, summary: 'Confirm the email of a self-registered account and choose its password', body: VerifyEmailBody, response: { 204: Type.Null(), 404: ProblemSchema, ...problems } },
       },
       async (request, reply) => {
         await accounts.verifyEmail(request.body, originOf(request));

@@ -99,6 +99,29 @@ export function userRoutes(identity: Identity) {
       },
     );
 
+    app.post<{ Params: Static<typeof IdParams> }>(
+      '/api/v1/users/:id/reset-factors',
+      {
+        config: { access: { permission: 'users:write' } },
+        schema: {
+          tags,
+          summary: "Remove a user's second factors (authenticator, recovery codes, phone) and end their sessions; they enroll again at the next sign-in",
+          params: IdParams,
+          response: {
+            200: Type.Object({
+              authenticators: Type.Integer({ description: 'confirmed authenticators removed' }),
+              recoveryCodes: Type.Integer({ description: 'unused recovery codes removed' }),
+              phone: Type.Boolean({ description: 'a verified phone was removed' }),
+              sessions: Type.Integer({ description: 'sessions ended' }),
+              devices: Type.Integer({ description: 'trusted devices forgotten' }),
+            }),
+            ...problems,
+          },
+        },
+      },
+      async (request) => accounts.resetFactors(request.principal!, request.params.id, originOf(request)),
+    );
+
     app.get<{ Params: Static<typeof IdParams> }>(
       '/api/v1/users/:id/sessions',
       {

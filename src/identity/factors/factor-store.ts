@@ -28,6 +28,22 @@ export class SecondFactors {
   }
 
   /**
+   * Whether the user has a confirmed authenticator; `db` is the caller's transaction when the
+   * answer must hold until it commits (the user's row locked first, see `UserDirectory.lock`).
+   */
+  async hasConfirmedTotp(userId: string, db: Db = this.db): Promise<boolean> {
+    const [factor] = await db.select({ id: totpFactors.id }).from(totpFactors).where(and(eq(totpFactors.userId, userId), isNotNull(totpFactors.confirmedAt))).limit(1);
+    return factor !== undefined;
+  }
+
+  /** Removes every authenticator (confirmed or pending) and recovery code of the user: an admin reset. */
+  async removeAll(userId: string, db: Db): Promise<{ authenticators: number; recoveryCodes: number }> {
+    const authenticators = await db.delete(totpFactors).where(eq(totpFactors.userId, userId)).returning({ confirmedAt: totpFactors.confirmedAt });
+    const codes = await db.delete(recoveryCodes).where(eq(recoveryCodes.userId, userId)).returning({ usedAt: recoveryCodes.usedAt });
+    return { authenticators: authenticators.filter((row) => row.confirmedAt !== null).length, recoveryCodes: codes.filter((row) => row.usedAt === null).length };
+  }
+
+  /**
    * A new pending authenticator (replacing any earlier pending one). The confirmed factor, if
    * any, keeps working until the new one is confirmed. `label` appears in the authenticator app.
    */

@@ -63,6 +63,13 @@ export class SmsFactor {
     return row !== undefined;
   }
 
+  /** Removes the user's phone (verified or not) and every code sent to it: an admin reset. True when there was a verified phone. */
+  async removePhone(userId: string, db: Db): Promise<boolean> {
+    await db.delete(smsCodes).where(eq(smsCodes.userId, userId));
+    const removed = await db.delete(smsFactors).where(eq(smsFactors.userId, userId)).returning({ verifiedAt: smsFactors.verifiedAt });
+    return removed.some((row) => row.verifiedAt !== null);
+  }
+
   /**
    * Sends a verification code to `phone` (E.164, already normalised). Once sent, the phone
    * becomes the user's (unverified) SMS phone, replacing any earlier one, and earlier
