@@ -10,6 +10,8 @@ import { PERMISSIONS } from '../identity/permissions.js';
 import type { RedisConnection } from '../store/redis.js';
 import { installErrorHandling, respondToError } from './error-handler.js';
 import { installGuard } from './guard.js';
+import { installJsonBodyParser } from './json-body.js';
+import { requestValidatorFactory } from './request-validation.js';
 import { registerApiRateLimit } from './rate-limit.js';
 import { apiKeyRoutes } from './routes/api-keys.js';
 import { auditRoutes } from './routes/audit.js';
@@ -89,6 +91,9 @@ export async function buildApp(dependencies: AppDependencies): Promise<App> {
       reply.raw.once('finish', () => httpMetrics?.observe(request, reply));
       respondToError(error, request, reply.header('x-request-id', request.id) as unknown as FastifyReply);
     },
+    // JSON bodies are validated as sent, the URL's text is read into declared types
+    // (src/http/request-validation.ts).
+    schemaController: { compilersFactory: { buildValidator: requestValidatorFactory() } },
     ajv: {
       customOptions: {
         // Unknown properties are an error the client should hear about, not something to drop.
@@ -97,6 +102,7 @@ export async function buildApp(dependencies: AppDependencies): Promise<App> {
       },
     },
   });
+  installJsonBodyParser(app);
 
   httpMetrics = installHttpMetrics(app);
   const exposition = new MetricsExposition([
