@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { Type } from '@sinclair/typebox';
-import type { LightMyRequestResponse } from 'fastify';
+import type { InjectOptions, LightMyRequestResponse } from 'fastify';
 import { buildApp, type App } from '../../src/http/app.js';
 import { captureLogs } from '../helpers/log-capture.js';
 
@@ -51,7 +51,7 @@ test('every early error answer carries the same security headers and a request i
   const reference = await app.inject({ method: 'GET', url: '/probe/items/1' });
   assert.equal(reference.statusCode, 200);
   const json = { 'content-type': 'application/json' };
-  const cases: Array<{ label: string; status: number; type: string; request: Parameters<App['inject']>[0] }> = [
+  const cases: Array<{ label: string; status: number; type: string; request: InjectOptions }> = [
     { label: 'undecodable URL', status: 400, type: 'bad-url', request: { method: 'GET', url: '/probe/items/%zz' } },
     { label: 'path segment too long', status: 414, type: 'url-too-long', request: { method: 'GET', url: `/probe/items/${'x'.repeat(500)}` } },
     { label: 'body too large', status: 413, type: 'payload-too-large', request: { method: 'POST', url: '/probe/items', headers: json, payload: JSON.stringify({ name: 'x'.repeat(1000) }) } },
