@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import type { Relay } from '../relay/relay.js';
 import type { Db } from '../store/connection.js';
 import { conversationRoutes } from './routes/conversations.js';
@@ -71,7 +72,8 @@ export async function fullRouteCatalogue(): Promise<RouteCatalogueEntry[]> {
   const app = await buildApp({
     config: { publicUrl: 'http://127.0.0.1:8080', trustProxy: [], bodyLimitBytes: 1024 * 1024, apiRateLimitPerMinute: 100 },
     logger: createLogger({ level: 'silent' }),
-    identity: {} as Identity,
+    // Only what registering the routes reads: the guard's CSRF key.
+    identity: { csrfKey: () => randomBytes(32) } as unknown as Identity,
     // The relay's routes as serve registers them; nothing is called while the catalogue is read.
     routes: [
       webhookRoutes({ relay: {} as Relay, db: {} as Db, publicUrl: 'http://127.0.0.1:8080', logger: createLogger({ level: 'silent' }) }),
