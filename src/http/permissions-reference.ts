@@ -6,7 +6,7 @@ import { messageRoutes } from './routes/messages.js';
 import { webhookRoutes } from './routes/webhooks.js';
 import { createLogger } from '../log/logger.js';
 import type { Identity } from '../identity/identity.js';
-import { API_KEY_SCOPES, ASSIGNABLE_ROLES, PERMISSIONS, ROLES, ROLE_PERMISSIONS, type Permission } from '../identity/permissions.js';
+import { API_KEY_SCOPES, ASSIGNABLE_ROLES, PERMISSIONS, ROLES, ROLE_PERMISSIONS, VISIBLE_ROLES, type Permission } from '../identity/permissions.js';
 import { buildApp, type RouteCatalogueEntry } from './app.js';
 
 /**
@@ -28,6 +28,7 @@ export function permissionsReference(catalogue: RouteCatalogueEntry[]): string {
       return `| \`${String(route.method)} ${route.url}\` | ${access.replaceAll('|', '\\|')} |`;
     });
   const assignable = ROLES.map((role) => `- **${role}** may give: ${ASSIGNABLE_ROLES[role].length > 0 ? ASSIGNABLE_ROLES[role].join(', ') : 'nothing'}`);
+  const visible = ROLES.filter((role) => ROLE_PERMISSIONS[role].includes('users:read')).map((role) => `- **${role}** sees: ${VISIBLE_ROLES[role].join(', ')}`);
   return [
     '# Permissions',
     '',
@@ -52,6 +53,9 @@ export function permissionsReference(catalogue: RouteCatalogueEntry[]): string {
     '- **Role assignment.** Who may create, change, disable or delete users of which role:',
     ...assignable.map((line) => `  ${line}`),
     '  A manager asking about an admin or another manager hears 404, not 403.',
+    '- **Who sees whom.** `GET /api/v1/users` lists, and `GET /api/v1/users/{id}` shows, only users',
+    '  of the roles the caller may see; any other user reads as absent (404):',
+    ...visible.map((line) => `  ${line}`),
     '- **Nobody changes their own role, tenant or status**, and nobody deletes themselves.',
     '- **Sessions.** Everyone lists and ends their own; `sessions:manage` holders end those of',
     '  users whose role they may assign.',

@@ -8,8 +8,8 @@ import type { Identity } from './identity.js';
 import { SETUP_LINK_TTL_HOURS, renderAlreadyRegisteredEmail, renderSetupEmail, renderVerificationEmail } from './mailer.js';
 import { hashOpaqueToken, isOpaqueToken, issueOpaqueToken } from './opaque-tokens.js';
 import { checkPasswordPolicy, hashPassword, verifyAgainstDummy, verifyPassword } from './passwords.js';
-import { mayManageRole, type Role } from './permissions.js';
-import { auditActorOf, type Principal } from './principal.js';
+import { VISIBLE_ROLES, mayManageRole, type Role } from './permissions.js';
+import { auditActorOf, confinedTenant, type Principal } from './principal.js';
 import type { RequestOrigin } from './sign-in.js';
 import { isUuid, type UserRecord, type UserView } from './users.js';
 
@@ -185,9 +185,25 @@ export class Accounts {
     return { revokedSessions: revoked };
   }
 
-  /** Lists users; a principal that cannot see every tenant is refused by the route's permission already. */
-  async listUsers(filter: { tenantId?: string }): Promise<UserView[]> {
-    return this.parts.users.list(filter);
+  /**
+   * Lists the users `actor` may see (permissions.ts, VISIBLE_ROLES: a manager's list has no
+   * admins); a principal that cannot see every tenant is refused by the route's permission already.
+   */
+  async listUsers(actor: Principal, filter: { tenantId?: string }): Promise<UserView[]> {
+    return this.parts.users.list({ ...filter, roles: visibleRolesOf(actor) });
+  }
+
+  /**
+   * One user, if `actor` may see it: a role VISIBLE_ROLES gives the actor's, within the actor's
+   * tenant when it is confined to one. A user it may not see reads as absent (404), like one
+   * that does not exist, so the answer does not confirm that an admin's id is real.
+   */
+  async viewUser(actor: Principal, userId: string): Promise<UserView> {
+    const user = await this.parts.users.viewById(userId);
+    const confined = confinedTenant(actor);
+    const visible = user !== undefined && visibleRolesOf(actor).includes(user.role) && (confined === null || user.tenantId === confined);
+    if (!visible) throw new AuthError(404, 'not-found', 'Not Found', 'no such user');
+    return user;
   }
 
   /**
@@ -331,6 +347,11 @@ export class Accounts {
     const rows = await tx.update(userTokens).set({ usedAt: new Date() }).where(and(eq(userTokens.id, id), isNull(userTokens.usedAt))).returning({ id: userTokens.id });
     return rows.length === 1;
   }
+}
+
+/** Machines see no users (their scopes never include `users:read`); a person sees the roles VISIBLE_ROLES gives theirs. */
+function visibleRolesOf(actor: Principal): readonly Role[] {
+  return actor.kind === 'user' ? VISIBLE_ROLES[actor.role] : [];
 }
 
 function invalidUserToken(): AuthError {
