@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { and, eq, isNull } from 'drizzle-orm';
+import type { AuditAction } from '../audit/actions.js';
 import { appendAuditEvent } from '../audit/trail.js';
 import type { Db } from '../store/connection.js';
 import { tenants, userTokens } from '../store/schema.js';
@@ -301,7 +302,7 @@ export class Accounts {
    * may not manage, both read as 404 to a manager, so managers cannot probe for admins.
    * With `denied`, a refusal of an existing user is audited (the 404 hides it from the caller only).
    */
-  private async manageableTarget(actor: Principal, userId: string, options: { allowSelf?: boolean; denied?: { action: string; origin: RequestOrigin } } = {}): Promise<UserRecord> {
+  private async manageableTarget(actor: Principal, userId: string, options: { allowSelf?: boolean; denied?: { action: AuditAction; origin: RequestOrigin } } = {}): Promise<UserRecord> {
     const target = await this.parts.users.get(userId);
     const notFound = new AuthError(404, 'not-found', 'Not Found', 'no such user');
     if (!target) throw notFound;
@@ -316,14 +317,14 @@ export class Accounts {
   }
 
   /** Refuses (and audits) giving a role the actor may not give: a manager making an admin is an attempt to climb. */
-  private async assertMayAssign(actor: Principal, role: Role, attempt: { action: string; userId: string | null; origin: RequestOrigin }): Promise<void> {
+  private async assertMayAssign(actor: Principal, role: Role, attempt: { action: AuditAction; userId: string | null; origin: RequestOrigin }): Promise<void> {
     if (actor.kind !== 'user' || !mayManageRole(actor.role, role)) {
       await this.auditDenied(actor, attempt.action, attempt.userId, attempt.origin, 'role-not-assignable', { role });
       throw forbidden(`a ${actor.kind === 'user' ? actor.role : 'machine'} may not give the role "${role}"`);
     }
   }
 
-  private async auditDenied(actor: Principal, action: string, userId: string | null, origin: RequestOrigin, reason: string, details: Record<string, string> = {}): Promise<void> {
+  private async auditDenied(actor: Principal, action: AuditAction, userId: string | null, origin: RequestOrigin, reason: string, details: Record<string, string> = {}): Promise<void> {
     await appendAuditEvent(this.parts.db, { actor: auditActorOf(actor), action, target: userId ? { type: 'user', id: userId } : null, sourceIp: origin.ip, outcome: 'denied', details: { ...details, reason } });
   }
 
