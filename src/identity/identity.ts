@@ -78,6 +78,9 @@ export async function openIdentity(options: OpenIdentityOptions): Promise<Identi
     publicUrl: config.publicUrl.replace(/\/+$/, ''),
     twilioApiUrl: config.providers?.twilioApiUrl ?? 'https://api.twilio.com',
   });
+  const factors = new SecondFactors(db, fields);
+  const rekeyed = await factors.upgradeLegacyRecoveryCodes();
+  if (rekeyed > 0) logger.info({ recoveryCodes: rekeyed }, 'recovery codes stored unkeyed by an earlier release were re-keyed');
   return new Identity({
     db,
     fields,
@@ -90,7 +93,7 @@ export async function openIdentity(options: OpenIdentityOptions): Promise<Identi
     }),
     devices: new TrustedDevices(db),
     challenges: new LoginChallenges(db),
-    factors: new SecondFactors(db, fields),
+    factors,
     sms: new SmsFactor(db, fields, smsSender, new SmsSendThrottle({ ...(options.redis ? { redis: options.redis } : {}), keyPrefix })),
     apiKeys: new ApiKeys(db),
     signingKeys,
