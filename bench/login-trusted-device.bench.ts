@@ -154,7 +154,7 @@ async function breakDown(bench: IdentityBench, backend: BenchBackend, login: () 
   const loginMs = await mean(login);
   const steps = [...totals].map(([step, ms]) => ({ step, ms: ms / logins }));
   const rawVerifyMs = await mean(rawVerify);
-  const auditAppendMs = await mean(() => appendAuditEvent(parts.db, { actor: { type: 'system' }, action: 'bench.audit-append', outcome: 'success' }));
+  const auditAppendMs = await mean(() => appendAuditEvent(parts.db, { actor: { type: 'system' }, action: 'job.retry', outcome: 'success' }));
   return { backend, logins, loginMs, rawVerifyMs, auditAppendMs, steps };
 }
 

@@ -2,12 +2,13 @@ import { randomUUID } from 'node:crypto';
 import { and, asc, desc, eq, gt, sql } from 'drizzle-orm';
 import type { Db } from '../store/connection.js';
 import { auditEvents } from '../store/schema.js';
+import type { AuditAction } from './actions.js';
 import { GENESIS_HASH, chainHash, hashesEqual, type AuditActorType, type AuditDetails, type AuditEntry, type AuditOutcome } from './chain.js';
 
 export interface AuditEventInput {
   actor: { type: AuditActorType; id?: string | null };
-  /** Dotted verb, e.g. `auth.login`, `keys.rotate`, `conversation.read`. */
-  action: string;
+  /** Dotted verb from the catalogue (src/audit/actions.ts), e.g. `auth.login`, `keys.rotate`. */
+  action: AuditAction;
   target?: { type: string; id: string } | null;
   tenantId?: string | null;
   sourceIp?: string | null;
@@ -110,7 +111,7 @@ export async function auditChainContains(db: Db, hash: string): Promise<boolean>
 export interface AuditQuery {
   /** Entries after this sequence number (exclusive): the cursor of the previous page. */
   afterSeq?: number;
-  action?: string;
+  action?: AuditAction;
   tenantId?: string;
   actorId?: string;
   limit: number;

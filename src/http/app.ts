@@ -10,6 +10,8 @@ import { PERMISSIONS } from '../identity/permissions.js';
 import type { RedisConnection } from '../store/redis.js';
 import { installErrorHandling, respondToError } from './error-handler.js';
 import { installGuard } from './guard.js';
+import { installJsonBodyParser } from './json-body.js';
+import { requestValidatorFactory } from './request-validation.js';
 import { registerApiRateLimit } from './rate-limit.js';
 import { apiKeyRoutes } from './routes/api-keys.js';
 import { auditRoutes } from './routes/audit.js';
@@ -67,6 +69,24 @@ export interface AppDependencies {
  */
 export async function buildApp(dependencies: AppDependencies): Promise<App> {
   const { config, logger } = dependencies;
+  // An API answers JSON, never a page: the OWASP REST profile (nothing may load, nothing may
+  // frame it) instead of helmet's document-oriented defaults. Headers that only old browsers
+  // read (X-XSS-Protection, X-Download-Options, …) are left out. The console, when it is
+  // served, sets its own policy on its own routes.
+  //
+  // helmet itself, built once: @fastify/helmet rebuilds helmet's middleware (re-parsing every
+  // option) on each request, which measured 0.56× of a bare route against 0.74× for this
+  // (bench/http-healthz.bench.ts, docs/benchmarks.md). The headers are the same.
+  const applySecurityHeaders = helmet({
+    contentSecurityPolicy: { useDefaults: false, directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] } },
+    frameguard: { action: 'deny' },
+    strictTransportSecurity: config.publicUrl.startsWith('https://') ? { maxAge: 31_536_000, includeSubDomains: true } : false,
+    xXssProtection: false,
+    xDownloadOptions: false,
+    xDnsPrefetchControl: false,
+    xPermittedCrossDomainPolicies: false,
+    originAgentCluster: false,
+  });
   // Set once the app exists: the malformed-URL answer below is built before the hooks are.
   let httpMetrics: HttpMetrics | undefined;
   const app = Fastify({
@@ -87,8 +107,14 @@ export async function buildApp(dependencies: AppDependencies): Promise<App> {
     frameworkErrors: (error, request, reply) => {
       // No onResponse hook runs for these requests: they are counted when the answer is written.
       reply.raw.once('finish', () => httpMetrics?.observe(request, reply));
-      respondToError(error, request, reply.header('x-request-id', request.id) as unknown as FastifyReply);
+      // Nor does any onRequest hook: the security headers are set here as on every other answer.
+      applySecurityHeaders(request.raw, reply.raw, () => {
+        respondToError(error, request, reply.header('x-request-id', request.id) as unknown as FastifyReply);
+      });
     },
+    // JSON bodies are validated as sent, the URL's text is read into declared types
+    // (src/http/request-validation.ts).
+    schemaController: { compilersFactory: { buildValidator: requestValidatorFactory() } },
     ajv: {
       customOptions: {
         // Unknown properties are an error the client should hear about, not something to drop.
@@ -97,6 +123,7 @@ export async function buildApp(dependencies: AppDependencies): Promise<App> {
       },
     },
   });
+  installJsonBodyParser(app);
 
   httpMetrics = installHttpMetrics(app);
   const exposition = new MetricsExposition([
@@ -136,24 +163,6 @@ export async function buildApp(dependencies: AppDependencies): Promise<App> {
   });
   installErrorHandling(app);
 
-  // An API answers JSON, never a page: the OWASP REST profile (nothing may load, nothing may
-  // frame it) instead of helmet's document-oriented defaults. Headers that only old browsers
-  // read (X-XSS-Protection, X-Download-Options, …) are left out. The console, when it is
-  // served, sets its own policy on its own routes.
-  //
-  // helmet itself, built once: @fastify/helmet rebuilds helmet's middleware (re-parsing every
-  // option) on each request, which measured 0.56× of a bare route against 0.74× for this
-  // (bench/http-healthz.bench.ts, docs/benchmarks.md). The headers are the same.
-  const applySecurityHeaders = helmet({
-    contentSecurityPolicy: { useDefaults: false, directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] } },
-    frameguard: { action: 'deny' },
-    strictTransportSecurity: config.publicUrl.startsWith('https://') ? { maxAge: 31_536_000, includeSubDomains: true } : false,
-    xXssProtection: false,
-    xDownloadOptions: false,
-    xDnsPrefetchControl: false,
-    xPermittedCrossDomainPolicies: false,
-    originAgentCluster: false,
-  });
   app.addHook('onRequest', (request, reply, done) => {
     applySecurityHeaders(request.raw, reply.raw, (error?: unknown) => done(error as Error | undefined));
   });

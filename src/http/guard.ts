@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import fastifyCookie from '@fastify/cookie';
 import fastifyCsrf from '@fastify/csrf-protection';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
@@ -24,6 +25,15 @@ declare module 'fastify' {
 
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 
+/** The session a CSRF token of this request must have been issued in; read by the plugin's `getUserInfo`. */
+const csrfSessions = new WeakMap<FastifyRequest, string>();
+
+/** A CSRF token for the caller's session: what GET /api/v1/csrf hands out. */
+export function csrfTokenFor(reply: FastifyReply, principal: Principal): string {
+  if (principal.sessionId === null) throw forbidden('only a signed-in session has CSRF tokens');
+  return reply.generateCsrf({ userInfo: principal.sessionId });
+}
+
 /**
  * Enforces each route's declared access before its handler: deny by default. A permission
  * route needs a credential (bearer header, else the access cookie), a live session and the
@@ -37,6 +47,12 @@ export async function installGuard(app: FastifyInstance, identity: Identity | un
     cookieKey: CSRF_COOKIE,
     cookieOpts: { path: '/', secure: true, httpOnly: true, sameSite: 'strict' },
     getToken: (request) => request.headers[CSRF_HEADER] as string | undefined,
+    // A token carries a MAC of the session it was issued in (GET /api/v1/csrf) and is checked
+    // against the session of the request, so a token from another session (another user of
+    // this browser, a sign-in before a logout) is refused although the CSRF cookie is the same.
+    getUserInfo: (request) => csrfSessions.get(request) ?? '',
+    // Without an identity no request is ever cookie-authenticated, so no token is ever checked.
+    csrfOpts: { hmacKey: identity ? identity.csrfKey() : randomBytes(32) },
   });
   app.decorateRequest('principal', null);
 
@@ -46,7 +62,7 @@ export async function installGuard(app: FastifyInstance, identity: Identity | un
     if (!access || 'public' in access) return;
     if (!identity) throw unauthenticated();
     const principal = await authenticateRequest(identity, request);
-    if (principal.via === 'cookie' && !SAFE_METHODS.has(request.method)) await verifyCsrf(app, request, reply);
+    if (principal.via === 'cookie' && !SAFE_METHODS.has(request.method)) await verifyCsrf(app, request, reply, principal);
     if (!principalHas(principal, access.permission as Permission)) {
       await appendAuditEvent(identity.parts.db, {
         actor: auditActorOf(principal),
@@ -79,7 +95,7 @@ export async function authenticateRequest(identity: Identity, request: FastifyRe
 export async function optionalPrincipal(identity: Identity, request: FastifyRequest, reply: FastifyReply, app: FastifyInstance): Promise<Principal | null> {
   if (request.headers.authorization === undefined && !request.cookies[ACCESS_COOKIE]) return null;
   const principal = await authenticateRequest(identity, request);
-  if (principal.via === 'cookie' && !SAFE_METHODS.has(request.method)) await verifyCsrf(app, request, reply);
+  if (principal.via === 'cookie' && !SAFE_METHODS.has(request.method)) await verifyCsrf(app, request, reply, principal);
   return principal;
 }
 
@@ -93,7 +109,8 @@ export function originOf(request: FastifyRequest): RequestOrigin {
  * which would reach clients as type `bad-request` and leave this promise pending). So it gets
  * a view of the reply whose `send` rejects instead; everything else is the real reply.
  */
-function verifyCsrf(app: FastifyInstance, request: FastifyRequest, reply: FastifyReply): Promise<void> {
+function verifyCsrf(app: FastifyInstance, request: FastifyRequest, reply: FastifyReply, principal: Principal): Promise<void> {
+  if (principal.sessionId !== null) csrfSessions.set(request, principal.sessionId);
   return new Promise((resolve, reject) => {
     const refuse = () => reject(new AuthError(403, 'csrf-token-invalid', 'CSRF token missing or invalid', `a cookie-authenticated ${request.method} needs the ${CSRF_HEADER} header from GET /api/v1/csrf`));
     const refusingReply = Object.create(reply, { send: { value: refuse } }) as FastifyReply;

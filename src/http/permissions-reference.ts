@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import type { Relay } from '../relay/relay.js';
 import type { Db } from '../store/connection.js';
 import { conversationRoutes } from './routes/conversations.js';
@@ -5,7 +6,7 @@ import { messageRoutes } from './routes/messages.js';
 import { webhookRoutes } from './routes/webhooks.js';
 import { createLogger } from '../log/logger.js';
 import type { Identity } from '../identity/identity.js';
-import { API_KEY_SCOPES, ASSIGNABLE_ROLES, PERMISSIONS, ROLES, ROLE_PERMISSIONS, keyScopesBeyondRole, type Permission } from '../identity/permissions.js';
+import { API_KEY_SCOPES, ASSIGNABLE_ROLES, PERMISSIONS, ROLES, ROLE_PERMISSIONS, VISIBLE_ROLES, keyScopesBeyondRole, type Permission } from '../identity/permissions.js';
 import { buildApp, type RouteCatalogueEntry } from './app.js';
 
 /**
@@ -31,6 +32,7 @@ export function permissionsReference(catalogue: RouteCatalogueEntry[]): string {
     return `- **${role}** may give: ${scopes.length > 0 ? scopes.join(', ') : 'no key'}`;
   });
   const assignable = ROLES.map((role) => `- **${role}** may give: ${ASSIGNABLE_ROLES[role].length > 0 ? ASSIGNABLE_ROLES[role].join(', ') : 'nothing'}`);
+  const visible = ROLES.filter((role) => ROLE_PERMISSIONS[role].includes('users:read')).map((role) => `- **${role}** sees: ${VISIBLE_ROLES[role].join(', ')}`);
   return [
     '# Permissions',
     '',
@@ -62,6 +64,9 @@ export function permissionsReference(catalogue: RouteCatalogueEntry[]): string {
     '- **Role assignment.** Who may create, change, disable or delete users of which role:',
     ...assignable.map((line) => `  ${line}`),
     '  A manager asking about an admin or another manager hears 404, not 403.',
+    '- **Who sees whom.** `GET /api/v1/users` lists, and `GET /api/v1/users/{id}` shows, only users',
+    '  of the roles the caller may see; any other user reads as absent (404):',
+    ...visible.map((line) => `  ${line}`),
     '- **Nobody changes their own role, tenant or status**, and nobody deletes themselves.',
     '- **Sessions.** Everyone lists and ends their own; `sessions:manage` holders end those of',
     '  users whose role they may assign.',
@@ -82,7 +87,8 @@ export async function fullRouteCatalogue(): Promise<RouteCatalogueEntry[]> {
   const app = await buildApp({
     config: { publicUrl: 'http://127.0.0.1:8080', trustProxy: [], bodyLimitBytes: 1024 * 1024, apiRateLimitPerMinute: 100 },
     logger: createLogger({ level: 'silent' }),
-    identity: {} as Identity,
+    // Only what registering the routes reads: the guard's CSRF key.
+    identity: { csrfKey: () => randomBytes(32) } as unknown as Identity,
     // The relay's routes as serve registers them; nothing is called while the catalogue is read.
     routes: [
       webhookRoutes({ relay: {} as Relay, db: {} as Db, publicUrl: 'http://127.0.0.1:8080', logger: createLogger({ level: 'silent' }) }),

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { and, eq, isNull } from 'drizzle-orm';
+import type { AuditAction } from '../audit/actions.js';
 import { appendAuditEvent, type AuditEventInput } from '../audit/trail.js';
 import type { Db } from '../store/connection.js';
 import { isDatabaseUnavailable } from '../store/connection-errors.js';
@@ -10,8 +11,8 @@ import { SETUP_LINK_TTL_HOURS, renderAlreadyRegisteredEmail, renderSetupEmail, r
 import { MachineAuth } from './machine-auth.js';
 import { hashOpaqueToken, isOpaqueToken, issueOpaqueToken } from './opaque-tokens.js';
 import { checkPasswordPolicy, hashPassword, verifyAgainstDummy, verifyPassword } from './passwords.js';
-import { mayManageRole, type Role } from './permissions.js';
-import { auditActorOf, type Principal } from './principal.js';
+import { VISIBLE_ROLES, mayManageRole, type Role } from './permissions.js';
+import { auditActorOf, confinedTenant, type Principal } from './principal.js';
 import type { RequestOrigin } from './sign-in.js';
 import { isUuid, type UserRecord, type UserView } from './users.js';
 
@@ -269,9 +270,25 @@ export class Accounts {
     return { revokedSessions: revoked };
   }
 
-  /** Lists users; a principal that cannot see every tenant is refused by the route's permission already. */
-  async listUsers(filter: { tenantId?: string }): Promise<UserView[]> {
-    return this.parts.users.list(filter);
+  /**
+   * Lists the users `actor` may see (permissions.ts, VISIBLE_ROLES: a manager's list has no
+   * admins); a principal that cannot see every tenant is refused by the route's permission already.
+   */
+  async listUsers(actor: Principal, filter: { tenantId?: string }): Promise<UserView[]> {
+    return this.parts.users.list({ ...filter, roles: visibleRolesOf(actor) });
+  }
+
+  /**
+   * One user, if `actor` may see it: a role VISIBLE_ROLES gives the actor's, within the actor's
+   * tenant when it is confined to one. A user it may not see reads as absent (404), like one
+   * that does not exist, so the answer does not confirm that an admin's id is real.
+   */
+  async viewUser(actor: Principal, userId: string): Promise<UserView> {
+    const user = await this.parts.users.viewById(userId);
+    const confined = confinedTenant(actor);
+    const visible = user !== undefined && visibleRolesOf(actor).includes(user.role) && (confined === null || user.tenantId === confined);
+    if (!visible) throw new AuthError(404, 'not-found', 'Not Found', 'no such user');
+    return user;
   }
 
   /**
@@ -418,7 +435,7 @@ export class Accounts {
    * may not manage, both read as 404 to a manager, so managers cannot probe for admins.
    * With `denied`, a refusal of an existing user is audited (the 404 hides it from the caller only).
    */
-  private async manageableTarget(actor: Principal, userId: string, options: { allowSelf?: boolean; denied?: { action: string; origin: RequestOrigin } } = {}): Promise<UserRecord> {
+  private async manageableTarget(actor: Principal, userId: string, options: { allowSelf?: boolean; denied?: { action: AuditAction; origin: RequestOrigin } } = {}): Promise<UserRecord> {
     const target = await this.parts.users.get(userId);
     const notFound = new AuthError(404, 'not-found', 'Not Found', 'no such user');
     if (!target) throw notFound;
@@ -433,14 +450,14 @@ export class Accounts {
   }
 
   /** Refuses (and audits) giving a role the actor may not give: a manager making an admin is an attempt to climb. */
-  private async assertMayAssign(actor: Principal, role: Role, attempt: { action: string; userId: string | null; origin: RequestOrigin }): Promise<void> {
+  private async assertMayAssign(actor: Principal, role: Role, attempt: { action: AuditAction; userId: string | null; origin: RequestOrigin }): Promise<void> {
     if (actor.kind !== 'user' || !mayManageRole(actor.role, role)) {
       await this.auditDenied(actor, attempt.action, attempt.userId, attempt.origin, 'role-not-assignable', { role });
       throw forbidden(`a ${actor.kind === 'user' ? actor.role : 'machine'} may not give the role "${role}"`);
     }
   }
 
-  private async auditDenied(actor: Principal, action: string, userId: string | null, origin: RequestOrigin, reason: string, details: Record<string, string> = {}): Promise<void> {
+  private async auditDenied(actor: Principal, action: AuditAction, userId: string | null, origin: RequestOrigin, reason: string, details: Record<string, string> = {}): Promise<void> {
     await appendAuditEvent(this.parts.db, { actor: auditActorOf(actor), action, target: userId ? { type: 'user', id: userId } : null, sourceIp: origin.ip, outcome: 'denied', details: { ...details, reason } });
   }
 
@@ -478,7 +495,12 @@ export interface FactorReset {
   devices: number;
 }
 
-const FACTORS_RESET = 'user.factors.reset';
+const FACTORS_RESET = 'user.factors.reset' satisfies AuditAction;
+
+/** Machines see no users (their scopes never include `users:read`); a person sees the roles VISIBLE_ROLES gives theirs. */
+function visibleRolesOf(actor: Principal): readonly Role[] {
+  return actor.kind === 'user' ? VISIBLE_ROLES[actor.role] : [];
+}
 
 function invalidUserToken(): AuthError {
   return new AuthError(400, 'invalid-token', 'Invalid token', 'the token is unknown, expired or already used');

@@ -80,6 +80,9 @@ export async function openIdentity(options: OpenIdentityOptions): Promise<Identi
     publicUrl: config.publicUrl.replace(/\/+$/, ''),
     twilioApiUrl: config.providers?.twilioApiUrl ?? 'https://api.twilio.com',
   });
+  const factors = new SecondFactors(db, fields);
+  const rekeyed = await factors.upgradeLegacyRecoveryCodes();
+  if (rekeyed > 0) logger.info({ recoveryCodes: rekeyed }, 'recovery codes stored unkeyed by an earlier release were re-keyed');
   return new Identity({
     db,
     fields,
@@ -92,7 +95,7 @@ export async function openIdentity(options: OpenIdentityOptions): Promise<Identi
     }),
     devices: new TrustedDevices(db),
     challenges: new LoginChallenges(db),
-    factors: new SecondFactors(db, fields),
+    factors,
     sms: new SmsFactor(db, fields, smsSender, new SmsSendThrottle({ ...(options.redis ? { redis: options.redis } : {}), keyPrefix })),
     apiKeys: new ApiKeys(db),
     signingKeys,
@@ -171,9 +174,26 @@ export class Identity {
     }
   }
 
+  /**
+   * The key that binds CSRF tokens to the session they were issued in (src/http/guard.ts).
+   * Every instance must hold the same one, across restarts and rotations of the system key, or a
+   * browser's token would work on one server and not the next: so it is derived from the oldest
+   * active version of the system key, which stays active for as long as the deployment exists
+   * (only a tenant's keys are ever destroyed), under a label used for nothing else.
+   */
+  csrfKey(): Buffer {
+    const perVersion = this.parts.fields.sealer.blindIndexAllVersions(CSRF_KEY_CONTEXT, CSRF_KEY_LABEL, { normaliser: 'exact', lengthBytes: 32 });
+    const oldest = perVersion.at(-1);
+    if (!oldest) throw new Error('the system key has no active version to derive the CSRF key from');
+    return oldest;
+  }
+
   async close(): Promise<void> {
     await this.parts.bus.close();
   }
 }
+
+const CSRF_KEY_CONTEXT = { tenantId: SYSTEM_SCOPE, table: 'sessions', column: 'csrf_binding' } as const;
+const CSRF_KEY_LABEL = 'ciphergate/v1/csrf-token-key';
 
 export { ACCESS_TOKEN_TTL_SECONDS };

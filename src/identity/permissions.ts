@@ -56,6 +56,19 @@ export const ASSIGNABLE_ROLES: Record<Role, readonly Role[]> = {
   user: [],
 };
 
+/**
+ * Roles whose users each role may see (user lists, a user by id). A manager does not see
+ * admins: it cannot manage them, and a list of the agency's admins tells an attacker who
+ * holds a manager account whom to phish next. Not seeing someone reads as 404.
+ */
+export const VISIBLE_ROLES: Record<Role, readonly Role[]> = {
+  admin: ROLES,
+  manager: ['manager', 'employee', 'client', 'user'],
+  employee: [],
+  client: [],
+  user: [],
+};
+
 export function isRole(value: unknown): value is Role {
   return typeof value === 'string' && (ROLES as readonly string[]).includes(value);
 }
@@ -86,4 +99,9 @@ export function keyScopesBeyondRole(role: Role, scopes: readonly ApiKeyScope[]):
  */
 export function mayManageRole(actorRole: Role, targetRole: Role): boolean {
   return ASSIGNABLE_ROLES[actorRole].includes(targetRole);
+}
+
+/** Whether `actor` may see a user who has `targetRole` (listed, or read by id). */
+export function mayViewRole(actorRole: Role, targetRole: Role): boolean {
+  return VISIBLE_ROLES[actorRole].includes(targetRole);
 }

@@ -1,3 +1,4 @@
+import type { AuditAction } from '../audit/actions.js';
 import { appendAuditEvent } from '../audit/trail.js';
 import type { Db } from '../store/connection.js';
 import type { AuthStage } from './auth-metrics.js';
@@ -347,7 +348,7 @@ export class SignIn {
   }
 
   /** The user's current password, throttled like a sign-in; `invalid-credentials` (403) otherwise. */
-  private async confirmPassword(userId: string, password: string | undefined, origin: RequestOrigin, action: string): Promise<void> {
+  private async confirmPassword(userId: string, password: string | undefined, origin: RequestOrigin, action: AuditAction): Promise<void> {
     const { users, throttle, db } = this.parts;
     if (password === undefined) {
       throw new AuthError(400, 'validation-failed', 'Invalid request', 'body currentPassword: is required to replace a second factor while signed in');
@@ -375,7 +376,7 @@ export class SignIn {
    * a second-factor sign-in; `403 invalid-second-factor` otherwise. Someone who has neither
    * asks an admin to reset their factors (`Accounts.resetFactors`).
    */
-  private async confirmCurrentFactor(userId: string, proof: CurrentFactorProof | undefined, origin: RequestOrigin, action: string): Promise<void> {
+  private async confirmCurrentFactor(userId: string, proof: CurrentFactorProof | undefined, origin: RequestOrigin, action: AuditAction): Promise<void> {
     const { factors, throttle, db } = this.parts;
     if (proof === undefined) {
       throw new AuthError(400, 'validation-failed', 'Invalid request', 'body currentFactor: is required to replace a second factor while signed in ({method: "totp", code} from the current authenticator, or {method: "recovery", code})');
@@ -411,7 +412,7 @@ export class SignIn {
     return { userId: challenge.userId, challengeId: challenge.id };
   }
 
-  private async openChallenge(token: unknown, purpose: 'second-factor' | 'enrollment', origin: RequestOrigin, action: string) {
+  private async openChallenge(token: unknown, purpose: 'second-factor' | 'enrollment', origin: RequestOrigin, action: AuditAction) {
     try {
       return await this.parts.challenges.open(token, purpose, deviceFingerprint(origin.userAgent));
     } catch (error) {
@@ -420,7 +421,7 @@ export class SignIn {
     }
   }
 
-  private async spendIpAllowance(origin: RequestOrigin, action: string): Promise<void> {
+  private async spendIpAllowance(origin: RequestOrigin, action: AuditAction): Promise<void> {
     const allowance = await this.parts.throttle.consumeIp(origin.ip);
     if (allowance.allowed) return;
     await this.audit(this.parts.db, { action, outcome: 'denied', origin, details: { reason: 'ip-limit' } });
@@ -435,7 +436,7 @@ export class SignIn {
   private async audit(
     db: Db,
     event: {
-      action: string;
+      action: AuditAction;
       stage?: AuthStage;
       outcome: 'success' | 'failure' | 'denied';
       origin: RequestOrigin;
@@ -465,7 +466,7 @@ export interface CurrentFactorProof {
   code: string;
 }
 
-const SMS_SENT = 'auth.sms_code_sent';
+const SMS_SENT = 'auth.sms_code_sent' satisfies AuditAction;
 
 function smsNotAvailable(): AuthError {
   return new AuthError(400, 'method-not-available', 'Method not available', 'SMS codes are not enabled for this account; use "totp" or "recovery"');

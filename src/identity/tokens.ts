@@ -116,9 +116,10 @@ export interface VerifyAccessTokenOptions {
  * that `sid` names a live session.
  */
 export async function verifyAccessToken(keys: SigningKeys, token: string, options: VerifyAccessTokenOptions): Promise<AccessTokenClaims> {
-  if (typeof token !== 'string' || token.length > MAX_TOKEN_LENGTH || token.split('.').length !== 3) {
-    throw new TokenError('malformed');
-  }
+  if (typeof token !== 'string' || token.length > MAX_TOKEN_LENGTH) throw new TokenError('malformed');
+  const segments = token.split('.');
+  if (segments.length !== 3) throw new TokenError('malformed');
+  if (!segments.every(isCanonicalBase64url)) throw new TokenError('malformed', 'access token is not canonical base64url');
   let header: ReturnType<typeof decodeProtectedHeader>;
   try {
     header = decodeProtectedHeader(token);
@@ -157,6 +158,19 @@ export async function verifyAccessToken(keys: SigningKeys, token: string, option
   }
   return claimsOf(payload, options.audience);
 }
+
+/**
+ * RFC 7515 §2: base64url without padding, line breaks or other characters; and RFC 4648 §3.5:
+ * the unused bits of the last character are zero. jose does not check this: on Node 20 it
+ * decodes with `atob`, which drops `=` padding, whitespace and the unused bits, so many strings
+ * decode to one signature (`…Xk`, `…Xl`, `…Xk==` alike). A token must be exactly one string, or
+ * anything keyed on it (a revocation or replay list, a log search, a cache) can be sidestepped
+ * with a second spelling of the same token. Re-encoding the decoded bytes must give the input back.
+ */
+function isCanonicalBase64url(segment: string): boolean {
+  return BASE64URL_ALPHABET.test(segment) && Buffer.from(segment, 'base64url').toString('base64url') === segment;
+}
+const BASE64URL_ALPHABET = /^[A-Za-z0-9_-]*$/;
 
 const DEFAULT_MESSAGES: Record<TokenFailure, string> = {
   malformed: 'access token is malformed',

@@ -105,9 +105,12 @@ export class UserDirectory {
     return row;
   }
 
-  /** Users with their emails opened, for an admin listing; `tenantId` narrows to one tenant. */
-  async list(filter: { tenantId?: string } = {}): Promise<UserView[]> {
-    const where: SQL | undefined = filter.tenantId ? eq(users.tenantId, filter.tenantId) : undefined;
+  /** Users with their emails opened, for an admin listing; `tenantId` narrows to one tenant, `roles` to those roles. */
+  async list(filter: { tenantId?: string; roles?: readonly Role[] } = {}): Promise<UserView[]> {
+    const conditions: SQL[] = [];
+    if (filter.tenantId) conditions.push(eq(users.tenantId, filter.tenantId));
+    if (filter.roles) conditions.push(filter.roles.length > 0 ? inArray(users.role, [...filter.roles]) : sql`false`);
+    const where = conditions.length > 0 ? and(...conditions) : undefined;
     const rows = await this.db
       .select({ ...recordColumns, email: users.email })
       .from(users)

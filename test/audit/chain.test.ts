@@ -79,7 +79,7 @@ await describeEachBackend('audit trail', (backend) => {
   test('concurrent appends never fork the chain', async () => {
     await Promise.all(
       Array.from({ length: 40 }, (_, index) =>
-        appendAuditEvent(db, { actor: { type: 'system' }, action: 'test.concurrent', outcome: 'success', details: { index } }),
+        appendAuditEvent(db, { actor: { type: 'system' }, action: 'job.retry', outcome: 'success', details: { index } }),
       ),
     );
     const result = await verifyAuditChain(db);
@@ -90,12 +90,12 @@ await describeEachBackend('audit trail', (backend) => {
   test('an append inside a rolled-back transaction leaves no trace', async () => {
     await assert.rejects(
       db.transaction(async (tx) => {
-        await appendAuditEvent(tx as unknown as Db, { actor: { type: 'system' }, action: 'test.rollback', outcome: 'success' });
+        await appendAuditEvent(tx as unknown as Db, { actor: { type: 'system' }, action: 'keys.rewrap', outcome: 'success' });
         throw new Error('roll back');
       }),
       /roll back/,
     );
-    const [row] = await queryRows<{ n: number }>(db, sql`select count(*)::int as n from audit_events where action = 'test.rollback'`);
+    const [row] = await queryRows<{ n: number }>(db, sql`select count(*)::int as n from audit_events where action = 'keys.rewrap'`);
     assert.equal(row!.n, 0);
     assert.equal((await verifyAuditChain(db)).intact, true);
   });

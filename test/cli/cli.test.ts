@@ -63,7 +63,7 @@ describe('migrate and audit verify on the embedded database', () => {
     const database = await openDatabase({ dataDir: join(cwd, '.ciphergate') });
     const { appendAuditEvent } = await import('../../src/audit/trail.js');
     for (let index = 0; index < 3; index += 1) {
-      await appendAuditEvent(database.db, { actor: { type: 'system' }, action: 'test.cli', outcome: 'success', details: { index } });
+      await appendAuditEvent(database.db, { actor: { type: 'system' }, action: 'job.retry', outcome: 'success', details: { index } });
     }
     await database.close();
 

@@ -8,7 +8,7 @@ await Promise.all(
   Array.from({ length: Number(countText) }, (_, index) =>
     appendAuditEvent(database.db, {
       actor: { type: 'system', id: label ?? null },
-      action: 'test.append',
+      action: 'job.retry',
       outcome: 'success',
       details: { index },
     }),

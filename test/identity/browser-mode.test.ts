@@ -73,8 +73,9 @@ await describeEachBackend('browser mode', (backend) => {
     return { response, access: cookies.get(ACCESS_COOKIE)!.value, refresh: cookies.get(REFRESH_COOKIE)!.value, deviceToken: response.json().deviceToken };
   }
 
-  async function csrf(): Promise<{ token: string; cookie: string }> {
-    const response = await h.request({ method: 'GET', url: '/api/v1/csrf' });
+  /** A CSRF token (and its cookie) for the session of `access`: tokens are bound to the session they were issued in. */
+  async function csrf(access: string): Promise<{ token: string; cookie: string }> {
+    const response = await h.request({ method: 'GET', url: '/api/v1/csrf', cookies: { [ACCESS_COOKIE]: access } });
     assert.equal(response.statusCode, 200, response.body);
     const cookie = setCookies(response).get(CSRF_COOKIE);
     assertHostCookie(cookie, CSRF_COOKIE);
@@ -122,8 +123,8 @@ await describeEachBackend('browser mode', (backend) => {
   test('a cookie-authenticated POST without a valid X-CSRF-Token → 403 csrf-token-invalid, and nothing changes', async () => {
     const user = await h.createUser({ role: 'employee' });
     const { access } = await cookieSignIn(user);
-    const first = await csrf();
-    const second = await csrf();
+    const first = await csrf(access);
+    const second = await csrf(access);
     const attempts: Array<{ label: string; headers?: Record<string, string>; cookies: Record<string, string> }> = [
       { label: 'no header, no CSRF cookie', cookies: { [ACCESS_COOKIE]: access } },
       { label: 'CSRF cookie but no header', cookies: { [ACCESS_COOKIE]: access, [CSRF_COOKIE]: first.cookie } },
@@ -149,7 +150,7 @@ await describeEachBackend('browser mode', (backend) => {
   test('with the token from GET /csrf and its cookie, the cookie POST succeeds and clears the cookies', async () => {
     const user = await h.createUser({ role: 'employee' });
     const { access } = await cookieSignIn(user);
-    const { token, cookie } = await csrf();
+    const { token, cookie } = await csrf(access);
     const response = await h.request({ method: 'POST', url: '/api/v1/auth/logout-all', headers: { 'x-csrf-token': token }, cookies: { [ACCESS_COOKIE]: access, [CSRF_COOKIE]: cookie } });
     assert.equal(response.statusCode, 200, response.body);
     assert.deepEqual(response.json(), { revoked: 1 });

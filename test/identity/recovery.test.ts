@@ -1,14 +1,24 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
+import { createHash, createHmac } from 'node:crypto';
 import {
   findRecoveryCode,
-  generateRecoveryCodes,
+  generateRecoveryCodes as generateFor,
   normaliseRecoveryCode,
   redeemRecoveryCode,
+  type RecoveryCodeKey,
   type RecoveryCodeStore,
   type StoredRecoveryCode,
 } from '../../src/identity/factors/recovery.js';
+
+const USER = 'u1';
+/** Stands in for the system key's MAC key; the real one comes from the sealer (test/regressions/recovery-codes-keyed-hmac.test.ts). */
+const KEY: RecoveryCodeKey = {
+  mac: (message) => createHmac('sha256', 'test key v2').update(message).digest(),
+  macAllVersions: (message) => ['test key v2', 'test key v1'].map((key) => createHmac('sha256', key).update(message).digest()),
+};
+const generateRecoveryCodes = (count?: number) => generateFor(USER, KEY, count);
+const find = <Id>(rows: ReadonlyArray<StoredRecoveryCode<Id>>, input: string) => findRecoveryCode(rows, USER, input, KEY);
 
 const FORMAT = /^[0-9a-hjkmnp-tv-z]{5}-[0-9a-hjkmnp-tv-z]{5}$/;
 
@@ -23,15 +33,17 @@ describe('recovery codes', () => {
     assert.equal(new Set(codes).size, 10);
     assert.equal(new Set(hashes).size, 10);
     for (const code of codes) assert.match(code, FORMAT);
-    for (const hash of hashes) assert.match(hash, /^[0-9a-f]{64}$/);
+    for (const hash of hashes) assert.match(hash, /^hmac-sha256:[0-9a-f]{64}$/);
     assert.equal(generateRecoveryCodes(3).codes.length, 3);
   });
 
-  test('the stored form is SHA-256 of the normalised code and never contains the code', () => {
+  test('the stored form is the keyed MAC of the user and the SHA-256 of the normalised code, and never contains the code', () => {
     const { codes, hashes } = generateRecoveryCodes();
     codes.forEach((code, index) => {
       const bare = code.replace('-', '');
-      assert.equal(hashes[index], createHash('sha256').update(bare).digest('hex'));
+      const digest = createHash('sha256').update(bare).digest('hex');
+      assert.equal(hashes[index], `hmac-sha256:${KEY.mac(`${USER}\n${digest}`).toString('hex')}`);
+      assert.ok(!hashes.includes(digest), 'not the unkeyed digest');
       for (const hash of hashes) {
         assert.ok(!hash.includes(bare));
         assert.ok(!hash.includes(code));
@@ -42,7 +54,7 @@ describe('recovery codes', () => {
   test('each code is found once, as its own row', () => {
     const { codes, hashes } = generateRecoveryCodes();
     const rows = storedRows(hashes);
-    const found = codes.map((code) => findRecoveryCode(rows, code));
+    const found = codes.map((code) => find(rows, code));
     assert.deepEqual(found, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
   });
 
@@ -50,8 +62,8 @@ describe('recovery codes', () => {
     const { codes, hashes } = generateRecoveryCodes();
     const rows = storedRows(hashes);
     rows[3]!.usedAt = new Date();
-    assert.equal(findRecoveryCode(rows, codes[3]!), undefined);
-    assert.equal(findRecoveryCode(rows, codes[4]!), 5);
+    assert.equal(find(rows, codes[3]!), undefined);
+    assert.equal(find(rows, codes[4]!), 5);
   });
 
   test('input is normalised: case, dashes, spaces, look-alike letters', () => {
@@ -60,7 +72,7 @@ describe('recovery codes', () => {
     const code = codes[0]!;
     const bare = code.replace('-', '');
     for (const input of [code.toUpperCase(), bare, ` ${bare.slice(0, 3)} ${bare.slice(3)} `, `${bare.slice(0, 2)}-${bare.slice(2, 7)}-${bare.slice(7)}`, `\t${code}\n`]) {
-      assert.equal(findRecoveryCode(rows, input), 1, JSON.stringify(input));
+      assert.equal(find(rows, input), 1, JSON.stringify(input));
     }
     assert.equal(normaliseRecoveryCode('OIL23-abcde'), '01123abcde');
   });
@@ -70,17 +82,17 @@ describe('recovery codes', () => {
     const rows = storedRows(hashes);
     const other = generateRecoveryCodes(1).codes[0]!;
     for (const input of [other, '', '-----', 'abcde', 'abcde-fghjk-m', 'uuuuu-uuuuu', hashes[0]!]) {
-      assert.equal(findRecoveryCode(rows, input), undefined, JSON.stringify(input));
+      assert.equal(find(rows, input), undefined, JSON.stringify(input));
     }
-    assert.equal(findRecoveryCode([], other), undefined);
+    assert.equal(find([], other), undefined);
   });
 
   test('a corrupt stored hash neither throws nor matches', () => {
     const { codes, hashes } = generateRecoveryCodes(2);
     const rows = storedRows(hashes);
     rows[0]!.hash = 'not hex';
-    assert.equal(findRecoveryCode(rows, codes[0]!), undefined);
-    assert.equal(findRecoveryCode(rows, codes[1]!), 2);
+    assert.equal(find(rows, codes[0]!), undefined);
+    assert.equal(find(rows, codes[1]!), 2);
   });
 
   test('redeemRecoveryCode spends a code once, even for concurrent requests', async () => {
@@ -98,9 +110,9 @@ describe('recovery codes', () => {
         return true;
       },
     };
-    const results = await Promise.all([redeemRecoveryCode(store, 'u1', codes[2]!), redeemRecoveryCode(store, 'u1', codes[2]!)]);
+    const results = await Promise.all([redeemRecoveryCode(store, USER, codes[2]!, KEY), redeemRecoveryCode(store, USER, codes[2]!, KEY)]);
     assert.deepEqual(results.sort(), [3, undefined]);
-    assert.equal(await redeemRecoveryCode(store, 'u1', codes[2]!), undefined);
-    assert.equal(await redeemRecoveryCode(store, 'u1', codes[7]!), 8);
+    assert.equal(await redeemRecoveryCode(store, USER, codes[2]!, KEY), undefined);
+    assert.equal(await redeemRecoveryCode(store, USER, codes[7]!, KEY), 8);
   });
 });

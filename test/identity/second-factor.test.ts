@@ -180,8 +180,10 @@ await describeEachBackend('sign-in: second factor', (backend) => {
         ['oversized', `cgc_${'A'.repeat(300)}`, 400, 'validation-failed'],
         ['huge', 'A'.repeat(200_000), 400, 'validation-failed'],
         ['empty', '', 400, 'validation-failed'],
-        // Fastify's schema validation coerces scalars to the declared string type.
-        ['number', 12345, 401, 'invalid-challenge'],
+        // JSON bodies are validated as sent: a number is not a string (src/http/request-validation.ts).
+        ['number', 12345, 400, 'validation-failed'],
+        ['boolean', true, 400, 'validation-failed'],
+        ['one-element array', ['garbage'], 400, 'validation-failed'],
         ['null', null, 400, 'validation-failed'],
         ['object', { $ne: null }, 400, 'validation-failed'],
       ];

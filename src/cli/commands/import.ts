@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { isSupportedCountry, type CountryCode } from 'libphonenumber-js';
+import type { AuditAction } from '../../audit/actions.js';
 import { appendAuditEvent } from '../../audit/trail.js';
 import { createAirtableRecordsClient } from '../../providers/airtable/records-client.js';
 import { ProviderError } from '../../providers/provider-error.js';
@@ -146,7 +147,7 @@ function describeFailure(cause: unknown): string {
   return cause instanceof Error ? cause.message : String(cause);
 }
 
-async function audit(db: Db, action: string, tenantId: string, outcome: 'success' | 'failure', details: Record<string, string | number>): Promise<void> {
+async function audit(db: Db, action: AuditAction, tenantId: string, outcome: 'success' | 'failure', details: Record<string, string | number>): Promise<void> {
   await appendAuditEvent(db, { actor: { type: 'system', id: 'cli' }, action, target: { type: 'tenant', id: tenantId }, tenantId, outcome, details });
 }
 

@@ -7,7 +7,7 @@ import { PASSWORD_MAX_CODE_POINTS } from '../../identity/passwords.js';
 import { normaliseE164 } from '../../seal/normalise.js';
 import { SignIn, type SignedIn, type TokenPair } from '../../identity/sign-in.js';
 import { ACCESS_TOKEN_TTL_SECONDS } from '../../identity/tokens.js';
-import { ACCESS_COOKIE, REFRESH_COOKIE, optionalPrincipal, originOf } from '../guard.js';
+import { ACCESS_COOKIE, REFRESH_COOKIE, csrfTokenFor, optionalPrincipal, originOf } from '../guard.js';
 import { ProblemSchema } from '../schemas/problem.js';
 
 /**
@@ -360,12 +360,16 @@ export function authRoutes(identity: Identity) {
     app.get(
       '/api/v1/csrf',
       {
-        config: publicAccess('hands out the CSRF token browser clients echo in X-CSRF-Token; grants nothing by itself'),
-        schema: { tags, summary: 'A CSRF token for cookie-authenticated requests', response: { 200: Type.Object({ token: Type.String() }) } },
+        config: { access: { permission: 'auth:self' } },
+        schema: {
+          tags,
+          summary: "A CSRF token for cookie-authenticated requests, valid only in the caller's session",
+          response: { 200: Type.Object({ token: Type.String() }), ...problems },
+        },
       },
-      async (_request, reply) => {
+      async (request, reply) => {
         reply.header('cache-control', 'no-store');
-        return { token: reply.generateCsrf() };
+        return { token: csrfTokenFor(reply, request.principal!) };
       },
     );
   };

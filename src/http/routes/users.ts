@@ -51,9 +51,18 @@ export function userRoutes(identity: Identity) {
         const confined = confinedTenant(request.principal!);
         if (confined !== null && request.query.tenant !== undefined && request.query.tenant !== confined) throw forbidden('you may only list users of your own tenant');
         const tenantId = confined === null ? request.query.tenant : confined === 'none' ? undefined : confined;
-        const users = await accounts.listUsers(tenantId ? { tenantId } : {});
+        const users = await accounts.listUsers(request.principal!, tenantId ? { tenantId } : {});
         return { users: users.map(userView) };
       },
+    );
+
+    app.get<{ Params: Static<typeof IdParams> }>(
+      '/api/v1/users/:id',
+      {
+        config: { access: { permission: 'users:read' } },
+        schema: { tags, summary: 'One user (email opened for display); a user the caller may not see reads as 404', params: IdParams, response: { 200: UserSchema, ...problems } },
+      },
+      async (request) => userView(await accounts.viewUser(request.principal!, request.params.id)),
     );
 
     app.post<{ Body: Static<typeof CreateBody> }>(

@@ -1,18 +1,24 @@
 import { randomUUID } from 'node:crypto';
-import { and, desc, eq, isNotNull, isNull, lt, ne, or } from 'drizzle-orm';
+import { and, asc, desc, eq, isNotNull, isNull, lt, ne, or, sql } from 'drizzle-orm';
 import { SYSTEM_SCOPE, type SealedFields } from '../../seal/sealed-fields.js';
 import type { Db } from '../../store/connection.js';
 import { totpFactorsSealed } from '../../store/sealed-tables.js';
 import { recoveryCodes, totpFactors } from '../../store/schema.js';
-import { findRecoveryCode, generateRecoveryCodes } from './recovery.js';
+import { findRecoveryCode, generateRecoveryCodes, isLegacyForm, storedFormOf, type RecoveryCodeKey } from './recovery.js';
 import { consumeTotpCode, createTotpEnrollment, verifyTotp, type TotpVerification } from './totp.js';
 
 /**
  * The database side of the second factors: TOTP secrets sealed under the system key, the
- * replay guard as a compare-and-set on `last_used_step`, recovery codes hashed and spent
- * with a compare-and-set on `used_at`.
+ * replay guard as a compare-and-set on `last_used_step`, recovery codes stored as a keyed MAC
+ * (recovery.ts) and spent with a compare-and-set on `used_at`.
  */
 export class SecondFactors {
+  /** The MAC key of stored recovery codes: the system key's blind-index key of `recovery_codes.code_hash`, every version. */
+  private readonly recoveryKey: RecoveryCodeKey = {
+    mac: (message) => this.fields.sealer.blindIndex(RECOVERY_CODE_MAC_CONTEXT, message, RECOVERY_CODE_MAC),
+    macAllVersions: (message) => this.fields.sealer.blindIndexAllVersions(RECOVERY_CODE_MAC_CONTEXT, message, RECOVERY_CODE_MAC),
+  };
+
   constructor(
     private readonly db: Db,
     private readonly fields: SealedFields,
@@ -81,7 +87,7 @@ export class SecondFactors {
       .returning({ id: totpFactors.id });
     if (confirmed.length === 0) return { ok: false, reason: 'replayed' };
     await db.delete(totpFactors).where(and(eq(totpFactors.userId, userId), ne(totpFactors.id, pending.id)));
-    const codes = generateRecoveryCodes();
+    const codes = generateRecoveryCodes(userId, this.recoveryKey);
     await db.delete(recoveryCodes).where(eq(recoveryCodes.userId, userId));
     await db.insert(recoveryCodes).values(codes.hashes.map((codeHash) => ({ id: randomUUID(), userId, codeHash, createdAt: now })));
     return { ok: true, recoveryCodes: codes.codes };
@@ -113,10 +119,15 @@ export class SecondFactors {
     );
   }
 
-  /** Spends one recovery code; true only for the request that spent it. */
+  /**
+   * Spends one recovery code; true only for the request that spent it. Codes of this user
+   * still in the unkeyed form (written by an older instance while a deployment upgrades)
+   * are checked as they are, then re-keyed.
+   */
   async redeemRecoveryCode(userId: string, code: string, now: Date = new Date()): Promise<boolean> {
     const stored = await this.db.select({ id: recoveryCodes.id, hash: recoveryCodes.codeHash, usedAt: recoveryCodes.usedAt }).from(recoveryCodes).where(eq(recoveryCodes.userId, userId));
-    const id = findRecoveryCode(stored, code);
+    const id = findRecoveryCode(stored, userId, code, this.recoveryKey);
+    for (const row of stored) if (isLegacyForm(row.hash)) await this.rekeyLegacyRow({ id: row.id, userId, hash: row.hash });
     if (id === undefined) return false;
     const rows = await this.db
       .update(recoveryCodes)
@@ -126,8 +137,43 @@ export class SecondFactors {
     return rows.length === 1;
   }
 
+  /**
+   * Re-keys every recovery code still stored as bare SHA-256 (before the keyed form): the MAC
+   * is taken over that digest, so no code is needed and nobody is locked out. Run at start
+   * (openIdentity); each row is a compare-and-set, so instances starting together do each row
+   * once. Returns how many rows this call changed.
+   */
+  async upgradeLegacyRecoveryCodes(batchSize = 500): Promise<number> {
+    let upgraded = 0;
+    for (;;) {
+      const rows = await this.db
+        .select({ id: recoveryCodes.id, userId: recoveryCodes.userId, hash: recoveryCodes.codeHash })
+        .from(recoveryCodes)
+        .where(sql`${recoveryCodes.codeHash} ~ '^[0-9a-f]{64}$'`)
+        .orderBy(asc(recoveryCodes.id))
+        .limit(batchSize);
+      for (const row of rows) if (await this.rekeyLegacyRow(row)) upgraded += 1;
+      // A row another instance re-keyed meanwhile no longer matches, so every pass shrinks the set.
+      if (rows.length < batchSize) return upgraded;
+    }
+  }
+
+  private async rekeyLegacyRow(row: { id: string; userId: string; hash: string }): Promise<boolean> {
+    const changed = await this.db
+      .update(recoveryCodes)
+      .set({ codeHash: storedFormOf(row.userId, row.hash, this.recoveryKey) })
+      .where(and(eq(recoveryCodes.id, row.id), eq(recoveryCodes.codeHash, row.hash)))
+      .returning({ id: recoveryCodes.id });
+    return changed.length === 1;
+  }
+
   async remainingRecoveryCodes(userId: string): Promise<number> {
     const rows = await this.db.select({ id: recoveryCodes.id }).from(recoveryCodes).where(and(eq(recoveryCodes.userId, userId), isNull(recoveryCodes.usedAt)));
     return rows.length;
   }
 }
+
+/** Derived per (scope, table, column) like any blind-index key, so it is used for nothing else. */
+const RECOVERY_CODE_MAC_CONTEXT = { tenantId: SYSTEM_SCOPE, table: 'recovery_codes', column: 'code_hash' } as const;
+/** The whole HMAC-SHA256, untruncated ('exact' keeps the input as given). */
+const RECOVERY_CODE_MAC = { normaliser: 'exact', lengthBytes: 32 } as const;
