@@ -1,3 +1,4 @@
+import { AuditAggregator } from '../audit/aggregator.js';
 import type { Config } from '../config/load.js';
 import type { Logger } from '../log/logger.js';
 import type { SealedFields } from '../seal/sealed-fields.js';
@@ -110,8 +111,15 @@ export function tokenSettings(config: Pick<Config, 'publicUrl' | 'signup'>): Ide
 export class Identity {
   /** Sign-in failures and lockouts of this instance; `/metrics` serves them. */
   readonly metrics = new AuthMetrics();
+  /**
+   * Throttled sign-in steps (429s), audited as one `auth.throttled` entry per step, reason and
+   * minute instead of one per refusal; written at the latest by `close()`.
+   */
+  readonly throttleAudit: AuditAggregator;
 
-  constructor(readonly parts: IdentityParts) {}
+  constructor(readonly parts: IdentityParts) {
+    this.throttleAudit = new AuditAggregator(parts.db, { logger: parts.logger });
+  }
 
   /**
    * The principal behind a bearer credential: an API key (`cgk_…`) or an access JWT whose
@@ -170,6 +178,7 @@ export class Identity {
   }
 
   async close(): Promise<void> {
+    await this.throttleAudit.stop();
     await this.parts.bus.close();
   }
 }
