@@ -345,11 +345,12 @@ await describeEachBackend('identity: SMS second factor', (backend) => {
 
     test('at most five codes per user per hour, whatever their purpose', async () => {
       const throttle = new SmsSendThrottle({ minIntervalSeconds: 0 });
-      for (let sent = 1; sent <= 5; sent++) assert.deepEqual(await throttle.consume('u:someone', sent % 2 === 0 ? 'sign-in' : 'verify-phone'), { allowed: true });
-      const sixth = await throttle.consume('u:someone', 'sign-in');
+      // A new phone each time, so only the per-user limit can say no.
+      for (let sent = 1; sent <= 5; sent++) assert.deepEqual(await throttle.consume('u:someone', sent % 2 === 0 ? 'sign-in' : 'verify-phone', `tel:${sent}`), { allowed: true });
+      const sixth = await throttle.consume('u:someone', 'sign-in', 'tel:6');
       assert.equal(sixth.allowed, false);
       assert.ok(!sixth.allowed && sixth.retryAfterSeconds > 30 && sixth.retryAfterSeconds <= 3600);
-      assert.deepEqual(await throttle.consume('u:someone-else', 'sign-in'), { allowed: true });
+      assert.deepEqual(await throttle.consume('u:someone-else', 'sign-in', 'tel:7'), { allowed: true });
     });
 
     for (const fault of [
