@@ -383,8 +383,8 @@ export class SignIn {
   }
 
   /**
-   * Every refused step of these flows passes through here, so the metrics count exactly what the
-   * audit trail records; `stage` overrides the stage the action stands for (a password
+   * Every refused step of these flows passes through here (or, refused by a limit, through
+   * `throttled`), so the metrics count exactly what the audit trail records; `stage` overrides the stage the action stands for (a password
    * confirmation is audited under the action it guards).
    */
   private async audit(
