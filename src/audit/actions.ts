@@ -11,6 +11,7 @@ export const AUDIT_ACTIONS = {
   // Sign-in and the caller's own account (docs/identity.md, "Audit events").
   'auth.login': 'a password attempt: success, failure, or refused (locked, unverified, address limit)',
   'auth.lockout': 'a run of failures locked an account from an address',
+  'auth.throttled': 'sign-in steps refused by a limit, one entry per step, reason and minute with a count',
   'auth.second-factor': 'a second-factor attempt with its method',
   'auth.sms_code_sent': 'an SMS code sent, refused or failed',
   'auth.phone_verified': 'a phone confirmed with its code, or a wrong code',
@@ -39,7 +40,7 @@ export const AUDIT_ACTIONS = {
   'conversation.lookup': "a contact's conversations looked up by phone",
   'conversation.read': "a conversation's messages opened",
   'message.send': 'a message accepted for sending through the API',
-  'webhook.rejected': 'a provider webhook that could not be verified',
+  'webhook.rejected': 'provider webhooks that could not be verified, one entry per provider, tenant, reason and minute with a count',
   // Keys, tenants and the running system.
   'keys.rotate': "a new data-key version of a tenant or the system",
   'keys.rewrap': 'data keys re-wrapped under the current KEK',

@@ -32,6 +32,7 @@ export interface Config {
   bodyLimitBytes: number;
   sessions: { idleMinutes: number; absoluteHours: number };
   apiRateLimitPerMinute: number;
+  webhookRateLimitPerMinute: number;
 }
 
 type Env = Record<string, string | undefined>;
@@ -89,6 +90,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
       absoluteHours: read(settings.sessionAbsoluteHours) ?? 12,
     },
     apiRateLimitPerMinute: read(settings.apiRateLimitPerMinute) ?? 100,
+    webhookRateLimitPerMinute: read(settings.webhookRateLimitPerMinute) ?? 6000,
   };
 }
 

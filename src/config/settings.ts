@@ -324,10 +324,19 @@ export const settings = {
   }),
   apiRateLimitPerMinute: setting({
     env: 'CIPHERGATE_API_RATE_LIMIT_PER_MINUTE',
-    description: 'Requests per minute allowed per token (or per IP when unauthenticated) on `/api/v1` and `/oauth`; beyond it 429 with Retry-After.',
+    description:
+      'Requests per minute allowed per verified principal (a user, or an API key with its OAuth tokens) on `/api/v1` and `/oauth`, and per address for requests without a credential that verifies; beyond it 429 with Retry-After.',
     schema: Type.Integer({ minimum: 1 }),
     defaultText: '100',
     parse: integerIn(1, 1_000_000)('CIPHERGATE_API_RATE_LIMIT_PER_MINUTE'),
+  }),
+  webhookRateLimitPerMinute: setting({
+    env: 'CIPHERGATE_WEBHOOK_RATE_LIMIT_PER_MINUTE',
+    description:
+      'Requests per minute allowed per source address on `/webhooks/`, counted before the tenant is looked up or the signature checked; beyond it 429 with Retry-After. Generous on purpose: Twilio does not retry a refused inbound SMS, and a bulk send can bring hundreds of status callbacks a second (docs/failure-behaviour.md).',
+    schema: Type.Integer({ minimum: 1 }),
+    defaultText: '6000',
+    parse: integerIn(1, 1_000_000)('CIPHERGATE_WEBHOOK_RATE_LIMIT_PER_MINUTE'),
   }),
 } as const;
 

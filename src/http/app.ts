@@ -178,10 +178,11 @@ export async function buildApp(dependencies: AppDependencies): Promise<App> {
     },
   });
 
-  if (config.apiRateLimitPerMinute !== undefined) {
-    await registerApiRateLimit(app, { perMinute: config.apiRateLimitPerMinute, redis: dependencies.redis, keyPrefix: config.redisKeyPrefix ?? 'cg' });
-  }
-  await installGuard(app, dependencies.identity);
+  const rateLimit =
+    config.apiRateLimitPerMinute === undefined
+      ? undefined
+      : await registerApiRateLimit(app, { perMinute: config.apiRateLimitPerMinute, redis: dependencies.redis, keyPrefix: config.redisKeyPrefix ?? 'cg' });
+  await installGuard(app, dependencies.identity, rateLimit);
 
   await app.register(healthRoutes, { checks: dependencies.readinessChecks ?? [] });
   await app.register(docsRoutes);

@@ -8,6 +8,7 @@ import type { Identity } from '../identity/identity.js';
 import type { Permission } from '../identity/permissions.js';
 import { auditActorOf, principalHas, type Principal } from '../identity/principal.js';
 import type { RequestOrigin } from '../identity/sign-in.js';
+import type { ApiRateLimit } from './rate-limit.js';
 import type { RouteAccess } from './route-access.js';
 
 /** Browser-mode cookies. `__Host-` pins them to our origin: Secure, Path=/, no Domain. */
@@ -40,8 +41,11 @@ export function csrfTokenFor(reply: FastifyReply, principal: Principal): string 
  * permission in the matrix; cookie-authenticated state changes also need the CSRF header.
  * Bearer requests are exempt from CSRF: a browser never attaches an Authorization header on
  * its own, which is the whole attack.
+ *
+ * With `rateLimit`, a request whose credential verifies is moved from its address's budget to
+ * its principal's, before the permission check (a denied request is the principal's too).
  */
-export async function installGuard(app: FastifyInstance, identity: Identity | undefined): Promise<void> {
+export async function installGuard(app: FastifyInstance, identity: Identity | undefined, rateLimit?: ApiRateLimit): Promise<void> {
   await app.register(fastifyCookie);
   await app.register(fastifyCsrf, {
     cookieKey: CSRF_COOKIE,
@@ -62,6 +66,7 @@ export async function installGuard(app: FastifyInstance, identity: Identity | un
     if (!access || 'public' in access) return;
     if (!identity) throw unauthenticated();
     const principal = await authenticateRequest(identity, request);
+    await rateLimit?.chargePrincipal(request, principal);
     if (principal.via === 'cookie' && !SAFE_METHODS.has(request.method)) await verifyCsrf(app, request, reply, principal);
     if (!principalHas(principal, access.permission as Permission)) {
       await appendAuditEvent(identity.parts.db, {

@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto';
 import type { Relay } from '../relay/relay.js';
-import type { Db } from '../store/connection.js';
 import { conversationRoutes } from './routes/conversations.js';
 import { messageRoutes } from './routes/messages.js';
 import { webhookRoutes } from './routes/webhooks.js';
@@ -91,7 +90,7 @@ export async function fullRouteCatalogue(): Promise<RouteCatalogueEntry[]> {
     identity: { csrfKey: () => randomBytes(32) } as unknown as Identity,
     // The relay's routes as serve registers them; nothing is called while the catalogue is read.
     routes: [
-      webhookRoutes({ relay: {} as Relay, db: {} as Db, publicUrl: 'http://127.0.0.1:8080', logger: createLogger({ level: 'silent' }) }),
+      webhookRoutes({ relay: {} as Relay, publicUrl: 'http://127.0.0.1:8080', logger: createLogger({ level: 'silent' }), rateLimit: { perMinute: 6000, keyPrefix: 'cg' } }),
       conversationRoutes({ relay: {} as Relay, identity: {} as Identity }),
       messageRoutes({ relay: {} as Relay, identity: {} as Identity }),
     ],

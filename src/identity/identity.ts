@@ -1,10 +1,10 @@
+import { AuditAggregator } from '../audit/aggregator.js';
 import type { Config } from '../config/load.js';
 import type { Logger } from '../log/logger.js';
+import { SYSTEM_SCOPE } from '../seal/binding.js';
 import type { SealedFields } from '../seal/sealed-fields.js';
 import type { Db } from '../store/connection.js';
 import type { RedisConnection } from '../store/redis.js';
-import { usersSealed } from '../store/sealed-tables.js';
-import { SYSTEM_SCOPE } from '../seal/binding.js';
 import { AuthMetrics } from './auth-metrics.js';
 import { ApiKeys } from './api-keys.js';
 import { LoginChallenges } from './challenges.js';
@@ -14,13 +14,15 @@ import { SecondFactors } from './factors/factor-store.js';
 import { SmsFactor } from './factors/sms.js';
 import { TenantSmsSender } from './factors/sms-sender.js';
 import type { Mailer } from './mailer.js';
+import { emailRecipientKey } from './recipient-keys.js';
+import { RecipientLimitedMailer } from './recipient-limited-mailer.js';
 import type { ApiKeyScope, Role } from './permissions.js';
 import type { Principal } from './principal.js';
 import { openRevocationBus, type RevocationBus } from './revocation-bus.js';
 import { Sessions } from './sessions.js';
 import { DatabaseSigningKeyStore } from './signing-key-store.js';
 import { SigningKeys } from './signing-keys.js';
-import { LoginThrottle, SmsSendThrottle } from './throttle.js';
+import { EmailSendThrottle, LoginThrottle, SmsSendThrottle } from './throttle.js';
 import { ACCESS_TOKEN_TTL_SECONDS, TokenError, issueAccessToken, verifyAccessToken } from './tokens.js';
 import { UserDirectory } from './users.js';
 import { OPAQUE_TOKEN_PREFIXES } from './opaque-tokens.js';
@@ -73,6 +75,7 @@ export interface OpenIdentityOptions {
 export async function openIdentity(options: OpenIdentityOptions): Promise<Identity> {
   const { config, db, fields, logger } = options;
   const keyPrefix = options.redisKeyPrefix ?? 'cg';
+  const redis = options.redis ? { redis: options.redis } : {};
   const bus = openRevocationBus(options.redis, { keyPrefix, logger });
   const signingKeys = await SigningKeys.open(new DatabaseSigningKeyStore(db, fields));
   const smsSender = new TenantSmsSender(db, fields, logger, {
@@ -96,12 +99,15 @@ export async function openIdentity(options: OpenIdentityOptions): Promise<Identi
     devices: new TrustedDevices(db),
     challenges: new LoginChallenges(db),
     factors,
-    sms: new SmsFactor(db, fields, smsSender, new SmsSendThrottle({ ...(options.redis ? { redis: options.redis } : {}), keyPrefix })),
+    sms: new SmsFactor(db, fields, smsSender, new SmsSendThrottle({ ...redis, keyPrefix })),
     apiKeys: new ApiKeys(db),
     signingKeys,
-    throttle: new LoginThrottle({ ...(options.redis ? { redis: options.redis } : {}), keyPrefix }),
+    throttle: new LoginThrottle({ ...redis, keyPrefix }),
     bus,
-    ...(options.mailer ? { mailer: options.mailer } : {}),
+    // Every email identity sends is limited per recipient here, whichever flow sends it.
+    ...(options.mailer
+      ? { mailer: new RecipientLimitedMailer(options.mailer, new EmailSendThrottle({ ...redis, keyPrefix }), (to) => emailRecipientKey(fields, to), logger) }
+      : {}),
     settings: tokenSettings(config),
   });
 }
@@ -115,8 +121,15 @@ export function tokenSettings(config: Pick<Config, 'publicUrl' | 'signup' | 'sig
 export class Identity {
   /** Sign-in failures and lockouts of this instance; `/metrics` serves them. */
   readonly metrics = new AuthMetrics();
+  /**
+   * Throttled sign-in steps (429s), audited as one `auth.throttled` entry per step, reason and
+   * minute instead of one per refusal; written at the latest by `close()`.
+   */
+  readonly throttleAudit: AuditAggregator;
 
-  constructor(readonly parts: IdentityParts) {}
+  constructor(readonly parts: IdentityParts) {
+    this.throttleAudit = new AuditAggregator(parts.db, { logger: parts.logger });
+  }
 
   /**
    * The principal behind a bearer credential: an API key (`cgk_…`) or an access JWT whose
@@ -166,12 +179,7 @@ export class Identity {
    * whether an account exists, and Redis never holds an address.
    */
   accountThrottleKey(email: string): string {
-    try {
-      const [current] = this.parts.fields.lookupIndexes(usersSealed, 'email', SYSTEM_SCOPE, email);
-      return `e:${current!.toString('hex')}`;
-    } catch {
-      return 'e:invalid';
-    }
+    return emailRecipientKey(this.parts.fields, email);
   }
 
   /**
@@ -189,6 +197,7 @@ export class Identity {
   }
 
   async close(): Promise<void> {
+    await this.throttleAudit.stop();
     await this.parts.bus.close();
   }
 }

@@ -29,6 +29,7 @@ export type MailFailure =
   | 'sender-refused'
   | 'recipient-refused'
   | 'message-refused'
+  | 'recipient-throttled'
   | 'failed';
 
 /**
@@ -201,6 +202,7 @@ const DEFAULT_MESSAGES: Record<MailFailure, string> = {
   'sender-refused': 'the SMTP server refused the sender address',
   'recipient-refused': 'the SMTP server refused the recipient',
   'message-refused': 'the SMTP server refused the message',
+  'recipient-throttled': 'too many emails to this recipient recently; not sent',
   failed: 'the email could not be sent',
 };
 

@@ -59,7 +59,7 @@ export class SignIn {
     const accountKey = this.identity.accountThrottleKey(input.email);
     const lock = await throttle.check(accountKey, origin.ip);
     if (lock.locked) {
-      await this.audit(db, { action: 'auth.login', outcome: 'denied', origin, details: { reason: 'account-locked' } });
+      this.throttled('auth.login', 'account-locked', origin);
       throw new RateLimitedError('account-locked', lock.retryAfterSeconds);
     }
 
@@ -112,7 +112,7 @@ export class SignIn {
     const accountKey = `u:${challenge.userId}`;
     const lock = await throttle.check(accountKey, origin.ip);
     if (lock.locked) {
-      await this.audit(db, { action: 'auth.second-factor', outcome: 'denied', origin, userId: challenge.userId, details: { reason: 'account-locked' } });
+      this.throttled('auth.second-factor', 'account-locked', origin);
       throw new RateLimitedError('account-locked', lock.retryAfterSeconds);
     }
     if (input.method === 'sms' && !(await sms.offered(challenge.userId))) throw smsNotAvailable();
@@ -158,12 +158,12 @@ export class SignIn {
    * hour) and each replaces the challenge's earlier code.
    */
   async sendSmsCode(input: { challengeToken: string }, origin: RequestOrigin): Promise<void> {
-    const { throttle, sms, db } = this.parts;
+    const { throttle, sms } = this.parts;
     await this.spendIpAllowance(origin, SMS_SENT);
     const challenge = await this.openChallenge(input.challengeToken, 'second-factor', origin, SMS_SENT);
     const lock = await throttle.check(`u:${challenge.userId}`, origin.ip);
     if (lock.locked) {
-      await this.audit(db, { action: SMS_SENT, outcome: 'denied', origin, userId: challenge.userId, details: { purpose: 'sign-in', reason: 'account-locked' } });
+      this.throttled(SMS_SENT, 'account-locked', origin);
       throw new RateLimitedError('account-locked', lock.retryAfterSeconds);
     }
     if (!(await sms.offered(challenge.userId))) throw smsNotAvailable();
@@ -207,7 +207,7 @@ export class SignIn {
     }
     switch (outcome.reason) {
       case 'throttled':
-        await this.audit(db, { action: SMS_SENT, outcome: 'denied', origin, userId, details: { purpose, reason: 'throttled' } });
+        this.throttled(SMS_SENT, 'throttled', origin);
         throw new AuthError(429, 'sms-throttled', 'Too many codes', 'a code was sent recently; wait before asking for another', { retryAfter: outcome.retryAfterSeconds }, { 'retry-after': String(outcome.retryAfterSeconds) });
       case 'rejected':
         await this.audit(db, { action: SMS_SENT, outcome: 'failure', origin, userId, details: { purpose, reason: 'rejected-by-provider' } });
@@ -424,13 +424,24 @@ export class SignIn {
   private async spendIpAllowance(origin: RequestOrigin, action: AuditAction): Promise<void> {
     const allowance = await this.parts.throttle.consumeIp(origin.ip);
     if (allowance.allowed) return;
-    await this.audit(this.parts.db, { action, outcome: 'denied', origin, details: { reason: 'ip-limit' } });
+    this.throttled(action, 'ip-limit', origin);
     throw new RateLimitedError('ip-limit', allowance.retryAfterSeconds);
   }
 
   /**
-   * Every refused step of these flows passes through here, so the metrics count exactly what the
-   * audit trail records; `stage` overrides the stage the action stands for (a password
+   * A step refused by a limit (a 429): counted in the metrics like any refused step, and audited
+   * as one `auth.throttled` entry per step, reason and minute with its count, never one row per
+   * refusal, so hammering a limit cannot fill the audit trail (issue #13 item 1). The lockout
+   * that starts a lock is still its own `auth.lockout` entry.
+   */
+  private throttled(action: string, reason: 'ip-limit' | 'account-locked' | 'throttled', origin: RequestOrigin): void {
+    this.identity.metrics.recordFailure(action, reason);
+    this.identity.throttleAudit.count({ action: 'auth.throttled', outcome: 'denied', tenantId: null, labels: { attempt: action, reason } }, origin.ip);
+  }
+
+  /**
+   * Every refused step of these flows passes through here (or, refused by a limit, through
+   * `throttled`), so the metrics count exactly what the audit trail records; `stage` overrides the stage the action stands for (a password
    * confirmation is audited under the action it guards).
    */
   private async audit(

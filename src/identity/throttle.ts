@@ -132,34 +132,72 @@ export interface SmsSendThrottleOptions {
   minIntervalSeconds?: number;
   /** Codes per user per hour, all purposes together. Default 5. */
   perHour?: number;
+  /** Codes per phone number per hour, whichever users asked for them. Default 5. */
+  perPhonePerHour?: number;
 }
 
 /**
  * How often one user may be sent an SMS code: one per 30 s for each purpose (so confirming a
- * new phone does not hold up the sign-in right after it), and five per hour in all. Each text
- * costs money and lands on someone's phone, so this limits sending, not guessing (guesses are
- * bounded per code). Shared through Redis like the sign-in limits, with the same in-memory
- * fallback.
+ * new phone does not hold up the sign-in right after it), and five per hour in all; and how
+ * often one phone may get one, whoever asks: five per hour. Without the per-phone limit, many
+ * accounts (open signup makes them cheap) could each send a victim's number their own five
+ * codes an hour (issue #13 item 4). Each text costs money and lands on someone's phone, so this
+ * limits sending, not guessing (guesses are bounded per code). Shared through Redis like the
+ * sign-in limits, with the same in-memory fallback.
  */
 export class SmsSendThrottle {
   private readonly interval: RateLimiterAbstract | undefined;
   private readonly hourly: RateLimiterAbstract;
+  private readonly perPhone: RateLimiterAbstract;
 
   constructor(options: SmsSendThrottleOptions = {}) {
     const prefix = options.keyPrefix ?? 'cg';
     const intervalSeconds = options.minIntervalSeconds ?? 30;
     this.interval = intervalSeconds > 0 ? createLimiter(options.redis, { keyPrefix: `${prefix}:sms-interval`, points: 1, duration: intervalSeconds }) : undefined;
     this.hourly = createLimiter(options.redis, { keyPrefix: `${prefix}:sms-hourly`, points: options.perHour ?? 5, duration: 60 * 60 });
+    this.perPhone = createLimiter(options.redis, { keyPrefix: `${prefix}:sms-phone`, points: options.perPhonePerHour ?? 5, duration: 60 * 60 });
   }
 
-  /** Spends one send for `userKey` (an opaque key such as `u:<id>`) and `purpose`, or says how long to wait. */
-  async consume(userKey: string, purpose: string): Promise<IpAllowance> {
-    if (!ACCOUNT_KEY.test(userKey) || !ACCOUNT_KEY.test(purpose)) throw new TypeError('userKey and purpose must be opaque keys');
+  /**
+   * Spends one send for `userKey` (an opaque key such as `u:<id>`), `purpose` and `phoneKey`
+   * (a keyed hash of the number, `phoneRecipientKey`), or says how long to wait.
+   */
+  async consume(userKey: string, purpose: string, phoneKey: string): Promise<IpAllowance> {
+    if (!ACCOUNT_KEY.test(userKey) || !ACCOUNT_KEY.test(purpose) || !ACCOUNT_KEY.test(phoneKey)) throw new TypeError('userKey, purpose and phoneKey must be opaque keys');
     if (this.interval) {
       const spaced = await consume(this.interval, `${userKey}:${purpose}`);
       if (!spaced.allowed) return spaced;
     }
-    return consume(this.hourly, userKey);
+    const hourly = await consume(this.hourly, userKey);
+    if (!hourly.allowed) return hourly;
+    return consume(this.perPhone, phoneKey);
+  }
+}
+
+export interface EmailSendThrottleOptions {
+  redis?: RedisConnection | undefined;
+  keyPrefix?: string;
+  /** Emails per recipient per hour, whatever they are for. Default 5. */
+  perRecipientPerHour?: number;
+}
+
+/**
+ * How often one address may be sent an email by us (verification links, setup links, notes to
+ * an existing owner): five per hour, whoever asks and from wherever. Signup answers the same
+ * whether or not it sends, so without this anyone could bomb an inbox through us, 110 emails a
+ * minute in the review (issue #13 item 4). Keyed by `emailRecipientKey`, never the address.
+ */
+export class EmailSendThrottle {
+  private readonly perRecipient: RateLimiterAbstract;
+
+  constructor(options: EmailSendThrottleOptions = {}) {
+    this.perRecipient = createLimiter(options.redis, { keyPrefix: `${options.keyPrefix ?? 'cg'}:email-recipient`, points: options.perRecipientPerHour ?? 5, duration: 60 * 60 });
+  }
+
+  /** Spends one email to `recipientKey` (an opaque key, never the address), or says how long to wait. */
+  async consume(recipientKey: string): Promise<IpAllowance> {
+    if (!ACCOUNT_KEY.test(recipientKey)) throw new TypeError('recipientKey must be an opaque key, never an email');
+    return consume(this.perRecipient, recipientKey);
   }
 }
 

@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import { AuditAggregator } from '../audit/aggregator.js';
 import type { Logger } from '../log/logger.js';
 import { createBasePacer } from '../providers/airtable/base-pacer.js';
 import { createAirtableRecordsClient } from '../providers/airtable/records-client.js';
@@ -57,6 +58,11 @@ export class Relay {
   readonly clients: RelayClients;
   /** Webhook and job counters and the queue gauges of this relay; `/metrics` serves them. */
   readonly metrics: RelayMetrics;
+  /**
+   * Refused webhook deliveries, audited as one entry per provider, tenant, reason and minute.
+   * Whoever closes the process calls `rejectionAudit.stop()` before the database closes.
+   */
+  readonly rejectionAudit: AuditAggregator;
   private readonly enqueued = new EventEmitter();
 
   constructor(private readonly options: RelayOptions) {
@@ -65,6 +71,7 @@ export class Relay {
     this.conversations = new ConversationRepository(db, fields);
     this.queue = new JobQueue(db, { ...(options.retry ? { retry: options.retry } : {}), ...(options.leaseMs ? { leaseMs: options.leaseMs } : {}) });
     this.metrics = new RelayMetrics(this.queue);
+    this.rejectionAudit = new AuditAggregator(db, { logger });
     // One pacer for both Airtable clients: they share each base's 5 requests per second.
     const pacer = createBasePacer();
     this.clients = {

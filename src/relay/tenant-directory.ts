@@ -15,6 +15,8 @@ export interface TenantContext {
 
 /** How long an opened tenant is reused; a `tenants put` reaches every instance within it. */
 export const TENANT_CACHE_MS = 10_000;
+/** The set of known slugs is read again for a missing slug at most this often. */
+const KNOWN_SLUGS_RELOAD_MS = 1_000;
 
 /**
  * Tenants by slug (webhooks) and by id (jobs), opened once and held for a few seconds. Every
@@ -25,6 +27,8 @@ export const TENANT_CACHE_MS = 10_000;
  */
 export class TenantDirectory {
   private readonly bySlugCache = new Map<string, { at: number; tenant: Promise<TenantContext | undefined> }>();
+  /** Every slug that exists, as last read; see `mayExist`. */
+  private knownSlugs: { at: number; slugs: Promise<Set<string>> } | undefined;
 
   constructor(
     private readonly db: Db,
@@ -32,29 +36,75 @@ export class TenantDirectory {
     private readonly options: { ttlMs?: number; now?: () => number } = {},
   ) {}
 
-  bySlug(slug: string): Promise<TenantContext | undefined> {
+  /**
+   * The tenant a webhook URL names. A slug that is not in the set of known slugs (`mayExist`) is
+   * answered from memory and not cached, so made-up slugs neither query nor crowd the cache.
+   */
+  async bySlug(slug: string): Promise<TenantContext | undefined> {
+    if (!this.isCached(slug) && !(await this.mayExist(slug))) return undefined;
+    return this.cached(slug, () => this.load(slug));
+  }
+
+  async byId(id: string): Promise<TenantContext | undefined> {
+    const [row] = await this.db.select({ slug: tenants.slug }).from(tenants).where(eq(tenants.id, id)).limit(1);
+    // The row exists: no need to ask the set of known slugs, which may predate the tenant.
+    return row ? this.cached(row.slug, () => this.load(row.slug)) : undefined;
+  }
+
+  private isCached(slug: string): boolean {
+    const cached = this.bySlugCache.get(slug);
+    return cached !== undefined && (this.options.now ?? Date.now)() - cached.at < (this.options.ttlMs ?? TENANT_CACHE_MS);
+  }
+
+  private cached(slug: string, load: () => Promise<TenantContext | undefined>): Promise<TenantContext | undefined> {
     const now = (this.options.now ?? Date.now)();
     const cached = this.bySlugCache.get(slug);
     if (cached && now - cached.at < (this.options.ttlMs ?? TENANT_CACHE_MS)) return cached.tenant;
-    const tenant = this.load(slug).catch((error: unknown) => {
+    const tenant = load().catch((error: unknown) => {
       this.bySlugCache.delete(slug);
       throw error;
     });
-    // Unknown slugs are cached too (as undefined): a flood of forged webhooks for made-up
-    // tenants costs one query per slug per window, not one per request. The map is bounded.
+    // A slug that vanished since the set was read is cached too (as undefined). The map is bounded.
     if (this.bySlugCache.size > 10_000) this.bySlugCache.clear();
     this.bySlugCache.set(slug, { at: now, tenant });
     return tenant;
   }
 
-  async byId(id: string): Promise<TenantContext | undefined> {
-    const [row] = await this.db.select({ slug: tenants.slug }).from(tenants).where(eq(tenants.id, id)).limit(1);
-    return row ? this.bySlug(row.slug) : undefined;
-  }
-
   /** Forget everything (a test changed a tenant and wants the change now). */
   clear(): void {
     this.bySlugCache.clear();
+    this.knownSlugs = undefined;
+  }
+
+  /**
+   * Whether a tenant with this slug may exist, from the set of every slug (one small query).
+   * A flood of forged webhooks for a new made-up slug each time would otherwise cost a query per
+   * request (issue #13 item 1); with the set it costs at most one query a second. A slug not in
+   * a set older than a second reloads it, so a tenant created by another process (`tenants
+   * put`) is found within a second, as before.
+   */
+  private async mayExist(slug: string): Promise<boolean> {
+    const clock = this.options.now ?? Date.now;
+    const known = this.currentSlugs(clock(), this.options.ttlMs ?? TENANT_CACHE_MS);
+    if ((await known.slugs).has(slug)) return true;
+    const reloaded = this.currentSlugs(clock(), KNOWN_SLUGS_RELOAD_MS);
+    return reloaded !== known && (await reloaded.slugs).has(slug);
+  }
+
+  /** The set read at most `maxAgeMs` ago, read now if there is none; concurrent callers share one read. */
+  private currentSlugs(now: number, maxAgeMs: number): { at: number; slugs: Promise<Set<string>> } {
+    if (this.knownSlugs && now - this.knownSlugs.at < maxAgeMs) return this.knownSlugs;
+    const slugs = this.db
+      .select({ slug: tenants.slug })
+      .from(tenants)
+      .then((rows) => new Set(rows.map((row) => row.slug)));
+    const loading = { at: now, slugs };
+    // A failed read is not kept: the next caller tries again (and this one gets the error).
+    slugs.catch(() => {
+      if (this.knownSlugs === loading) this.knownSlugs = undefined;
+    });
+    this.knownSlugs = loading;
+    return loading;
   }
 
   private async load(slug: string): Promise<TenantContext | undefined> {

@@ -20,8 +20,9 @@ import { sleep } from './drill-setup.js';
  * API limit falls back to per-instance counting instead of lifting; each instance warns once.
  * Redis then starts again on the same port, and the limit is shared again.
  *
- * The API limit is counted per access token before authentication, so a made-up bearer token
- * makes a fresh bucket for each phase (its requests answer 401, then 429 past the limit).
+ * A made-up bearer token verifies as nothing, so its requests count against their address (they
+ * answer 401, then 429 past the limit). Each phase is a caller of its own: the drill plays the
+ * proxy (CIPHERGATE_TRUST_PROXY) and names a new client address in X-Forwarded-For.
  */
 after(stopChildren);
 
@@ -50,6 +51,7 @@ describe('fault drill: Redis stopped under two instances', async () => {
       CIPHERGATE_REDIS_KEY_PREFIX: `drill${randomBytes(3).toString('hex')}`,
       CIPHERGATE_PUBLIC_URL: 'https://gate.example.test',
       CIPHERGATE_API_RATE_LIMIT_PER_MINUTE: String(PER_MINUTE),
+      CIPHERGATE_TRUST_PROXY: '127.0.0.1',
       CIPHERGATE_LOG_LEVEL: 'info',
     };
     const email = 'drill.admin@example.test';
@@ -60,7 +62,7 @@ describe('fault drill: Redis stopped under two instances', async () => {
     for (const instance of [a, b]) await until(() => instance.child.output.stdout.includes('redis connected'), 20_000, `redis never connected\n${instance.tail()}`);
 
     // Shared: five requests across both instances spend one budget.
-    assert.deepEqual(await spend([a, a, a, b, b, b], madeUpToken('shared-before')), [401, 401, 401, 401, 401, 429], `shared-before\n${a.tail(1500)}\n${b.tail(1500)}`);
+    assert.deepEqual(await spend([a, a, a, b, b, b], madeUpToken('shared-before'), '198.51.100.1'), [401, 401, 401, 401, 401, 429], `shared-before\n${a.tail(1500)}\n${b.tail(1500)}`);
 
     const { deviceToken } = await firstSignIn(a.url, email);
 
@@ -77,7 +79,7 @@ describe('fault drill: Redis stopped under two instances', async () => {
     // Revoked on B, refused on A: A cached the live session a moment ago, and no message can
     // reach it; its cache entry is short-lived and the database says revoked.
     assert.equal((await call(b.url, 'POST', '/api/v1/auth/logout', undefined, token)).status, 204);
-    // A few spaced looks: the token's own API budget (PER_MINUTE) is small.
+    // A few spaced looks: the user's own API budget (PER_MINUTE) is small.
     const seenOnA: number[] = [];
     for (let look = 0; look < 4 && seenOnA.at(-1) !== 401; look++) {
       await sleep(700);
@@ -88,13 +90,13 @@ describe('fault drill: Redis stopped under two instances', async () => {
     // Per instance: one caller's requests are counted by each instance on its own, and each
     // still refuses past the limit (not lifted, not shared).
     const duringOutage = madeUpToken('during-outage');
-    assert.deepEqual(await spend([a, a, a, a, a, a], duringOutage), [401, 401, 401, 401, 401, 429], `during-outage on A\n${a.tail(1500)}`);
-    assert.deepEqual(await spend([b, b, b, b, b, b], duringOutage), [401, 401, 401, 401, 401, 429], `during-outage on B\n${b.tail(1500)}`);
+    assert.deepEqual(await spend([a, a, a, a, a, a], duringOutage, '198.51.100.3'), [401, 401, 401, 401, 401, 429], `during-outage on A\n${a.tail(1500)}`);
+    assert.deepEqual(await spend([b, b, b, b, b, b], duringOutage, '198.51.100.3'), [401, 401, 401, 401, 401, 429], `during-outage on B\n${b.tail(1500)}`);
 
     await redis.start();
     for (const instance of [a, b]) await until(() => logged(instance, REDIS_RESTORED_MESSAGE) === 1, 30_000, `Redis never came back\n${instance.tail()}`);
     // Shared again.
-    assert.deepEqual(await spend([b, b, a, a, b, a], madeUpToken('shared-after')), [401, 401, 401, 401, 401, 429], `shared-after\n${a.tail(1500)}\n${b.tail(1500)}`);
+    assert.deepEqual(await spend([b, b, a, a, b, a], madeUpToken('shared-after'), '198.51.100.4'), [401, 401, 401, 401, 401, 429], `shared-after\n${a.tail(1500)}\n${b.tail(1500)}`);
 
     for (const instance of [a, b]) {
       const lines = logLines(instance.child.output.stdout);
@@ -105,10 +107,16 @@ describe('fault drill: Redis stopped under two instances', async () => {
   });
 });
 
-async function call(base: string, method: string, path: string, body?: unknown, token?: string): Promise<{ status: number; body: Record<string, unknown> }> {
+/** From `from` when given (the trusted proxy's X-Forwarded-For), else from 127.0.0.1 itself. */
+async function call(base: string, method: string, path: string, body?: unknown, token?: string, from?: string): Promise<{ status: number; body: Record<string, unknown> }> {
   const response = await fetch(`${base}${path}`, {
     method,
-    headers: { 'user-agent': USER_AGENT, ...(body !== undefined ? { 'content-type': 'application/json' } : {}), ...(token ? { authorization: `Bearer ${token}` } : {}) },
+    headers: {
+      'user-agent': USER_AGENT,
+      ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+      ...(token ? { authorization: `Bearer ${token}` } : {}),
+      ...(from ? { 'x-forwarded-for': from } : {}),
+    },
     ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
     signal: AbortSignal.timeout(30_000),
   });
@@ -116,15 +124,15 @@ async function call(base: string, method: string, path: string, body?: unknown, 
   return { status: response.status, body: text ? (JSON.parse(text) as Record<string, unknown>) : {} };
 }
 
-/** A bearer token nobody issued: a fresh API-limit bucket (the limit counts before authentication). */
+/** A bearer token nobody issued: it verifies as nothing, so it spends its address's API budget. */
 function madeUpToken(label: string): string {
   return `made-up-${label}-${randomBytes(4).toString('hex')}`;
 }
 
-/** One request per listed instance with `token`. */
-async function spend(instances: ChildServe[], token: string): Promise<number[]> {
+/** One request per listed instance with `token`, from client address `from`. */
+async function spend(instances: ChildServe[], token: string, from: string): Promise<number[]> {
   const statuses: number[] = [];
-  for (const instance of instances) statuses.push((await call(instance.url, 'GET', '/api/v1/auth/sessions', undefined, token)).status);
+  for (const instance of instances) statuses.push((await call(instance.url, 'GET', '/api/v1/auth/sessions', undefined, token, from)).status);
   return statuses;
 }
 

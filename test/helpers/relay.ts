@@ -97,9 +97,15 @@ export async function openRelayHarness(backend: Backend, options: { retry?: Part
         airtableSleep: async () => undefined,
       });
       return {
-        routes: [webhookRoutes({ relay, db, publicUrl: config.publicUrl, logger }), conversationRoutes({ relay, identity }), messageRoutes({ relay, identity })],
+        routes: [
+          webhookRoutes({ relay, publicUrl: config.publicUrl, logger, rateLimit: { perMinute: config.webhookRateLimitPerMinute, keyPrefix: config.redisKeyPrefix } }),
+          conversationRoutes({ relay, identity }),
+          messageRoutes({ relay, identity }),
+        ],
         readinessChecks: [{ name: 'queue', check: async () => ({ ...(await relay.queue.depth()) }) }],
         metricsRegistries: [relay.metrics.registry],
+        // As serve does at a stop: the aggregated webhook refusals are written before the database closes.
+        close: () => relay.rejectionAudit.stop(),
       };
     },
   });

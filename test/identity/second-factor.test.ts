@@ -334,6 +334,7 @@ await describeEachBackend('sign-in: second factor', (backend) => {
     test('ten wrong codes lock the account from that address: 429 account-locked with Retry-After, even with the right code', async () => {
       const user = await harness.createUser({ role: 'employee' });
       const ip = freshIp();
+      await harness.identity.throttleAudit.flush({ all: true }); // earlier tests' throttled entries
       const mark = await auditMark(harness);
       const wrong = wrongCodes(user.totpSecret!, 10);
       // Two challenges, since each burns after five wrong codes.
@@ -350,7 +351,12 @@ await describeEachBackend('sign-in: second factor', (backend) => {
       assert.deepEqual(await state(user.id), before, 'no session, and the code was not spent');
       const events = await auditSince(harness, mark);
       assert.equal(events.filter((event) => event.action === 'auth.lockout').length, 1);
-      assert.deepEqual([events.at(-1)!.action, events.at(-1)!.outcome, events.at(-1)!.details.reason], ['auth.second-factor', 'denied', 'account-locked']);
+      await harness.identity.throttleAudit.flush({ all: true });
+      const throttled = (await auditSince(harness, mark)).filter((event) => event.action === 'auth.throttled');
+      assert.deepEqual(
+        throttled.map((event) => [event.outcome, event.details.attempt, event.details.reason, event.details.count]),
+        [['denied', 'auth.second-factor', 'account-locked', 1]],
+      );
     });
 
     test('the 31st attempt within a minute from one address → 429 rate-limited with Retry-After', async () => {
@@ -362,6 +368,7 @@ await describeEachBackend('sign-in: second factor', (backend) => {
         const answer = await submit({ challengeToken: `cgc_${randomBytes(32).toString('base64url')}`, method: 'totp', code: '000000' }, ip);
         assert.equal(answer.statusCode, 401, `attempt ${attempt}`);
       }
+      await harness.identity.throttleAudit.flush({ all: true }); // earlier tests' throttled entries
       const mark = await auditMark(harness);
       const limited = await submit({ challengeToken, method: 'totp', code: totpCode(user.totpSecret!) }, ip);
       assert.equal(limited.statusCode, 429);
@@ -369,9 +376,10 @@ await describeEachBackend('sign-in: second factor', (backend) => {
       const retryAfter = Number(limited.headers['retry-after']);
       assert.ok(retryAfter > 0 && retryAfter <= 60, `Retry-After ${limited.headers['retry-after']}`);
       assert.equal((await state(user.id)).sessions, 0);
+      await harness.identity.throttleAudit.flush({ all: true });
       assert.deepEqual(
-        (await auditSince(harness, mark)).map((event) => [event.action, event.outcome, event.details.reason]),
-        [['auth.second-factor', 'denied', 'ip-limit']],
+        (await auditSince(harness, mark)).map((event) => [event.action, event.outcome, event.details.attempt, event.details.reason, event.details.count]),
+        [['auth.throttled', 'denied', 'auth.second-factor', 'ip-limit', 1]],
       );
       assert.equal((await submit({ challengeToken, method: 'totp', code: totpCode(user.totpSecret!) }, freshIp())).statusCode, 200, 'another address is not limited');
     });

@@ -17,9 +17,10 @@ import { messageSid, openRelayHarness, PODIUM_WEBHOOK_SECRET, PUBLIC_URL, random
 /**
  * The abuse cases of the inbound webhooks (CONTRACT.md "Webhooks", src/http/routes/webhooks.ts).
  * Every refusal is checked the same way (`Deliveries.expectRejected`): the status and problem
- * body, nothing stored, one `webhook.rejected` audit event with the reason, and the rejection
- * counter moved by one for that provider and reason. Every 403 of a harness must be byte-identical
- * to the first one, so no reason (unknown tenant included) can be told apart by its answer.
+ * body, nothing stored, one `webhook.rejected` audit entry with the reason and a count of one once
+ * the pending aggregated entries are written, and the rejection counter moved by one for that
+ * provider and reason. Every 403 of a harness must be byte-identical to the first one, so no
+ * reason (unknown tenant included) can be told apart by its answer.
  */
 
 type Provider = 'twilio' | 'podium' | 'airtable';
@@ -105,13 +106,15 @@ class Deliveries {
       assert.deepEqual(headers, this.reference403.headers, `${label}: the 403 headers differ from the others`);
     }
     assert.equal(await tablesState(this.harness, STORED_TABLES), stateBefore, `${label}: a refused delivery changed stored data`);
+    // Refusals are audited per minute; writing the pending entries now makes this one its own.
+    await this.harness.relay.rejectionAudit.flush({ all: true });
     assert.deepEqual(await auditEventsAfter(this.harness, auditBefore), [
       {
         action: 'webhook.rejected',
         outcome: 'failure',
         tenant_id: expected.tenant?.id ?? null,
         source_ip: expected.sourceIp ?? '127.0.0.1',
-        details: { provider: expected.provider, reason: expected.reason },
+        details: { provider: expected.provider, reason: expected.reason, count: 1 },
       },
     ]);
     assert.equal(await rejectionCount(this.harness, expected.provider, expected.reason), countBefore + 1, `${label}: the rejection counter did not move by one`);
@@ -123,6 +126,7 @@ class Deliveries {
     const auditBefore = await lastAuditSeq(this.harness);
     const response = await deliver();
     assert.ok(response.statusCode >= 200 && response.statusCode < 300, `expected 2xx, got ${response.statusCode} ${response.body}`);
+    await this.harness.relay.rejectionAudit.flush({ all: true });
     assert.deepEqual(await auditEventsAfter(this.harness, auditBefore), []);
     return response;
   }
@@ -307,11 +311,19 @@ async function lastAuditSeq(harness: RelayHarness): Promise<number> {
   return row!.seq;
 }
 
+/** The events after `seq`; an aggregated entry's times are checked here and left out of what is compared. */
 async function auditEventsAfter(harness: RelayHarness, seq: number) {
-  return queryRows<{ action: string; outcome: string; tenant_id: string | null; source_ip: string | null; details: Record<string, unknown> }>(
+  const rows = await queryRows<{ action: string; outcome: string; tenant_id: string | null; source_ip: string | null; details: Record<string, unknown> }>(
     harness.db,
     sql`select action, outcome, tenant_id, source_ip, details from audit_events where seq > ${seq} order by seq`,
   );
+  return rows.map((row) => {
+    const { firstAt, lastAt, ...details } = row.details;
+    if (firstAt !== undefined || lastAt !== undefined) {
+      assert.ok(typeof firstAt === 'string' && typeof lastAt === 'string' && Date.parse(firstAt) <= Date.parse(lastAt), `firstAt ${String(firstAt)}, lastAt ${String(lastAt)}`);
+    }
+    return { ...row, details };
+  });
 }
 
 async function inboundCount(harness: RelayHarness, tenant: TenantContext): Promise<number> {

@@ -44,6 +44,7 @@ const MESSAGES = 30;
 const SPLIT_MESSAGES = 6;
 const RATE_LIMIT_PER_MINUTE = 30;
 const REJECTED_WEBHOOKS_PER_INSTANCE = 25;
+const REFUSED_SECOND_FACTORS_PER_INSTANCE = 25;
 const START_TIMEOUT_MS = 120_000;
 const DRAIN_TIMEOUT_MS = 60_000;
 
@@ -137,6 +138,9 @@ describe('scale-out: instances on one PostgreSQL and one Redis', async () => {
       CIPHERGATE_TWILIO_API_URL: twilio.url,
       CIPHERGATE_OPENAI_BASE_URL: `${openai.url}/v1`,
       CIPHERGATE_API_RATE_LIMIT_PER_MINUTE: String(RATE_LIMIT_PER_MINUTE),
+      // The test is the load balancer: its X-Forwarded-For names the client, so tests can be
+      // callers of their own (every limit counts per client address).
+      CIPHERGATE_TRUST_PROXY: '127.0.0.1',
       CIPHERGATE_LOG_LEVEL: 'info',
     };
     const tenant = {
@@ -234,12 +238,15 @@ describe('scale-out: instances on one PostgreSQL and one Redis', async () => {
   });
 
   test('rate-limit counts are shared: the limit trips at the shared count, not at twice it', { skip: gate.skip }, async () => {
-    // One caller (the limit keys a caller by the hash of its token, verified or not).
+    // One caller: an address of its own, whose made-up token verifies as nothing (so it counts
+    // against the address, like no token at all).
     const token = `not-a-real-token-${randomBytes(8).toString('hex')}`;
     const statuses: number[] = [];
     for (let index = 0; index < RATE_LIMIT_PER_MINUTE + 10; index++) {
       const instance = index % 2 === 0 ? a : b;
-      statuses.push((await callJson(instance.url, 'GET', '/api/v1/auth/sessions', undefined, token)).status);
+      const response = await fetch(`${instance.url}/api/v1/auth/sessions`, { headers: { authorization: `Bearer ${token}`, 'x-forwarded-for': '198.51.100.60' } });
+      await response.arrayBuffer();
+      statuses.push(response.status);
     }
     // Counted per instance, the first 429 would come at twice the limit (never, in this run).
     // A Redis command that times out lets its request through uncounted (the limit fails open),
@@ -254,14 +261,31 @@ describe('scale-out: instances on one PostgreSQL and one Redis', async () => {
   });
 
   test('the audit chain stays unbroken under concurrent appends from both instances', { skip: gate.skip }, async () => {
-    const [before] = await queryRows<{ count: string }>(db, sql`select count(*)::text as count from audit_events where action = 'webhook.rejected'`);
-    // Each refused webhook is an audit event, appended by the instance that refused it.
+    const deniedSecondFactors = sql`select count(*)::text as count from audit_events where action = 'auth.second-factor' and outcome = 'denied'`;
+    const [before] = await queryRows<{ count: string }>(db, deniedSecondFactors);
+    // Each second factor sent with an unknown challenge is an audit event, appended by the
+    // instance that refused it; each from an address of its own, so no per-address limit turns
+    // one into a 429 (counted per minute, not one row each).
+    const attempts = Array.from({ length: REFUSED_SECOND_FACTORS_PER_INSTANCE }, () => [a, b]).flat();
+    const attemptStatuses = await Promise.all(
+      attempts.map(async (instance, index) => {
+        const response = await fetch(`${instance.url}/api/v1/auth/second-factor`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'x-forwarded-for': `198.51.100.${100 + index}` },
+          body: JSON.stringify({ challengeToken: `cgc_${randomBytes(32).toString('base64url')}`, method: 'totp', code: '000000' }),
+        });
+        await response.arrayBuffer();
+        return response.status;
+      }),
+    );
+    assert.deepEqual(attemptStatuses, Array(attempts.length).fill(401));
+    // Refused webhooks, meanwhile, are counted and written as aggregated entries at the stop (next test).
     const forged = Array.from({ length: REJECTED_WEBHOOKS_PER_INSTANCE }, () => [a, b]).flat();
     const statuses = await Promise.all(forged.map((instance) => postInbound(instance.url, { from: phoneOf(99), marker: marker() }, 'Zm9yZ2Vk')));
     assert.deepEqual(statuses, Array(forged.length).fill(403));
 
-    const [afterward] = await queryRows<{ count: string }>(db, sql`select count(*)::text as count from audit_events where action = 'webhook.rejected'`);
-    assert.equal(Number(afterward!.count) - Number(before!.count), forged.length);
+    const [afterward] = await queryRows<{ count: string }>(db, deniedSecondFactors);
+    assert.equal(Number(afterward!.count) - Number(before!.count), attempts.length);
     const verification = await verifyAuditChain(db);
     assert.equal(verification.intact, true, JSON.stringify(verification));
     const starts = await queryRows<{ pid: number }>(db, sql`select (details->>'pid')::int as pid from audit_events where action = 'system.start'`);
@@ -271,6 +295,14 @@ describe('scale-out: instances on one PostgreSQL and one Redis', async () => {
   test('serve --no-workers never claims a job; the worker process answers what it stores', { skip: gate.skip }, async () => {
     // A and B leave (gracefully); C only serves HTTP, so W is the one process that works jobs.
     assert.deepEqual(await Promise.all([a.stop(), b.stop()]), [0, 0]);
+    // Their clean stop wrote the refused webhooks of the test before, aggregated: every one counted.
+    const rejected = await queryRows<{ count: number }>(db, sql`select (details->>'count')::int as count from audit_events where action = 'webhook.rejected'`);
+    assert.ok(rejected.length <= 4, `${rejected.length} aggregated entries`);
+    assert.equal(
+      rejected.reduce((sum, row) => sum + row.count, 0),
+      2 * REJECTED_WEBHOOKS_PER_INSTANCE,
+    );
+    assert.equal((await verifyAuditChain(db)).intact, true);
     const claimsBefore = (await claimed()).length;
     const sendsBefore = twilio!.messages.length;
     const inbound = Array.from({ length: SPLIT_MESSAGES }, (_, index) => ({ from: phoneOf(50 + index), marker: marker() }));

@@ -53,7 +53,7 @@ export interface RunningServer {
   worker: JobWorker | undefined;
   /** The unauthenticated `/metrics` listener, when CIPHERGATE_METRICS_ADDRESS is set. */
   metricsListener: MetricsListener | undefined;
-  /** Stops timers and background work, closes Redis and mail; called before the database closes. */
+  /** Stops timers and background work, writes the aggregated audit entries, closes Redis and mail; called before the database closes. */
   stopBackground(): Promise<void>;
 }
 
@@ -149,7 +149,7 @@ export async function startServer(runtime: SealingRuntime, options: { workers?: 
     ],
     metricsRegistries: [relay.metrics.registry],
     routes: [
-      webhookRoutes({ relay, db: database.db, publicUrl: config.publicUrl, logger }),
+      webhookRoutes({ relay, publicUrl: config.publicUrl, logger, rateLimit: { perMinute: config.webhookRateLimitPerMinute, redis, keyPrefix: config.redisKeyPrefix } }),
       conversationRoutes({ relay, identity }),
       messageRoutes({ relay, identity }),
     ],
@@ -203,6 +203,8 @@ export async function startServer(runtime: SealingRuntime, options: { workers?: 
       await metricsListener?.close();
       // Jobs in flight finish; a worker already stopped with a grace period returns at once.
       await worker?.stop();
+      // After the HTTP drain, so the refusals of the last requests are in the entries written here.
+      await relay.rejectionAudit.stop();
       await identity.close();
       await mailer?.close();
       await redis?.close();

@@ -1,5 +1,4 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { appendAuditEvent } from '../../audit/trail.js';
 import type { Logger } from '../../log/logger.js';
 import { verifyAirtableMac } from '../../providers/airtable/webhook-mac.js';
 import { parsePodiumEvent, PodiumEventError } from '../../providers/podium/events.js';
@@ -11,15 +10,17 @@ import { isAddressAllowed } from '../../relay/inbound/ip-allowlist.js';
 import { normaliseStatus } from '../../relay/message-status.js';
 import type { Relay } from '../../relay/relay.js';
 import type { TenantContext } from '../../relay/tenant-directory.js';
-import type { Db } from '../../store/connection.js';
+import type { RedisConnection } from '../../store/redis.js';
 import { TENANT_SLUG_PATTERN } from '../../config/tenant-document.js';
 import { PROBLEM_CONTENT_TYPE } from '../problem.js';
+import { limitByAddress } from '../rate-limit.js';
 
 type Provider = 'twilio' | 'podium' | 'airtable';
 
 /**
- * Why a delivery was refused. Recorded in the audit trail and the metrics; the caller always
- * hears the same 403, so an unknown tenant cannot be told apart from a bad signature.
+ * Why a delivery was refused. Recorded in the audit trail (aggregated per minute) and the
+ * metrics; the caller always hears the same 403, so an unknown tenant cannot be told apart from
+ * a bad signature.
  */
 export type RejectionReason =
   | 'unknown-tenant'
@@ -47,9 +48,13 @@ const access = { public: true, reason: 'provider webhook: the provider signature
 
 export interface WebhookRouteOptions {
   relay: Relay;
-  db: Db;
   publicUrl: string;
   logger: Logger;
+  /**
+   * Requests per minute per source address (CIPHERGATE_WEBHOOK_RATE_LIMIT_PER_MINUTE), shared
+   * through Redis when there is one.
+   */
+  rateLimit: { perMinute: number; redis?: RedisConnection | undefined; keyPrefix: string };
 }
 
 /**
@@ -58,9 +63,17 @@ export interface WebhookRouteOptions {
  * that commit: a provider that sees no 2xx retries, and what got a 2xx is durable.
  */
 export function webhookRoutes(options: WebhookRouteOptions) {
-  const { relay, db, publicUrl } = options;
+  const { relay, publicUrl } = options;
 
   return async (app: FastifyInstance): Promise<void> => {
+    // First of all, per source address: a flood is refused before its body is read, its tenant
+    // looked up or its signature checked. A 429 is counted in the metrics and never audited.
+    limitByAddress(app, {
+      ...options.rateLimit,
+      name: 'webhook-rate',
+      onLimited: (request) => relay.metrics.webhookRejections.inc({ provider: providerOf(request.url) ?? 'unknown', reason: 'rate-limited' }),
+    });
+
     // Signatures are over the exact bytes received, so every body is kept raw and parsed here.
     app.removeAllContentTypeParsers();
     app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: WEBHOOK_BODY_LIMIT_BYTES }, (_request, body, done) => done(null, body));
@@ -68,8 +81,8 @@ export function webhookRoutes(options: WebhookRouteOptions) {
     // A delivery refused before any handler ran (too large, no content type) is still counted and audited.
     app.addHook('onError', async (request, _reply, error) => {
       const code = (error as { code?: string }).code;
-      if (code === 'FST_ERR_CTP_BODY_TOO_LARGE') await recordRejection(request, providerOf(request.url), 'body-too-large');
-      else if (code?.startsWith('FST_ERR_CTP_')) await recordRejection(request, providerOf(request.url), 'malformed-payload');
+      if (code === 'FST_ERR_CTP_BODY_TOO_LARGE') recordRejection(request, providerOf(request.url), 'body-too-large');
+      else if (code?.startsWith('FST_ERR_CTP_')) recordRejection(request, providerOf(request.url), 'malformed-payload');
     });
 
     app.post<{ Params: { tenant: string } }>('/webhooks/twilio/:tenant/sms', { config: { access }, bodyLimit: WEBHOOK_BODY_LIMIT_BYTES }, async (request, reply) => {
@@ -234,29 +247,22 @@ export function webhookRoutes(options: WebhookRouteOptions) {
     }
 
     async function reject(request: FastifyRequest, reply: FastifyReply, provider: Provider, reason: RejectionReason, tenant?: TenantContext): Promise<FastifyReply> {
-      await recordRejection(request, provider, reason, tenant);
+      recordRejection(request, provider, reason, tenant);
       return reply
         .code(403)
         .type(PROBLEM_CONTENT_TYPE)
         .send({ type: 'webhook-rejected', title: 'Forbidden', status: 403, detail: 'the request could not be verified as coming from the provider configured for this tenant' });
     }
 
-    async function recordRejection(request: FastifyRequest, provider: Provider | undefined, reason: RejectionReason, tenant?: TenantContext): Promise<void> {
+    /**
+     * Counted in the metrics and the request log per request, audited per minute: one entry per
+     * provider, tenant and reason with its count (src/audit/aggregator.ts), so a flood of forged
+     * deliveries costs a bounded number of audit rows and no database write per request.
+     */
+    function recordRejection(request: FastifyRequest, provider: Provider | undefined, reason: RejectionReason, tenant?: TenantContext): void {
       relay.metrics.webhookRejections.inc({ provider: provider ?? 'unknown', reason });
       request.log.warn({ provider, reason, tenantId: tenant?.id }, 'webhook rejected');
-      try {
-        await appendAuditEvent(db, {
-          actor: { type: 'anonymous' },
-          action: 'webhook.rejected',
-          tenantId: tenant?.id ?? null,
-          sourceIp: request.ip,
-          outcome: 'failure',
-          details: { provider: provider ?? 'unknown', reason },
-        });
-      } catch (error) {
-        // The refusal stands whether or not the audit write worked; the failure is logged.
-        request.log.error({ err: error }, 'could not audit a webhook rejection');
-      }
+      relay.rejectionAudit.count({ action: 'webhook.rejected', outcome: 'failure', tenantId: tenant?.id ?? null, labels: { provider: provider ?? 'unknown', reason } }, request.ip);
     }
   };
 }

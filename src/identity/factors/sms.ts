@@ -4,6 +4,7 @@ import { SYSTEM_SCOPE, type SealedFields } from '../../seal/sealed-fields.js';
 import type { Db } from '../../store/connection.js';
 import { smsFactorsSealed } from '../../store/sealed-tables.js';
 import { smsCodes, smsFactors } from '../../store/schema.js';
+import { phoneRecipientKey } from '../recipient-keys.js';
 import type { SmsSendThrottle } from '../throttle.js';
 import type { IdentitySmsSender, SmsSendResult } from './sms-sender.js';
 
@@ -159,7 +160,7 @@ export class SmsFactor {
   private async sendCode(userId: string, phone: string, purpose: SmsCodePurpose): Promise<{ outcome: SmsSendOutcome; code: string }> {
     const code = String(randomInt(0, 1_000_000)).padStart(6, '0');
     if (!(await this.sender.configured())) return { outcome: { sent: false, reason: 'not-configured' }, code };
-    const allowance = await this.throttle.consume(`u:${userId}`, purpose);
+    const allowance = await this.throttle.consume(`u:${userId}`, purpose, phoneRecipientKey(this.fields, phone));
     if (!allowance.allowed) return { outcome: { sent: false, reason: 'throttled', retryAfterSeconds: allowance.retryAfterSeconds }, code };
     return { outcome: await this.sender.send(phone, smsCodeText(code, purpose)), code };
   }
