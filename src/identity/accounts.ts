@@ -19,6 +19,9 @@ import { isUuid, type UserRecord, type UserView } from './users.js';
 /** Setup links are valid this long, single use; the email says the same. (Verification links: CIPHERGATE_SIGNUP_PENDING_HOURS.) */
 export const USER_TOKEN_TTL_MS = SETUP_LINK_TTL_HOURS * 60 * 60 * 1000;
 
+/** Signups answered but not yet registered, per process; more are dropped with a log line. */
+const MAX_QUEUED_SIGNUPS = 1000;
+
 /**
  * Accounts: users made by admins (pending until they set a password with their setup token),
  * optional self-registration with email verification, password changes, and the admin
@@ -26,6 +29,9 @@ export const USER_TOKEN_TTL_MS = SETUP_LINK_TTL_HOURS * 60 * 60 * 1000;
  */
 export class Accounts {
   private readonly machines: MachineAuth;
+  /** The after-answer signup work of this instance, run one at a time (see `afterAnswer`). */
+  private signupQueue: Promise<void> = Promise.resolve();
+  private signupsQueued = 0;
 
   constructor(private readonly identity: Identity) {
     this.machines = new MachineAuth(identity);
@@ -176,9 +182,22 @@ export class Accounts {
    * gets no email then, and can sign up again.
    */
   private afterAnswer(work: () => Promise<void>): void {
-    work().catch((error: unknown) => {
-      this.parts.logger.error({ reason: isDatabaseUnavailable(error) ? 'database-unavailable' : 'failed', errorName: error instanceof Error ? error.name : typeof error }, 'signup not completed');
-    });
+    // One at a time: signups for one address that overlapped would each replace the other's
+    // pending row, and all but one would lose the race without sending anything. Bounded, so
+    // a burst cannot queue work without limit; the API's per-address limit keeps it far below.
+    if (this.signupsQueued >= MAX_QUEUED_SIGNUPS) {
+      this.parts.logger.error({ reason: 'busy' }, 'signup not completed');
+      return;
+    }
+    this.signupsQueued += 1;
+    this.signupQueue = this.signupQueue
+      .then(work)
+      .catch((error: unknown) => {
+        this.parts.logger.error({ reason: isDatabaseUnavailable(error) ? 'database-unavailable' : 'failed', errorName: error instanceof Error ? error.name : typeof error }, 'signup not completed');
+      })
+      .finally(() => {
+        this.signupsQueued -= 1;
+      });
   }
 
   /** A failure is logged without the address; the person can sign up again. */
