@@ -10,6 +10,8 @@ import { PERMISSIONS } from '../identity/permissions.js';
 import type { RedisConnection } from '../store/redis.js';
 import { installErrorHandling, respondToError } from './error-handler.js';
 import { installGuard } from './guard.js';
+import { installStrictFormats } from './schemas/formats.js';
+import { installTextInputGuard } from './text-input.js';
 import { registerApiRateLimit } from './rate-limit.js';
 import { apiKeyRoutes } from './routes/api-keys.js';
 import { auditRoutes } from './routes/audit.js';
@@ -95,6 +97,7 @@ export async function buildApp(dependencies: AppDependencies): Promise<App> {
         removeAdditional: false,
         allErrors: false,
       },
+      onCreate: installStrictFormats,
     },
   });
 
@@ -135,6 +138,7 @@ export async function buildApp(dependencies: AppDependencies): Promise<App> {
     done();
   });
   installErrorHandling(app);
+  installTextInputGuard(app);
 
   // An API answers JSON, never a page: the OWASP REST profile (nothing may load, nothing may
   // frame it) instead of helmet's document-oriented defaults. Headers that only old browsers

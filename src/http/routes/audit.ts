@@ -6,7 +6,9 @@ import { ProblemSchema } from '../schemas/problem.js';
 
 const Query = Type.Object(
   {
-    after: Type.Optional(Type.Integer({ minimum: 0, description: 'the `seq` of the last entry of the previous page' })),
+    // `seq` is a bigint read as a JavaScript number: a larger value is no seq we gave out, and one
+    // past 2^63 - 1 made PostgreSQL fail the query.
+    after: Type.Optional(Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, description: 'the `seq` of the last entry of the previous page' })),
     action: Type.Optional(Type.String({ pattern: '^[a-z0-9.-]{1,64}$' })),
     tenant: Type.Optional(Type.String({ format: 'uuid' })),
     actor: Type.Optional(Type.String({ maxLength: 64 })),
