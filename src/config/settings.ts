@@ -130,7 +130,7 @@ export const settings = {
   }),
   dataDir: setting({
     env: 'CIPHERGATE_DATA_DIR',
-    description: 'Folder of the embedded database and the generated local key file.',
+    description: 'Folder of the embedded database and the generated local key file. It must be private (0700, and master.key 0600): start-up refuses a data dir or key file that group or others have any permission on.',
     schema: Type.String(),
     defaultText: './.ciphergate',
     parse: text('CIPHERGATE_DATA_DIR', 'a folder path'),

@@ -12,6 +12,8 @@ import { installErrorHandling, respondToError } from './error-handler.js';
 import { installGuard } from './guard.js';
 import { installJsonBodyParser } from './json-body.js';
 import { requestValidatorFactory } from './request-validation.js';
+import { installStrictFormats } from './schemas/formats.js';
+import { installTextInputGuard } from './text-input.js';
 import { registerApiRateLimit } from './rate-limit.js';
 import { apiKeyRoutes } from './routes/api-keys.js';
 import { auditRoutes } from './routes/audit.js';
@@ -121,6 +123,7 @@ export async function buildApp(dependencies: AppDependencies): Promise<App> {
         removeAdditional: false,
         allErrors: false,
       },
+      onCreate: installStrictFormats,
     },
   });
   installJsonBodyParser(app);
@@ -162,6 +165,7 @@ export async function buildApp(dependencies: AppDependencies): Promise<App> {
     done();
   });
   installErrorHandling(app);
+  installTextInputGuard(app);
 
   app.addHook('onRequest', (request, reply, done) => {
     applySecurityHeaders(request.raw, reply.raw, (error?: unknown) => done(error as Error | undefined));

@@ -33,7 +33,7 @@ export function createLogger(options: { level: string; destination?: Destination
     timestamp: pino.stdTimeFunctions.isoTime,
     formatters: { log: (object) => redactDeep(object) as Record<string, unknown> },
     serializers: {
-      err: pino.stdSerializers.err,
+      err: serializeError,
       req: (request: { method?: string; url?: string; id?: string; ip?: string }) => ({
         id: request.id,
         method: request.method,
@@ -44,6 +44,65 @@ export function createLogger(options: { level: string; destination?: Destination
     },
   };
   return options.destination ? pino(loggerOptions, options.destination) : pino(loggerOptions);
+}
+
+/**
+ * Error fields that say what failed without repeating what was sent: a PostgreSQL error's SQLSTATE,
+ * constraint and table, a system call's errno. Everything else is left out, deny by default:
+ * Drizzle's DrizzleQueryError and PGlite's errors carry the statement and its `params` (which
+ * held a new API key's hash), and PostgreSQL's `detail` quotes the values of a failed row.
+ */
+const ERROR_FIELDS_LOGGED = ['code', 'errno', 'syscall', 'severity', 'constraint', 'table', 'column', 'schema', 'dataType', 'routine', 'statusCode', 'status'] as const;
+/** Deep enough for Drizzle → driver → socket; a longer chain is cut rather than walked. */
+const MAX_CAUSE_DEPTH = 4;
+
+export interface SerializedError {
+  type: string;
+  message: string;
+  stack?: string;
+  cause?: SerializedError;
+  errors?: SerializedError[];
+  [field: string]: unknown;
+}
+
+/**
+ * pino's `err` serializer. Like pino's own (type, message, stack, cause) but with the fields of
+ * ERROR_FIELDS_LOGGED only, and with the message of a failed query reduced to what failed: a
+ * query's text and parameters, and the values PostgreSQL quotes in its messages, never reach a log.
+ */
+export function serializeError(error: unknown, depth = 0): SerializedError {
+  if (error === null || typeof error !== 'object') return { type: typeof error, message: String(error) };
+  const source = error as Record<string, unknown> & { name?: unknown; message?: unknown; stack?: unknown; cause?: unknown; errors?: unknown };
+  const type = (error.constructor?.name && error.constructor.name !== 'Object' ? error.constructor.name : undefined) ?? (typeof source.name === 'string' ? source.name : 'Error');
+  const message = loggableMessage(source, type);
+  const serialized: SerializedError = { type, message };
+  if (typeof source.stack === 'string') serialized.stack = `${type}: ${message}\n${stackFrames(source.stack)}`;
+  for (const field of ERROR_FIELDS_LOGGED) {
+    const value = source[field];
+    if (typeof value === 'string' || typeof value === 'number') serialized[field] = value;
+  }
+  if (depth < MAX_CAUSE_DEPTH) {
+    if (source.cause !== undefined) serialized.cause = serializeError(source.cause, depth + 1);
+    if (Array.isArray(source.errors)) serialized.errors = source.errors.slice(0, 10).map((inner) => serializeError(inner, depth + 1));
+  }
+  return serialized;
+}
+
+function loggableMessage(source: Record<string, unknown>, type: string): string {
+  const message = typeof source.message === 'string' ? source.message : '';
+  // A database server's own message quotes the value it refused (`value "…" is out of range`).
+  if (typeof source.severity === 'string' && typeof source.code === 'string') return message.replace(/"(?:[^"\\]|\\.)*"/g, '"…"');
+  // "Failed query: <statement>\nparams: <values>": the statement and the values stay out.
+  if (type === 'DrizzleQueryError' || ('query' in source && 'params' in source)) return 'failed query (statement and parameters not logged; see cause)';
+  return message;
+}
+
+/** The "    at …" lines only: the head of a stack repeats the message, which may not be loggable. */
+function stackFrames(stack: string): string {
+  return stack
+    .split('\n')
+    .filter((line) => /^\s+at /.test(line))
+    .join('\n');
 }
 
 /** Replaces the value of every sensitive-named field, however deep, without mutating the input. */

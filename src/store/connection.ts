@@ -6,6 +6,7 @@ import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
 import type { SQL } from 'drizzle-orm';
 import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
 import pg from 'pg';
+import { PRIVATE_DIR_MODE, refuseSharedPath, restrictTree } from '../config/private-paths.js';
 import type { Logger } from '../log/logger.js';
 import { DataDirLock } from './data-dir-lock.js';
 import { connectWithBackoff } from './backoff.js';
@@ -105,11 +106,15 @@ async function openPglite(dataDir: string): Promise<Database> {
   let lock: DataDirLock | undefined;
   let location = dataDir;
   if (!inMemory) {
-    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    // A folder others can open exposes everything in it, whatever the files' own modes: the
+    // operator made it so (or an old version did), and only the operator should loosen it.
+    refuseSharedPath(dataDir, 'data directory');
+    mkdirSync(dataDir, { recursive: true, mode: PRIVATE_DIR_MODE });
     // PGlite is single-process: two processes on one folder would corrupt it, so the second
     // one is refused with a clear message instead.
     lock = DataDirLock.acquire(dataDir);
     location = join(dataDir, 'pgdata');
+    mkdirSync(location, { recursive: true, mode: PRIVATE_DIR_MODE });
   }
   let client: PGlite;
   try {
@@ -117,6 +122,18 @@ async function openPglite(dataDir: string): Promise<Database> {
   } catch (error) {
     lock?.release();
     throw error;
+  }
+  // PGlite's file system (emscripten NODEFS) writes its files 0666 whatever the umask: made
+  // private here at open (which also repairs a folder written before this check) and again at
+  // close for the files it made while running.
+  if (!inMemory) {
+    try {
+      restrictTree(location);
+    } catch (error) {
+      await client.close().catch(() => undefined);
+      lock?.release();
+      throw error;
+    }
   }
   const db = drizzlePglite({ client, schema }) as unknown as Db;
   const sessionLocks = new Map<bigint, Promise<void>>();
@@ -147,8 +164,12 @@ async function openPglite(dataDir: string): Promise<Database> {
     async close() {
       if (closed) return;
       closed = true;
-      await client.close();
-      lock?.release();
+      try {
+        await client.close();
+        if (!inMemory) restrictTree(location);
+      } finally {
+        lock?.release();
+      }
     },
   };
 }

@@ -35,7 +35,7 @@ export interface IdentityHarness {
   /** An active user with a password and a confirmed TOTP factor. */
   createUser(options?: { role?: Role; tenantId?: string | null; withTotp?: boolean; email?: string }): Promise<TestUser>;
   /** Signs in through the API (password + TOTP) and returns the pair and the device token. */
-  signIn(user: TestUser, options?: { userAgent?: string }): Promise<SignedSession & { deviceToken: string }>;
+  signIn(user: TestUser, options?: { userAgent?: string; remoteAddress?: string }): Promise<SignedSession & { deviceToken: string }>;
   /**
    * Another session of `user` through the trusted device of an earlier sign-in: password and
    * `deviceToken`, no second factor, so no TOTP step is spent. From `origin.ip`, so a test can
@@ -195,13 +195,15 @@ export async function openIdentityHarness(
     },
     async signIn(user, signInOptions = {}) {
       const headers: Record<string, string> = signInOptions.userAgent ? { 'user-agent': signInOptions.userAgent } : {};
-      const login = await harness.request({ method: 'POST', url: '/api/v1/auth/login', body: { email: user.email, password: user.password }, headers });
+      const from = signInOptions.remoteAddress ? { remoteAddress: signInOptions.remoteAddress } : {};
+      const login = await harness.request({ method: 'POST', url: '/api/v1/auth/login', body: { email: user.email, password: user.password }, headers, ...from });
       if (login.statusCode !== 401 || login.json().type !== 'second-factor-required') throw new Error(`unexpected login answer ${login.statusCode} ${login.body}`);
       const second = await harness.request({
         method: 'POST',
         url: '/api/v1/auth/second-factor',
         body: { challengeToken: login.json().challengeToken, method: 'totp', code: totpCode(user.totpSecret!, usedSteps.next(user.id)) },
         headers,
+        ...from,
       });
       if (second.statusCode !== 200) throw new Error(`unexpected second-factor answer ${second.statusCode} ${second.body}`);
       const tokens = second.json();

@@ -129,6 +129,8 @@ describe('backup and restore of the embedded database (PGlite data dir copied wh
   test('restored (database and key put back in a new data dir), serve reads every message back', async () => {
     const restored = join(root, 'restored');
     const restoredData = join(restored, 'data');
+    // As docs/operations.md says: a data dir that only its user can open, or serve refuses it.
+    mkdirSync(restoredData, { recursive: true, mode: 0o700 });
     cpSync(join(backupDb, 'pgdata'), join(restoredData, 'pgdata'), { recursive: true });
     cpSync(join(backupKey, 'master.key'), join(restoredData, 'master.key'));
     const server = await serve(restored, restoredData);
@@ -142,6 +144,7 @@ describe('backup and restore of the embedded database (PGlite data dir copied wh
   test('the database backup without its key refuses to start (one line, no plaintext)', async () => {
     const keyless = join(root, 'keyless');
     const keylessData = join(keyless, 'data');
+    mkdirSync(keylessData, { recursive: true, mode: 0o700 });
     cpSync(join(backupDb, 'pgdata'), join(keylessData, 'pgdata'), { recursive: true });
     const refused = await runCliProcess(['serve', '--no-workers'], { cwd: keyless, timeoutMs: 300_000, env: { CIPHERGATE_DATA_DIR: keylessData, CIPHERGATE_PUBLIC_URL: PUBLIC_URL, CIPHERGATE_PORT: '0' } });
     assert.equal(refused.code, 1, `serve should refuse: ${refused.stdout.slice(-2000)} ${refused.stderr}`);

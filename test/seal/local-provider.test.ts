@@ -146,13 +146,22 @@ describe('local key provider: loading the master key', () => {
     await second.unwrapKey(wrapped, context);
   });
 
-  test('a generated key that others can read is used, with a warning', () => {
+  test('a generated key that others can read is refused, naming the chmod', () => {
     const dataDir = freshDir();
     new LocalKeyProvider({ dataDir, allowGenerate: true, warn: () => {} });
     fs.chmodSync(path.join(dataDir, 'master.key'), 0o644);
-    const warnings: string[] = [];
-    new LocalKeyProvider({ dataDir, allowGenerate: true, warn: (msg) => warnings.push(msg) });
-    assert.match(warnings.join('\n'), /chmod 600/);
+    assert.throws(() => new LocalKeyProvider({ dataDir, allowGenerate: true, warn: () => {} }), (error: Error) => {
+      assert.ok(error instanceof KeyProviderError);
+      assert.match(error.message, /master key file .*master\.key is open to group or others \(mode 0644\); restrict it with `chmod 600 /);
+      return true;
+    });
+  });
+
+  test('a data dir that others can open gets no generated key', () => {
+    const dataDir = freshDir();
+    fs.chmodSync(dataDir, 0o755);
+    assert.throws(() => new LocalKeyProvider({ dataDir, allowGenerate: true, warn: () => {} }), /data directory .* restrict it with `chmod 700 /);
+    assert.deepEqual(fs.readdirSync(dataDir), []);
   });
 
   test('an explicit key wins over generating, and generates nothing', () => {

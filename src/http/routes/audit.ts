@@ -7,7 +7,9 @@ import { ProblemSchema } from '../schemas/problem.js';
 
 const Query = Type.Object(
   {
-    after: Type.Optional(Type.Integer({ minimum: 0, description: 'the `seq` of the last entry of the previous page' })),
+    // `seq` is a bigint read as a JavaScript number: a larger value is no seq we gave out, and one
+    // past 2^63 - 1 made PostgreSQL fail the query.
+    after: Type.Optional(Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, description: 'the `seq` of the last entry of the previous page' })),
     // Exactly the actions the code writes (src/audit/actions.ts), so every one can be filtered
     // for and a typo is a 400 instead of an empty page.
     action: Type.Optional(Type.Unsafe<AuditAction>({ type: 'string', enum: AUDIT_ACTION_NAMES, description: 'one of the audit actions (docs/audit.md)' })),

@@ -3,12 +3,14 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { appendAuditEvent } from '../../audit/trail.js';
 import { AuthError } from '../../identity/errors.js';
 import type { Identity } from '../../identity/identity.js';
+import { isUuid } from '../../identity/users.js';
 import { auditActorOf, confinedTenant, mayAccessTenant, type Principal } from '../../identity/principal.js';
 import type { Relay } from '../../relay/relay.js';
 import type { TenantContext } from '../../relay/tenant-directory.js';
 import { normaliseE164 } from '../../seal/normalise.js';
 import type { ConversationSummary } from '../../store/repositories/conversations.js';
 import { HttpProblem } from '../problem.js';
+import { isStorableInstant } from '../schemas/formats.js';
 import { ProblemSchema } from '../schemas/problem.js';
 
 const ConversationSchema = Type.Object({
@@ -166,11 +168,16 @@ function formatCursor(createdAt: Date, id: string): string {
   return Buffer.from(`${createdAt.toISOString()}|${id}`).toString('base64url');
 }
 
+/**
+ * Only the exact text formatCursor writes is a cursor: base64url of `<ISO instant>|<uuid>`. Anything
+ * looser reached the query as a Date PostgreSQL cannot hold (year 275760, an invalid Date) or an
+ * id that is no uuid, each a 500.
+ */
 function parseCursor(cursor: string): { createdAt: Date; id: string } {
-  const [at, id] = Buffer.from(cursor, 'base64url').toString('utf8').split('|');
-  const createdAt = new Date(at ?? '');
-  if (Number.isNaN(createdAt.getTime()) || !id || !/^[0-9a-f-]{36}$/.test(id)) {
-    throw new HttpProblem(400, 'validation-failed', 'Invalid request', 'querystring before: not a cursor this API gave out');
-  }
+  const decoded = /^[A-Za-z0-9_-]*$/.test(cursor) ? Buffer.from(cursor, 'base64url').toString('utf8') : '';
+  const [at = '', id = '', ...rest] = decoded.split('|');
+  const createdAt = new Date(at);
+  const exact = rest.length === 0 && isStorableInstant(createdAt) && createdAt.toISOString() === at && isUuid(id);
+  if (!exact) throw new HttpProblem(400, 'validation-failed', 'Invalid request', 'querystring before: not a cursor this API gave out');
   return { createdAt, id };
 }

@@ -65,18 +65,21 @@ export function messageRoutes(options: { relay: Relay; identity: Identity }) {
         }
         const callerKey = principal.kind === 'user' ? `u:${principal.userId}` : `k:${principal.apiKeyId}`;
         const dedupeKey = `api:${callerKey}:${request.headers['idempotency-key']}`;
-        const { contactId, conversationId } = await relay.conversations.conversationForPhone(tenant.id, to, 'sms');
-        const stored = await relay.conversations.storeOutbound(
-          { tenantId: tenant.id, conversationId, contactId, author: principal.kind === 'user' ? 'staff' : 'api', body: request.body.body, dedupeKey },
+        // Everything the request says is checked above; from here one transaction writes the
+        // contact, conversation, message and jobs, or (a key already used) nothing at all.
+        const stored = await relay.conversations.storeOutboundToPhone(
+          { tenantId: tenant.id, phone: to, channel: 'sms', author: principal.kind === 'user' ? 'staff' : 'api', body: request.body.body, dedupeKey },
           (messageId) => [sendJob(tenant.id, messageId), ...(tenant.settings.airtable ? [airtableSyncJob(tenant.id, messageId)] : [])],
         );
         const message = await relay.conversations.messageForJob(stored.messageId);
         if (stored.duplicate) {
-          // The same key must mean the same message: compare with what the first call stored.
-          const sameMessage = message!.contactId === contactId && (await relay.conversations.openBody(message!)) === request.body.body;
+          // The same key must mean the same message: the recipient and text the first call stored.
+          const first = await relay.conversations.openContact({ id: message!.contactId, tenantId: tenant.id });
+          const sameMessage = first.phone === to && (await relay.conversations.openBody(message!)) === request.body.body;
           if (!sameMessage) throw new HttpProblem(422, 'idempotency-key-reused', 'Idempotency key reused', 'this Idempotency-Key was used for a different message');
           return reply.code(200).send({ id: stored.messageId, conversationId: message!.conversationId, status: message!.status });
         }
+        const { conversationId } = stored;
         if (message!.contactOptedOut) {
           request.log.info({ messageId: stored.messageId }, 'recipient has opted out; the message will be suppressed');
         }

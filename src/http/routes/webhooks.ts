@@ -36,6 +36,9 @@ export type RejectionReason =
 /** SMS webhooks are a few hundred bytes; Podium and Airtable events a few KiB. */
 export const WEBHOOK_BODY_LIMIT_BYTES = 64 * 1024;
 
+/** A Message SID: SM (SMS) or MM (MMS) and 32 hex digits (https://www.twilio.com/docs/glossary/what-is-a-sid). */
+const TWILIO_MESSAGE_SID = /^(SM|MM)[0-9a-f]{32}$/i;
+
 const EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>';
 /**
  * Used when the tenant is unknown, so the work done (and the time it takes) matches a real
@@ -92,7 +95,7 @@ export function webhookRoutes(options: WebhookRouteOptions) {
       const messageSid = first(params.MessageSid) ?? first(params.SmsSid);
       const from = first(params.From);
       const body = first(params.Body) ?? '';
-      if (!messageSid || !/^(SM|MM)[0-9a-f]{32}$/i.test(messageSid) || !from) return reject(request, reply, 'twilio', 'malformed-payload', tenant);
+      if (!messageSid || !TWILIO_MESSAGE_SID.test(messageSid) || !from) return reject(request, reply, 'twilio', 'malformed-payload', tenant);
       const phone = phoneOrUndefined(from);
       if (phone === undefined) {
         // A short code or an alphanumeric sender: genuine, but nothing we can answer or index.
@@ -113,7 +116,8 @@ export function webhookRoutes(options: WebhookRouteOptions) {
       const messageSid = first(params.MessageSid) ?? first(params.SmsSid);
       const status = normaliseStatus(first(params.MessageStatus) ?? first(params.SmsStatus));
       const errorCode = first(params.ErrorCode);
-      if (!messageSid || status === 'unknown') return reject(request, reply, 'twilio', 'malformed-payload', tenant);
+      // The sid is looked up as text: one that is no sid (a NUL byte in it failed the query) is malformed.
+      if (!messageSid || !TWILIO_MESSAGE_SID.test(messageSid) || status === 'unknown') return reject(request, reply, 'twilio', 'malformed-payload', tenant);
       // Our status callback URLs name our message (`?m=`): the callback can arrive before the
       // send job has recorded Twilio's sid. The query is covered by the signature.
       const ours = new URL(request.url, 'http://x').searchParams.get('m');

@@ -112,6 +112,8 @@ function parseMessage(data: Record<string, unknown>, eventType: (typeof PODIUM_M
   const channelType = channel ? nonEmpty(channel['type']) : undefined;
   const channelIdentifier = channel ? nonEmpty(channel['identifier']) : undefined;
   if (!channelType || !channelIdentifier) throw new PodiumEventError(`the ${eventType} event has no conversation channel`);
+  // The uids are stored and looked up as text, which cannot hold a NUL character.
+  if ([uid, conversationUid].some((id) => id.includes('\u0000'))) throw new PodiumEventError(`the ${eventType} event has a uid with a NUL character`);
 
   const body = data['body'];
   if (body !== undefined && body !== null && typeof body !== 'string') throw new PodiumEventError(`the ${eventType} event has a body that is not text`);

@@ -11,6 +11,7 @@
 import { createCipheriv, createDecipheriv, createHash, createSecretKey, randomBytes, type KeyObject } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, refuseSharedPath, SharedPathError } from '../../config/private-paths.js';
 import { encodeLengthPrefixed } from '../binding.js';
 import { KeyProviderError, KeyUnwrapError, type KeyProvider, type WrapContext } from './key-provider.js';
 
@@ -185,18 +186,19 @@ function readKeyFile(file: string): string {
  */
 function generatedMasterKey(options: LocalKeyProviderOptions): Buffer {
   const keyFile = path.join(options.dataDir, MASTER_KEY_FILE_NAME);
-  const existing = readExistingKey(keyFile, options.warn);
+  refuseShared(options.dataDir, 'data directory');
+  const existing = readExistingKey(keyFile);
   if (existing !== undefined) return existing;
 
   const key = randomBytes(KEK_BYTES);
   try {
-    fs.mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
+    fs.mkdirSync(options.dataDir, { recursive: true, mode: PRIVATE_DIR_MODE });
     publishExclusive(keyFile, `${key.toString('base64')}\n`);
     syncDirectory(options.dataDir);
   } catch (error) {
     key.fill(0);
     if (errorCode(error) === 'EEXIST') {
-      const winner = readExistingKey(keyFile, options.warn);
+      const winner = readExistingKey(keyFile);
       if (winner !== undefined) return winner;
     }
     throw new KeyProviderError(`cannot create ${keyFile}: ${errorCode(error)}`);
@@ -223,7 +225,7 @@ function publishExclusive(file: string, contents: string): void {
 
 const NO_HARD_LINKS = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS', 'EXDEV']);
 
-function readExistingKey(keyFile: string, warn: (msg: string) => void): Buffer | undefined {
+function readExistingKey(keyFile: string): Buffer | undefined {
   let text: string;
   try {
     text = fs.readFileSync(keyFile, 'utf8');
@@ -231,16 +233,25 @@ function readExistingKey(keyFile: string, warn: (msg: string) => void): Buffer |
     if (errorCode(error) === 'ENOENT') return undefined;
     throw new KeyProviderError(`cannot read ${keyFile}: ${errorCode(error)}`);
   }
-  if ((fs.statSync(keyFile).mode & 0o077) !== 0) {
-    warn(`${keyFile} is readable by other users; restrict it with chmod 600`);
-  }
+  // Refused, not merely warned about: whoever else could read it can open every sealed value.
+  refuseShared(keyFile, 'master key file');
   return decodeMasterKey(text, `${keyFile} (the generated key; set CIPHERGATE_MASTER_KEY or CIPHERGATE_MASTER_KEY_FILE to replace it)`);
 }
 
-function writeExclusive(file: string, contents: string): void {
-  const fd = fs.openSync(file, 'wx', 0o600);
+/** The data dir and its generated key are this process user's alone, or start-up stops here. */
+function refuseShared(target: string, what: string): void {
   try {
-    fs.fchmodSync(fd, 0o600); // the open mode is filtered by umask; make the result explicit
+    refuseSharedPath(target, what);
+  } catch (error) {
+    if (error instanceof SharedPathError) throw new KeyProviderError(error.message);
+    throw error;
+  }
+}
+
+function writeExclusive(file: string, contents: string): void {
+  const fd = fs.openSync(file, 'wx', PRIVATE_FILE_MODE);
+  try {
+    fs.fchmodSync(fd, PRIVATE_FILE_MODE); // the open mode is filtered by umask; make the result explicit
     fs.writeFileSync(fd, contents);
     fs.fsyncSync(fd);
   } finally {

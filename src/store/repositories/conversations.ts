@@ -17,7 +17,6 @@ export type { Channel } from './threads.js';
  * columns. Every write that a job must follow commits together with the job.
  */
 
-
 export interface InboundMessage {
   tenantId: string;
   channel: Channel;
@@ -152,30 +151,37 @@ export class ConversationRepository {
    * dedupe key makes a retried job or a repeated API call land on the row already there.
    */
   async storeOutbound(outbound: OutboundMessage, followUps: (messageId: string) => JobSpec[], db: Db = this.db): Promise<{ messageId: string; duplicate: boolean }> {
-    const run = async (tx: Db) => {
-      const messageId = randomUUID();
-      const now = new Date();
-      const stored = await this.insertMessage(tx, {
-        id: messageId,
-        tenantId: outbound.tenantId,
-        contactId: outbound.contactId,
-        conversationId: outbound.conversationId,
-        direction: 'outbound',
-        author: outbound.author,
-        ...this.fields.sealRow(messagesSealed, { scope: outbound.tenantId, id: messageId }, { body: outbound.body }),
-        dedupeKey: outbound.dedupeKey,
-        status: OUTBOUND_INITIAL_STATUS,
-        statusRank: statusRank(OUTBOUND_INITIAL_STATUS),
-        inReplyTo: outbound.inReplyTo ?? null,
-        createdAt: now,
-        updatedAt: now,
-      } as typeof messages.$inferInsert);
-      if (stored.duplicate) return { messageId: stored.id, duplicate: true };
-      await tx.update(conversations).set({ lastMessageAt: now }).where(eq(conversations.id, outbound.conversationId));
-      await enqueueJobs(tx, followUps(messageId));
-      return { messageId, duplicate: false };
-    };
-    return db.transaction(async (tx) => run(tx as unknown as Db));
+    return db.transaction(async (tx) => this.insertOutbound(tx as unknown as Db, outbound, followUps));
+  }
+
+  /**
+   * An outbound message to a phone number (an API send): its contact and conversation (made when
+   * the number is new), the message and its jobs, in one transaction. A dedupe key that is taken
+   * already (a retried call, or the same key reused for another message) writes nothing, not even
+   * the contact of a number never texted before: the caller compares and may refuse.
+   */
+  async storeOutboundToPhone(
+    outbound: Omit<OutboundMessage, 'contactId' | 'conversationId'> & { phone: string; channel: Channel },
+    followUps: (messageId: string) => JobSpec[],
+  ): Promise<{ messageId: string; duplicate: true } | { messageId: string; conversationId: string; duplicate: false }> {
+    const taken = await this.idByDedupeKey(outbound.tenantId, outbound.dedupeKey);
+    if (taken !== undefined) return { messageId: taken, duplicate: true };
+    try {
+      return await this.db.transaction(async (transaction) => {
+        const tx = transaction as unknown as Db;
+        const now = new Date();
+        const contactId = await contactFor(tx, this.fields, outbound.tenantId, outbound.phone, null, now);
+        const conversationId = await conversationFor(tx, outbound.tenantId, contactId, outbound.channel, null, now);
+        const stored = await this.insertOutbound(tx, { ...outbound, contactId, conversationId }, followUps);
+        // A concurrent call took the key between the look-up and the insert: roll back the
+        // contact and conversation this one made.
+        if (stored.duplicate) throw new DedupeKeyTaken(stored.messageId);
+        return { messageId: stored.messageId, conversationId, duplicate: false as const };
+      });
+    } catch (error) {
+      if (error instanceof DedupeKeyTaken) return { messageId: error.messageId, duplicate: true };
+      throw error;
+    }
   }
 
   /** A conversation with a phone number (E.164) for an outbound message that starts one. */
@@ -388,6 +394,31 @@ export class ConversationRepository {
       .orderBy(asc(messages.createdAt));
   }
 
+  /** The row of a message we are about to send, with its jobs, inside the caller's transaction. */
+  private async insertOutbound(tx: Db, outbound: OutboundMessage, followUps: (messageId: string) => JobSpec[]): Promise<{ messageId: string; duplicate: boolean }> {
+    const messageId = randomUUID();
+    const now = new Date();
+    const stored = await this.insertMessage(tx, {
+      id: messageId,
+      tenantId: outbound.tenantId,
+      contactId: outbound.contactId,
+      conversationId: outbound.conversationId,
+      direction: 'outbound',
+      author: outbound.author,
+      ...this.fields.sealRow(messagesSealed, { scope: outbound.tenantId, id: messageId }, { body: outbound.body }),
+      dedupeKey: outbound.dedupeKey,
+      status: OUTBOUND_INITIAL_STATUS,
+      statusRank: statusRank(OUTBOUND_INITIAL_STATUS),
+      inReplyTo: outbound.inReplyTo ?? null,
+      createdAt: now,
+      updatedAt: now,
+    } as typeof messages.$inferInsert);
+    if (stored.duplicate) return { messageId: stored.id, duplicate: true };
+    await tx.update(conversations).set({ lastMessageAt: now }).where(eq(conversations.id, outbound.conversationId));
+    await enqueueJobs(tx, followUps(messageId));
+    return { messageId, duplicate: false };
+  }
+
   /**
    * Inserts a message unless its dedupe key is taken in the tenant; then answers the id already
    * there. The unique key decides, so two concurrent deliveries of one message store one row.
@@ -430,5 +461,12 @@ export class ConversationRepository {
   /** A conversation brought in by `ciphergate import` (see imported-conversations.ts). */
   storeImported(tenantId: string, thread: ImportedThread): Promise<StoredImport> {
     return storeImportedThread(this.db, this.fields, tenantId, thread);
+  }
+}
+
+/** Thrown inside storeOutboundToPhone's transaction to roll it back when its dedupe key turns out taken. */
+class DedupeKeyTaken extends Error {
+  constructor(readonly messageId: string) {
+    super('dedupe key taken');
   }
 }
