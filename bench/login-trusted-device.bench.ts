@@ -20,7 +20,7 @@
 import { loadavg } from 'node:os';
 import { pathToFileURL } from 'node:url';
 import { verify } from '@node-rs/argon2';
-import { appendAuditEvent } from '../src/audit/trail.js';
+import { appendAuditEvent } from '../src/store/audit-trail.js';
 import { compareAlternating, machineLine } from './lib/harness.js';
 import { benchBackends, createSignedInUser, injectJson, loadLine, openIdentityBench, opsPerSecond, type BenchBackend, type IdentityBench } from './lib/identity.js';
 

@@ -9,7 +9,7 @@ import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { sql } from 'drizzle-orm';
-import { JOB } from '../../src/relay/jobs.js';
+import { JOB } from '../../src/domain/job-kinds.js';
 import { openDatabase, queryRows, type Db } from '../../src/store/connection.js';
 import type { TwilioAccount } from './twilio-inbound.js';
 

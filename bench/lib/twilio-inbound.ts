@@ -6,7 +6,7 @@ import { Agent, request as httpRequest } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import autocannon from 'autocannon';
 import twilio from 'twilio';
-import { normaliseE164 } from '../../src/seal/normalise.js';
+import { normaliseE164 } from '../../src/domain/normalise.js';
 
 export interface TwilioAccount {
   accountSid: string;

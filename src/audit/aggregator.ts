@@ -1,9 +1,9 @@
 import type { Logger } from '../log/logger.js';
 import type { Db } from '../store/connection.js';
 import { isDatabaseUnavailable } from '../store/connection-errors.js';
-import type { AuditAction } from './actions.js';
-import type { AuditOutcome } from './chain.js';
-import { appendAuditEvent } from './trail.js';
+import type { AuditAction } from '../domain/audit-actions.js';
+import type { AuditOutcome } from '../store/audit-chain.js';
+import { appendAuditEvent } from '../store/audit-trail.js';
 
 /**
  * What one aggregated entry stands for. `labels` are fixed words of ours (a provider, a reason),

@@ -1,6 +1,6 @@
 import { isIP } from 'node:net';
 import { Type, type TSchema } from '@sinclair/typebox';
-import { TENANT_SLUG_PATTERN } from './tenant-document.js';
+import { TENANT_SLUG_PATTERN } from '../domain/ids.js';
 
 /**
  * The one declaration of every `CIPHERGATE_*` variable. Loading, validation, the error

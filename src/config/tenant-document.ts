@@ -75,7 +75,6 @@ export const TenantDocumentSchema = Type.Object(
 
 export type TenantDocument = Static<typeof TenantDocumentSchema>;
 
-export const TENANT_SLUG_PATTERN = /^[a-z0-9][a-z0-9-]{0,62}$/;
 
 export class TenantDocumentError extends Error {
   override readonly name = 'TenantDocumentError';

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import fastifyCookie from '@fastify/cookie';
 import fastifyCsrf from '@fastify/csrf-protection';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { appendAuditEvent } from '../audit/trail.js';
+import { appendAuditEvent } from '../store/audit-trail.js';
 import { AuthError, forbidden, unauthenticated } from '../identity/errors.js';
 import type { Identity } from '../identity/identity.js';
 import type { Permission } from '../identity/permissions.js';

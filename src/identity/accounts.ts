@@ -1,20 +1,24 @@
 import { randomUUID } from 'node:crypto';
 import { and, eq, isNull } from 'drizzle-orm';
-import type { AuditAction } from '../audit/actions.js';
-import { appendAuditEvent, type AuditEventInput } from '../audit/trail.js';
+import type { AuditAction } from '../domain/audit-actions.js';
+import { appendAuditEvent, type AuditEventInput } from '../store/audit-trail.js';
 import type { Db } from '../store/connection.js';
 import { isDatabaseUnavailable } from '../store/connection-errors.js';
 import { tenants, userTokens } from '../store/schema.js';
 import { AuthError, forbidden } from './errors.js';
 import type { Identity } from './identity.js';
-import { SETUP_LINK_TTL_HOURS, renderAlreadyRegisteredEmail, renderSetupEmail, renderVerificationEmail } from './mailer.js';
+import { renderVerificationEmail } from './emails.js';
+import { renderSetupEmail } from './emails.js';
+import { renderAlreadyRegisteredEmail } from './emails.js';
+import { SETUP_LINK_TTL_HOURS } from './emails.js';
 import { MachineAuth } from './machine-auth.js';
 import { hashOpaqueToken, isOpaqueToken, issueOpaqueToken } from './opaque-tokens.js';
 import { checkPasswordPolicy, hashPassword, verifyAgainstDummy, verifyPassword } from './passwords.js';
 import { VISIBLE_ROLES, mayManageRole, type Role } from './permissions.js';
 import { auditActorOf, confinedTenant, type Principal } from './principal.js';
 import type { RequestOrigin } from './sign-in.js';
-import { isUuid, type UserRecord, type UserView } from './users.js';
+import { type UserRecord, type UserView } from './users.js';
+import { isUuid } from '../domain/ids.js';
 
 /** Setup links are valid this long, single use; the email says the same. (Verification links: CIPHERGATE_SIGNUP_PENDING_HOURS.) */
 export const USER_TOKEN_TTL_MS = SETUP_LINK_TTL_HOURS * 60 * 60 * 1000;
@@ -52,8 +56,7 @@ export class Accounts {
     await this.assertTenantExists(input.tenantId);
     const { token, hash } = issueOpaqueToken('setup');
     const expiresAt = new Date(Date.now() + USER_TOKEN_TTL_MS);
-    const user = await db.transaction(async (txDb) => {
-      const tx = txDb as unknown as Db;
+    const user = await db.transaction(async (tx) => {
       // An invite takes over a self-registration nobody has verified: it is no account yet.
       const replacedSignup = await users.removePendingSignup(input.email, tx);
       const created = await users.create({ email: input.email, role: input.role, tenantId: input.tenantId, status: 'pending' }, tx);
@@ -84,8 +87,7 @@ export class Accounts {
     const { db, users } = this.parts;
     await this.assertTenantExists(input.tenantId);
     const passwordHash = await hashPassword(input.password);
-    return db.transaction(async (txDb) => {
-      const tx = txDb as unknown as Db;
+    return db.transaction(async (tx) => {
       const replacedSignup = await users.removePendingSignup(input.email, tx);
       const user = await users.create({ email: input.email, role: input.role, tenantId: input.tenantId, status: 'active', passwordHash }, tx);
       await appendAuditEvent(tx, {
@@ -108,8 +110,7 @@ export class Accounts {
     if (!user || user.status !== 'pending') throw invalidUserToken();
     assertPasswordPolicy(input.password, user.email);
     const passwordHash = await hashPassword(input.password);
-    await db.transaction(async (txDb) => {
-      const tx = txDb as unknown as Db;
+    await db.transaction(async (tx) => {
       if (!(await this.spendUserToken(record.id, tx))) throw invalidUserToken();
       await users.setPassword(user.id, passwordHash, tx);
       if (!(await users.activate(user.id, 'pending', tx))) throw invalidUserToken();
@@ -150,8 +151,7 @@ export class Accounts {
     const { token, hash } = issueOpaqueToken('verifyEmail');
     let userId: string;
     try {
-      userId = await db.transaction(async (txDb) => {
-        const tx = txDb as unknown as Db;
+      userId = await db.transaction(async (tx) => {
         const replacedPending = await users.removePendingSignup(email, tx);
         const user = await users.create({ email, role: 'user', tenantId: null, status: 'unverified' }, tx);
         await tx.insert(userTokens).values({ id: randomUUID(), userId: user.id, purpose: 'verify-email', tokenHash: hash, expiresAt: new Date(user.createdAt.getTime() + settings.signupPendingMs), createdAt: user.createdAt });
@@ -225,8 +225,7 @@ export class Accounts {
     if (!user || user.status !== 'unverified' || user.createdAt.getTime() + settings.signupPendingMs <= Date.now()) throw invalidUserToken();
     assertPasswordPolicy(input.password, user.email);
     const passwordHash = await hashPassword(input.password);
-    await db.transaction(async (txDb) => {
-      const tx = txDb as unknown as Db;
+    await db.transaction(async (tx) => {
       if (!(await this.spendUserToken(record.id, tx))) throw invalidUserToken();
       await users.setPassword(user.id, passwordHash, tx);
       if (!(await users.activate(user.id, 'unverified', tx))) throw invalidUserToken();
@@ -243,8 +242,7 @@ export class Accounts {
    */
   async removeExpiredSignups(now: Date = new Date()): Promise<number> {
     const { db, users, settings } = this.parts;
-    return db.transaction(async (txDb) => {
-      const tx = txDb as unknown as Db;
+    return db.transaction(async (tx) => {
       const removed = await users.removeExpiredSignups(new Date(now.getTime() - settings.signupPendingMs), tx);
       if (removed > 0) await appendAuditEvent(tx, { actor: { type: 'system' }, action: 'auth.signup.expire', outcome: 'success', details: { count: removed } });
       return removed;
@@ -278,8 +276,7 @@ export class Accounts {
     await throttle.recordSuccess(accountKey, origin.ip);
     assertPasswordPolicy(input.newPassword, user.email);
     const passwordHash = await hashPassword(input.newPassword);
-    const revoked = await db.transaction(async (txDb) => {
-      const tx = txDb as unknown as Db;
+    const revoked = await db.transaction(async (tx) => {
       await users.setPassword(user.id, passwordHash, tx);
       await devices.revokeAll(user.id, tx);
       const ids = await sessions.revokeForUser(user.id, 'password-changed', { exceptSessionId: principal.sessionId }, tx);
@@ -331,8 +328,7 @@ export class Accounts {
     if (patch.status === 'active' && target.status !== 'disabled' && target.status !== 'active') {
       throw new AuthError(409, 'invalid-state', 'Invalid state', 'only a disabled user can be re-enabled; pending users activate through their setup token');
     }
-    await db.transaction(async (txDb) => {
-      const tx = txDb as unknown as Db;
+    await db.transaction(async (tx) => {
       // The update takes the user's row lock first, so a key this user is making right now
       // either commits before it (and is judged below) or sees the new role (see createKey).
       await users.update(userId, { role, tenantId, ...(patch.status ? { status: patch.status } : {}) }, tx);
@@ -360,8 +356,7 @@ export class Accounts {
       await this.auditDenied(actor, 'user.delete', userId, origin, 'self-delete');
       throw forbidden('nobody deletes their own account here; ask another admin');
     }
-    await db.transaction(async (txDb) => {
-      const tx = txDb as unknown as Db;
+    await db.transaction(async (tx) => {
       // Locked first, so no key of this user commits after its keys were revoked (see createKey).
       await users.getForUpdate(userId, tx);
       await this.endEverything(userId, 'user-deleted', tx);
@@ -397,8 +392,7 @@ export class Accounts {
 
   private async removeFactors(userId: string, by: { actor: AuditEventInput['actor']; tenantId: string | null; sourceIp: string | null; via: 'api' | 'cli' }): Promise<FactorReset> {
     const { db, users, factors, sms, challenges, sessions, devices } = this.parts;
-    return db.transaction(async (txDb) => {
-      const tx = txDb as unknown as Db;
+    return db.transaction(async (tx) => {
       // The same lock as an enrollment (SignIn.confirmTotp): one running at this moment either
       // finishes first and is removed here, or waits and then finds no factor to stand on.
       if (!(await users.lock(userId, tx))) throw new AuthError(404, 'not-found', 'Not Found', 'no such user');

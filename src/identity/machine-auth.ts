@@ -1,5 +1,5 @@
 import { timingSafeEqual } from 'node:crypto';
-import { appendAuditEvent, type AuditEventInput } from '../audit/trail.js';
+import { appendAuditEvent, type AuditEventInput } from '../store/audit-trail.js';
 import { hashRefreshToken, isRefreshTokenFormat } from './refresh-tokens.js';
 import { eq } from 'drizzle-orm';
 import type { Db } from '../store/connection.js';
@@ -12,7 +12,7 @@ import { API_KEY_SCOPES, isApiKeyScope, keyScopesBeyondRole, roleHasPermission, 
 import { auditActorOf, confinedTenant, type Principal } from './principal.js';
 import type { RequestOrigin } from './sign-in.js';
 import { ACCESS_TOKEN_TTL_SECONDS, TokenError, verifyAccessToken } from './tokens.js';
-import { isUuid } from './users.js';
+import { isUuid } from '../domain/ids.js';
 
 /**
  * Why a user's keys are being re-checked: their role changed (to `role`), or they were
@@ -52,8 +52,7 @@ export class MachineAuth {
     }
     const { db, apiKeys, users } = this.parts;
     const creatorId = actor?.kind === 'user' ? actor.userId : null;
-    return db.transaction(async (txDb) => {
-      const tx = txDb as unknown as typeof db;
+    return db.transaction(async (tx) => {
       if (creatorId !== null) {
         // The role in the caller's token was checked before this transaction. Read it again
         // under the user's row lock: a demotion that committed meanwhile is seen here, and one
@@ -103,8 +102,7 @@ export class MachineAuth {
     for (const key of await apiKeys.liveWithCreators()) {
       const reason = !key.creator ? 'creator-deleted' : key.creator.status !== 'active' ? 'creator-disabled' : keyScopesBeyondRole(key.creator.role, key.scopes).length > 0 ? 'creator-role-changed' : undefined;
       if (reason === undefined) continue;
-      await db.transaction(async (txDb) => {
-        const tx = txDb as unknown as Db;
+      await db.transaction(async (tx) => {
         if (!(await apiKeys.revoke(key.id, tx))) return;
         await this.endRevokedKey(key, { reason, creator: key.createdBy, via: 'start-up-check' }, { type: 'system' }, null, tx);
         revoked += 1;
@@ -125,8 +123,7 @@ export class MachineAuth {
     const record = isUuid(id) ? await apiKeys.get(id) : undefined;
     const confined = confinedTenant(actor);
     if (!record || (confined !== null && confined !== record.tenantId)) throw new AuthError(404, 'not-found', 'Not Found', 'no such API key');
-    await db.transaction(async (txDb) => {
-      const tx = txDb as unknown as typeof db;
+    await db.transaction(async (tx) => {
       if (!(await apiKeys.revoke(id, tx))) throw new AuthError(404, 'not-found', 'Not Found', 'no such API key (or revoked already)');
       await sessions.revokeForApiKeys([id], 'api-key-revoked', tx);
       await appendAuditEvent(tx, { actor: auditActorOf(actor), action: 'api-key.revoke', target: { type: 'api_key', id }, tenantId: record.tenantId, sourceIp: origin.ip, outcome: 'success', details: {} });

@@ -1,5 +1,5 @@
 import type { Logger } from '../log/logger.js';
-import { MailDeliveryError, type Mailer, type OutgoingEmail } from './mailer.js';
+import { MailDeliveryError, type Mailer, type OutgoingEmail } from '../providers/smtp/mailer.js';
 import type { EmailSendThrottle } from './throttle.js';
 
 /**

@@ -4,7 +4,7 @@ import type { Db } from '../store/connection.js';
 import { refreshTokens, sessions } from '../store/schema.js';
 import { AuthError } from './errors.js';
 import { decideRefresh, hashRefreshToken, isRefreshTokenFormat, issueRefreshToken } from './refresh-tokens.js';
-import type { RevocationBus } from './revocation-bus.js';
+import type { RevocationBus } from '../store/revocation-bus.js';
 
 /**
  * Sessions: one per signed-in client, checked on every authenticated request so that a
@@ -169,7 +169,7 @@ export class Sessions {
       const decision = decideRefresh(record, now);
       if (decision.action === 'reject') throw invalidRefreshToken();
       if (decision.action === 'revoke-session') {
-        await this.revoke([record!.sessionId], 'refresh-reuse', tx as unknown as Db);
+        await this.revoke([record!.sessionId], 'refresh-reuse', tx);
         return { reused: true as const, sessionId: record!.sessionId, userId: record!.userId };
       }
       const session = record!;
@@ -181,7 +181,7 @@ export class Sessions {
         .returning({ id: refreshTokens.id });
       if (spent.length === 0) {
         // A concurrent refresh with the same token won: two holders exist.
-        await this.revoke([session.sessionId], 'refresh-reuse', tx as unknown as Db);
+        await this.revoke([session.sessionId], 'refresh-reuse', tx);
         return { reused: true as const, sessionId: session.sessionId, userId: session.userId };
       }
       const next = issueRefreshToken();

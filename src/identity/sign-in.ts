@@ -1,5 +1,5 @@
-import type { AuditAction } from '../audit/actions.js';
-import { appendAuditEvent } from '../audit/trail.js';
+import type { AuditAction } from '../domain/audit-actions.js';
+import { appendAuditEvent } from '../store/audit-trail.js';
 import type { Db } from '../store/connection.js';
 import type { AuthStage } from './auth-metrics.js';
 import { invalidChallenge } from './challenges.js';
@@ -144,9 +144,9 @@ export class SignIn {
     const user = await users.get(challenge.userId);
     if (!user || user.status !== 'active') throw invalidChallenge();
     const signedIn = await db.transaction(async (tx) => {
-      const device = await devices.trust(user.id, deviceLabelFrom(origin.userAgent), tx as unknown as Db);
-      const started = await this.startSession(user, origin, { deviceId: device.deviceId }, tx as unknown as Db);
-      await this.audit(tx as unknown as Db, { action: 'auth.second-factor', outcome: 'success', origin, userId: user.id, sessionId: started.sessionId, details: { method: input.method, deviceTrusted: true } });
+      const device = await devices.trust(user.id, deviceLabelFrom(origin.userAgent), tx);
+      const started = await this.startSession(user, origin, { deviceId: device.deviceId }, tx);
+      await this.audit(tx, { action: 'auth.second-factor', outcome: 'success', origin, userId: user.id, sessionId: started.sessionId, details: { method: input.method, deviceTrusted: true } });
       return { ...started, deviceToken: device.deviceToken };
     });
     return signedIn;
@@ -267,8 +267,7 @@ export class SignIn {
     const { userId, challengeId } = await this.enrollingUser(input, origin);
     const user = await users.get(userId);
     if (!user || user.status !== 'active') throw invalidChallenge();
-    return db.transaction(async (txDb) => {
-      const tx = txDb as unknown as Db;
+    return db.transaction(async (tx) => {
       // Serialises the factor changes of this user: a stale enrollment racing the real one
       // waits here, then finds the factor the other confirmed.
       if (!(await users.lock(userId, tx))) throw invalidChallenge();

@@ -44,7 +44,7 @@ export class DatabaseSigningKeyStore implements SigningKeyStore {
       await tx.execute(sql`select pg_advisory_xact_lock(${FIRST_SIGNING_KEY_LOCK_KEY.toString()}::bigint)`);
       const [active] = await tx.select({ id: signingKeys.id }).from(signingKeys).where(isNull(signingKeys.retiredAt)).limit(1);
       if (active) return false;
-      await insertRow(tx as unknown as Db, this.fields, key);
+      await insertRow(tx, this.fields, key);
       return true;
     });
   }

@@ -1,6 +1,7 @@
+import { isUuid } from '../domain/ids.js';
 import { randomUUID } from 'node:crypto';
 import { and, asc, eq, inArray, lt, sql, type SQL } from 'drizzle-orm';
-import { normaliseEmail } from '../seal/normalise.js';
+import { normaliseEmail } from '../domain/normalise.js';
 import { SYSTEM_SCOPE, type SealedFields } from '../seal/sealed-fields.js';
 import type { Db } from '../store/connection.js';
 import { usersSealed } from '../store/sealed-tables.js';
@@ -219,8 +220,3 @@ function emailTaken(): AuthError {
   return new AuthError(409, 'email-taken', 'Email already registered', 'a user with this email exists already');
 }
 
-const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
-export function isUuid(value: unknown): value is string {
-  return typeof value === 'string' && UUID_PATTERN.test(value);
-}

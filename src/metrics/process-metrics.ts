@@ -1,5 +1,5 @@
 import { collectDefaultMetrics, Counter, Registry } from 'prom-client';
-import { sealCounters } from '../seal/sealer.js';
+import { sealCounters } from './seal-counters.js';
 
 let shared: Registry | undefined;
 

@@ -64,7 +64,7 @@ export class FieldPolicyError extends Error {
 /** Masks a phone number: `+<country calling code><bullets><last digits>`. */
 export function maskPhone(value: string): string {
   // E.164 is what we store; a national number is read as US, the same default as the
-  // blind index (src/seal/normalise.ts). Validity does not matter for masking.
+  // blind index (src/domain/normalise.ts). Validity does not matter for masking.
   const phone = parsePhoneNumberFromString(value, { defaultCountry: 'US', extract: false });
   if (phone === undefined) {
     // Nothing we can split safely: show that there is a number, reveal none of it.

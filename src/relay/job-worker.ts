@@ -1,3 +1,4 @@
+import { backoffDelayMs } from '../domain/backoff.js';
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Logger } from '../log/logger.js';
@@ -163,8 +164,7 @@ export class JobWorker {
 
   /** Doubles from the poll interval per failed claim, capped, half of it jittered. */
   private backoffMs(): number {
-    const ceiling = Math.min(this.maxBackoffMs, this.pollIntervalMs * 2 ** Math.min(this.failedClaims, 16));
-    return Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
+    return backoffDelayMs(this.failedClaims, { baseMs: this.pollIntervalMs, capMs: this.maxBackoffMs });
   }
 
   private sleep(ms: number): Promise<void> {

@@ -1,12 +1,5 @@
+import { JOB } from '../domain/job-kinds.js';
 import type { JobSpec } from '../store/job-queue.js';
-
-/** The relay's job kinds. Payloads are ids only (src/store/job-queue.ts checks). */
-export const JOB = {
-  aiReply: 'ai-reply',
-  send: 'send',
-  airtableSync: 'airtable-sync',
-  airtableWebhook: 'airtable-webhook',
-} as const;
 
 export function aiReplyJob(tenantId: string, messageId: string): JobSpec {
   return { kind: JOB.aiReply, tenantId, payload: { messageId } };

@@ -44,7 +44,7 @@ export interface RedactOptions {
   knownNames?: string[];
   /**
    * Country for phone numbers written without a `+` prefix. Defaults to 'US', the same
-   * default as the E.164 blind index (src/seal/normalise.ts), so national numbers are found.
+   * default as the E.164 blind index (src/domain/normalise.ts), so national numbers are found.
    */
   defaultCountry?: CountryCode;
 }
@@ -245,7 +245,7 @@ export function passesLuhn(digits: string): boolean {
 // libphonenumber-js's default ("min") metadata on purpose: the "max" set is bundled and
 // cheap (about 150 kB), but it only makes `isValid()` stricter digit by digit, and for
 // redaction a stricter matcher means more numbers left in the clear. The min set is also
-// what src/seal/normalise.ts uses, so a number gets the same E.164 form in both places.
+// what src/domain/normalise.ts uses, so a number gets the same E.164 form in both places.
 // Leniency stays at the library's default "VALID" (possible numbers would also catch order
 // numbers glued to letters). Not found: local numbers without an area code ("555-2671").
 // https://gitlab.com/catamphetamine/libphonenumber-js#findphonenumbersintexttext-string-defaultcountry-string--options-object-object

@@ -19,8 +19,9 @@ import { aiReplyHandler } from './handlers/ai-reply.js';
 import type { HandlerContext, RelayClients } from './handlers/context.js';
 import { sendHandler } from './handlers/send.js';
 import { JobWorker, type JobHandler } from './job-worker.js';
-import { aiReplyJob, airtableSyncJob, airtableWebhookJob, JOB } from './jobs.js';
-import { keywordOf } from './keywords.js';
+import { aiReplyJob, airtableSyncJob, airtableWebhookJob } from './jobs.js';
+import { JOB } from '../domain/job-kinds.js';
+import { keywordOf } from '../domain/keywords.js';
 import { TenantDirectory, type TenantContext } from './tenant-directory.js';
 import { RelayMetrics } from './webhook-metrics.js';
 

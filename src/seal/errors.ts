@@ -24,17 +24,6 @@ export class SealOpenError extends Error {
   }
 }
 
-/** A value handed to a normaliser cannot be put into canonical form (e.g. not a phone number). */
-export class NormaliseError extends Error {
-  override readonly name = 'NormaliseError';
-  constructor(
-    readonly normaliser: string,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
 /**
  * A caller passed something the sealing layer refuses to guess about: an empty tenant, a
  * table name that would make key labels ambiguous, a key of the wrong length. These are

@@ -126,8 +126,8 @@ export class StoredKeyring implements Keyring {
     const dek = randomBytes(DEK_BYTES);
     try {
       const version = await this.db.transaction(async (tx) => {
-        await lockScope(tx as unknown as Db, scope);
-        if (await isScopeDestroyed(tx as unknown as Db, scope)) throw new ScopeDestroyedError(scope);
+        await lockScope(tx, scope);
+        if (await isScopeDestroyed(tx, scope)) throw new ScopeDestroyedError(scope);
         const [latest] = await tx
           .select({ version: sql<number>`coalesce(max(${dataKeys.version}), 0)::int` })
           .from(dataKeys)

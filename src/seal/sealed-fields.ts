@@ -3,7 +3,7 @@ import type { PgColumn, PgTable } from 'drizzle-orm/pg-core';
 import type { BlindIndexValue, SealedValue } from '../store/column-types.js';
 import { SYSTEM_SCOPE } from './binding.js';
 import { SealOpenError } from './errors.js';
-import type { NormaliserKind } from './normalise.js';
+import type { NormaliserKind } from '../domain/normalise.js';
 import type { Keyring, Sealer } from './sealer.js';
 
 export interface BlindIndexSpec {

@@ -4,13 +4,14 @@
  * version, and this class derives and caches the per-column keys from it.
  */
 
+import { sealCounters } from '../metrics/seal-counters.js';
 import { createSecretKey, randomBytes, timingSafeEqual, type KeyObject } from 'node:crypto';
 import { BindingBuilder, bindingPrefix, type BindingContext, type ColumnContext } from './binding.js';
 import { checkBlindIndexLength, computeBlindIndex } from './blind-index.js';
 import { DEK_BYTES, deriveBlindIndexKey, deriveColumnKey } from './derive.js';
 import { HEADER_BYTES, openEnvelopeWithAadSlot, readEnvelopeHeader, sealEnvelopeWithAadSlot } from './envelope.js';
 import { MissingKeyError, SealInputError, SealOpenError, type SealOpenFailure } from './errors.js';
-import { normalise, type Normaliser } from './normalise.js';
+import { normalise, type Normaliser } from '../domain/normalise.js';
 
 /**
  * Source of plaintext DEKs, by scope (a tenant id, or `system`). Persistence and wrapping
@@ -39,21 +40,6 @@ export interface BlindIndexOptions {
   /** Declared per column, 8 to 32; see docs/sealing.md. */
   lengthBytes: number;
 }
-
-/** Process-wide counters, read by the metrics endpoint. Only ever incremented. */
-export const sealCounters = {
-  seals: 0,
-  opens: 0,
-  openFailures: 0,
-  openFailuresByReason: {
-    'not-sealed': 0,
-    'unsupported-format': 0,
-    truncated: 0,
-    'unknown-key-version': 0,
-    'authentication-failed': 0,
-  } satisfies Record<SealOpenFailure, number>,
-  blindIndexes: 0,
-};
 
 export class Sealer {
   // scope → table → column → version. Nested maps rather than one joined string key:

@@ -9,7 +9,7 @@ import pg from 'pg';
 import { PRIVATE_DIR_MODE, refuseSharedPath, restrictTree } from '../config/private-paths.js';
 import type { Logger } from '../log/logger.js';
 import { DataDirLock } from './data-dir-lock.js';
-import { connectWithBackoff } from './backoff.js';
+import { connectWithBackoff } from './connect-with-backoff.js';
 import { DatabaseOutageLog } from './connection-errors.js';
 import * as schema from './schema.js';
 

@@ -1,3 +1,4 @@
+import { backoffDelayMs } from '../domain/backoff.js';
 import { randomUUID } from 'node:crypto';
 import { and, asc, eq, sql } from 'drizzle-orm';
 import { queryRows, type Db } from './connection.js';
@@ -250,10 +251,9 @@ export class JobQueue {
 
   /** Delay before retry number `attempt` (1-based): base·2^(attempt−1), capped, "equal jitter", never under Retry-After. */
   retryDelayMs(attempt: number, retryAfterSeconds?: number): number {
-    const exponential = Math.min(this.retry.maxDelayMs, this.retry.baseDelayMs * 2 ** Math.max(0, attempt - 1));
-    // Half fixed, half random: spreads retries of many jobs that failed together (a provider
-    // outage) without ever retrying immediately.
-    const jittered = Math.round(exponential / 2 + this.random() * (exponential / 2));
+    // Equal jitter: spreads retries of many jobs that failed together (a provider outage)
+    // without ever retrying immediately.
+    const jittered = backoffDelayMs(attempt - 1, { baseMs: this.retry.baseDelayMs, capMs: this.retry.maxDelayMs, random: this.random });
     return Math.max(jittered, (retryAfterSeconds ?? 0) * 1000);
   }
 

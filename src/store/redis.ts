@@ -1,3 +1,4 @@
+import { backoffDelayMs } from '../domain/backoff.js';
 import { Redis, type RedisOptions } from 'ioredis';
 import { redactUrl, type Logger } from '../log/logger.js';
 
@@ -77,10 +78,7 @@ function clientOptions(options: RedisConnectionOptions): RedisOptions {
     connectTimeout: options.connectTimeoutMs ?? 5_000,
     // Exponential, capped, with half of it jittered so instances restarted together do not
     // reconnect in step; always a number (never null), which tells ioredis to keep trying.
-    retryStrategy: (attempt) => {
-      const ceiling = Math.min(maxDelay, 50 * 2 ** Math.min(attempt, 16));
-      return Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
-    },
+    retryStrategy: (attempt) => backoffDelayMs(attempt, { baseMs: 50, capMs: maxDelay }),
   };
 }
 

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { sql } from 'drizzle-orm';
 import { AuditAggregator, OVERFLOW_REASON, type AggregatedEvent } from '../../src/audit/aggregator.js';
-import { verifyAuditChain } from '../../src/audit/trail.js';
+import { verifyAuditChain } from '../../src/store/audit-trail.js';
 import { queryRows, type Db } from '../../src/store/connection.js';
 import { auditMark } from '../helpers/audit.js';
 import { createTestDatabase, describeEachBackend, type TestDatabase } from '../helpers/database.js';

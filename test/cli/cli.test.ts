@@ -61,7 +61,7 @@ describe('migrate and audit verify on the embedded database', () => {
     assert.equal(migrated.stdout, 'migrations applied (pglite)\n');
 
     const database = await openDatabase({ dataDir: join(cwd, '.ciphergate') });
-    const { appendAuditEvent } = await import('../../src/audit/trail.js');
+    const { appendAuditEvent } = await import('../../src/store/audit-trail.js');
     for (let index = 0; index < 3; index += 1) {
       await appendAuditEvent(database.db, { actor: { type: 'system' }, action: 'job.retry', outcome: 'success', details: { index } });
     }

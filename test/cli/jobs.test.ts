@@ -7,7 +7,7 @@ import { PassThrough, Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { sql } from 'drizzle-orm';
 import { openRuntime, type Runtime } from '../../src/cli/runtime.js';
-import { JOB } from '../../src/relay/jobs.js';
+import { JOB } from '../../src/domain/job-kinds.js';
 import type { Relay } from '../../src/relay/relay.js';
 import { queryRows } from '../../src/store/connection.js';
 import { JobQueue, type JobSummary, type QueueDepth } from '../../src/store/job-queue.js';

@@ -1,5 +1,5 @@
 // Child process for the multi-process audit test: appends COUNT events to DATABASE_URL.
-import { appendAuditEvent } from '../../src/audit/trail.js';
+import { appendAuditEvent } from '../../src/store/audit-trail.js';
 import { openDatabase } from '../../src/store/connection.js';
 
 const [url, countText, label] = process.argv.slice(2);

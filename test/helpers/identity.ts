@@ -7,7 +7,7 @@ import { buildApp, type App, type AppDependencies } from '../../src/http/app.js'
 import type { Logger } from '../../src/log/logger.js';
 import { Accounts } from '../../src/identity/accounts.js';
 import { openIdentity, type Identity } from '../../src/identity/identity.js';
-import type { Mailer } from '../../src/identity/mailer.js';
+import type { Mailer } from '../../src/providers/smtp/mailer.js';
 import type { Role } from '../../src/identity/permissions.js';
 import type { RedisConnection } from '../../src/store/redis.js';
 import { openDatabase, queryRows, type Db } from '../../src/store/connection.js';

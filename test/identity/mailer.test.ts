@@ -3,15 +3,9 @@ import { randomBytes } from 'node:crypto';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { describe, test, type TestContext } from 'node:test';
 import { format } from 'node:util';
-import {
-  MailConfigError,
-  MailDeliveryError,
-  SmtpMailer,
-  openMailer,
-  renderSetupEmail,
-  renderVerificationEmail,
-  type MailFailure,
-} from '../../src/identity/mailer.js';
+import { MailConfigError, MailDeliveryError, SmtpMailer, openMailer, type MailFailure } from '../../src/providers/smtp/mailer.js';
+import { renderVerificationEmail } from '../../src/identity/emails.js';
+import { renderSetupEmail } from '../../src/identity/emails.js';
 import { captureLogs } from '../helpers/log-capture.js';
 import { startSmtpServer } from '../helpers/smtp.js';
 

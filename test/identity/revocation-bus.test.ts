@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { describe, test, type TestContext } from 'node:test';
 import { Redis } from 'ioredis';
-import { LocalRevocationBus, openRevocationBus, RedisRevocationBus } from '../../src/identity/revocation-bus.js';
+import { LocalRevocationBus, openRevocationBus, RedisRevocationBus } from '../../src/store/revocation-bus.js';
 import { openRedis, type RedisConnection } from '../../src/store/redis.js';
 import { captureLogs } from '../helpers/log-capture.js';
 import { closedPortUrl, eventually, redisGate, RedisOutageProxy, TEST_REDIS_URL, uniquePrefix } from '../helpers/redis.js';

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
-import { RedisRevocationBus } from '../../src/identity/revocation-bus.js';
+import { RedisRevocationBus } from '../../src/store/revocation-bus.js';
 import { LIVENESS_CACHE_MS } from '../../src/identity/sessions.js';
 import { openRedis, type RedisConnection } from '../../src/store/redis.js';
 import { describeEachBackend, postgresUnavailableReason } from '../helpers/database.js';

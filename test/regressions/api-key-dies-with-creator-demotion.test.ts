@@ -7,7 +7,7 @@ import { sql } from 'drizzle-orm';
 import { AuthError } from '../../src/identity/errors.js';
 import { MachineAuth } from '../../src/identity/machine-auth.js';
 import type { Principal } from '../../src/identity/principal.js';
-import type { RedisRevocationBus } from '../../src/identity/revocation-bus.js';
+import type { RedisRevocationBus } from '../../src/store/revocation-bus.js';
 import { queryRows } from '../../src/store/connection.js';
 import { openRedis, type RedisConnection } from '../../src/store/redis.js';
 import { auditMark, auditSince, type AuditRow } from '../helpers/audit.js';

@@ -3,20 +3,20 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import ts from 'typescript';
-import { AUDIT_ACTION_NAMES, isAuditAction } from '../../src/audit/actions.js';
-import { appendAuditEvent } from '../../src/audit/trail.js';
+import { AUDIT_ACTION_NAMES, isAuditAction } from '../../src/domain/audit-actions.js';
+import { appendAuditEvent } from '../../src/store/audit-trail.js';
 import { describeEachBackend } from '../helpers/database.js';
 import { openIdentityHarness, type IdentityHarness } from '../helpers/identity.js';
 import { assertProblem } from '../helpers/problems.js';
 
 // GET /api/v1/audit?action= only took `^[a-z0-9.-]{1,64}$`, so `auth.phone_verified` and
 // `auth.sms_code_sent`, which the sign-in code writes, could not be filtered for (400), while a
-// misspelt action gave an empty page. The actions are now one catalogue (src/audit/actions.ts)
+// misspelt action gave an empty page. The actions are now one catalogue (src/domain/audit-actions.ts)
 // that appendAuditEvent's type enforces and the filter accepts exactly. This test derives what
 // the code writes by scanning src/, so actions added later are covered without editing it.
 
 const SRC = join(import.meta.dirname, '../../src');
-const CATALOGUE = join(SRC, 'audit/actions.ts');
+const CATALOGUE = join(SRC, 'domain/audit-actions.ts');
 /** The shape of an audit action: dotted lower-case words (`auth.login`, `auth.sms_code_sent`). */
 const ACTION_SHAPE = /^[a-z][a-z0-9-]*(\.[a-z0-9_-]+)+$/;
 
@@ -90,7 +90,7 @@ function sourceFiles(dir: string): string[] {
 }
 
 describe('regression: the audit catalogue holds every action the code writes', () => {
-  test('every action written anywhere in src/ is in src/audit/actions.ts', () => {
+  test('every action written anywhere in src/ is in src/domain/audit-actions.ts', () => {
     const written = writtenActions();
     const distinct = new Set(written.map((entry) => entry.action));
     // The scan itself works: it finds the actions of sign-in, user management, keys and the
@@ -100,7 +100,7 @@ describe('regression: the audit catalogue holds every action the code writes', (
     }
     assert.ok(distinct.size >= 30, `the scan finds the actions (${distinct.size})`);
     const missing = written.filter((entry) => !isAuditAction(entry.action));
-    assert.deepEqual(missing, [], 'each action written in src/ is declared in src/audit/actions.ts');
+    assert.deepEqual(missing, [], 'each action written in src/ is declared in src/domain/audit-actions.ts');
   });
 
   test('the docs describe every action of the catalogue', () => {

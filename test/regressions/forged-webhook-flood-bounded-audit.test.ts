@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { after, before, test } from 'node:test';
 import { Worker } from 'node:worker_threads';
 import { sql } from 'drizzle-orm';
-import { verifyAuditChain } from '../../src/audit/trail.js';
+import { verifyAuditChain } from '../../src/store/audit-trail.js';
 import { queryRows } from '../../src/store/connection.js';
 import { DEFAULT_TWILIO_ACCOUNT } from '../fakes/twilio.js';
 import { auditMark } from '../helpers/audit.js';

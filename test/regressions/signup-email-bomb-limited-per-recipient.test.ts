@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
-import { SmtpMailer } from '../../src/identity/mailer.js';
+import { SmtpMailer } from '../../src/providers/smtp/mailer.js';
 import { openRedis, type RedisConnection } from '../../src/store/redis.js';
 import { describeEachBackend } from '../helpers/database.js';
 import { freshAddresses, openIdentityHarness, PASSWORD, type IdentityHarness } from '../helpers/identity.js';

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { sql } from 'drizzle-orm';
-import { JOB } from '../../src/relay/jobs.js';
+import { JOB } from '../../src/domain/job-kinds.js';
 import { queryRows } from '../../src/store/connection.js';
 import { DEFAULT_OPENAI_KEY } from '../fakes/openai.js';
 import { DEFAULT_TWILIO_ACCOUNT } from '../fakes/twilio.js';

@@ -7,7 +7,8 @@ import { createAiReplyClient } from '../../src/providers/openai/reply-client.js'
 import { createPodiumClient } from '../../src/providers/podium/client.js';
 import { createTwilioSmsClient } from '../../src/providers/twilio/sms-client.js';
 import { JobWorker, type JobHandler } from '../../src/relay/job-worker.js';
-import { JOB, sendJob } from '../../src/relay/jobs.js';
+import { sendJob } from '../../src/relay/jobs.js';
+import { JOB } from '../../src/domain/job-kinds.js';
 import { Relay } from '../../src/relay/relay.js';
 import type { TenantContext } from '../../src/relay/tenant-directory.js';
 import { queryRows } from '../../src/store/connection.js';

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { sql } from 'drizzle-orm';
-import { verifyAuditChain } from '../../src/audit/trail.js';
+import { verifyAuditChain } from '../../src/store/audit-trail.js';
 import { MIGRATIONS_FOLDER } from '../../src/store/migrate.js';
 import { queryRows, type Db } from '../../src/store/connection.js';
 import { DEFAULT_OPENAI_KEY, startOpenAiFake, type ChatCompletionBody, type OpenAiFake } from '../fakes/openai.js';

@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { createHmac, randomBytes } from 'node:crypto';
 import { computeBlindIndex } from '../../src/seal/blind-index.js';
 import { deriveBlindIndexKey } from '../../src/seal/derive.js';
-import { NormaliseError, SealInputError } from '../../src/seal/errors.js';
+import { NormaliseError } from '../../src/domain/normalise.js';
+import { SealInputError } from '../../src/seal/errors.js';
 import { InMemoryKeyring, Sealer } from '../../src/seal/sealer.js';
 
 function setup() {

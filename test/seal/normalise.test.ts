@@ -1,7 +1,7 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { NormaliseError } from '../../src/seal/errors.js';
-import { normalise, normaliseE164, normaliseEmail, normaliseExact } from '../../src/seal/normalise.js';
+import { NormaliseError } from '../../src/domain/normalise.js';
+import { normalise, normaliseE164, normaliseEmail, normaliseExact } from '../../src/domain/normalise.js';
 
 describe('normalisers', () => {
   test('e164: the common ways of writing one number agree', () => {

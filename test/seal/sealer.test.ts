@@ -5,7 +5,8 @@ import { encodeBinding } from '../../src/seal/binding.js';
 import { deriveColumnKey } from '../../src/seal/derive.js';
 import { openEnvelope, readEnvelopeHeader } from '../../src/seal/envelope.js';
 import { MissingKeyError, SealOpenError, type SealOpenFailure } from '../../src/seal/errors.js';
-import { InMemoryKeyring, Sealer, sealCounters, type SealContext } from '../../src/seal/sealer.js';
+import { sealCounters } from '../../src/metrics/seal-counters.js';
+import { InMemoryKeyring, Sealer, type SealContext } from '../../src/seal/sealer.js';
 
 function setup() {
   const keyring = new InMemoryKeyring().add('t1', 1, randomBytes(32)).add('t2', 1, randomBytes(32));

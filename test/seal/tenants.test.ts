@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { eq, sql } from 'drizzle-orm';
-import { verifyAuditChain } from '../../src/audit/trail.js';
+import { verifyAuditChain } from '../../src/store/audit-trail.js';
 import { parseTenantDocument, type TenantDocument } from '../../src/config/tenant-document.js';
 import { KekMismatchError, StoredKeyring } from '../../src/seal/keyring.js';
 import { readEnvelopeHeader } from '../../src/seal/envelope.js';

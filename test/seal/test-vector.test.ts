@@ -6,7 +6,7 @@ import { encodeBinding } from '../../src/seal/binding.js';
 import { computeBlindIndex } from '../../src/seal/blind-index.js';
 import { derivationLabel, deriveBlindIndexKey, deriveColumnKey } from '../../src/seal/derive.js';
 import { openEnvelope, readEnvelopeHeader, unsafeSealEnvelopeWithFixedNonce } from '../../src/seal/envelope.js';
-import { normalise, type NormaliserKind } from '../../src/seal/normalise.js';
+import { normalise, type NormaliserKind } from '../../src/domain/normalise.js';
 import { InMemoryKeyring, Sealer } from '../../src/seal/sealer.js';
 
 const doc = fs.readFileSync(fileURLToPath(new URL('../../docs/sealing.md', import.meta.url)), 'utf8');

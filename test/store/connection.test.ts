@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { sql } from 'drizzle-orm';
-import { DatabaseUnavailableError } from '../../src/store/backoff.js';
+import { DatabaseUnavailableError } from '../../src/store/connect-with-backoff.js';
 import { openDatabase, queryRows } from '../../src/store/connection.js';
 import { DataDirLockedError } from '../../src/store/data-dir-lock.js';
 import { migrate } from '../../src/store/migrate.js';

@@ -1,10 +1,10 @@
 import type { Command } from 'commander';
-import { appendAuditEvent } from '../../audit/trail.js';
+import { appendAuditEvent } from '../../store/audit-trail.js';
 import { ApiKeys, isUsable, type ApiKeyRecord } from '../../identity/api-keys.js';
 import { AuthError } from '../../identity/errors.js';
 import { MachineAuth } from '../../identity/machine-auth.js';
 import { API_KEY_SCOPES, isApiKeyScope } from '../../identity/permissions.js';
-import { isUuid } from '../../identity/users.js';
+import { isUuid } from '../../domain/ids.js';
 import type { Db } from '../../store/connection.js';
 import { listTenants } from '../../store/repositories/tenants.js';
 import { CliError } from '../errors.js';
@@ -99,8 +99,7 @@ export function registerApiKeys(program: Command, io: CliIo): void {
         const { db, apiKeys, sessions } = identity.parts;
         const record = await apiKeys.get(id);
         if (!record) throw new CliError(`no API key ${id}`);
-        return db.transaction(async (txDb) => {
-          const tx = txDb as unknown as Db;
+        return db.transaction(async (tx) => {
           if (!(await apiKeys.revoke(id, tx))) throw new CliError(`API key ${id} is revoked already`);
           const ended = await sessions.revokeForApiKeys([id], 'api-key-revoked', tx);
           await appendAuditEvent(tx, {

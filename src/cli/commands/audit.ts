@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { auditChainContains, verifyAuditChain } from '../../audit/trail.js';
+import { auditChainContains, verifyAuditChain } from '../../store/audit-trail.js';
 import { CliError } from '../errors.js';
 import { openRuntime, type CliIo } from '../runtime.js';
 

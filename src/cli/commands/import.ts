@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { isSupportedCountry, type CountryCode } from 'libphonenumber-js';
-import type { AuditAction } from '../../audit/actions.js';
-import { appendAuditEvent } from '../../audit/trail.js';
+import type { AuditAction } from '../../domain/audit-actions.js';
+import { appendAuditEvent } from '../../store/audit-trail.js';
 import { createAirtableRecordsClient } from '../../providers/airtable/records-client.js';
 import { ProviderError } from '../../providers/provider-error.js';
 import { importAirtable, AirtableImportStopped, type AirtableImportReport } from '../../relay/import/airtable-import.js';

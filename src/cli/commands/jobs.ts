@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
-import { appendAuditEvent } from '../../audit/trail.js';
-import { isUuid } from '../../identity/users.js';
+import { appendAuditEvent } from '../../store/audit-trail.js';
+import { isUuid } from '../../domain/ids.js';
 import { JobQueue, type JobSummary } from '../../store/job-queue.js';
 import { CliError } from '../errors.js';
 import { openRuntime, type CliIo } from '../runtime.js';

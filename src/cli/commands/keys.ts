@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { readFileSync } from 'node:fs';
-import { appendAuditEvent } from '../../audit/trail.js';
+import { appendAuditEvent } from '../../store/audit-trail.js';
 import { SYSTEM_SCOPE } from '../../seal/binding.js';
 import { ScopeDestroyedError } from '../../seal/errors.js';
 import { StoredKeyring } from '../../seal/keyring.js';

@@ -1,10 +1,10 @@
 import type { Command } from 'commander';
-import { appendAuditEvent } from '../../audit/trail.js';
+import { appendAuditEvent } from '../../store/audit-trail.js';
 import { buildApp, type App } from '../../http/app.js';
 import { Accounts } from '../../identity/accounts.js';
 import { openIdentity, type Identity } from '../../identity/identity.js';
 import { MachineAuth } from '../../identity/machine-auth.js';
-import { openMailer } from '../../identity/mailer.js';
+import { openMailer } from '../../providers/smtp/mailer.js';
 import { SIGNING_KEY_RELOAD_INTERVAL_MS } from '../../identity/signing-keys.js';
 import { isDatabaseUnavailable } from '../../store/connection-errors.js';
 import { openRedis, type RedisConnection } from '../../store/redis.js';

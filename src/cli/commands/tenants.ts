@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import type { Config } from '../../config/load.js';
-import { parseTenantDocument, TENANT_SLUG_PATTERN, TenantDocumentError, type TenantDocument } from '../../config/tenant-document.js';
+import { parseTenantDocument, TenantDocumentError, type TenantDocument } from '../../config/tenant-document.js';
+import { TENANT_SLUG_PATTERN } from '../../domain/ids.js';
 import { describeAirtableTable } from '../../providers/airtable/base-schema.js';
 import { createBasePacer } from '../../providers/airtable/base-pacer.js';
 import { createAirtableWebhooksClient } from '../../providers/airtable/webhooks-client.js';

@@ -2,7 +2,7 @@ import { Option, type Command } from 'commander';
 import { Accounts } from '../../identity/accounts.js';
 import { AuthError } from '../../identity/errors.js';
 import { ROLES, isRole } from '../../identity/permissions.js';
-import { isUuid } from '../../identity/users.js';
+import { isUuid } from '../../domain/ids.js';
 import { CliError } from '../errors.js';
 import { tenantBySlug, withIdentity } from '../identity-runtime.js';
 import type { CliIo } from '../runtime.js';

@@ -1,7 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
-import { AUDIT_ACTION_NAMES, type AuditAction } from '../../audit/actions.js';
-import { listAuditEvents } from '../../audit/trail.js';
+import { AUDIT_ACTION_NAMES, type AuditAction } from '../../domain/audit-actions.js';
+import { listAuditEvents } from '../../store/audit-trail.js';
 import type { Identity } from '../../identity/identity.js';
 import { ProblemSchema } from '../schemas/problem.js';
 
@@ -10,7 +10,7 @@ const Query = Type.Object(
     // `seq` is a bigint read as a JavaScript number: a larger value is no seq we gave out, and one
     // past 2^63 - 1 made PostgreSQL fail the query.
     after: Type.Optional(Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, description: 'the `seq` of the last entry of the previous page' })),
-    // Exactly the actions the code writes (src/audit/actions.ts), so every one can be filtered
+    // Exactly the actions the code writes (src/domain/audit-actions.ts), so every one can be filtered
     // for and a typo is a 400 instead of an empty page.
     action: Type.Optional(Type.Unsafe<AuditAction>({ type: 'string', enum: AUDIT_ACTION_NAMES, description: 'one of the audit actions (docs/audit.md)' })),
     tenant: Type.Optional(Type.String({ format: 'uuid' })),

@@ -4,7 +4,7 @@ import { Accounts } from '../../identity/accounts.js';
 import { AuthError, unauthenticated } from '../../identity/errors.js';
 import type { Identity } from '../../identity/identity.js';
 import { PASSWORD_MAX_CODE_POINTS } from '../../identity/passwords.js';
-import { normaliseE164 } from '../../seal/normalise.js';
+import { normaliseE164 } from '../../domain/normalise.js';
 import { SignIn, type SignedIn, type TokenPair } from '../../identity/sign-in.js';
 import { ACCESS_TOKEN_TTL_SECONDS } from '../../identity/tokens.js';
 import { ACCESS_COOKIE, REFRESH_COOKIE, csrfTokenFor, optionalPrincipal, originOf } from '../guard.js';

@@ -1,13 +1,14 @@
+import { TENANT_SLUG_PATTERN } from '../../domain/ids.js';
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { appendAuditEvent } from '../../audit/trail.js';
+import { appendAuditEvent } from '../../store/audit-trail.js';
 import { AuthError } from '../../identity/errors.js';
 import type { Identity } from '../../identity/identity.js';
-import { isUuid } from '../../identity/users.js';
+import { isUuid } from '../../domain/ids.js';
 import { auditActorOf, confinedTenant, mayAccessTenant, type Principal } from '../../identity/principal.js';
 import type { Relay } from '../../relay/relay.js';
 import type { TenantContext } from '../../relay/tenant-directory.js';
-import { normaliseE164 } from '../../seal/normalise.js';
+import { normaliseE164 } from '../../domain/normalise.js';
 import type { ConversationSummary } from '../../store/repositories/conversations.js';
 import { HttpProblem } from '../problem.js';
 import { isStorableInstant } from '../schemas/formats.js';
@@ -31,7 +32,7 @@ const MessageSchema = Type.Object({
 });
 const LookupQuery = Type.Object(
   {
-    tenant: Type.String({ pattern: '^[a-z0-9][a-z0-9-]{0,62}$', description: 'tenant slug' }),
+    tenant: Type.String({ pattern: TENANT_SLUG_PATTERN.source, description: 'tenant slug' }),
     phone: Type.String({ minLength: 3, maxLength: 32, description: 'the contact phone number, E.164 preferred' }),
   },
   { additionalProperties: false },

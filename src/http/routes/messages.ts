@@ -1,12 +1,13 @@
+import { TENANT_SLUG_PATTERN } from '../../domain/ids.js';
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
-import { appendAuditEvent } from '../../audit/trail.js';
+import { appendAuditEvent } from '../../store/audit-trail.js';
 import { AuthError } from '../../identity/errors.js';
 import type { Identity } from '../../identity/identity.js';
 import { auditActorOf, mayAccessTenant } from '../../identity/principal.js';
 import { airtableSyncJob, sendJob } from '../../relay/jobs.js';
 import type { Relay } from '../../relay/relay.js';
-import { normaliseE164 } from '../../seal/normalise.js';
+import { normaliseE164 } from '../../domain/normalise.js';
 import { HttpProblem } from '../problem.js';
 import { ProblemSchema } from '../schemas/problem.js';
 
@@ -15,7 +16,7 @@ const MAX_BODY = 1600;
 
 const SendBody = Type.Object(
   {
-    tenant: Type.String({ pattern: '^[a-z0-9][a-z0-9-]{0,62}$', description: 'tenant slug' }),
+    tenant: Type.String({ pattern: TENANT_SLUG_PATTERN.source, description: 'tenant slug' }),
     to: Type.String({ minLength: 3, maxLength: 32, description: 'the recipient, E.164' }),
     body: Type.String({ minLength: 1, maxLength: MAX_BODY }),
   },

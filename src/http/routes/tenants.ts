@@ -1,8 +1,9 @@
+import { TENANT_SLUG_PATTERN } from '../../domain/ids.js';
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import { AuthError } from '../../identity/errors.js';
 import type { Identity } from '../../identity/identity.js';
-import { appendAuditEvent } from '../../audit/trail.js';
+import { appendAuditEvent } from '../../store/audit-trail.js';
 import { auditActorOf, confinedTenant, mayAccessTenant } from '../../identity/principal.js';
 import { listTenants, type TenantSummary } from '../../store/repositories/tenants.js';
 import { ProblemSchema } from '../schemas/problem.js';
@@ -15,7 +16,7 @@ const TenantSchema = Type.Object({
   createdAt: Type.String({ format: 'date-time' }),
   updatedAt: Type.String({ format: 'date-time' }),
 });
-const SlugParams = Type.Object({ slug: Type.String({ pattern: '^[a-z0-9][a-z0-9-]{0,62}$' }) });
+const SlugParams = Type.Object({ slug: Type.String({ pattern: TENANT_SLUG_PATTERN.source }) });
 const problems = { 401: ProblemSchema, 403: ProblemSchema, 404: ProblemSchema };
 const tags = ['tenants'];
 

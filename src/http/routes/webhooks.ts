@@ -4,14 +4,14 @@ import { verifyAirtableMac } from '../../providers/airtable/webhook-mac.js';
 import { parsePodiumEvent, PodiumEventError } from '../../providers/podium/events.js';
 import { verifyPodiumRequest } from '../../providers/podium/webhook-signature.js';
 import { parseFormBody, verifyTwilioRequest } from '../../providers/twilio/webhook-signature.js';
-import { normaliseE164 } from '../../seal/normalise.js';
-import { isUuid } from '../../identity/users.js';
+import { normaliseE164 } from '../../domain/normalise.js';
+import { isUuid } from '../../domain/ids.js';
 import { isAddressAllowed } from '../../relay/inbound/ip-allowlist.js';
-import { normaliseStatus } from '../../relay/message-status.js';
+import { normaliseStatus } from '../../domain/message-status.js';
 import type { Relay } from '../../relay/relay.js';
 import type { TenantContext } from '../../relay/tenant-directory.js';
 import type { RedisConnection } from '../../store/redis.js';
-import { TENANT_SLUG_PATTERN } from '../../config/tenant-document.js';
+import { TENANT_SLUG_PATTERN } from '../../domain/ids.js';
 import { PROBLEM_CONTENT_TYPE } from '../problem.js';
 import { limitByAddress } from '../rate-limit.js';
 

@@ -80,8 +80,7 @@ export class SmsFactor {
     const sending = await this.sendCode(userId, phone, 'verify-phone');
     if (!sending.outcome.sent) return sending.outcome;
     const now = this.now();
-    await this.db.transaction(async (txDb) => {
-      const tx = txDb as unknown as Db;
+    await this.db.transaction(async (tx) => {
       const [existing] = await tx.select({ id: smsFactors.id }).from(smsFactors).where(eq(smsFactors.userId, userId)).limit(1);
       const factorId = existing?.id ?? randomUUID();
       const sealed = this.fields.sealRow(smsFactorsSealed, { scope: SYSTEM_SCOPE, id: factorId }, { phone });
@@ -126,7 +125,7 @@ export class SmsFactor {
     const sending = await this.sendCode(challenge.userId, phone, 'sign-in');
     if (!sending.outcome.sent) return sending.outcome;
     await this.db.transaction(async (txDb) => {
-      await this.storeCode(txDb as unknown as Db, { id: randomUUID(), userId: challenge.userId, purpose: 'sign-in', challengeId: challenge.id, binding: challenge.id, code: sending.code, now: this.now() });
+      await this.storeCode(txDb, { id: randomUUID(), userId: challenge.userId, purpose: 'sign-in', challengeId: challenge.id, binding: challenge.id, code: sending.code, now: this.now() });
     });
     return sending.outcome;
   }

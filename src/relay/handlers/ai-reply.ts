@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { ClaimedJob } from '../../store/job-queue.js';
 import { PermanentJobError } from '../job-worker.js';
 import { airtableSyncJob, sendJob } from '../jobs.js';
-import { keywordOf } from '../keywords.js';
+import { keywordOf } from '../../domain/keywords.js';
 import { redactTexts, restorePlaceholders } from '../redact.js';
 import type { HandlerContext } from './context.js';
 

@@ -5,7 +5,7 @@ import type { AirtablePayload } from '../../providers/airtable/webhooks-client.j
 import type { Db } from '../../store/connection.js';
 import type { ClaimedJob } from '../../store/job-queue.js';
 import { airtableCursors } from '../../store/schema.js';
-import { isUuid } from '../../identity/users.js';
+import { isUuid } from '../../domain/ids.js';
 import { AIRTABLE_FIELDS } from '../airtable-layout.js';
 import { PermanentJobError } from '../job-worker.js';
 import { airtableSyncJob, sendJob } from '../jobs.js';

@@ -33,8 +33,8 @@
  * the logs.
  */
 
-import { NormaliseError } from '../../seal/errors.js';
-import { normaliseE164 } from '../../seal/normalise.js';
+import { NormaliseError } from '../../domain/normalise.js';
+import { normaliseE164 } from '../../domain/normalise.js';
 import type { CountryCode } from 'libphonenumber-js';
 
 export interface ImportedMessage {
@@ -54,7 +54,7 @@ export interface ImportedConversation {
 }
 
 export interface MongoImportOptions {
-  /** Country for phone numbers stored without a `+` prefix; 'US' as in src/seal/normalise.ts. */
+  /** Country for phone numbers stored without a `+` prefix; 'US' as in src/domain/normalise.ts. */
   defaultCountry?: CountryCode;
 }
 

@@ -11,9 +11,10 @@
  */
 
 import { sql } from 'drizzle-orm';
-import { appendAuditEvent } from '../../audit/trail.js';
+import { appendAuditEvent } from '../../store/audit-trail.js';
 import { sealedTables } from '../../store/sealed-tables.js';
-import { MissingKeyError, NormaliseError } from '../errors.js';
+import { NormaliseError } from '../../domain/normalise.js';
+import { MissingKeyError } from '../errors.js';
 import type { SealedFields } from '../sealed-fields.js';
 import {
   PLAINTEXT_KIND,

@@ -13,7 +13,7 @@
  */
 
 import { sql } from 'drizzle-orm';
-import { appendAuditEvent } from '../../audit/trail.js';
+import { appendAuditEvent } from '../../store/audit-trail.js';
 import { sealedTables } from '../../store/sealed-tables.js';
 import { MissingKeyError, SealOpenError, type SealOpenFailure } from '../errors.js';
 import type { SealedFields } from '../sealed-fields.js';

@@ -201,8 +201,7 @@ export async function walkBatches<Result>(walk: BatchWalk<Result>): Promise<bool
         lastId !== undefined ? sql`${id} > ${lastId}::${idType} and ` : from !== undefined ? sql`${id} >= ${from}::${idType} and ` : sql``;
       const upper = to === undefined ? sql`` : sql`${id} < ${to}::${idType} and `;
       const number = (batchNumber += 1);
-      const runBatch = () => db.transaction(async (txDb) => {
-        const tx = txDb as unknown as Db;
+      const runBatch = () => db.transaction(async (tx) => {
         // A batch lost in a server crash after its commit was acknowledged is simply redone
         // by the next run (its rows are found again by their header), so it need not wait
         // for the WAL flush. Any later durable commit, such as the run's audit event, flushes

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { and, asc, desc, eq, inArray, lt, or, sql } from 'drizzle-orm';
-import { keywordOf } from '../../relay/keywords.js';
-import { INBOUND_STATUS, OUTBOUND_INITIAL_STATUS, statusRank } from '../../relay/message-status.js';
+import { keywordOf } from '../../domain/keywords.js';
+import { INBOUND_STATUS, OUTBOUND_INITIAL_STATUS, statusRank } from '../../domain/message-status.js';
 import type { SealedFields } from '../../seal/sealed-fields.js';
 import type { Db } from '../connection.js';
 import { enqueueJobs, type JobSpec } from '../job-queue.js';
@@ -115,8 +115,7 @@ export class ConversationRepository {
    */
   async storeInbound(inbound: InboundMessage, followUps: (stored: StoredMessageIds) => JobSpec[]): Promise<StoredMessageIds & { duplicate: boolean }> {
     const receivedAt = inbound.receivedAt ?? new Date();
-    return this.db.transaction(async (transaction) => {
-      const tx = transaction as unknown as Db;
+    return this.db.transaction(async (tx) => {
       const contactId = await contactFor(tx, this.fields, inbound.tenantId, inbound.phone, inbound.name ?? null, receivedAt);
       const conversationId = await conversationFor(tx, inbound.tenantId, contactId, inbound.channel, inbound.providerConversationId ?? null, receivedAt);
       const messageId = randomUUID();
@@ -151,7 +150,7 @@ export class ConversationRepository {
    * dedupe key makes a retried job or a repeated API call land on the row already there.
    */
   async storeOutbound(outbound: OutboundMessage, followUps: (messageId: string) => JobSpec[], db: Db = this.db): Promise<{ messageId: string; duplicate: boolean }> {
-    return db.transaction(async (tx) => this.insertOutbound(tx as unknown as Db, outbound, followUps));
+    return db.transaction(async (tx) => this.insertOutbound(tx, outbound, followUps));
   }
 
   /**
@@ -167,8 +166,7 @@ export class ConversationRepository {
     const taken = await this.idByDedupeKey(outbound.tenantId, outbound.dedupeKey);
     if (taken !== undefined) return { messageId: taken, duplicate: true };
     try {
-      return await this.db.transaction(async (transaction) => {
-        const tx = transaction as unknown as Db;
+      return await this.db.transaction(async (tx) => {
         const now = new Date();
         const contactId = await contactFor(tx, this.fields, outbound.tenantId, outbound.phone, null, now);
         const conversationId = await conversationFor(tx, outbound.tenantId, contactId, outbound.channel, null, now);
@@ -186,8 +184,7 @@ export class ConversationRepository {
 
   /** A conversation with a phone number (E.164) for an outbound message that starts one. */
   async conversationForPhone(tenantId: string, phone: string, channel: Channel): Promise<{ contactId: string; conversationId: string }> {
-    return this.db.transaction(async (transaction) => {
-      const tx = transaction as unknown as Db;
+    return this.db.transaction(async (tx) => {
       const now = new Date();
       const contactId = await contactFor(tx, this.fields, tenantId, phone, null, now);
       const conversationId = await conversationFor(tx, tenantId, contactId, channel, null, now);
@@ -276,8 +273,7 @@ export class ConversationRepository {
 
   /** The provider accepted the message: its id and first status, with the follow-up jobs. */
   async recordSent(messageId: string, providerMessageId: string, status: string, followUps: JobSpec[]): Promise<void> {
-    await this.db.transaction(async (transaction) => {
-      const tx = transaction as unknown as Db;
+    await this.db.transaction(async (tx) => {
       await tx
         .update(messages)
         .set({ providerMessageId, updatedAt: new Date() })
@@ -298,8 +294,7 @@ export class ConversationRepository {
     errorCode: string | null,
     followUps: (messageId: string) => JobSpec[] = () => [],
   ): Promise<string | undefined> {
-    return this.db.transaction(async (transaction) => {
-      const tx = transaction as unknown as Db;
+    return this.db.transaction(async (tx) => {
       const match = 'messageId' in which ? eq(messages.id, which.messageId) : eq(messages.providerMessageId, which.providerMessageId);
       const moved = await this.applyStatusIn(tx, and(eq(messages.tenantId, tenantId), match)!, status, errorCode);
       if (moved) await enqueueJobs(tx, followUps(moved));

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { and, eq, inArray, lt, sql } from 'drizzle-orm';
-import { keywordOf } from '../../relay/keywords.js';
-import { INBOUND_STATUS, statusRank } from '../../relay/message-status.js';
+import { keywordOf } from '../../domain/keywords.js';
+import { INBOUND_STATUS, statusRank } from '../../domain/message-status.js';
 import type { SealedFields } from '../../seal/sealed-fields.js';
 import type { Db } from '../connection.js';
 import { messagesSealed } from '../sealed-tables.js';
@@ -45,8 +45,7 @@ export async function storeImportedThread(
 ): Promise<StoredImport> {
   const times = thread.messages.map((message) => message.createdAt.getTime());
   const earliest = times.length > 0 ? new Date(Math.min(...times)) : new Date();
-  return db.transaction(async (transaction) => {
-    const tx = transaction as unknown as Db;
+  return db.transaction(async (tx) => {
     const contactId = await contactFor(tx, fields, tenantId, thread.phone, thread.name, earliest);
     const [existingConversation] = await tx
       .select({ id: conversations.id })

@@ -1,5 +1,5 @@
 import { eq, sql, type SQL } from 'drizzle-orm';
-import { appendAuditEvent, type AuditEventInput } from '../../audit/trail.js';
+import { appendAuditEvent, type AuditEventInput } from '../audit-trail.js';
 import { destroyScopeKeys, isScopeDestroyed } from '../../seal/keyring.js';
 import { queryRows, type Db } from '../connection.js';
 import { tenants } from '../schema.js';
@@ -50,8 +50,7 @@ export async function shredTenant(db: Db, slug: string, actor: ShredActor): Prom
  * destroys nothing and records nothing.
  */
 export async function destroyTenantKeys(db: Db, tenantId: string, actor: ShredActor): Promise<number[]> {
-  return db.transaction(async (transaction) => {
-    const tx = transaction as unknown as Db;
+  return db.transaction(async (tx) => {
     const versions = await destroyScopeKeys(tx, tenantId);
     if (versions.length > 0) {
       await appendAuditEvent(tx, {
@@ -74,8 +73,7 @@ export async function destroyTenantKeys(db: Db, tenantId: string, actor: ShredAc
  * row is already gone (a concurrent run finished first).
  */
 export async function removeTenantRows(db: Db, tenantId: string, actor: ShredActor): Promise<Record<string, number> | undefined> {
-  return db.transaction(async (transaction) => {
-    const tx = transaction as unknown as Db;
+  return db.transaction(async (tx) => {
     // Locking the tenant row (and its users) makes every insert that references them wait, so
     // the counts are exactly what the delete below removes.
     const locked = await queryRows<{ id: string }>(tx, sql`select id from tenants where id = ${tenantId} for update`);

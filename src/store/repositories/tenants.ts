@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { asc, eq } from 'drizzle-orm';
-import { appendAuditEvent } from '../../audit/trail.js';
+import { appendAuditEvent } from '../audit-trail.js';
 import type { TenantDocument } from '../../config/tenant-document.js';
 import { ScopeDestroyedError } from '../../seal/errors.js';
 import { isScopeDestroyed, type StoredKeyring } from '../../seal/keyring.js';
@@ -61,7 +61,7 @@ export class TenantRepository {
       } else {
         await tx.insert(tenants).values({ id, slug, name: document.name, settings, ...sealed, createdAt: now, updatedAt: now });
       }
-      await appendAuditEvent(tx as unknown as Db, {
+      await appendAuditEvent(tx, {
         actor,
         action: existing ? 'tenant.update' : 'tenant.create',
         target: { type: 'tenant', id },

@@ -2,7 +2,7 @@ import { bigserial, index, jsonb, pgTable, text, timestamp, uuid } from 'drizzle
 
 /**
  * Append-only, hash-chained security trail. `seq` orders the chain; each row's `hash` is
- * SHA-256(prev_hash ‖ canonical entry), see src/audit/chain.ts. Nothing here may hold personal
+ * SHA-256(prev_hash ‖ canonical entry), see src/store/audit-chain.ts. Nothing here may hold personal
  * data or secrets in clear: targets and actors are ids.
  */
 export const auditEvents = pgTable(

@@ -1,3 +1,4 @@
+import { backoffDelayMs } from '../domain/backoff.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../log/logger.js';
 
@@ -29,7 +30,7 @@ export async function connectWithBackoff(
           `database: could not reach ${options.what} within ${options.timeoutSeconds}s (${reason})`,
         );
       }
-      const delay = Math.min(remaining, Math.random() * Math.min(cap, base * 2 ** tries));
+      const delay = Math.min(remaining, backoffDelayMs(tries, { baseMs: base, capMs: cap, jitter: 'full' }));
       options.logger?.warn({ reason, retryInMs: Math.round(delay) }, `waiting for ${options.what}`);
       await sleep(delay);
     }

@@ -1,5 +1,6 @@
+import { isUuid } from '../domain/ids.js';
 import type { Logger } from '../log/logger.js';
-import type { RedisConnection } from '../store/redis.js';
+import type { RedisConnection } from './redis.js';
 
 /**
  * Tells every instance that sessions were revoked, so a cache of live sessions can drop them
@@ -178,12 +179,11 @@ export class RedisRevocationBus implements RevocationBus {
 const MAX_IDS_PER_MESSAGE = 1000;
 const MAX_MESSAGE_CHARS = MAX_IDS_PER_MESSAGE * 40 + 2;
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** A caller passing a non-UUID has a bug; other instances would drop it, so fail here, loudly. */
 function validSessionIds(sessionIds: string[]): string[] {
   for (const id of sessionIds) {
-    if (typeof id !== 'string' || !UUID.test(id)) throw new TypeError('session ids must be UUIDs');
+    if (typeof id !== 'string' || !isUuid(id)) throw new TypeError('session ids must be UUIDs');
   }
   return [...new Set(sessionIds)];
 }
@@ -198,7 +198,7 @@ function parseMessage(message: string): string[] | undefined {
   }
   // More than one publish ever sends is not ours either.
   if (!Array.isArray(parsed) || parsed.length === 0 || parsed.length > MAX_IDS_PER_MESSAGE) return undefined;
-  if (!parsed.every((id): id is string => typeof id === 'string' && UUID.test(id))) return undefined;
+  if (!parsed.every((id): id is string => isUuid(id))) return undefined;
   return parsed;
 }
 

@@ -5,7 +5,17 @@
  */
 
 import { parsePhoneNumberFromString, type CountryCode } from 'libphonenumber-js';
-import { NormaliseError } from './errors.js';
+
+/** A value handed to a normaliser cannot be put into canonical form (e.g. not a phone number). */
+export class NormaliseError extends Error {
+  override readonly name = 'NormaliseError';
+  constructor(
+    readonly normaliser: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
 
 export type NormaliserKind = 'e164' | 'email' | 'exact';
 export type Normaliser = NormaliserKind | ((value: string) => string);

@@ -1,13 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { and, asc, desc, eq, gt, sql } from 'drizzle-orm';
-import type { Db } from '../store/connection.js';
-import { auditEvents } from '../store/schema.js';
-import type { AuditAction } from './actions.js';
-import { GENESIS_HASH, chainHash, hashesEqual, type AuditActorType, type AuditDetails, type AuditEntry, type AuditOutcome } from './chain.js';
+import type { Db } from './connection.js';
+import { auditEvents } from './schema.js';
+import type { AuditAction } from '../domain/audit-actions.js';
+import { GENESIS_HASH, chainHash, hashesEqual, type AuditActorType, type AuditDetails, type AuditEntry, type AuditOutcome } from './audit-chain.js';
 
 export interface AuditEventInput {
   actor: { type: AuditActorType; id?: string | null };
-  /** Dotted verb from the catalogue (src/audit/actions.ts), e.g. `auth.login`, `keys.rotate`. */
+  /** Dotted verb from the catalogue (src/domain/audit-actions.ts), e.g. `auth.login`, `keys.rotate`. */
   action: AuditAction;
   target?: { type: string; id: string } | null;
   tenantId?: string | null;
@@ -53,7 +53,7 @@ export async function appendAuditEvent(db: Db, input: AuditEventInput): Promise<
     return { id: entry.id, seq: row!.seq, hash };
   };
   // Nested transactions become savepoints, so this works inside a caller's transaction too.
-  return db.transaction(async (tx) => append(tx as unknown as Db));
+  return db.transaction(async (tx) => append(tx));
 }
 
 export type AuditVerification =
