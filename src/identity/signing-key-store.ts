@@ -57,5 +57,5 @@ export class DatabaseSigningKeyStore implements SigningKeyStore {
 async function insertRow(db: Db, fields: SealedFields, key: StoredSigningKey): Promise<void> {
   const id = randomUUID();
   const sealed = fields.sealRow(signingKeysSealed, { scope: SYSTEM_SCOPE, id }, { privateJwk: JSON.stringify(key.privateJwk) });
-  await db.insert(signingKeys).values({ id, kid: key.kid, publicJwk: key.publicJwk, privateJwk: sealed.privateJwk!, createdAt: key.createdAt, retiredAt: key.retiredAt } as typeof signingKeys.$inferInsert);
+  await db.insert(signingKeys).values({ id, kid: key.kid, publicJwk: key.publicJwk, privateJwk: sealed.privateJwk!, createdAt: key.createdAt, retiredAt: key.retiredAt });
 }

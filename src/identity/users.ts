@@ -68,7 +68,7 @@ export class UserDirectory {
         passwordChangedAt: input.passwordHash ? now : null,
         createdAt: now,
         updatedAt: now,
-      } as typeof users.$inferInsert);
+      });
     } catch (error) {
       // Two concurrent creates of one address: the unique index decides, the loser hears 409.
       if ((error as { code?: string }).code === '23505' || String((error as Error).message).includes('users_email_index_unique')) throw emailTaken();

@@ -1,14 +1,14 @@
 import { getTableColumns, getTableName } from 'drizzle-orm';
 import type { PgColumn, PgTable } from 'drizzle-orm/pg-core';
-import type { BlindIndexValue, SealedValue } from '../store/column-types.js';
+import type { BlindIndexValue, SealedValue } from './sealed-value.js';
 import { SYSTEM_SCOPE } from './binding.js';
 import { SealOpenError } from './errors.js';
 import type { NormaliserKind } from '../domain/normalise.js';
 import type { Keyring, Sealer } from './sealer.js';
 
-export interface BlindIndexSpec {
+export interface BlindIndexSpec<Property extends string = string> {
   /** The TS property of the blind-index column in the Drizzle table. */
-  property: string;
+  property: Property;
   normaliser: NormaliserKind;
   /** 8–32 bytes; see docs/sealing.md for the trade-off. */
   lengthBytes: number;
@@ -18,12 +18,39 @@ export interface SealedFieldSpec {
   blindIndex?: BlindIndexSpec;
 }
 
+/** A declaration's fields: each sealed column's TS property, with its blind index if it has one. */
+export type SealedFieldSpecs = Record<string, SealedFieldSpec>;
+
+/** The blind-index column a field's spec names, or never. */
+type BlindIndexPropertyOf<Spec> = Spec extends { blindIndex: { property: infer Property extends string } } ? Property : never;
+
+/** `Value` (a sealed or index type) with the nullness of the plaintext it was made from. */
+type LikeNullness<Plaintext, Value> = Plaintext extends null ? null : null extends Plaintext ? Value | null : Value;
+
+/**
+ * Plaintext for some of a declaration's fields: a string, or null to clear the column. A key
+ * the declaration does not name is a type error (and a runtime error).
+ */
+export type SealedInput<Fields extends SealedFieldSpecs> = { [Field in keyof Fields]?: string | null };
+
+/**
+ * Exactly the columns `sealRow` writes for `Input`: each given field as a SealedValue and, where
+ * the field has one, its blind-index column as a BlindIndexValue, each null where the plaintext
+ * was. Spread into an insert or update of the declared table, these are the only values its
+ * sealed columns accept (the column types are branded), so plaintext cannot reach them.
+ */
+export type SealedColumns<Fields extends SealedFieldSpecs, Input> = {
+  [Field in keyof Input & keyof Fields]: LikeNullness<Input[Field], SealedValue>;
+} & {
+  [Field in keyof Input & keyof Fields as BlindIndexPropertyOf<Fields[Field]>]: LikeNullness<Input[Field], BlindIndexValue>;
+};
+
 /**
  * The one declaration of a table's sealed columns. Repositories seal and open through it;
  * encrypt-existing, re-encryption and `keys status` walk every declaration; a test checks that
  * every sealed column in the schema is declared here and nowhere written by hand.
  */
-export interface SealedTable<Field extends string = string> {
+export interface SealedTable<Fields extends SealedFieldSpecs = SealedFieldSpecs> {
   table: PgTable;
   /** SQL table name, bound into every value's AAD. */
   name: string;
@@ -31,7 +58,7 @@ export interface SealedTable<Field extends string = string> {
   idProperty: string;
   /** TS property of the tenant id, or 'system' for system-wide tables; `self` when the row id is the tenant. */
   scope: { property: string } | 'system' | 'self';
-  fields: Record<Field, SealedFieldSpec>;
+  fields: Fields;
 }
 
 export interface ResolvedField {
@@ -40,7 +67,7 @@ export interface ResolvedField {
   blindIndex?: BlindIndexSpec & { sqlName: string };
 }
 
-export function declareSealedTable<Field extends string>(declaration: Omit<SealedTable<Field>, 'name'>): SealedTable<Field> {
+export function declareSealedTable<const Fields extends SealedFieldSpecs>(declaration: Omit<SealedTable<Fields>, 'name'>): SealedTable<Fields> {
   const columns = getTableColumns(declaration.table) as Record<string, PgColumn>;
   const mustExist = (property: string) => {
     if (!columns[property]) throw new Error(`sealed table ${getTableName(declaration.table)}: no column ${property}`);
@@ -84,15 +111,15 @@ export class SealedFields {
    * Column values to write for `plaintext` (by field; null stays null): each sealed field
    * becomes an envelope and, where declared, its blind index is computed alongside.
    */
-  sealRow<Field extends string>(
-    declaration: SealedTable<Field>,
+  sealRow<Fields extends SealedFieldSpecs, const Input extends SealedInput<Fields>>(
+    declaration: SealedTable<Fields>,
     row: { scope: string; id: string },
-    plaintext: Partial<Record<Field, string | null>>,
-  ): Record<string, SealedValue | BlindIndexValue | null> {
+    plaintext: Input,
+  ): SealedColumns<Fields, Input> {
     const columns = getTableColumns(declaration.table) as Record<string, PgColumn>;
     const out: Record<string, SealedValue | BlindIndexValue | null> = {};
-    for (const [field, value] of Object.entries(plaintext) as Array<[Field, string | null | undefined]>) {
-      const spec = declaration.fields[field];
+    for (const [field, value] of Object.entries(plaintext) as Array<[string, string | null | undefined]>) {
+      const spec = Object.hasOwn(declaration.fields, field) ? declaration.fields[field] : undefined;
       if (!spec) throw new Error(`${declaration.name}.${field} is not a sealed field`);
       if (value === undefined) continue;
       const column = columns[field]!.name;
@@ -106,19 +133,20 @@ export class SealedFields {
         out[spec.blindIndex.property] = this.sealer.blindIndex({ tenantId: row.scope, table: declaration.name, column }, value, spec.blindIndex) as BlindIndexValue;
       }
     }
-    return out;
+    // Built key by key from the declaration above; the type says which keys those are.
+    return out as SealedColumns<Fields, Input>;
   }
 
   /** Opens the named fields of a row read from the database; throws SealOpenError, never guesses. */
-  openRow<Field extends string>(
-    declaration: SealedTable<Field>,
+  openRow<Fields extends SealedFieldSpecs, Field extends keyof Fields & string>(
+    declaration: SealedTable<Fields>,
     row: { scope: string; id: string },
     sealed: Partial<Record<Field, Buffer | null>>,
   ): Record<Field, string | null> {
     const columns = getTableColumns(declaration.table) as Record<string, PgColumn>;
     const out = {} as Record<Field, string | null>;
     for (const [field, value] of Object.entries(sealed) as Array<[Field, Buffer | null | undefined]>) {
-      if (!declaration.fields[field]) throw new Error(`${declaration.name}.${field} is not a sealed field`);
+      if (!Object.hasOwn(declaration.fields, field)) throw new Error(`${declaration.name}.${field} is not a sealed field`);
       out[field] = value == null ? null : this.sealer.openString({ tenantId: row.scope, table: declaration.name, column: columns[field]!.name, rowId: row.id }, value);
     }
     return out;
@@ -129,8 +157,8 @@ export class SealedFields {
    * loaded yet (another instance rotated and wrote since our last refresh), the keyring is
    * refreshed once and the row opened again. Any other failure is thrown as it is.
    */
-  async openRowFresh<Field extends string>(
-    declaration: SealedTable<Field>,
+  async openRowFresh<Fields extends SealedFieldSpecs, Field extends keyof Fields & string>(
+    declaration: SealedTable<Fields>,
     row: { scope: string; id: string },
     sealed: Partial<Record<Field, Buffer | null>>,
   ): Promise<Record<Field, string | null>> {
@@ -156,8 +184,8 @@ export class SealedFields {
   }
 
   /** Every blind index the value may be stored under (one per active key version), for `= ANY(...)`. */
-  lookupIndexes<Field extends string>(declaration: SealedTable<Field>, field: Field, scope: string, value: string): BlindIndexValue[] {
-    const spec = declaration.fields[field].blindIndex;
+  lookupIndexes<Fields extends SealedFieldSpecs>(declaration: SealedTable<Fields>, field: keyof Fields & string, scope: string, value: string): BlindIndexValue[] {
+    const spec = declaration.fields[field]?.blindIndex;
     if (!spec) throw new Error(`${declaration.name}.${field} has no blind index`);
     const column = sqlNameOf(declaration, field);
     return this.sealer.blindIndexAllVersions({ tenantId: scope, table: declaration.name, column }, value, spec) as BlindIndexValue[];

@@ -4,14 +4,14 @@
  * version, and this class derives and caches the per-column keys from it.
  */
 
-import { sealCounters } from '../metrics/seal-counters.js';
 import { createSecretKey, randomBytes, timingSafeEqual, type KeyObject } from 'node:crypto';
+import { normalise, type Normaliser } from '../domain/normalise.js';
+import { sealCounters } from '../metrics/seal-counters.js';
 import { BindingBuilder, bindingPrefix, type BindingContext, type ColumnContext } from './binding.js';
 import { checkBlindIndexLength, computeBlindIndex } from './blind-index.js';
 import { DEK_BYTES, deriveBlindIndexKey, deriveColumnKey } from './derive.js';
 import { HEADER_BYTES, openEnvelopeWithAadSlot, readEnvelopeHeader, sealEnvelopeWithAadSlot } from './envelope.js';
 import { MissingKeyError, SealInputError, SealOpenError, type SealOpenFailure } from './errors.js';
-import { normalise, type Normaliser } from '../domain/normalise.js';
 
 /**
  * Source of plaintext DEKs, by scope (a tenant id, or `system`). Persistence and wrapping

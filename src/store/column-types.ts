@@ -1,15 +1,7 @@
 import { customType } from 'drizzle-orm/pg-core';
+import type { BlindIndexValue, SealedValue } from '../seal/sealed-value.js';
 
-declare const sealedBrand: unique symbol;
-declare const blindIndexBrand: unique symbol;
-
-/**
- * A sealed envelope. Only the Sealer makes one (through src/seal/sealed-fields.ts), so a
- * plain string or Buffer written to a sealed column is a type error, not a leak.
- */
-export type SealedValue = Buffer & { readonly [sealedBrand]: true };
-/** A keyed blind index, made only by the Sealer. */
-export type BlindIndexValue = Buffer & { readonly [blindIndexBrand]: true };
+export type { BlindIndexValue, SealedValue };
 
 /** PGlite answers bytea as Uint8Array, node-postgres as Buffer; callers always get a Buffer. */
 function toBuffer(value: Buffer | Uint8Array): Buffer {
@@ -19,6 +11,8 @@ function toBuffer(value: Buffer | Uint8Array): Buffer {
 /** A column whose content is a sealed envelope (docs/sealing.md); declared in a SealedTable. */
 export const sealedColumn = customType<{ data: SealedValue; driverData: Buffer }>({
   dataType: () => 'bytea',
+  // What the database holds in this column was written by the seal layer (or restored from a
+  // backup of it): reading it back is the one other place the type is asserted.
   fromDriver: (value) => toBuffer(value) as SealedValue,
   toDriver: (value) => value,
 });

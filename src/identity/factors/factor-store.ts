@@ -59,7 +59,7 @@ export class SecondFactors {
     const sealed = this.fields.sealRow(totpFactorsSealed, { scope: SYSTEM_SCOPE, id }, { secret: enrollment.secretBase32 });
     await this.db.transaction(async (tx) => {
       await tx.delete(totpFactors).where(and(eq(totpFactors.userId, userId), isNull(totpFactors.confirmedAt)));
-      await tx.insert(totpFactors).values({ id, userId, secret: sealed.secret!, createdAt: new Date() } as typeof totpFactors.$inferInsert);
+      await tx.insert(totpFactors).values({ id, userId, secret: sealed.secret!, createdAt: new Date() });
     });
     return enrollment;
   }

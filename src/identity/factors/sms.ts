@@ -85,9 +85,9 @@ export class SmsFactor {
       const factorId = existing?.id ?? randomUUID();
       const sealed = this.fields.sealRow(smsFactorsSealed, { scope: SYSTEM_SCOPE, id: factorId }, { phone });
       if (existing) {
-        await tx.update(smsFactors).set({ phone: sealed.phone!, verifiedAt: null } as Partial<typeof smsFactors.$inferInsert>).where(eq(smsFactors.id, factorId));
+        await tx.update(smsFactors).set({ phone: sealed.phone!, verifiedAt: null }).where(eq(smsFactors.id, factorId));
       } else {
-        await tx.insert(smsFactors).values({ id: factorId, userId, phone: sealed.phone!, createdAt: now } as typeof smsFactors.$inferInsert);
+        await tx.insert(smsFactors).values({ id: factorId, userId, phone: sealed.phone!, createdAt: now });
       }
       await this.storeCode(tx, { id: randomUUID(), userId, purpose: 'verify-phone', challengeId: null, binding: phone, code: sending.code, now });
     });

@@ -133,7 +133,7 @@ export class ConversationRepository {
         statusRank: statusRank(INBOUND_STATUS),
         createdAt: receivedAt,
         updatedAt: receivedAt,
-      } as typeof messages.$inferInsert);
+      });
       if (stored.duplicate) return { duplicate: true, messageId: stored.id, contactId, conversationId };
       await tx.update(conversations).set({ lastMessageAt: receivedAt }).where(eq(conversations.id, conversationId));
       const keyword = keywordOf(inbound.body);
@@ -407,7 +407,7 @@ export class ConversationRepository {
       inReplyTo: outbound.inReplyTo ?? null,
       createdAt: now,
       updatedAt: now,
-    } as typeof messages.$inferInsert);
+    });
     if (stored.duplicate) return { messageId: stored.id, duplicate: true };
     await tx.update(conversations).set({ lastMessageAt: now }).where(eq(conversations.id, outbound.conversationId));
     await enqueueJobs(tx, followUps(messageId));

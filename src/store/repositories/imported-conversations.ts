@@ -79,7 +79,7 @@ export async function storeImportedThread(
           airtableSyncedAt: message.createdAt,
           createdAt: message.createdAt,
           updatedAt: message.createdAt,
-        } as typeof messages.$inferInsert;
+        };
       });
       const inserted = await tx
         .insert(messages)

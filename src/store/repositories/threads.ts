@@ -28,7 +28,7 @@ export async function contactFor(tx: Db, fields: SealedFields, tenantId: string,
     const id = randomUUID();
     const inserted = await tx
       .insert(contacts)
-      .values({ id, tenantId, ...fields.sealRow(contactsSealed, { scope: tenantId, id }, { phone, name }), createdAt: now } as typeof contacts.$inferInsert)
+      .values({ id, tenantId, ...fields.sealRow(contactsSealed, { scope: tenantId, id }, { phone, name }), createdAt: now })
       .onConflictDoNothing()
       .returning({ id: contacts.id });
     if (inserted[0]) return inserted[0].id;
@@ -38,7 +38,7 @@ export async function contactFor(tx: Db, fields: SealedFields, tenantId: string,
   if (name && !existing.hasName) {
     await tx
       .update(contacts)
-      .set(fields.sealRow(contactsSealed, { scope: tenantId, id: existing.id }, { name }) as Partial<typeof contacts.$inferInsert>)
+      .set(fields.sealRow(contactsSealed, { scope: tenantId, id: existing.id }, { name }))
       .where(eq(contacts.id, existing.id));
   }
   return existing.id;
