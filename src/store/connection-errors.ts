@@ -39,10 +39,14 @@ const DRIVER_MESSAGES = [
  */
 export class DatabaseOutageLog {
   private down = false;
+  /** Connection failures seen so far; a new connection counts as recovery only if none follows it. */
+  private failures = 0;
 
   constructor(
     private readonly logger: Logger | undefined,
     private readonly what: string,
+    /** How long a new connection must stay up, with no failure anywhere, to count as the database being back. */
+    private readonly settleMs = 1_000,
   ) {}
 
   get isDown(): boolean {
@@ -52,6 +56,7 @@ export class DatabaseOutageLog {
   /** Reports `error` if it is a connection failure; true when it was one. */
   failed(error: unknown): boolean {
     if (!isDatabaseUnavailable(error)) return false;
+    this.failures += 1;
     if (!this.down) {
       this.down = true;
       // The code only: the message of a wrapped query error holds its SQL and parameters.
@@ -60,7 +65,21 @@ export class DatabaseOutageLog {
     return true;
   }
 
-  /** A new connection worked, or a probe answered. */
+  /**
+   * A new connection opened. While the server shuts down it may still accept a connection that
+   * it ends a moment later (57P01): counting that as recovery would log the outage twice. So it
+   * counts only once it has stayed up for `settleMs` with no failure anywhere meanwhile; a
+   * query that answers (`succeeded`) counts at once.
+   */
+  connectionOpened(): void {
+    if (!this.down) return;
+    const failuresAtOpen = this.failures;
+    setTimeout(() => {
+      if (this.failures === failuresAtOpen) this.succeeded();
+    }, this.settleMs).unref();
+  }
+
+  /** A query or a probe answered. */
   succeeded(): void {
     if (!this.down) return;
     this.down = false;

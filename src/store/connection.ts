@@ -189,7 +189,7 @@ function observeConnections(pool: pg.Pool, outage: DatabaseOutageLog): void {
   pool.on('error', (error) => outage.failed(error));
   pool.on('connect', (client) => {
     client.on('error', (error) => outage.failed(error));
-    outage.succeeded();
+    outage.connectionOpened();
   });
   type Release = (error?: Error | boolean) => void;
   const connect = pool.connect.bind(pool) as (callback?: (error: Error | undefined, client: pg.PoolClient | undefined, done: Release) => void) => Promise<pg.PoolClient> | void;

@@ -176,7 +176,7 @@ await describeEachBackend('sign-in: second factor', (backend) => {
         ['device-token prefix', `cgd_${randomBytes(32).toString('base64url')}`, 401, 'invalid-challenge'],
         ['SQL', "cgc_' or '1'='1' --", 401, 'invalid-challenge'],
         ['non-ASCII', `cgc_${'ü'.repeat(43)}`, 401, 'invalid-challenge'],
-        ['NUL bytes', `cgc_${'\u0000'.repeat(43)}`, 401, 'invalid-challenge'],
+        ['NUL bytes', `cgc_${'\u0000'.repeat(43)}`, 400, 'validation-failed'], // no text field takes U+0000 (issue 13 item 8),
         ['oversized', `cgc_${'A'.repeat(300)}`, 400, 'validation-failed'],
         ['huge', 'A'.repeat(200_000), 400, 'validation-failed'],
         ['empty', '', 400, 'validation-failed'],
