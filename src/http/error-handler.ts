@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import FindMyWay, { type HTTPVersion } from 'find-my-way';
 import { AuthError } from '../identity/errors.js';
-import { RateLimitedError } from '../identity/throttle.js';
+import { RateLimitedError } from '../identity/limits/throttle.js';
 import { isDatabaseUnavailable } from '../store/connection-errors.js';
 import { HttpProblem, sendProblem, type Problem } from './problem.js';
 

@@ -7,7 +7,7 @@ import { AuthError, forbidden, unauthenticated } from '../identity/errors.js';
 import type { Identity } from '../identity/identity.js';
 import type { Permission } from '../identity/permissions.js';
 import { auditActorOf, principalHas, type Principal } from '../identity/principal.js';
-import type { RequestOrigin } from '../identity/sign-in.js';
+import type { RequestOrigin } from '../identity/sign-in/sign-in.js';
 import type { ApiRateLimit } from './rate-limit.js';
 import type { RouteAccess } from './route-access.js';
 

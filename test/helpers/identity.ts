@@ -5,7 +5,7 @@ import { sql } from 'drizzle-orm';
 import { loadConfig, type Config } from '../../src/config/load.js';
 import { buildApp, type App, type AppDependencies } from '../../src/http/app.js';
 import type { Logger } from '../../src/log/logger.js';
-import { Accounts } from '../../src/identity/accounts.js';
+import { Accounts } from '../../src/identity/accounts/accounts.js';
 import { openIdentity, type Identity } from '../../src/identity/identity.js';
 import type { Mailer } from '../../src/providers/smtp/mailer.js';
 import type { Role } from '../../src/identity/permissions.js';

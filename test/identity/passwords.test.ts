@@ -1,7 +1,7 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { dictionary } from '@zxcvbn-ts/language-common';
-import { isCommonPassword } from '../../src/identity/common-passwords.js';
+import { isCommonPassword } from '../../src/identity/passwords/common-passwords.js';
 import { PasswordPolicyError } from '../../src/identity/errors.js';
 import {
   checkPasswordPolicy,
@@ -9,7 +9,7 @@ import {
   needsRehash,
   verifyAgainstDummy,
   verifyPassword,
-} from '../../src/identity/passwords.js';
+} from '../../src/identity/passwords/passwords.js';
 
 const GOOD = 'correct horse battery staple';
 

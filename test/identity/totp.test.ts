@@ -7,7 +7,7 @@ import {
   createTotpEnrollment,
   verifyTotp,
   type TotpStepStore,
-} from '../../src/identity/factors/totp.js';
+} from '../../src/identity/factors/totp/totp-codes.js';
 
 const PERIOD_MS = 30_000;
 // Mid-step, so ±1 step never crosses into a neighbour by rounding.

@@ -1,8 +1,8 @@
 import type { Command } from 'commander';
 import { appendAuditEvent } from '../../store/audit-trail.js';
-import { ApiKeys, isUsable, type ApiKeyRecord } from '../../identity/api-keys.js';
+import { ApiKeys, isUsable, type ApiKeyRecord } from '../../identity/machines/api-keys.js';
 import { AuthError } from '../../identity/errors.js';
-import { MachineAuth } from '../../identity/machine-auth.js';
+import { MachineAuth } from '../../identity/machines/machine-auth.js';
 import { API_KEY_SCOPES, isApiKeyScope } from '../../identity/permissions.js';
 import { isUuid } from '../../domain/ids.js';
 import type { Db } from '../../store/connection.js';

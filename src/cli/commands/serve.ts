@@ -1,11 +1,11 @@
 import type { Command } from 'commander';
 import { appendAuditEvent } from '../../store/audit-trail.js';
 import { buildApp, type App } from '../../http/app.js';
-import { Accounts } from '../../identity/accounts.js';
+import { Accounts } from '../../identity/accounts/accounts.js';
 import { openIdentity, type Identity } from '../../identity/identity.js';
-import { MachineAuth } from '../../identity/machine-auth.js';
+import { MachineAuth } from '../../identity/machines/machine-auth.js';
 import { openMailer } from '../../providers/smtp/mailer.js';
-import { SIGNING_KEY_RELOAD_INTERVAL_MS } from '../../identity/signing-keys.js';
+import { SIGNING_KEY_RELOAD_INTERVAL_MS } from '../../identity/tokens/signing-keys.js';
 import { isDatabaseUnavailable } from '../../store/connection-errors.js';
 import { openRedis, type RedisConnection } from '../../store/redis.js';
 import { conversationRoutes } from '../../http/routes/conversations.js';

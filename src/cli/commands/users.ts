@@ -1,5 +1,5 @@
 import { Option, type Command } from 'commander';
-import { Accounts } from '../../identity/accounts.js';
+import { Accounts } from '../../identity/accounts/accounts.js';
 import { AuthError } from '../../identity/errors.js';
 import { ROLES, isRole } from '../../identity/permissions.js';
 import { isUuid } from '../../domain/ids.js';

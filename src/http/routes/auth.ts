@@ -1,12 +1,12 @@
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyReply } from 'fastify';
-import { Accounts } from '../../identity/accounts.js';
+import { Accounts } from '../../identity/accounts/accounts.js';
 import { AuthError, unauthenticated } from '../../identity/errors.js';
 import type { Identity } from '../../identity/identity.js';
-import { PASSWORD_MAX_CODE_POINTS } from '../../identity/passwords.js';
+import { PASSWORD_MAX_CODE_POINTS } from '../../identity/passwords/passwords.js';
 import { normaliseE164 } from '../../domain/normalise.js';
-import { SignIn, type SignedIn, type TokenPair } from '../../identity/sign-in.js';
-import { ACCESS_TOKEN_TTL_SECONDS } from '../../identity/tokens.js';
+import { SignIn, type SignedIn, type TokenPair } from '../../identity/sign-in/sign-in.js';
+import { ACCESS_TOKEN_TTL_SECONDS } from '../../identity/tokens/access-tokens.js';
 import { ACCESS_COOKIE, REFRESH_COOKIE, csrfTokenFor, optionalPrincipal, originOf } from '../guard.js';
 import { ProblemSchema } from '../schemas/problem.js';
 

@@ -2,7 +2,7 @@ import formbody from '@fastify/formbody';
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Identity } from '../../identity/identity.js';
-import { MachineAuth, oauthError } from '../../identity/machine-auth.js';
+import { MachineAuth, oauthError } from '../../identity/machines/machine-auth.js';
 import { originOf } from '../guard.js';
 import { ProblemSchema } from '../schemas/problem.js';
 

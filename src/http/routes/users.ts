@@ -1,11 +1,11 @@
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
-import { Accounts } from '../../identity/accounts.js';
+import { Accounts } from '../../identity/accounts/accounts.js';
 import { forbidden } from '../../identity/errors.js';
 import type { Identity } from '../../identity/identity.js';
 import { ROLES } from '../../identity/permissions.js';
 import { confinedTenant } from '../../identity/principal.js';
-import type { UserView } from '../../identity/users.js';
+import type { UserView } from '../../store/repositories/users.js';
 import { originOf } from '../guard.js';
 import { ProblemSchema } from '../schemas/problem.js';
 

@@ -1,17 +1,17 @@
-import type { AuditAction } from '../domain/audit-actions.js';
-import { appendAuditEvent } from '../store/audit-trail.js';
-import type { Db } from '../store/connection.js';
-import type { AuthStage } from './auth-metrics.js';
+import type { AuditAction } from '../../domain/audit-actions.js';
+import { appendAuditEvent } from '../../store/audit-trail.js';
+import type { Db } from '../../store/connection.js';
+import type { AuthStage } from '../auth-metrics.js';
 import { invalidChallenge } from './challenges.js';
-import { deviceFingerprint, deviceLabelFrom } from './devices.js';
-import { AuthError, invalidCredentials } from './errors.js';
-import type { Identity } from './identity.js';
-import { hashPassword, needsRehash, verifyAgainstDummy, verifyPassword } from './passwords.js';
-import type { Principal } from './principal.js';
-import type { SmsCodePurpose, SmsSendOutcome } from './factors/sms.js';
-import { RateLimitedError } from './throttle.js';
-import { ACCESS_TOKEN_TTL_SECONDS } from './tokens.js';
-import type { UserRecord } from './users.js';
+import { deviceFingerprint, deviceLabelFrom } from './trusted-devices.js';
+import { AuthError, invalidCredentials } from '../errors.js';
+import type { Identity } from '../identity.js';
+import { hashPassword, needsRehash, verifyAgainstDummy, verifyPassword } from '../passwords/passwords.js';
+import type { Principal } from '../principal.js';
+import type { SmsCodePurpose, SmsSendOutcome } from '../factors/sms/sms-factor.js';
+import { RateLimitedError } from '../limits/throttle.js';
+import { ACCESS_TOKEN_TTL_SECONDS } from '../tokens/access-tokens.js';
+import type { UserRecord } from '../../store/repositories/users.js';
 
 /**
  * The sign-in flows: password, second factor on a new device, first-time TOTP enrollment,

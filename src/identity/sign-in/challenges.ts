@@ -1,9 +1,9 @@
 import { randomUUID, timingSafeEqual } from 'node:crypto';
 import { and, eq, gt, isNull, lt, sql } from 'drizzle-orm';
-import type { Db } from '../store/connection.js';
-import { loginChallenges } from '../store/schema.js';
-import { AuthError } from './errors.js';
-import { hashOpaqueToken, isOpaqueToken, issueOpaqueToken } from './opaque-tokens.js';
+import type { Db } from '../../store/connection.js';
+import { loginChallenges } from '../../store/schema.js';
+import { AuthError } from '../errors.js';
+import { hashOpaqueToken, isOpaqueToken, issueOpaqueToken } from '../tokens/opaque-tokens.js';
 
 /**
  * Login challenges: what a correct password earns when a second factor (or its enrollment)

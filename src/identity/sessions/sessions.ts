@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { and, desc, eq, gt, inArray, isNull, ne, type SQL } from 'drizzle-orm';
-import type { Db } from '../store/connection.js';
-import { refreshTokens, sessions } from '../store/schema.js';
-import { AuthError } from './errors.js';
+import type { Db } from '../../store/connection.js';
+import { refreshTokens, sessions } from '../../store/schema.js';
+import { AuthError } from '../errors.js';
 import { decideRefresh, hashRefreshToken, isRefreshTokenFormat, issueRefreshToken } from './refresh-tokens.js';
-import type { RevocationBus } from '../store/revocation-bus.js';
+import type { RevocationBus } from '../../store/revocation-bus.js';
 
 /**
  * Sessions: one per signed-in client, checked on every authenticated request so that a

@@ -4,8 +4,8 @@ import { SYSTEM_SCOPE, type SealedFields } from '../../seal/sealed-fields.js';
 import type { Db } from '../../store/connection.js';
 import { totpFactorsSealed } from '../../store/sealed-tables.js';
 import { recoveryCodes, totpFactors } from '../../store/schema.js';
-import { findRecoveryCode, generateRecoveryCodes, isLegacyForm, storedFormOf, type RecoveryCodeKey } from './recovery.js';
-import { consumeTotpCode, createTotpEnrollment, verifyTotp, type TotpVerification } from './totp.js';
+import { findRecoveryCode, generateRecoveryCodes, isLegacyForm, storedFormOf, type RecoveryCodeKey } from './recovery/recovery-codes.js';
+import { consumeTotpCode, createTotpEnrollment, verifyTotp, type TotpVerification } from './totp/totp-codes.js';
 
 /**
  * The database side of the second factors: TOTP secrets sealed under the system key, the

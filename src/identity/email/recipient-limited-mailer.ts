@@ -1,6 +1,6 @@
-import type { Logger } from '../log/logger.js';
-import { MailDeliveryError, type Mailer, type OutgoingEmail } from '../providers/smtp/mailer.js';
-import type { EmailSendThrottle } from './throttle.js';
+import type { Logger } from '../../log/logger.js';
+import { MailDeliveryError, type Mailer, type OutgoingEmail } from '../../providers/smtp/mailer.js';
+import type { EmailSendThrottle } from '../limits/throttle.js';
 
 /**
  * A Mailer that sends at most the throttle's number of emails per hour to one recipient,

@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { and, desc, eq, inArray, isNotNull, isNull, type SQL } from 'drizzle-orm';
-import type { Db } from '../store/connection.js';
-import { apiKeys, users } from '../store/schema.js';
-import { OPAQUE_TOKEN_PREFIXES, hashOpaqueToken, isOpaqueToken, issueOpaqueToken } from './opaque-tokens.js';
-import type { ApiKeyScope, Role } from './permissions.js';
-import type { UserStatus } from './users.js';
+import type { Db } from '../../store/connection.js';
+import { apiKeys, users } from '../../store/schema.js';
+import { OPAQUE_TOKEN_PREFIXES, hashOpaqueToken, isOpaqueToken, issueOpaqueToken } from '../tokens/opaque-tokens.js';
+import type { ApiKeyScope, Role } from '../permissions.js';
+import type { UserStatus } from '../../store/repositories/users.js';
 
 /**
  * API keys for machines: `cgk_` + 256 random bits, shown once, stored as SHA-256, bound to a

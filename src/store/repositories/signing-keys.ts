@@ -1,11 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { and, asc, eq, isNull, sql } from 'drizzle-orm';
 import type { JWK } from 'jose';
-import { SYSTEM_SCOPE, type SealedFields } from '../seal/sealed-fields.js';
-import type { Db } from '../store/connection.js';
-import { signingKeysSealed } from '../store/sealed-tables.js';
-import { signingKeys } from '../store/schema.js';
-import type { SigningKeyStore, StoredSigningKey } from './signing-keys.js';
+import { SYSTEM_SCOPE, type SealedFields } from '../../seal/sealed-fields.js';
+import type { Db } from '../connection.js';
+import { signingKeysSealed } from '../sealed-tables.js';
+import { signingKeys } from '../schema.js';
+import type { SigningKeyStore, StoredSigningKey } from '../../identity/tokens/signing-keys.js';
 
 /** Any number nothing else uses: every process serialises the first-key check on it. */
 const FIRST_SIGNING_KEY_LOCK_KEY = 0x4347534bn; // "CGSK"

@@ -1,6 +1,6 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { HOTP, Secret, TOTP } from 'otpauth';
-import { TotpSecretError } from '../errors.js';
+import { TotpSecretError } from '../../errors.js';
 
 /**
  * RFC 6238 with the parameters every authenticator app supports: Google Authenticator

@@ -1,7 +1,7 @@
 import { isIP } from 'node:net';
 import { normalizeIP } from '@fastify/rate-limit';
 import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
-import type { RedisConnection } from '../store/redis.js';
+import type { RedisConnection } from '../../store/redis.js';
 
 /**
  * Thrown by a caller (a sign-in or second-factor route) that was told no; the error handler

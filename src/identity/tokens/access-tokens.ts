@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { SignJWT, decodeProtectedHeader, errors, jwtVerify, type JWTPayload } from 'jose';
-import { isRole, type Role } from './permissions.js';
+import { isRole, type Role } from '../permissions.js';
 import type { SigningKeys } from './signing-keys.js';
 
 /**

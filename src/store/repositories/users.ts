@@ -1,13 +1,13 @@
-import { isUuid } from '../domain/ids.js';
+import { isUuid } from '../../domain/ids.js';
 import { randomUUID } from 'node:crypto';
 import { and, asc, eq, inArray, lt, sql, type SQL } from 'drizzle-orm';
-import { normaliseEmail } from '../domain/normalise.js';
-import { SYSTEM_SCOPE, type SealedFields } from '../seal/sealed-fields.js';
-import type { Db } from '../store/connection.js';
-import { usersSealed } from '../store/sealed-tables.js';
-import { users } from '../store/schema.js';
-import { AuthError } from './errors.js';
-import type { Role } from './permissions.js';
+import { normaliseEmail } from '../../domain/normalise.js';
+import { SYSTEM_SCOPE, type SealedFields } from '../../seal/sealed-fields.js';
+import type { Db } from '../connection.js';
+import { usersSealed } from '../sealed-tables.js';
+import { users } from '../schema.js';
+import { AuthError } from '../../identity/errors.js';
+import type { Role } from '../../identity/permissions.js';
 
 export type UserStatus = 'pending' | 'unverified' | 'active' | 'disabled';
 

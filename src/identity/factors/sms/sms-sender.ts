@@ -1,11 +1,11 @@
 import { eq } from 'drizzle-orm';
-import type { Logger } from '../../log/logger.js';
-import { ProviderError } from '../../providers/provider-error.js';
-import { createTwilioSmsClient, type TwilioSmsClient } from '../../providers/twilio/sms-client.js';
-import { sqlNameOf, type SealedFields } from '../../seal/sealed-fields.js';
-import type { Db } from '../../store/connection.js';
-import { tenantsSealed } from '../../store/sealed-tables.js';
-import { tenants } from '../../store/schema.js';
+import type { Logger } from '../../../log/logger.js';
+import { ProviderError } from '../../../providers/provider-error.js';
+import { createTwilioSmsClient, type TwilioSmsClient } from '../../../providers/twilio/sms-client.js';
+import { sqlNameOf, type SealedFields } from '../../../seal/sealed-fields.js';
+import type { Db } from '../../../store/connection.js';
+import { tenantsSealed } from '../../../store/sealed-tables.js';
+import { tenants } from '../../../store/schema.js';
 
 /**
  * Where identity SMS codes leave from. Staff belong to no tenant, so one tenant, named by

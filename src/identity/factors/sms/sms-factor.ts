@@ -1,11 +1,11 @@
 import { randomInt, randomUUID, timingSafeEqual } from 'node:crypto';
 import { and, desc, eq, gt, isNotNull, isNull, lt, or, sql } from 'drizzle-orm';
-import { SYSTEM_SCOPE, type SealedFields } from '../../seal/sealed-fields.js';
-import type { Db } from '../../store/connection.js';
-import { smsFactorsSealed } from '../../store/sealed-tables.js';
-import { smsCodes, smsFactors } from '../../store/schema.js';
-import { phoneRecipientKey } from '../recipient-keys.js';
-import type { SmsSendThrottle } from '../throttle.js';
+import { SYSTEM_SCOPE, type SealedFields } from '../../../seal/sealed-fields.js';
+import type { Db } from '../../../store/connection.js';
+import { smsFactorsSealed } from '../../../store/sealed-tables.js';
+import { smsCodes, smsFactors } from '../../../store/schema.js';
+import { phoneRecipientKey } from '../../limits/recipient-keys.js';
+import type { SmsSendThrottle } from '../../limits/throttle.js';
 import type { IdentitySmsSender, SmsSendResult } from './sms-sender.js';
 
 /**

@@ -1,5 +1,5 @@
-import { SYSTEM_SCOPE, type SealedFields } from '../seal/sealed-fields.js';
-import { usersSealed } from '../store/sealed-tables.js';
+import { SYSTEM_SCOPE, type SealedFields } from '../../seal/sealed-fields.js';
+import { usersSealed } from '../../store/sealed-tables.js';
 
 /**
  * Opaque keys for the places we send things to, for limits kept in Redis or memory: keyed

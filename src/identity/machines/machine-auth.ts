@@ -1,18 +1,18 @@
 import { timingSafeEqual } from 'node:crypto';
-import { appendAuditEvent, type AuditEventInput } from '../store/audit-trail.js';
-import { hashRefreshToken, isRefreshTokenFormat } from './refresh-tokens.js';
+import { appendAuditEvent, type AuditEventInput } from '../../store/audit-trail.js';
+import { hashRefreshToken, isRefreshTokenFormat } from '../sessions/refresh-tokens.js';
 import { eq } from 'drizzle-orm';
-import type { Db } from '../store/connection.js';
-import { refreshTokens } from '../store/schema.js';
+import type { Db } from '../../store/connection.js';
+import { refreshTokens } from '../../store/schema.js';
 import type { ApiKeyRecord } from './api-keys.js';
-import { AuthError, forbidden } from './errors.js';
-import type { Identity } from './identity.js';
-import { OPAQUE_TOKEN_PREFIXES, hashOpaqueToken } from './opaque-tokens.js';
-import { API_KEY_SCOPES, isApiKeyScope, keyScopesBeyondRole, roleHasPermission, type ApiKeyScope, type Role } from './permissions.js';
-import { auditActorOf, confinedTenant, type Principal } from './principal.js';
-import type { RequestOrigin } from './sign-in.js';
-import { ACCESS_TOKEN_TTL_SECONDS, TokenError, verifyAccessToken } from './tokens.js';
-import { isUuid } from '../domain/ids.js';
+import { AuthError, forbidden } from '../errors.js';
+import type { Identity } from '../identity.js';
+import { OPAQUE_TOKEN_PREFIXES, hashOpaqueToken } from '../tokens/opaque-tokens.js';
+import { API_KEY_SCOPES, isApiKeyScope, keyScopesBeyondRole, roleHasPermission, type ApiKeyScope, type Role } from '../permissions.js';
+import { auditActorOf, confinedTenant, type Principal } from '../principal.js';
+import type { RequestOrigin } from '../sign-in/sign-in.js';
+import { ACCESS_TOKEN_TTL_SECONDS, TokenError, verifyAccessToken } from '../tokens/access-tokens.js';
+import { isUuid } from '../../domain/ids.js';
 
 /**
  * Why a user's keys are being re-checked: their role changed (to `role`), or they were

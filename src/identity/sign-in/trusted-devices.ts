@@ -1,9 +1,9 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { and, eq, gt, isNull } from 'drizzle-orm';
 import Bowser from 'bowser';
-import type { Db } from '../store/connection.js';
-import { trustedDevices } from '../store/schema.js';
-import { hashOpaqueToken, isOpaqueToken, issueOpaqueToken } from './opaque-tokens.js';
+import type { Db } from '../../store/connection.js';
+import { trustedDevices } from '../../store/schema.js';
+import { hashOpaqueToken, isOpaqueToken, issueOpaqueToken } from '../tokens/opaque-tokens.js';
 
 /**
  * Trusted devices: after a passed second factor the client gets a `deviceToken`; a later

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { hash, parseOptions, verify, type Options, type ParsedHashOptions } from '@node-rs/argon2';
 import { isCommonPassword } from './common-passwords.js';
-import type { PasswordRule } from './errors.js';
+import type { PasswordRule } from '../errors.js';
 
 /**
  * OWASP Password Storage Cheat Sheet, argon2id, first configuration:
