@@ -5,7 +5,7 @@ import { after, before, describe, test } from 'node:test';
 import { sql } from 'drizzle-orm';
 import { decodeProtectedHeader } from 'jose';
 import { Accounts } from '../../src/identity/accounts/accounts.js';
-import { DatabaseSigningKeyStore } from '../../src/store/repositories/signing-keys.js';
+import { SigningKeysRepository as DatabaseSigningKeyStore } from '../../src/store/repositories/signing-keys.js';
 import { RETIRED_KEY_VERIFICATION_WINDOW_MS, SigningKeys } from '../../src/identity/tokens/signing-keys.js';
 import { queryRows } from '../../src/store/connection.js';
 import { logLines, spawnCli, stopChildren, waitForOutput } from '../helpers/cli.js';

@@ -2,8 +2,8 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { dictionary } from '@zxcvbn-ts/language-common';
 import { isCommonPassword } from '../../src/identity/passwords/common-passwords.js';
-import { PasswordPolicyError } from '../../src/identity/errors.js';
 import {
+  PasswordPolicyError,
   checkPasswordPolicy,
   hashPassword,
   needsRehash,

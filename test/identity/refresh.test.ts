@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import { sql } from 'drizzle-orm';
 import { hashRefreshToken } from '../../src/identity/sessions/refresh-tokens.js';
-import type { TokenPair } from '../../src/identity/sign-in/sign-in.js';
+import type { TokenPair } from '../../src/identity/sign-in/auth-steps.js';
 import { queryRows } from '../../src/store/connection.js';
 import { describeEachBackend } from '../helpers/database.js';
 import { openIdentityHarness, sessionIdOf, type IdentityHarness, type TestUser } from '../helpers/identity.js';

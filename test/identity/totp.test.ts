@@ -1,8 +1,8 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { HOTP, Secret, TOTP, URI } from 'otpauth';
-import { TotpSecretError } from '../../src/identity/errors.js';
 import {
+  TotpSecretError,
   consumeTotpCode,
   createTotpEnrollment,
   verifyTotp,

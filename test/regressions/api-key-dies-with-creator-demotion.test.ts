@@ -4,7 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import type { LightMyRequestResponse } from 'fastify';
 import { sql } from 'drizzle-orm';
-import { AuthError } from '../../src/identity/errors.js';
+import { IdentityError as AuthError } from '../../src/identity/errors.js';
 import { MachineAuth } from '../../src/identity/machines/machine-auth.js';
 import type { Principal } from '../../src/identity/principal.js';
 import type { RedisRevocationBus } from '../../src/store/revocation-bus.js';

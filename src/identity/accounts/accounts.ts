@@ -1,24 +1,20 @@
-import { randomUUID } from 'node:crypto';
-import { and, eq, isNull } from 'drizzle-orm';
-import type { AuditAction } from '../../domain/audit-actions.js';
-import { appendAuditEvent, type AuditEventInput } from '../../store/audit-trail.js';
+import { appendAuditEvent } from '../../store/audit-trail.js';
 import type { Db } from '../../store/connection.js';
 import { isDatabaseUnavailable } from '../../store/connection-errors.js';
-import { tenants, userTokens } from '../../store/schema.js';
-import { AuthError, forbidden } from '../errors.js';
+import { tenantExists } from '../../store/repositories/tenants.js';
+import { EmailTakenError, type NewUser, type UserRecord, type UserView } from '../../store/repositories/users.js';
+import { renderAlreadyRegisteredEmail, renderSetupEmail, renderVerificationEmail, SETUP_LINK_TTL_HOURS } from '../email/emails.js';
+import { IdentityError, forbidden, invalidInput, notFound } from '../errors.js';
 import type { Identity } from '../identity.js';
-import { renderVerificationEmail } from '../email/emails.js';
-import { renderSetupEmail } from '../email/emails.js';
-import { renderAlreadyRegisteredEmail } from '../email/emails.js';
-import { SETUP_LINK_TTL_HOURS } from '../email/emails.js';
 import { MachineAuth } from '../machines/machine-auth.js';
-import { hashOpaqueToken, isOpaqueToken, issueOpaqueToken } from '../tokens/opaque-tokens.js';
-import { checkPasswordPolicy, hashPassword, verifyAgainstDummy, verifyPassword } from '../passwords/passwords.js';
-import { VISIBLE_ROLES, mayManageRole, type Role } from '../permissions.js';
+import { assertPasswordPolicy, hashPassword } from '../passwords/passwords.js';
+import type { Role } from '../permissions.js';
 import { auditActorOf, confinedTenant, type Principal } from '../principal.js';
-import type { RequestOrigin } from '../sign-in/sign-in.js';
-import { type UserRecord, type UserView } from '../../store/repositories/users.js';
-import { isUuid } from '../../domain/ids.js';
+import type { RequestOrigin } from '../request-origin.js';
+import { RoleRules, assertTenantRule, visibleRolesOf } from './role-rules.js';
+import { UserTokens, invalidUserToken } from './user-tokens.js';
+
+export type { UserRecord, UserView };
 
 /** Setup links are valid this long, single use; the email says the same. (Verification links: CIPHERGATE_SIGNUP_PENDING_HOURS.) */
 export const USER_TOKEN_TTL_MS = SETUP_LINK_TTL_HOURS * 60 * 60 * 1000;
@@ -28,17 +24,21 @@ const MAX_QUEUED_SIGNUPS = 1000;
 
 /**
  * Accounts: users made by admins (pending until they set a password with their setup token),
- * optional self-registration with email verification, password changes, and the admin
- * operations on users. Role rules come from permissions.ts; every change is audited.
+ * optional self-registration with email verification, and the admin operations on users. Role
+ * rules come from permissions.ts (applied by role-rules.ts); every change is audited.
  */
 export class Accounts {
   private readonly machines: MachineAuth;
+  private readonly rules: RoleRules;
+  private readonly tokens: UserTokens;
   /** The after-answer signup work of this instance, run one at a time (see `afterAnswer`). */
   private signupQueue: Promise<void> = Promise.resolve();
   private signupsQueued = 0;
 
   constructor(private readonly identity: Identity) {
     this.machines = new MachineAuth(identity);
+    this.rules = new RoleRules(identity);
+    this.tokens = new UserTokens(identity);
   }
 
   private get parts() {
@@ -50,17 +50,17 @@ export class Accounts {
    * once (and emailed when SMTP is configured). `actor` is null for the CLI.
    */
   async createPendingUser(actor: Principal, input: { email: string; role: Role; tenantId: string | null }, origin: RequestOrigin): Promise<{ user: UserView; setupToken: string; setupExpiresAt: Date }> {
-    await this.assertMayAssign(actor, input.role, { action: 'user.create', userId: null, origin });
+    await this.rules.assertMayAssign(actor, input.role, { action: 'user.create', userId: null, origin });
     assertTenantRule(input.role, input.tenantId);
     const { db, users, mailer, settings, logger } = this.parts;
     await this.assertTenantExists(input.tenantId);
-    const { token, hash } = issueOpaqueToken('setup');
     const expiresAt = new Date(Date.now() + USER_TOKEN_TTL_MS);
+    let token = '';
     const user = await db.transaction(async (tx) => {
       // An invite takes over a self-registration nobody has verified: it is no account yet.
       const replacedSignup = await users.removePendingSignup(input.email, tx);
-      const created = await users.create({ email: input.email, role: input.role, tenantId: input.tenantId, status: 'pending' }, tx);
-      await tx.insert(userTokens).values({ id: randomUUID(), userId: created.id, purpose: 'setup', tokenHash: hash, expiresAt, createdAt: new Date() });
+      const created = await this.createUser({ email: input.email, role: input.role, tenantId: input.tenantId, status: 'pending' }, tx);
+      token = await this.tokens.issue(created.id, 'setup', expiresAt, tx);
       await appendAuditEvent(tx, {
         actor: auditActorOf(actor),
         action: 'user.create',
@@ -89,7 +89,7 @@ export class Accounts {
     const passwordHash = await hashPassword(input.password);
     return db.transaction(async (tx) => {
       const replacedSignup = await users.removePendingSignup(input.email, tx);
-      const user = await users.create({ email: input.email, role: input.role, tenantId: input.tenantId, status: 'active', passwordHash }, tx);
+      const user = await this.createUser({ email: input.email, role: input.role, tenantId: input.tenantId, status: 'active', passwordHash }, tx);
       await appendAuditEvent(tx, {
         actor: { type: 'system' },
         action: 'user.create',
@@ -105,18 +105,23 @@ export class Accounts {
   /** Redeems a setup token: the password is set and the user becomes active. */
   async setup(input: { setupToken: string; password: string }, origin: RequestOrigin): Promise<{ userId: string }> {
     const { db, users } = this.parts;
-    const record = await this.openUserToken(input.setupToken, 'setup', origin);
+    const record = await this.tokens.open(input.setupToken, 'setup', origin);
     const user = await users.viewById(record.userId);
     if (!user || user.status !== 'pending') throw invalidUserToken();
     assertPasswordPolicy(input.password, user.email);
     const passwordHash = await hashPassword(input.password);
     await db.transaction(async (tx) => {
-      if (!(await this.spendUserToken(record.id, tx))) throw invalidUserToken();
+      if (!(await this.tokens.spend(record.id, tx))) throw invalidUserToken();
       await users.setPassword(user.id, passwordHash, tx);
       if (!(await users.activate(user.id, 'pending', tx))) throw invalidUserToken();
       await appendAuditEvent(tx, { actor: { type: 'user', id: user.id }, action: 'auth.password.set', target: { type: 'user', id: user.id }, sourceIp: origin.ip, outcome: 'success', details: { via: 'setup-token' } });
     });
     return { userId: user.id };
+  }
+
+  /** Whether self-registration is enabled (CIPHERGATE_SIGNUP=open). */
+  signupOpen(): boolean {
+    return this.parts.settings.signup === 'open';
   }
 
   /**
@@ -130,7 +135,7 @@ export class Accounts {
    * verification link, or a note to the existing owner) happens after it, see `registerSignup`.
    */
   async signup(input: { email: string }, origin: RequestOrigin): Promise<void> {
-    if (this.parts.settings.signup !== 'open') throw new AuthError(404, 'not-found', 'Not Found', 'self-registration is not enabled');
+    if (!this.signupOpen()) throw signupNotEnabled();
     this.afterAnswer(() => this.registerSignup(input.email, origin));
   }
 
@@ -148,13 +153,13 @@ export class Accounts {
       await this.sendEmail(email, renderAlreadyRegisteredEmail(`${settings.publicUrl}/`), existing.id);
       return;
     }
-    const { token, hash } = issueOpaqueToken('verifyEmail');
+    let token = '';
     let userId: string;
     try {
       userId = await db.transaction(async (tx) => {
         const replacedPending = await users.removePendingSignup(email, tx);
-        const user = await users.create({ email, role: 'user', tenantId: null, status: 'unverified' }, tx);
-        await tx.insert(userTokens).values({ id: randomUUID(), userId: user.id, purpose: 'verify-email', tokenHash: hash, expiresAt: new Date(user.createdAt.getTime() + settings.signupPendingMs), createdAt: user.createdAt });
+        const user = await this.createUser({ email, role: 'user', tenantId: null, status: 'unverified' }, tx);
+        token = await this.tokens.issue(user.id, 'verify-email', new Date(user.createdAt.getTime() + settings.signupPendingMs), tx, user.createdAt);
         await appendAuditEvent(tx, {
           actor: { type: 'anonymous' },
           action: 'auth.signup',
@@ -167,7 +172,7 @@ export class Accounts {
       });
     } catch (error) {
       // Lost a race with another signup or an invite of the same address: theirs stands.
-      if (error instanceof AuthError && error.type === 'email-taken') return;
+      if (error instanceof IdentityError && error.code === 'email-taken') return;
       throw error;
     }
     // The token travels in the fragment: it never reaches a server log, and a mail scanner
@@ -218,15 +223,15 @@ export class Accounts {
    */
   async verifyEmail(input: { token: string; password: string }, origin: RequestOrigin): Promise<void> {
     const { settings, db, users } = this.parts;
-    if (settings.signup !== 'open') throw new AuthError(404, 'not-found', 'Not Found', 'self-registration is not enabled');
-    const record = await this.openUserToken(input.token, 'verify-email', origin);
+    if (!this.signupOpen()) throw signupNotEnabled();
+    const record = await this.tokens.open(input.token, 'verify-email', origin);
     const user = await users.viewById(record.userId);
     // Also refused once older than the pending time now configured, which may have been shortened since.
     if (!user || user.status !== 'unverified' || user.createdAt.getTime() + settings.signupPendingMs <= Date.now()) throw invalidUserToken();
     assertPasswordPolicy(input.password, user.email);
     const passwordHash = await hashPassword(input.password);
     await db.transaction(async (tx) => {
-      if (!(await this.spendUserToken(record.id, tx))) throw invalidUserToken();
+      if (!(await this.tokens.spend(record.id, tx))) throw invalidUserToken();
       await users.setPassword(user.id, passwordHash, tx);
       if (!(await users.activate(user.id, 'unverified', tx))) throw invalidUserToken();
       await appendAuditEvent(tx, { actor: { type: 'user', id: user.id }, action: 'auth.email.verify', target: { type: 'user', id: user.id }, sourceIp: origin.ip, outcome: 'success', details: { passwordSet: true } });
@@ -250,43 +255,6 @@ export class Accounts {
   }
 
   /**
-   * Changes the caller's password after checking the current one. Every other session ends,
-   * and every trusted device, the caller's included: whoever knew the old password may also
-   * hold a device token, so the next sign-in anywhere asks for the second factor again.
-   */
-  async changePassword(principal: Principal, input: { currentPassword: string; newPassword: string }, origin: RequestOrigin): Promise<{ revokedSessions: number }> {
-    if (principal.kind !== 'user') throw forbidden('machines have no password');
-    const { users, db, sessions, devices, throttle } = this.parts;
-    const user = await users.viewById(principal.userId);
-    const record = await users.get(principal.userId);
-    const accountKey = `p:${principal.userId}`;
-    const lock = await throttle.check(accountKey, origin.ip);
-    if (lock.locked) {
-      this.identity.metrics.recordFailure('password-change', 'account-locked');
-      throw new AuthError(429, 'account-locked', 'Too many attempts', 'too many failed attempts; try again later', {}, { 'retry-after': String(lock.retryAfterSeconds) });
-    }
-    const ok = record?.passwordHash ? await verifyPassword(record.passwordHash, input.currentPassword) : await verifyAgainstDummy(input.currentPassword);
-    if (!user || !ok) {
-      const failure = await throttle.recordFailure(accountKey, origin.ip);
-      this.identity.metrics.recordFailure('password-change', 'wrong-current-password');
-      if (failure.lockedNow) this.identity.metrics.recordLockout('password-change');
-      await appendAuditEvent(db, { actor: auditActorOf(principal), action: 'auth.password.change', target: { type: 'user', id: principal.userId }, sourceIp: origin.ip, outcome: 'failure', details: { reason: 'wrong-current-password' } });
-      throw new AuthError(403, 'invalid-credentials', 'Invalid credentials', 'the current password is wrong');
-    }
-    await throttle.recordSuccess(accountKey, origin.ip);
-    assertPasswordPolicy(input.newPassword, user.email);
-    const passwordHash = await hashPassword(input.newPassword);
-    const revoked = await db.transaction(async (tx) => {
-      await users.setPassword(user.id, passwordHash, tx);
-      await devices.revokeAll(user.id, tx);
-      const ids = await sessions.revokeForUser(user.id, 'password-changed', { exceptSessionId: principal.sessionId }, tx);
-      await appendAuditEvent(tx, { actor: auditActorOf(principal), action: 'auth.password.change', target: { type: 'user', id: user.id }, sourceIp: origin.ip, outcome: 'success', details: { revokedSessions: ids.length } });
-      return ids.length;
-    });
-    return { revokedSessions: revoked };
-  }
-
-  /**
    * Lists the users `actor` may see (permissions.ts, VISIBLE_ROLES: a manager's list has no
    * admins); a principal that cannot see every tenant is refused by the route's permission already.
    */
@@ -303,7 +271,7 @@ export class Accounts {
     const user = await this.parts.users.viewById(userId);
     const confined = confinedTenant(actor);
     const visible = user !== undefined && visibleRolesOf(actor).includes(user.role) && (confined === null || user.tenantId === confined);
-    if (!visible) throw new AuthError(404, 'not-found', 'Not Found', 'no such user');
+    if (!visible) throw notFound('no such user');
     return user;
   }
 
@@ -315,18 +283,18 @@ export class Accounts {
    */
   async updateUser(actor: Principal, userId: string, patch: { role?: Role; tenantId?: string | null; status?: 'active' | 'disabled' }, origin: RequestOrigin): Promise<UserView> {
     const { users, db } = this.parts;
-    const target = await this.manageableTarget(actor, userId, { denied: { action: 'user.update', origin } });
+    const target = await this.rules.manageableTarget(actor, userId, { denied: { action: 'user.update', origin } });
     if (actor.kind === 'user' && actor.userId === userId && (patch.role !== undefined || patch.status !== undefined || patch.tenantId !== undefined)) {
-      await this.auditDenied(actor, 'user.update', userId, origin, 'self-change');
+      await this.rules.auditDenied(actor, 'user.update', userId, origin, 'self-change');
       throw forbidden('nobody changes their own role, tenant or status');
     }
     const role = patch.role ?? target.role;
-    if (patch.role !== undefined) await this.assertMayAssign(actor, patch.role, { action: 'user.update', userId, origin });
+    if (patch.role !== undefined) await this.rules.assertMayAssign(actor, patch.role, { action: 'user.update', userId, origin });
     const tenantId = patch.tenantId !== undefined ? patch.tenantId : target.tenantId;
     assertTenantRule(role, tenantId);
     if (patch.tenantId !== undefined) await this.assertTenantExists(tenantId);
     if (patch.status === 'active' && target.status !== 'disabled' && target.status !== 'active') {
-      throw new AuthError(409, 'invalid-state', 'Invalid state', 'only a disabled user can be re-enabled; pending users activate through their setup token');
+      throw new IdentityError('invalid-state', 'only a disabled user can be re-enabled; pending users activate through their setup token');
     }
     await db.transaction(async (tx) => {
       // The update takes the user's row lock first, so a key this user is making right now
@@ -351,9 +319,9 @@ export class Accounts {
   /** Deletes a user after ending all of its sessions, devices and API keys. */
   async deleteUser(actor: Principal, userId: string, origin: RequestOrigin): Promise<void> {
     const { users, db } = this.parts;
-    const target = await this.manageableTarget(actor, userId, { denied: { action: 'user.delete', origin } });
+    const target = await this.rules.manageableTarget(actor, userId, { denied: { action: 'user.delete', origin } });
     if (actor.kind === 'user' && actor.userId === userId) {
-      await this.auditDenied(actor, 'user.delete', userId, origin, 'self-delete');
+      await this.rules.auditDenied(actor, 'user.delete', userId, origin, 'self-delete');
       throw forbidden('nobody deletes their own account here; ask another admin');
     }
     await db.transaction(async (tx) => {
@@ -366,74 +334,19 @@ export class Accounts {
     });
   }
 
-  /**
-   * Removes every second factor of a user who lost them (authenticator, recovery codes, phone),
-   * for an admin, or a manager for the roles it manages. Every session, trusted device and open
-   * login challenge of the user ends with them; at the next sign-in the password earns an
-   * enrollment challenge, as for a new user. Nobody resets their own factors here: a signed-in
-   * user replaces theirs with the current one (`POST /auth/totp/enroll`), and a stolen session
-   * must not be able to strip them.
-   */
-  async resetFactors(actor: Principal, userId: string, origin: RequestOrigin): Promise<FactorReset> {
-    const target = await this.manageableTarget(actor, userId, { denied: { action: FACTORS_RESET, origin } });
-    if (actor.kind === 'user' && actor.userId === userId) {
-      await this.auditDenied(actor, FACTORS_RESET, userId, origin, 'self-reset');
-      throw forbidden('nobody resets their own second factors; replace yours with POST /api/v1/auth/totp/enroll, or ask another admin');
+  /** Inserts a user in the caller's transaction; an address registered already is `email-taken` (409). */
+  private async createUser(input: NewUser, tx: Db): Promise<UserRecord> {
+    try {
+      return await this.parts.users.create(input, tx);
+    } catch (error) {
+      if (error instanceof EmailTakenError) throw new IdentityError('email-taken', 'a user with this email exists already');
+      throw error;
     }
-    return this.removeFactors(userId, { actor: auditActorOf(actor), tenantId: target.tenantId, sourceIp: origin.ip, via: 'api' });
-  }
-
-  /** The same from the command line: the operator may reset anyone's factors, admins' included. */
-  async resetFactorsAsOperator(userId: string): Promise<FactorReset> {
-    const target = await this.parts.users.get(userId);
-    if (!target) throw new AuthError(404, 'not-found', 'Not Found', 'no such user');
-    return this.removeFactors(userId, { actor: { type: 'system', id: 'cli' }, tenantId: target.tenantId, sourceIp: null, via: 'cli' });
-  }
-
-  private async removeFactors(userId: string, by: { actor: AuditEventInput['actor']; tenantId: string | null; sourceIp: string | null; via: 'api' | 'cli' }): Promise<FactorReset> {
-    const { db, users, factors, sms, challenges, sessions, devices } = this.parts;
-    return db.transaction(async (tx) => {
-      // The same lock as an enrollment (SignIn.confirmTotp): one running at this moment either
-      // finishes first and is removed here, or waits and then finds no factor to stand on.
-      if (!(await users.lock(userId, tx))) throw new AuthError(404, 'not-found', 'Not Found', 'no such user');
-      const removed = await factors.removeAll(userId, tx);
-      const phone = await sms.removePhone(userId, tx);
-      await challenges.revokeAllOf(userId, tx);
-      const ended = await sessions.revokeForUser(userId, 'factor-changed', {}, tx);
-      const devicesEnded = await devices.revokeAll(userId, tx);
-      const reset: FactorReset = { authenticators: removed.authenticators, recoveryCodes: removed.recoveryCodes, phone, sessions: ended.length, devices: devicesEnded };
-      await appendAuditEvent(tx, { actor: by.actor, action: FACTORS_RESET, target: { type: 'user', id: userId }, tenantId: by.tenantId, sourceIp: by.sourceIp, outcome: 'success', details: { via: by.via, ...reset } });
-      return reset;
-    });
-  }
-
-  /** A user's sessions for an admin (or for themselves). */
-  async sessionsOf(actor: Principal, userId: string) {
-    await this.manageableTarget(actor, userId, { allowSelf: true });
-    return this.parts.sessions.listForUser(userId);
-  }
-
-  /** Revokes one session. Users revoke their own; `sessions:manage` holders revoke those of users they manage. */
-  async revokeSession(actor: Principal, sessionId: string, origin: RequestOrigin, options: { asAdmin: boolean }): Promise<void> {
-    const { sessions, db } = this.parts;
-    const owner = isUuid(sessionId) ? await sessions.owner(sessionId) : undefined;
-    const notFound = new AuthError(404, 'not-found', 'Not Found', 'no such session');
-    if (!owner || owner.userId === null) throw notFound;
-    const own = actor.kind === 'user' && actor.userId === owner.userId;
-    if (!own) {
-      if (!options.asAdmin) throw notFound;
-      await this.manageableTarget(actor, owner.userId, { denied: { action: 'auth.session.revoke', origin } });
-    }
-    const revoked = await sessions.revoke([sessionId], own ? 'revoked-by-user' : 'revoked-by-admin');
-    if (revoked.length === 0) throw notFound;
-    await appendAuditEvent(db, { actor: auditActorOf(actor), action: 'auth.session.revoke', target: { type: 'session', id: sessionId }, sourceIp: origin.ip, outcome: 'success', details: { reason: own ? 'revoked-by-user' : 'revoked-by-admin', count: 1 } });
   }
 
   /** A tenant id from a request names an existing tenant, or the answer is 400 (never a foreign-key 500). */
   private async assertTenantExists(tenantId: string | null): Promise<void> {
-    if (tenantId === null) return;
-    const [row] = await this.parts.db.select({ id: tenants.id }).from(tenants).where(eq(tenants.id, tenantId)).limit(1);
-    if (!row) throw new AuthError(400, 'validation-failed', 'Validation failed', 'tenantId: no such tenant');
+    if (tenantId !== null && !(await tenantExists(this.parts.db, tenantId))) throw invalidInput('tenantId: no such tenant');
   }
 
   /** Sessions and trusted devices; the user's API keys are `MachineAuth.revokeKeysOfCreator`'s. */
@@ -442,90 +355,8 @@ export class Accounts {
     await sessions.revokeForUser(userId, reason, {}, tx);
     await devices.revokeAll(userId, tx);
   }
-
-  /**
-   * The target user if the actor may manage it. A user who does not exist, and one the actor
-   * may not manage, both read as 404 to a manager, so managers cannot probe for admins.
-   * With `denied`, a refusal of an existing user is audited (the 404 hides it from the caller only).
-   */
-  private async manageableTarget(actor: Principal, userId: string, options: { allowSelf?: boolean; denied?: { action: AuditAction; origin: RequestOrigin } } = {}): Promise<UserRecord> {
-    const target = await this.parts.users.get(userId);
-    const notFound = new AuthError(404, 'not-found', 'Not Found', 'no such user');
-    if (!target) throw notFound;
-    if (options.allowSelf && actor.kind === 'user' && actor.userId === userId) return target;
-    if (actor.kind !== 'user') throw forbidden('machines do not manage users');
-    if (actor.userId === userId) return target;
-    if (!mayManageRole(actor.role, target.role)) {
-      if (options.denied) await this.auditDenied(actor, options.denied.action, userId, options.denied.origin, 'not-manageable');
-      throw actor.role === 'admin' ? forbidden('not allowed') : notFound;
-    }
-    return target;
-  }
-
-  /** Refuses (and audits) giving a role the actor may not give: a manager making an admin is an attempt to climb. */
-  private async assertMayAssign(actor: Principal, role: Role, attempt: { action: AuditAction; userId: string | null; origin: RequestOrigin }): Promise<void> {
-    if (actor.kind !== 'user' || !mayManageRole(actor.role, role)) {
-      await this.auditDenied(actor, attempt.action, attempt.userId, attempt.origin, 'role-not-assignable', { role });
-      throw forbidden(`a ${actor.kind === 'user' ? actor.role : 'machine'} may not give the role "${role}"`);
-    }
-  }
-
-  private async auditDenied(actor: Principal, action: AuditAction, userId: string | null, origin: RequestOrigin, reason: string, details: Record<string, string> = {}): Promise<void> {
-    await appendAuditEvent(this.parts.db, { actor: auditActorOf(actor), action, target: userId ? { type: 'user', id: userId } : null, sourceIp: origin.ip, outcome: 'denied', details: { ...details, reason } });
-  }
-
-  private async openUserToken(token: unknown, purpose: 'setup' | 'verify-email', origin: RequestOrigin): Promise<{ id: string; userId: string }> {
-    const kind = purpose === 'setup' ? 'setup' : 'verifyEmail';
-    const deny = async () => {
-      await appendAuditEvent(this.parts.db, { actor: { type: 'anonymous' }, action: purpose === 'setup' ? 'auth.password.set' : 'auth.email.verify', sourceIp: origin.ip, outcome: 'denied', details: { reason: 'invalid-token' } });
-      return invalidUserToken();
-    };
-    if (!isOpaqueToken(kind, token)) throw await deny();
-    const [row] = await this.parts.db
-      .select()
-      .from(userTokens)
-      .where(and(eq(userTokens.tokenHash, hashOpaqueToken(token)), eq(userTokens.purpose, purpose), isNull(userTokens.usedAt)))
-      .limit(1);
-    if (!row || row.expiresAt.getTime() <= Date.now()) throw await deny();
-    return { id: row.id, userId: row.userId };
-  }
-
-  private async spendUserToken(id: string, tx: Db): Promise<boolean> {
-    const rows = await tx.update(userTokens).set({ usedAt: new Date() }).where(and(eq(userTokens.id, id), isNull(userTokens.usedAt))).returning({ id: userTokens.id });
-    return rows.length === 1;
-  }
 }
 
-/** What an admin reset removed and ended; counts only (also the audit details of `user.factors.reset`). */
-export interface FactorReset {
-  /** Confirmed authenticators removed (0 or 1). */
-  authenticators: number;
-  /** Unused recovery codes removed. */
-  recoveryCodes: number;
-  /** Whether a verified phone was removed. */
-  phone: boolean;
-  sessions: number;
-  devices: number;
-}
-
-const FACTORS_RESET = 'user.factors.reset' satisfies AuditAction;
-
-/** Machines see no users (their scopes never include `users:read`); a person sees the roles VISIBLE_ROLES gives theirs. */
-function visibleRolesOf(actor: Principal): readonly Role[] {
-  return actor.kind === 'user' ? VISIBLE_ROLES[actor.role] : [];
-}
-
-function invalidUserToken(): AuthError {
-  return new AuthError(400, 'invalid-token', 'Invalid token', 'the token is unknown, expired or already used');
-}
-
-/** Client users belong to exactly one tenant; nobody else is bound to one. */
-function assertTenantRule(role: Role, tenantId: string | null): void {
-  if (role === 'client' && !tenantId) throw new AuthError(400, 'validation-failed', 'Validation failed', 'a client user needs a tenant');
-  if (role !== 'client' && tenantId) throw new AuthError(400, 'validation-failed', 'Validation failed', 'only client users belong to a tenant');
-}
-
-function assertPasswordPolicy(password: string, email: string): void {
-  const result = checkPasswordPolicy(password, { email });
-  if (!result.ok) throw new AuthError(400, 'weak-password', 'Password rejected', result.message, { rule: result.rule });
+function signupNotEnabled(): IdentityError {
+  return notFound('self-registration is not enabled');
 }

@@ -1,5 +1,5 @@
 import { SYSTEM_SCOPE, type SealedFields } from '../../seal/sealed-fields.js';
-import { usersSealed } from '../../store/sealed-tables.js';
+import type { UsersRepository } from '../../store/repositories/users.js';
 
 /**
  * Opaque keys for the places we send things to, for limits kept in Redis or memory: keyed
@@ -13,13 +13,9 @@ import { usersSealed } from '../../store/sealed-tables.js';
  * so the key of an address is the one its account would have, known or not. Also the sign-in
  * throttle's account key. An address that does not normalise shares `e:invalid`.
  */
-export function emailRecipientKey(fields: SealedFields, email: string): string {
-  try {
-    const [current] = fields.lookupIndexes(usersSealed, 'email', SYSTEM_SCOPE, email);
-    return `e:${current!.toString('hex')}`;
-  } catch {
-    return 'e:invalid';
-  }
+export function emailRecipientKey(users: UsersRepository, email: string): string {
+  const current = users.currentEmailIndex(email);
+  return current ? `e:${current.toString('hex')}` : 'e:invalid';
 }
 
 /**

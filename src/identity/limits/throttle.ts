@@ -3,20 +3,6 @@ import { normalizeIP } from '@fastify/rate-limit';
 import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
 import type { RedisConnection } from '../../store/redis.js';
 
-/**
- * Thrown by a caller (a sign-in or second-factor route) that was told no; the error handler
- * answers 429 with Retry-After. `reason` says which limit, never whose account.
- */
-export class RateLimitedError extends Error {
-  override readonly name = 'RateLimitedError';
-  constructor(
-    readonly reason: 'account-locked' | 'ip-limit',
-    readonly retryAfterSeconds: number,
-  ) {
-    super(reason === 'account-locked' ? 'too many failed attempts; try again later' : 'too many attempts from this address; try again later');
-  }
-}
-
 export interface LoginThrottleOptions {
   /** Shared counters across instances; without it, each instance counts on its own. */
   redis?: RedisConnection | undefined;

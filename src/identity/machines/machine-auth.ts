@@ -1,18 +1,13 @@
-import { timingSafeEqual } from 'node:crypto';
+import { isUuid } from '../../domain/ids.js';
 import { appendAuditEvent, type AuditEventInput } from '../../store/audit-trail.js';
-import { hashRefreshToken, isRefreshTokenFormat } from '../sessions/refresh-tokens.js';
-import { eq } from 'drizzle-orm';
 import type { Db } from '../../store/connection.js';
-import { refreshTokens } from '../../store/schema.js';
-import type { ApiKeyRecord } from './api-keys.js';
-import { AuthError, forbidden } from '../errors.js';
+import { tenantExists } from '../../store/repositories/tenants.js';
+import { forbidden, invalidInput, notFound } from '../errors.js';
 import type { Identity } from '../identity.js';
-import { OPAQUE_TOKEN_PREFIXES, hashOpaqueToken } from '../tokens/opaque-tokens.js';
 import { API_KEY_SCOPES, isApiKeyScope, keyScopesBeyondRole, roleHasPermission, type ApiKeyScope, type Role } from '../permissions.js';
 import { auditActorOf, confinedTenant, type Principal } from '../principal.js';
-import type { RequestOrigin } from '../sign-in/sign-in.js';
-import { ACCESS_TOKEN_TTL_SECONDS, TokenError, verifyAccessToken } from '../tokens/access-tokens.js';
-import { isUuid } from '../../domain/ids.js';
+import type { RequestOrigin } from '../request-origin.js';
+import type { ApiKeyRecord } from './api-keys.js';
 
 /**
  * Why a user's keys are being re-checked: their role changed (to `role`), or they were
@@ -20,9 +15,12 @@ import { isUuid } from '../../domain/ids.js';
  */
 export type CreatorChange = { reason: 'creator-role-changed'; role: Role } | { reason: 'creator-disabled' | 'creator-deleted' };
 
+/** What `revokeKeyAsOperator` did. */
+export type OperatorRevocation = { kind: 'revoked'; endedSessions: number } | { kind: 'unknown' } | { kind: 'revoked-already' };
+
 /**
- * Machines: API keys (created, listed, revoked) and the OAuth 2.0 endpoints built on them,
- * the client-credentials grant (RFC 6749 §4.4) and token revocation (RFC 7009).
+ * Machines' credentials: API keys created, listed and revoked, and kept within what their
+ * creator may hold. The OAuth endpoints built on them are oauth.ts.
  */
 export class MachineAuth {
   constructor(private readonly identity: Identity) {}
@@ -43,9 +41,9 @@ export class MachineAuth {
     const scopes = validScopes(input.scopes);
     if (actor) await this.assertMayGiveScopes(actor, scopes, input.tenantId, origin);
     if (scopes.some((scope) => scope !== 'metrics:read') && !input.tenantId) {
-      throw new AuthError(400, 'validation-failed', 'Validation failed', 'an API key with data scopes must be bound to a tenant');
+      throw invalidInput('an API key with data scopes must be bound to a tenant');
     }
-    if (input.expiresAt && input.expiresAt.getTime() <= Date.now()) throw new AuthError(400, 'validation-failed', 'Validation failed', 'expiresAt must be in the future');
+    if (input.expiresAt && input.expiresAt.getTime() <= Date.now()) throw invalidInput('expiresAt must be in the future');
     if (actor) {
       const confined = confinedTenant(actor);
       if (confined !== null && confined !== input.tenantId) throw forbidden('keys can only be made for your own tenant');
@@ -122,9 +120,9 @@ export class MachineAuth {
     const { apiKeys, sessions, db } = this.parts;
     const record = isUuid(id) ? await apiKeys.get(id) : undefined;
     const confined = confinedTenant(actor);
-    if (!record || (confined !== null && confined !== record.tenantId)) throw new AuthError(404, 'not-found', 'Not Found', 'no such API key');
+    if (!record || (confined !== null && confined !== record.tenantId)) throw notFound('no such API key');
     await db.transaction(async (tx) => {
-      if (!(await apiKeys.revoke(id, tx))) throw new AuthError(404, 'not-found', 'Not Found', 'no such API key (or revoked already)');
+      if (!(await apiKeys.revoke(id, tx))) throw notFound('no such API key (or revoked already)');
       await sessions.revokeForApiKeys([id], 'api-key-revoked', tx);
       await appendAuditEvent(tx, { actor: auditActorOf(actor), action: 'api-key.revoke', target: { type: 'api_key', id }, tenantId: record.tenantId, sourceIp: origin.ip, outcome: 'success', details: {} });
     });
@@ -150,79 +148,45 @@ export class MachineAuth {
     const detail = roleHasPermission(actor.role, 'api-keys:write')
       ? `a ${actor.role} may not give an API key ${beyond.length === 1 ? 'the scope' : 'the scopes'} ${beyond.map((scope) => `"${scope}"`).join(', ')}: a key holds only what its creator holds`
       : `a ${actor.role} may not make API keys`;
-    throw new AuthError(403, 'forbidden', 'Forbidden', detail, { scopes: beyond });
+    throw forbidden(detail, { scopes: beyond });
   }
 
-  /**
-   * Client credentials: the API key id is the client id, the key is the secret. The answer is
-   * a short-lived access JWT with the requested scopes (all of the key's when none are asked).
-   */
-  async clientCredentials(input: { clientId: string; clientSecret: string; scope?: string | undefined }, origin: RequestOrigin) {
-    const { apiKeys, sessions, db } = this.parts;
-    // Not recorded as a use until the client id is known to match: a secret sent with another
-    // key's id is a failed attempt, not a use of this key.
-    const record = await apiKeys.authenticate(input.clientSecret, { touch: false });
-    // Compared as hashes of equal length, so the check does not leak how much of the id matched.
-    const idMatches = record !== undefined && timingSafeEqual(Buffer.from(hashOpaqueToken(record.id), 'hex'), Buffer.from(hashOpaqueToken(input.clientId), 'hex'));
-    if (!record || !idMatches) {
-      await appendAuditEvent(db, { actor: { type: 'anonymous' }, action: 'oauth.token', sourceIp: origin.ip, outcome: 'failure', details: { reason: 'invalid-client' } });
-      throw oauthError(401, 'invalid_client', 'client authentication failed');
-    }
-    await apiKeys.touch(record);
-    const requested = input.scope === undefined || input.scope.trim() === '' ? record.scopes : input.scope.trim().split(/\s+/);
-    const granted = requested.filter((scope): scope is ApiKeyScope => isApiKeyScope(scope) && record.scopes.includes(scope));
-    if (granted.length !== requested.length) throw oauthError(400, 'invalid_scope', 'the key does not hold every requested scope');
-    // A session per token, so `/oauth/revoke` and key revocation end it like a user session.
-    const started = await sessions.start({ apiKeyId: record.id, deviceLabel: 'client credentials', ip: origin.ip, absoluteMs: ACCESS_TOKEN_TTL_SECONDS * 1000 });
-    const access = await this.identity.machineAccessTokenFor(record, granted, started.sessionId);
-    await appendAuditEvent(db, { actor: { type: 'api_key', id: record.id }, action: 'oauth.token', target: { type: 'session', id: started.sessionId }, tenantId: record.tenantId, sourceIp: origin.ip, outcome: 'success', details: { scopes: granted.join(' ') } });
-    return { access_token: access.token, token_type: 'Bearer' as const, expires_in: ACCESS_TOKEN_TTL_SECONDS, scope: granted.join(' ') };
+  /** The keys `actor` may see, newest first: a confined principal sees its tenant's only. */
+  async listKeys(actor: Principal): Promise<ApiKeyRecord[]> {
+    const confined = confinedTenant(actor);
+    if (confined === 'none') return [];
+    return this.parts.apiKeys.list(confined === null ? {} : { tenantId: confined });
   }
 
-  /**
-   * RFC 7009. Possession of a token is the authority to revoke it: a refresh token or an
-   * access token ends its session, an API key is revoked. Unknown and invalid tokens get the
-   * same 200 (§2.2), so the endpoint cannot be used to test whether a token exists.
-   */
-  async revokeToken(token: string, origin: RequestOrigin): Promise<void> {
-    const { sessions, apiKeys, db, signingKeys, settings } = this.parts;
-    let sessionId: string | undefined;
-    let apiKeyId: string | undefined;
-    const looksLikeRefreshToken: boolean = isRefreshTokenFormat(token);
-    if (looksLikeRefreshToken) {
-      const [row] = await db.select({ sessionId: refreshTokens.sessionId }).from(refreshTokens).where(eq(refreshTokens.tokenHash, hashRefreshToken(token))).limit(1);
-      sessionId = row?.sessionId;
-    } else if (token.startsWith(OPAQUE_TOKEN_PREFIXES.apiKey)) {
-      apiKeyId = (await apiKeys.authenticate(token))?.id;
-    } else {
-      try {
-        // Signature, issuer and audience must hold: anyone can write a JWT naming a sid. An
-        // expired token is refused here too, and needs no revoking.
-        const claims = await verifyAccessToken(signingKeys, token, { issuer: settings.issuer, audience: settings.audience });
-        sessionId = claims.sid;
-      } catch (error) {
-        if (!(error instanceof TokenError)) throw error;
-      }
-    }
-    if (sessionId) {
-      const revoked = await sessions.revoke([sessionId], 'token-revoked');
-      if (revoked.length > 0) await appendAuditEvent(db, { actor: { type: 'anonymous' }, action: 'auth.session.revoke', target: { type: 'session', id: sessionId }, sourceIp: origin.ip, outcome: 'success', details: { reason: 'oauth-revoke', count: 1 } });
-    }
-    if (apiKeyId && (await apiKeys.revoke(apiKeyId))) {
-      await sessions.revokeForApiKeys([apiKeyId], 'api-key-revoked');
-      await appendAuditEvent(db, { actor: { type: 'api_key', id: apiKeyId }, action: 'api-key.revoke', target: { type: 'api_key', id: apiKeyId }, sourceIp: origin.ip, outcome: 'success', details: { via: 'oauth-revoke' } });
-    }
+  /** Whether `tenantId` names a tenant, for a request that binds a key to one. */
+  tenantExists(tenantId: string): Promise<boolean> {
+    return tenantExists(this.parts.db, tenantId);
+  }
+
+  /** Revokes a key from the command line, with every token issued from it; the operator may revoke any key. */
+  async revokeKeyAsOperator(id: string): Promise<OperatorRevocation> {
+    const { db, apiKeys, sessions } = this.parts;
+    const record = await apiKeys.get(id);
+    if (!record) return { kind: 'unknown' };
+    return db.transaction(async (tx): Promise<OperatorRevocation> => {
+      if (!(await apiKeys.revoke(id, tx))) return { kind: 'revoked-already' };
+      const ended = await sessions.revokeForApiKeys([id], 'api-key-revoked', tx);
+      await appendAuditEvent(tx, {
+        actor: { type: 'system', id: 'cli' },
+        action: 'api-key.revoke',
+        target: { type: 'api_key', id },
+        tenantId: record.tenantId,
+        outcome: 'success',
+        details: { via: 'cli', endedSessions: ended.length },
+      });
+      return { kind: 'revoked', endedSessions: ended.length };
+    });
   }
 }
 
 function validScopes(scopes: string[]): ApiKeyScope[] {
-  if (scopes.length === 0) throw new AuthError(400, 'validation-failed', 'Validation failed', 'an API key needs at least one scope');
+  if (scopes.length === 0) throw invalidInput('an API key needs at least one scope');
   const unknown = scopes.filter((scope) => !isApiKeyScope(scope));
-  if (unknown.length > 0) throw new AuthError(400, 'validation-failed', 'Validation failed', `unknown scope "${unknown[0]}"; allowed: ${API_KEY_SCOPES.join(', ')}`);
+  if (unknown.length > 0) throw invalidInput(`unknown scope "${unknown[0]}"; allowed: ${API_KEY_SCOPES.join(', ')}`);
   return scopes as ApiKeyScope[];
-}
-
-/** RFC 6749 §5.2 errors are JSON with `error`; we send them as problem+json carrying `error` too. */
-export function oauthError(status: 400 | 401, error: string, description: string): AuthError {
-  return new AuthError(status, error.replace(/_/g, '-'), 'OAuth error', description, { error, error_description: description }, status === 401 ? { 'www-authenticate': 'Basic realm="ciphergate"' } : {});
 }

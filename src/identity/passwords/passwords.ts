@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { hash, parseOptions, verify, type Options, type ParsedHashOptions } from '@node-rs/argon2';
 import { isCommonPassword } from './common-passwords.js';
-import type { PasswordRule } from '../errors.js';
+import { IdentityError } from '../errors.js';
 
 /**
  * OWASP Password Storage Cheat Sheet, argon2id, first configuration:
@@ -16,6 +16,19 @@ export const PASSWORD_HASH_POLICY = {
 
 export const PASSWORD_MIN_CODE_POINTS = 12;
 export const PASSWORD_MAX_CODE_POINTS = 128;
+
+export type PasswordRule = 'too-short' | 'too-long' | 'common' | 'contains-email';
+
+/** A new password broke the policy; `rule` says which one. */
+export class PasswordPolicyError extends Error {
+  override readonly name = 'PasswordPolicyError';
+  constructor(
+    readonly rule: PasswordRule,
+    message: string,
+  ) {
+    super(message);
+  }
+}
 
 export type PasswordPolicyResult = { ok: true } | { ok: false; rule: PasswordRule; message: string };
 
@@ -99,6 +112,12 @@ export function checkPasswordPolicy(plain: string, context: { email?: string } =
     return { ok: false, rule: 'contains-email', message: 'The password must not contain your email address.' };
   }
   return { ok: true };
+}
+
+/** `checkPasswordPolicy`, refusing with `weak-password` (its message, and the rule as `rule`). */
+export function assertPasswordPolicy(password: string, email: string): void {
+  const result = checkPasswordPolicy(password, { email });
+  if (!result.ok) throw new IdentityError('weak-password', result.message, { rule: result.rule });
 }
 
 function tooLong(): PasswordPolicyResult {

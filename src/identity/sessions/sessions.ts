@@ -1,10 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import { and, desc, eq, gt, inArray, isNull, ne, type SQL } from 'drizzle-orm';
 import type { Db } from '../../store/connection.js';
-import { refreshTokens, sessions } from '../../store/schema.js';
-import { AuthError } from '../errors.js';
-import { decideRefresh, hashRefreshToken, isRefreshTokenFormat, issueRefreshToken } from './refresh-tokens.js';
+import type { SessionSelection, SessionsRepository } from '../../store/repositories/sessions.js';
 import type { RevocationBus } from '../../store/revocation-bus.js';
+import { IdentityError } from '../errors.js';
+import { decideRefresh, hashRefreshToken, isRefreshTokenFormat, issueRefreshToken } from './refresh-tokens.js';
 
 /**
  * Sessions: one per signed-in client, checked on every authenticated request so that a
@@ -88,6 +87,7 @@ export class Sessions {
 
   constructor(
     private readonly db: Db,
+    private readonly store: SessionsRepository,
     private readonly bus: RevocationBus,
     readonly policy: SessionPolicy,
     private readonly now: () => Date = () => new Date(),
@@ -111,31 +111,29 @@ export class Sessions {
     const now = this.now();
     const sessionId = randomUUID();
     const absoluteExpiresAt = new Date(now.getTime() + (input.absoluteMs ?? this.policy.absoluteMs));
-    await db.insert(sessions).values({
-      id: sessionId,
-      userId: input.userId ?? null,
-      apiKeyId: input.apiKeyId ?? null,
-      deviceId: input.deviceId ?? null,
-      deviceLabel: input.deviceLabel.slice(0, 200),
-      ip: input.ip,
-      createdAt: now,
-      lastUsedAt: now,
-      absoluteExpiresAt,
-    });
+    await this.store.insert(
+      {
+        id: sessionId,
+        userId: input.userId ?? null,
+        apiKeyId: input.apiKeyId ?? null,
+        deviceId: input.deviceId ?? null,
+        deviceLabel: input.deviceLabel.slice(0, 200),
+        ip: input.ip,
+        createdAt: now,
+        absoluteExpiresAt,
+      },
+      db,
+    );
     let refreshToken: string | undefined;
     if (input.userId) {
       const issued = issueRefreshToken();
-      await db.insert(refreshTokens).values({ id: randomUUID(), sessionId, tokenHash: issued.hash, expiresAt: absoluteExpiresAt, createdAt: now });
+      await this.store.insertRefreshToken({ sessionId, tokenHash: issued.hash, expiresAt: absoluteExpiresAt, createdAt: now }, db);
       refreshToken = issued.token;
     }
     let endedSessionIds: string[] = [];
     if (input.userId && this.policy.maxPerUser !== undefined) {
-      const live = await db
-        .select({ id: sessions.id })
-        .from(sessions)
-        .where(and(eq(sessions.userId, input.userId), isNull(sessions.revokedAt), gt(sessions.absoluteExpiresAt, now)))
-        .orderBy(desc(sessions.createdAt), desc(sessions.id));
-      const beyond = live.filter((row) => row.id !== sessionId).slice(this.policy.maxPerUser - 1).map((row) => row.id);
+      const live = await this.store.liveIdsOfUser(input.userId, now, db);
+      const beyond = live.filter((id) => id !== sessionId).slice(this.policy.maxPerUser - 1);
       endedSessionIds = await this.revoke(beyond, 'session-limit', db);
     }
     return { sessionId, ...(refreshToken ? { refreshToken } : {}), endedSessionIds };
@@ -151,21 +149,7 @@ export class Sessions {
     const hash = hashRefreshToken(token);
     const now = this.now();
     return this.db.transaction(async (tx) => {
-      const [record] = await tx
-        .select({
-          hash: refreshTokens.tokenHash,
-          sessionId: refreshTokens.sessionId,
-          usedAt: refreshTokens.usedAt,
-          expiresAt: refreshTokens.expiresAt,
-          userId: sessions.userId,
-          revokedAt: sessions.revokedAt,
-          lastUsedAt: sessions.lastUsedAt,
-          absoluteExpiresAt: sessions.absoluteExpiresAt,
-        })
-        .from(refreshTokens)
-        .innerJoin(sessions, eq(sessions.id, refreshTokens.sessionId))
-        .where(eq(refreshTokens.tokenHash, hash))
-        .limit(1);
+      const record = await this.store.findRefreshToken(hash, tx);
       const decision = decideRefresh(record, now);
       if (decision.action === 'reject') throw invalidRefreshToken();
       if (decision.action === 'revoke-session') {
@@ -174,19 +158,14 @@ export class Sessions {
       }
       const session = record!;
       if (!this.isLive(session, now) || session.userId === null) throw invalidRefreshToken();
-      const spent = await tx
-        .update(refreshTokens)
-        .set({ usedAt: now })
-        .where(and(eq(refreshTokens.tokenHash, hash), isNull(refreshTokens.usedAt)))
-        .returning({ id: refreshTokens.id });
-      if (spent.length === 0) {
+      if (!(await this.store.spendRefreshToken(hash, now, tx))) {
         // A concurrent refresh with the same token won: two holders exist.
         await this.revoke([session.sessionId], 'refresh-reuse', tx);
         return { reused: true as const, sessionId: session.sessionId, userId: session.userId };
       }
       const next = issueRefreshToken();
-      await tx.insert(refreshTokens).values({ id: randomUUID(), sessionId: session.sessionId, tokenHash: next.hash, expiresAt: session.absoluteExpiresAt, createdAt: now });
-      await tx.update(sessions).set({ lastUsedAt: now }).where(eq(sessions.id, session.sessionId));
+      await this.store.insertRefreshToken({ sessionId: session.sessionId, tokenHash: next.hash, expiresAt: session.absoluteExpiresAt, createdAt: now }, tx);
+      await this.store.touch(session.sessionId, now, tx);
       this.cache.delete(session.sessionId);
       return { sessionId: session.sessionId, userId: session.userId, refreshToken: next.token };
     });
@@ -211,7 +190,7 @@ export class Sessions {
     if (!session || !this.isLive(session, new Date(nowMs))) return undefined;
     if (nowMs - session.lastUsedAt.getTime() >= this.touchIntervalMs) {
       session.lastUsedAt = new Date(nowMs);
-      await this.db.update(sessions).set({ lastUsedAt: session.lastUsedAt }).where(eq(sessions.id, sessionId));
+      await this.store.touch(sessionId, session.lastUsedAt);
     }
     return session;
   }
@@ -219,57 +198,40 @@ export class Sessions {
   /** Revokes live sessions among `ids`; returns the ids this call revoked, after telling every instance. */
   async revoke(ids: string[], reason: RevocationReason, db: Db = this.db): Promise<string[]> {
     if (ids.length === 0) return [];
-    return this.revokeWhere(and(inArray(sessions.id, ids), isNull(sessions.revokedAt))!, reason, db);
+    return this.revokeWhere({ ids }, reason, db);
   }
 
   /** Every live session of a user, optionally but one (the caller's own, on a password change). */
   async revokeForUser(userId: string, reason: RevocationReason, options: { exceptSessionId?: string } = {}, db: Db = this.db): Promise<string[]> {
-    const conditions = [eq(sessions.userId, userId), isNull(sessions.revokedAt)];
-    if (options.exceptSessionId) conditions.push(ne(sessions.id, options.exceptSessionId));
-    return this.revokeWhere(and(...conditions)!, reason, db);
+    return this.revokeWhere({ userId, ...(options.exceptSessionId ? { exceptSessionId: options.exceptSessionId } : {}) }, reason, db);
   }
 
   async revokeForApiKeys(apiKeyIds: string[], reason: RevocationReason, db: Db = this.db): Promise<string[]> {
     if (apiKeyIds.length === 0) return [];
-    return this.revokeWhere(and(inArray(sessions.apiKeyId, apiKeyIds), isNull(sessions.revokedAt))!, reason, db);
+    return this.revokeWhere({ apiKeyIds }, reason, db);
   }
 
   /** A user's live sessions, newest first. */
   async listForUser(userId: string): Promise<SessionView[]> {
     const now = this.now();
-    const rows = await this.db
-      .select({
-        id: sessions.id,
-        userId: sessions.userId,
-        apiKeyId: sessions.apiKeyId,
-        deviceLabel: sessions.deviceLabel,
-        ip: sessions.ip,
-        createdAt: sessions.createdAt,
-        lastUsedAt: sessions.lastUsedAt,
-        absoluteExpiresAt: sessions.absoluteExpiresAt,
-        trustedDeviceId: sessions.deviceId,
-      })
-      .from(sessions)
-      .where(and(eq(sessions.userId, userId), isNull(sessions.revokedAt), gt(sessions.absoluteExpiresAt, now)))
-      .orderBy(desc(sessions.createdAt));
+    const rows = await this.store.listOfUser(userId, now);
     return rows
       .filter((row) => this.isLive(row, now))
       .map(({ id, deviceLabel, ip, createdAt, lastUsedAt, trustedDeviceId }) => ({ id, deviceLabel, ip, createdAt, lastUsedAt, trustedDeviceId }));
   }
 
-  /** Who owns a session (for authorising a revoke), live or not. */
-  async owner(sessionId: string): Promise<{ userId: string | null; apiKeyId: string | null } | undefined> {
-    const [row] = await this.db.select({ userId: sessions.userId, apiKeyId: sessions.apiKeyId }).from(sessions).where(eq(sessions.id, sessionId)).limit(1);
-    return row;
+  /** The session a refresh token of ours belongs to, used or not (RFC 7009 revocation); undefined for an unknown one. */
+  async sessionOfRefreshToken(token: string): Promise<string | undefined> {
+    return this.store.sessionOfRefreshToken(hashRefreshToken(token));
   }
 
-  private async revokeWhere(condition: SQL, reason: RevocationReason, db: Db): Promise<string[]> {
-    const revoked = await db
-      .update(sessions)
-      .set({ revokedAt: this.now(), revokedReason: reason })
-      .where(condition)
-      .returning({ id: sessions.id });
-    const ids = revoked.map((row) => row.id);
+  /** Who owns a session (for authorising a revoke), live or not. */
+  async owner(sessionId: string): Promise<{ userId: string | null; apiKeyId: string | null } | undefined> {
+    return this.store.owner(sessionId);
+  }
+
+  private async revokeWhere(selection: SessionSelection, reason: RevocationReason, db: Db): Promise<string[]> {
+    const ids = await this.store.revoke(selection, reason, this.now(), db);
     if (ids.length > 0) {
       for (const id of ids) this.cache.delete(id);
       // Announced before the caller's transaction commits, so every instance refuses the
@@ -280,18 +242,7 @@ export class Sessions {
   }
 
   private async read(sessionId: string): Promise<LiveSession | undefined> {
-    const [row] = await this.db
-      .select({
-        id: sessions.id,
-        userId: sessions.userId,
-        apiKeyId: sessions.apiKeyId,
-        lastUsedAt: sessions.lastUsedAt,
-        absoluteExpiresAt: sessions.absoluteExpiresAt,
-        revokedAt: sessions.revokedAt,
-      })
-      .from(sessions)
-      .where(eq(sessions.id, sessionId))
-      .limit(1);
+    const row = await this.store.read(sessionId);
     if (!row || row.revokedAt !== null) return undefined;
     const { revokedAt: _revoked, ...session } = row;
     return session;
@@ -320,6 +271,6 @@ export class Sessions {
   }
 }
 
-export function invalidRefreshToken(): AuthError {
-  return new AuthError(401, 'invalid-refresh-token', 'Invalid refresh token', 'the refresh token is unknown, expired, or its session has ended');
+export function invalidRefreshToken(): IdentityError {
+  return new IdentityError('invalid-refresh-token', 'the refresh token is unknown, expired, or its session has ended');
 }

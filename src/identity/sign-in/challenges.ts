@@ -1,8 +1,7 @@
-import { randomUUID, timingSafeEqual } from 'node:crypto';
-import { and, eq, gt, isNull, lt, sql } from 'drizzle-orm';
+import { timingSafeEqual } from 'node:crypto';
 import type { Db } from '../../store/connection.js';
-import { loginChallenges } from '../../store/schema.js';
-import { AuthError } from '../errors.js';
+import type { ChallengePurpose, LoginChallengesRepository } from '../../store/repositories/login-challenges.js';
+import { IdentityError } from '../errors.js';
 import { hashOpaqueToken, isOpaqueToken, issueOpaqueToken } from '../tokens/opaque-tokens.js';
 
 /**
@@ -16,7 +15,7 @@ export const CHALLENGE_TTL_MS = 5 * 60 * 1000;
 /** Wrong codes allowed per challenge; then it is spent and the password must be entered again. */
 export const CHALLENGE_MAX_FAILURES = 5;
 
-export type ChallengePurpose = 'second-factor' | 'enrollment';
+export type { ChallengePurpose };
 
 export interface OpenChallenge {
   id: string;
@@ -25,7 +24,7 @@ export interface OpenChallenge {
 
 export class LoginChallenges {
   constructor(
-    private readonly db: Db,
+    private readonly store: LoginChallengesRepository,
     private readonly now: () => Date = () => new Date(),
   ) {}
 
@@ -33,7 +32,7 @@ export class LoginChallenges {
     const now = this.now();
     const { token, hash } = issueOpaqueToken('challenge');
     const expiresAt = new Date(now.getTime() + CHALLENGE_TTL_MS);
-    await this.db.insert(loginChallenges).values({ id: randomUUID(), userId, tokenHash: hash, purpose, deviceFingerprint: fingerprint, expiresAt, createdAt: now });
+    await this.store.insert({ userId, tokenHash: hash, purpose, deviceFingerprint: fingerprint, expiresAt, createdAt: now });
     return { challengeToken: token, expiresAt };
   }
 
@@ -43,7 +42,7 @@ export class LoginChallenges {
    */
   async open(token: unknown, purpose: ChallengePurpose, fingerprint: string): Promise<OpenChallenge> {
     if (!isOpaqueToken('challenge', token)) throw invalidChallenge();
-    const [row] = await this.db.select().from(loginChallenges).where(eq(loginChallenges.tokenHash, hashOpaqueToken(token))).limit(1);
+    const row = await this.store.findByTokenHash(hashOpaqueToken(token));
     if (!row || row.usedAt !== null || row.purpose !== purpose) throw invalidChallenge();
     if (this.now().getTime() >= row.expiresAt.getTime()) throw invalidChallenge();
     if (row.failedAttempts >= CHALLENGE_MAX_FAILURES) throw invalidChallenge();
@@ -54,13 +53,8 @@ export class LoginChallenges {
   }
 
   /** Spends (or claims) the challenge; false when another request got it first. */
-  async spend(id: string, db: Db = this.db): Promise<boolean> {
-    const rows = await db
-      .update(loginChallenges)
-      .set({ usedAt: this.now() })
-      .where(and(eq(loginChallenges.id, id), isNull(loginChallenges.usedAt)))
-      .returning({ id: loginChallenges.id });
-    return rows.length === 1;
+  async spend(id: string, db?: Db): Promise<boolean> {
+    return this.store.spend(id, this.now(), db);
   }
 
   /**
@@ -71,14 +65,8 @@ export class LoginChallenges {
    * The failure count is raised to the limit as well, so a request that had claimed one of
    * them and gives it back after a wrong code (`releaseAfterFailure`) cannot revive it.
    */
-  async revokeAllOf(userId: string, db: Db = this.db): Promise<number> {
-    const now = this.now();
-    const rows = await db
-      .update(loginChallenges)
-      .set({ usedAt: sql`coalesce(${loginChallenges.usedAt}, ${now.toISOString()}::timestamptz)`, failedAttempts: sql`greatest(${loginChallenges.failedAttempts}, ${CHALLENGE_MAX_FAILURES})` })
-      .where(and(eq(loginChallenges.userId, userId), gt(loginChallenges.expiresAt, now), lt(loginChallenges.failedAttempts, CHALLENGE_MAX_FAILURES)))
-      .returning({ id: loginChallenges.id });
-    return rows.length;
+  async revokeAllOf(userId: string, db?: Db): Promise<number> {
+    return this.store.revokeAllOf(userId, this.now(), CHALLENGE_MAX_FAILURES, db);
   }
 
   /**
@@ -86,13 +74,10 @@ export class LoginChallenges {
    * `CHALLENGE_MAX_FAILURES` it stays unusable (`open` refuses it).
    */
   async releaseAfterFailure(id: string): Promise<void> {
-    await this.db
-      .update(loginChallenges)
-      .set({ usedAt: null, failedAttempts: sql`${loginChallenges.failedAttempts} + 1` })
-      .where(eq(loginChallenges.id, id));
+    await this.store.releaseAfterFailure(id);
   }
 }
 
-export function invalidChallenge(): AuthError {
-  return new AuthError(401, 'invalid-challenge', 'Invalid challenge', 'the challenge token is unknown, expired, already used, or was issued for another step or device; sign in again');
+export function invalidChallenge(): IdentityError {
+  return new IdentityError('invalid-challenge', 'the challenge token is unknown, expired, already used, or was issued for another step or device; sign in again');
 }

@@ -1,8 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { and, eq, gt, isNull } from 'drizzle-orm';
 import Bowser from 'bowser';
 import type { Db } from '../../store/connection.js';
-import { trustedDevices } from '../../store/schema.js';
+import type { TrustedDeviceRow, TrustedDevicesRepository } from '../../store/repositories/trusted-devices.js';
 import { hashOpaqueToken, isOpaqueToken, issueOpaqueToken } from '../tokens/opaque-tokens.js';
 
 /**
@@ -14,33 +13,19 @@ import { hashOpaqueToken, isOpaqueToken, issueOpaqueToken } from '../tokens/opaq
  */
 export const DEVICE_TRUST_MS = 30 * 24 * 60 * 60 * 1000;
 
-export interface TrustedDeviceView {
-  id: string;
-  label: string;
-  createdAt: Date;
-  lastUsedAt: Date;
-  expiresAt: Date;
-}
+export type TrustedDeviceView = TrustedDeviceRow;
 
 export class TrustedDevices {
   constructor(
-    private readonly db: Db,
+    private readonly store: TrustedDevicesRepository,
     private readonly now: () => Date = () => new Date(),
   ) {}
 
-  async trust(userId: string, label: string, db: Db = this.db): Promise<{ deviceId: string; deviceToken: string }> {
+  async trust(userId: string, label: string, db?: Db): Promise<{ deviceId: string; deviceToken: string }> {
     const now = this.now();
     const { token, hash } = issueOpaqueToken('device');
     const deviceId = randomUUID();
-    await db.insert(trustedDevices).values({
-      id: deviceId,
-      userId,
-      tokenHash: hash,
-      label: label.slice(0, 200),
-      createdAt: now,
-      lastUsedAt: now,
-      expiresAt: new Date(now.getTime() + DEVICE_TRUST_MS),
-    });
+    await this.store.insert({ id: deviceId, userId, tokenHash: hash, label: label.slice(0, 200), createdAt: now, expiresAt: new Date(now.getTime() + DEVICE_TRUST_MS) }, db);
     return { deviceId, deviceToken: token };
   }
 
@@ -51,46 +36,21 @@ export class TrustedDevices {
   async recognise(userId: string, deviceToken: unknown): Promise<string | undefined> {
     if (!isOpaqueToken('device', deviceToken)) return undefined;
     const now = this.now();
-    const [row] = await this.db
-      .update(trustedDevices)
-      .set({ lastUsedAt: now, expiresAt: new Date(now.getTime() + DEVICE_TRUST_MS) })
-      .where(
-        and(
-          eq(trustedDevices.tokenHash, hashOpaqueToken(deviceToken)),
-          eq(trustedDevices.userId, userId),
-          isNull(trustedDevices.revokedAt),
-          gt(trustedDevices.expiresAt, now),
-        ),
-      )
-      .returning({ id: trustedDevices.id });
-    return row?.id;
+    return this.store.use(userId, hashOpaqueToken(deviceToken), now, new Date(now.getTime() + DEVICE_TRUST_MS));
   }
 
   async list(userId: string): Promise<TrustedDeviceView[]> {
-    return this.db
-      .select({ id: trustedDevices.id, label: trustedDevices.label, createdAt: trustedDevices.createdAt, lastUsedAt: trustedDevices.lastUsedAt, expiresAt: trustedDevices.expiresAt })
-      .from(trustedDevices)
-      .where(and(eq(trustedDevices.userId, userId), isNull(trustedDevices.revokedAt), gt(trustedDevices.expiresAt, this.now())));
+    return this.store.listLive(userId, this.now());
   }
 
   /** Revokes one device of this user; false when it is not theirs or already gone. */
-  async revoke(userId: string, deviceId: string, db: Db = this.db): Promise<boolean> {
-    const rows = await db
-      .update(trustedDevices)
-      .set({ revokedAt: this.now() })
-      .where(and(eq(trustedDevices.id, deviceId), eq(trustedDevices.userId, userId), isNull(trustedDevices.revokedAt)))
-      .returning({ id: trustedDevices.id });
-    return rows.length === 1;
+  async revoke(userId: string, deviceId: string, db?: Db): Promise<boolean> {
+    return this.store.revoke(userId, deviceId, this.now(), db);
   }
 
   /** Every device of a user: on a password or factor change, and when the user is disabled. */
-  async revokeAll(userId: string, db: Db = this.db): Promise<number> {
-    const rows = await db
-      .update(trustedDevices)
-      .set({ revokedAt: this.now() })
-      .where(and(eq(trustedDevices.userId, userId), isNull(trustedDevices.revokedAt)))
-      .returning({ id: trustedDevices.id });
-    return rows.length;
+  async revokeAll(userId: string, db?: Db): Promise<number> {
+    return this.store.revokeAll(userId, this.now(), db);
   }
 }
 

@@ -5,16 +5,25 @@ import { SYSTEM_SCOPE, type SealedFields } from '../../seal/sealed-fields.js';
 import type { Db } from '../connection.js';
 import { signingKeysSealed } from '../sealed-tables.js';
 import { signingKeys } from '../schema.js';
-import type { SigningKeyStore, StoredSigningKey } from '../../identity/tokens/signing-keys.js';
 
 /** Any number nothing else uses: every process serialises the first-key check on it. */
 const FIRST_SIGNING_KEY_LOCK_KEY = 0x4347534bn; // "CGSK"
 
+/** One token-signing key as stored: the private JWK in plaintext here, sealed in the row. */
+export interface StoredSigningKey {
+  kid: string;
+  publicJwk: JWK;
+  privateJwk: JWK;
+  createdAt: Date;
+  retiredAt: Date | null;
+}
+
 /**
  * Token-signing keys in the database, the private JWK sealed under the system key and bound to
- * its row: a key copied into another row, or edited, fails to open instead of signing.
+ * its row: a key copied into another row, or edited, fails to open instead of signing. This is
+ * the `SigningKeyStore` that src/identity/tokens/signing-keys.ts reads and rotates keys through.
  */
-export class DatabaseSigningKeyStore implements SigningKeyStore {
+export class SigningKeysRepository {
   constructor(
     private readonly db: Db,
     private readonly fields: SealedFields,
@@ -31,7 +40,7 @@ export class DatabaseSigningKeyStore implements SigningKeyStore {
   }
 
   async insert(key: StoredSigningKey): Promise<void> {
-    await insertRow(this.db, this.fields, key);
+    await this.insertRow(this.db, key);
   }
 
   /**
@@ -44,7 +53,7 @@ export class DatabaseSigningKeyStore implements SigningKeyStore {
       await tx.execute(sql`select pg_advisory_xact_lock(${FIRST_SIGNING_KEY_LOCK_KEY.toString()}::bigint)`);
       const [active] = await tx.select({ id: signingKeys.id }).from(signingKeys).where(isNull(signingKeys.retiredAt)).limit(1);
       if (active) return false;
-      await insertRow(tx, this.fields, key);
+      await this.insertRow(tx, key);
       return true;
     });
   }
@@ -52,10 +61,10 @@ export class DatabaseSigningKeyStore implements SigningKeyStore {
   async retire(kid: string, retiredAt: Date): Promise<void> {
     await this.db.update(signingKeys).set({ retiredAt }).where(and(eq(signingKeys.kid, kid), isNull(signingKeys.retiredAt)));
   }
-}
 
-async function insertRow(db: Db, fields: SealedFields, key: StoredSigningKey): Promise<void> {
-  const id = randomUUID();
-  const sealed = fields.sealRow(signingKeysSealed, { scope: SYSTEM_SCOPE, id }, { privateJwk: JSON.stringify(key.privateJwk) });
-  await db.insert(signingKeys).values({ id, kid: key.kid, publicJwk: key.publicJwk, privateJwk: sealed.privateJwk!, createdAt: key.createdAt, retiredAt: key.retiredAt });
+  private async insertRow(db: Db, key: StoredSigningKey): Promise<void> {
+    const id = randomUUID();
+    const sealed = this.fields.sealRow(signingKeysSealed, { scope: SYSTEM_SCOPE, id }, { privateJwk: JSON.stringify(key.privateJwk) });
+    await db.insert(signingKeys).values({ id, kid: key.kid, publicJwk: key.publicJwk, ...sealed, createdAt: key.createdAt, retiredAt: key.retiredAt });
+  }
 }

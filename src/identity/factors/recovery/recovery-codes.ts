@@ -5,7 +5,7 @@ export const RECOVERY_CODE_COUNT = 10;
 /**
  * The key of the stored form: HMAC-SHA256 under a key of the system key hierarchy (the
  * blind-index key of `recovery_codes.code_hash`, derived from the system data key), which
- * SecondFactors supplies from the sealer.
+ * RecoveryCodesFactor (recovery-factor.ts) supplies from the sealer.
  */
 export interface RecoveryCodeKey {
   /** The MAC of `message` under the current key version. */

@@ -1,12 +1,12 @@
 import { randomInt, randomUUID, timingSafeEqual } from 'node:crypto';
-import { and, desc, eq, gt, isNotNull, isNull, lt, or, sql } from 'drizzle-orm';
 import { SYSTEM_SCOPE, type SealedFields } from '../../../seal/sealed-fields.js';
 import type { Db } from '../../../store/connection.js';
-import { smsFactorsSealed } from '../../../store/sealed-tables.js';
-import { smsCodes, smsFactors } from '../../../store/schema.js';
+import { SmsFactorsRepository, type SmsCodePurpose, type StoredSmsCode } from '../../../store/repositories/sms-factors.js';
+import { IdentityError } from '../../errors.js';
 import { phoneRecipientKey } from '../../limits/recipient-keys.js';
 import type { SmsSendThrottle } from '../../limits/throttle.js';
-import type { IdentitySmsSender, SmsSendResult } from './sms-sender.js';
+import type { FactorCheck, SecondFactor } from '../second-factor.js';
+import type { SmsCodeSender, SmsSendResult } from './sms-sender.js';
 
 /**
  * SMS codes as a second factor: a verified phone per user (sealed), and 6-digit codes that
@@ -27,7 +27,7 @@ export const SMS_CODE_TTL_MS = 10 * 60 * 1000;
 /** Wrong tries a code survives; the next one, right or not, is refused. */
 export const SMS_CODE_MAX_ATTEMPTS = 5;
 
-export type SmsCodePurpose = 'sign-in' | 'verify-phone';
+export type { SmsCodePurpose };
 
 export type SmsSendOutcome = SmsSendResult | { sent: false; reason: 'throttled'; retryAfterSeconds: number };
 
@@ -41,18 +41,38 @@ export function smsCodeText(code: string, purpose: SmsCodePurpose): string {
   return `Your Ciphergate ${what} code is ${code}. It expires in 10 minutes.`;
 }
 
-export class SmsFactor {
+export class SmsFactor implements SecondFactor {
+  readonly method = 'sms';
+  readonly standsAlone = false;
+  private readonly store: SmsFactorsRepository;
+
   constructor(
     private readonly db: Db,
     private readonly fields: SealedFields,
-    private readonly sender: IdentitySmsSender,
+    private readonly sender: SmsCodeSender,
     private readonly throttle: SmsSendThrottle,
     private readonly now: () => Date = () => new Date(),
-  ) {}
+  ) {
+    this.store = new SmsFactorsRepository(db, fields);
+  }
 
   /** Whether a sign-in may use SMS: the user has a verified phone and a sender is configured. */
   async offered(userId: string): Promise<boolean> {
-    return (await this.hasVerifiedPhone(userId)) && (await this.sender.configured());
+    return (await this.store.hasVerifiedPhone(userId)) && (await this.sender.configured());
+  }
+
+  /** SMS not offered answers at once, before a challenge is claimed: nothing was sent that a guess could match. */
+  async ensureUsable(userId: string): Promise<void> {
+    if (!(await this.offered(userId))) throw smsNotAvailable();
+  }
+
+  async verify(attempt: { userId: string; code: string; challengeId: string | null }): Promise<FactorCheck> {
+    if (attempt.challengeId === null) return { ok: false, reason: 'no-code' };
+    return this.verifySignInCode({ id: attempt.challengeId, userId: attempt.userId }, attempt.code);
+  }
+
+  async remove(userId: string, tx: Db): Promise<number> {
+    return (await this.removePhone(userId, tx)) ? 1 : 0;
   }
 
   async configured(): Promise<boolean> {
@@ -60,15 +80,12 @@ export class SmsFactor {
   }
 
   async hasVerifiedPhone(userId: string): Promise<boolean> {
-    const [row] = await this.db.select({ id: smsFactors.id }).from(smsFactors).where(and(eq(smsFactors.userId, userId), isNotNull(smsFactors.verifiedAt))).limit(1);
-    return row !== undefined;
+    return this.store.hasVerifiedPhone(userId);
   }
 
   /** Removes the user's phone (verified or not) and every code sent to it: an admin reset. True when there was a verified phone. */
   async removePhone(userId: string, db: Db): Promise<boolean> {
-    await db.delete(smsCodes).where(eq(smsCodes.userId, userId));
-    const removed = await db.delete(smsFactors).where(eq(smsFactors.userId, userId)).returning({ verifiedAt: smsFactors.verifiedAt });
-    return removed.some((row) => row.verifiedAt !== null);
+    return this.store.removeAll(userId, db);
   }
 
   /**
@@ -81,14 +98,7 @@ export class SmsFactor {
     if (!sending.outcome.sent) return sending.outcome;
     const now = this.now();
     await this.db.transaction(async (tx) => {
-      const [existing] = await tx.select({ id: smsFactors.id }).from(smsFactors).where(eq(smsFactors.userId, userId)).limit(1);
-      const factorId = existing?.id ?? randomUUID();
-      const sealed = this.fields.sealRow(smsFactorsSealed, { scope: SYSTEM_SCOPE, id: factorId }, { phone });
-      if (existing) {
-        await tx.update(smsFactors).set({ phone: sealed.phone!, verifiedAt: null }).where(eq(smsFactors.id, factorId));
-      } else {
-        await tx.insert(smsFactors).values({ id: factorId, userId, phone: sealed.phone!, createdAt: now });
-      }
+      await this.store.setUnverifiedPhone(userId, phone, now, tx);
       await this.storeCode(tx, { id: randomUUID(), userId, purpose: 'verify-phone', challengeId: null, binding: phone, code: sending.code, now });
     });
     return sending.outcome;
@@ -96,60 +106,34 @@ export class SmsFactor {
 
   /** Checks a verification code against the user's pending phone; the phone is verified when it matches. */
   async confirmPhone(userId: string, code: string): Promise<SmsCodeCheck | { ok: false; reason: 'no-pending-phone' }> {
-    const [factor] = await this.db.select({ id: smsFactors.id, phone: smsFactors.phone }).from(smsFactors).where(eq(smsFactors.userId, userId)).limit(1);
-    if (!factor) return { ok: false, reason: 'no-pending-phone' };
-    const [row] = await this.db
-      .select()
-      .from(smsCodes)
-      .where(and(eq(smsCodes.userId, userId), eq(smsCodes.purpose, 'verify-phone'), isNull(smsCodes.challengeId)))
-      .orderBy(desc(smsCodes.createdAt))
-      .limit(1);
+    const phone = await this.store.phone(userId);
+    if (!phone) return { ok: false, reason: 'no-pending-phone' };
+    const row = await this.store.latestCode(userId, 'verify-phone', null);
     if (!row) return { ok: false, reason: 'no-code' };
-    const { phone } = await this.fields.openRowFresh(smsFactorsSealed, { scope: SYSTEM_SCOPE, id: factor.id }, { phone: factor.phone });
-    const check = await this.redeem(row, phone!, code);
+    const check = await this.redeem(row, phone.phone, code);
     if (!check.ok) return check;
-    // Compare-and-set on the sealed bytes read above: if the phone was replaced meanwhile, the
-    // code (sent to the old one) must not verify the new one.
-    const verified = await this.db
-      .update(smsFactors)
-      .set({ verifiedAt: this.now() })
-      .where(and(eq(smsFactors.id, factor.id), eq(smsFactors.phone, factor.phone)))
-      .returning({ id: smsFactors.id });
-    return verified.length === 1 ? { ok: true } : { ok: false, reason: 'phone-changed' };
+    // A compare-and-set on the phone as read above: if it was replaced meanwhile, the code
+    // (sent to the old one) must not verify the new one.
+    return (await this.store.markVerified(phone, this.now())) ? { ok: true } : { ok: false, reason: 'phone-changed' };
   }
 
   /** Sends a sign-in code for this login challenge to the user's verified phone. A new code replaces the challenge's earlier one. */
   async sendSignInCode(challenge: { id: string; userId: string }): Promise<SmsSendOutcome> {
-    const phone = await this.verifiedPhone(challenge.userId);
+    const phone = await this.store.verifiedPhone(challenge.userId);
     if (phone === undefined) return { sent: false, reason: 'not-configured' };
     const sending = await this.sendCode(challenge.userId, phone, 'sign-in');
     if (!sending.outcome.sent) return sending.outcome;
-    await this.db.transaction(async (txDb) => {
-      await this.storeCode(txDb, { id: randomUUID(), userId: challenge.userId, purpose: 'sign-in', challengeId: challenge.id, binding: challenge.id, code: sending.code, now: this.now() });
+    await this.db.transaction(async (tx) => {
+      await this.storeCode(tx, { id: randomUUID(), userId: challenge.userId, purpose: 'sign-in', challengeId: challenge.id, binding: challenge.id, code: sending.code, now: this.now() });
     });
     return sending.outcome;
   }
 
   /** Checks and spends the sign-in code sent for this challenge (codes sent for other challenges or users do not count). */
   async verifySignInCode(challenge: { id: string; userId: string }, code: string): Promise<SmsCodeCheck> {
-    const [row] = await this.db
-      .select()
-      .from(smsCodes)
-      .where(and(eq(smsCodes.userId, challenge.userId), eq(smsCodes.purpose, 'sign-in'), eq(smsCodes.challengeId, challenge.id)))
-      .orderBy(desc(smsCodes.createdAt))
-      .limit(1);
+    const row = await this.store.latestCode(challenge.userId, 'sign-in', challenge.id);
     if (!row) return { ok: false, reason: 'no-code' };
     return this.redeem(row, challenge.id, code);
-  }
-
-  private async verifiedPhone(userId: string): Promise<string | undefined> {
-    const [factor] = await this.db
-      .select({ id: smsFactors.id, phone: smsFactors.phone })
-      .from(smsFactors)
-      .where(and(eq(smsFactors.userId, userId), isNotNull(smsFactors.verifiedAt)))
-      .limit(1);
-    if (!factor) return undefined;
-    return (await this.fields.openRowFresh(smsFactorsSealed, { scope: SYSTEM_SCOPE, id: factor.id }, { phone: factor.phone })).phone ?? undefined;
   }
 
   /**
@@ -164,26 +148,23 @@ export class SmsFactor {
     return { outcome: await this.sender.send(phone, smsCodeText(code, purpose)), code };
   }
 
-  /**
-   * Stores a code's MAC and retires the user's earlier codes of the same kind (the same
-   * challenge for sign-in codes) and any code that is dead anyway.
-   */
+  /** Stores a code's MAC; the repository retires the user's earlier codes of the same kind and any dead one. */
   private async storeCode(
     tx: Db,
     code: { id: string; userId: string; purpose: SmsCodePurpose; challengeId: string | null; binding: string; code: string; now: Date },
   ): Promise<void> {
-    const sameKind =
-      code.purpose === 'sign-in' ? and(eq(smsCodes.purpose, 'sign-in'), eq(smsCodes.challengeId, code.challengeId!)) : eq(smsCodes.purpose, 'verify-phone');
-    await tx.delete(smsCodes).where(and(eq(smsCodes.userId, code.userId), or(sameKind, lt(smsCodes.expiresAt, code.now), isNotNull(smsCodes.usedAt))));
-    await tx.insert(smsCodes).values({
-      id: code.id,
-      userId: code.userId,
-      purpose: code.purpose,
-      challengeId: code.challengeId,
-      codeHash: this.fields.sealer.blindIndex(CODE_MAC_CONTEXT, macInput(code.id, code.purpose, code.binding, code.code), CODE_MAC).toString('hex'),
-      expiresAt: new Date(code.now.getTime() + SMS_CODE_TTL_MS),
-      createdAt: code.now,
-    });
+    await this.store.storeCode(
+      {
+        id: code.id,
+        userId: code.userId,
+        purpose: code.purpose,
+        challengeId: code.challengeId,
+        codeHash: this.fields.sealer.blindIndex(CODE_MAC_CONTEXT, macInput(code.id, code.purpose, code.binding, code.code), CODE_MAC).toString('hex'),
+        expiresAt: new Date(code.now.getTime() + SMS_CODE_TTL_MS),
+        createdAt: code.now,
+      },
+      tx,
+    );
   }
 
   /**
@@ -192,31 +173,21 @@ export class SmsFactor {
    * burst of concurrent guesses gets more than SMS_CODE_MAX_ATTEMPTS comparisons. A match
    * then spends the code (compare-and-set on `used_at`) and takes the try back.
    */
-  private async redeem(row: typeof smsCodes.$inferSelect, binding: string, code: string): Promise<SmsCodeCheck> {
+  private async redeem(row: StoredSmsCode, binding: string, code: string): Promise<SmsCodeCheck> {
     const presented = code.trim();
     if (!SIX_DIGITS.test(presented)) return { ok: false, reason: 'malformed' };
     const now = this.now();
     if (row.usedAt !== null) return { ok: false, reason: 'used' };
     if (row.expiresAt.getTime() <= now.getTime()) return { ok: false, reason: 'expired' };
     if (row.failedAttempts >= SMS_CODE_MAX_ATTEMPTS) return { ok: false, reason: 'too-many-attempts' };
-    const claimed = await this.db
-      .update(smsCodes)
-      .set({ failedAttempts: sql`${smsCodes.failedAttempts} + 1` })
-      .where(and(eq(smsCodes.id, row.id), isNull(smsCodes.usedAt), lt(smsCodes.failedAttempts, SMS_CODE_MAX_ATTEMPTS), gt(smsCodes.expiresAt, now)))
-      .returning({ id: smsCodes.id });
     // Another request spent, or used up, the code between the read and the claim.
-    if (claimed.length === 0) return { ok: false, reason: 'raced' };
+    if (!(await this.store.claimAttempt(row.id, SMS_CODE_MAX_ATTEMPTS, now))) return { ok: false, reason: 'raced' };
     if (!this.matches(row, binding, presented)) return { ok: false, reason: 'wrong-code' };
-    const spent = await this.db
-      .update(smsCodes)
-      .set({ usedAt: now, failedAttempts: sql`${smsCodes.failedAttempts} - 1` })
-      .where(and(eq(smsCodes.id, row.id), isNull(smsCodes.usedAt)))
-      .returning({ id: smsCodes.id });
-    return spent.length === 1 ? { ok: true } : { ok: false, reason: 'used' };
+    return (await this.store.spendCode(row.id, now)) ? { ok: true } : { ok: false, reason: 'used' };
   }
 
   /** Constant time over every active key version, with no early exit. */
-  private matches(row: typeof smsCodes.$inferSelect, binding: string, code: string): boolean {
+  private matches(row: StoredSmsCode, binding: string, code: string): boolean {
     const stored = Buffer.from(row.codeHash, 'hex');
     let matched = false;
     for (const candidate of this.macs(row.id, row.purpose, binding, code)) {
@@ -231,6 +202,11 @@ export class SmsFactor {
   private macs(codeId: string, purpose: SmsCodePurpose, binding: string, code: string): Buffer[] {
     return this.fields.sealer.blindIndexAllVersions(CODE_MAC_CONTEXT, macInput(codeId, purpose, binding, code), CODE_MAC);
   }
+}
+
+/** A step naming SMS for a user it is not offered to. */
+export function smsNotAvailable(): IdentityError {
+  return new IdentityError('method-not-available', 'SMS codes are not enabled for this account; use "totp" or "recovery"');
 }
 
 const SIX_DIGITS = /^[0-9]{6}$/;

@@ -1,6 +1,5 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { HOTP, Secret, TOTP } from 'otpauth';
-import { TotpSecretError } from '../../errors.js';
 
 /**
  * RFC 6238 with the parameters every authenticator app supports: Google Authenticator
@@ -92,6 +91,17 @@ export async function consumeTotpCode(
   if (!verification.ok) return verification;
   const advanced = await store.advanceLastUsedStep(factor.id, verification.step);
   return advanced ? verification : { ok: false, reason: 'replayed' };
+}
+
+/**
+ * A stored TOTP secret could not be decoded. This is corrupt data or a wrong unseal, never
+ * user input, so it is thrown rather than reported as a wrong code.
+ */
+export class TotpSecretError extends Error {
+  override readonly name = 'TotpSecretError';
+  constructor(message = 'stored TOTP secret is not valid base32') {
+    super(message);
+  }
 }
 
 const SIX_ASCII_DIGITS = /^[0-9]{6}$/;
