@@ -55,12 +55,11 @@ export class Accounts {
     const { db, users, mailer, settings, logger } = this.parts;
     await this.assertTenantExists(input.tenantId);
     const expiresAt = new Date(Date.now() + USER_TOKEN_TTL_MS);
-    let token = '';
-    const user = await db.transaction(async (tx) => {
+    const { user, token } = await db.transaction(async (tx) => {
       // An invite takes over a self-registration nobody has verified: it is no account yet.
       const replacedSignup = await users.removePendingSignup(input.email, tx);
       const created = await this.createUser({ email: input.email, role: input.role, tenantId: input.tenantId, status: 'pending' }, tx);
-      token = await this.tokens.issue(created.id, 'setup', expiresAt, tx);
+      const setupToken = await this.tokens.issue(created.id, 'setup', expiresAt, tx);
       await appendAuditEvent(tx, {
         actor: auditActorOf(actor),
         action: 'user.create',
@@ -70,7 +69,7 @@ export class Accounts {
         outcome: 'success',
         details: { role: input.role, via: 'api', ...(replacedSignup ? { replacedSignup } : {}) },
       });
-      return created;
+      return { user: created, token: setupToken };
     });
     if (mailer) {
       const link = `${settings.publicUrl}/setup#token=${token}`;
@@ -153,13 +152,12 @@ export class Accounts {
       await this.sendEmail(email, renderAlreadyRegisteredEmail(`${settings.publicUrl}/`), existing.id);
       return;
     }
-    let token = '';
-    let userId: string;
+    let registered: { userId: string; token: string };
     try {
-      userId = await db.transaction(async (tx) => {
+      registered = await db.transaction(async (tx) => {
         const replacedPending = await users.removePendingSignup(email, tx);
         const user = await this.createUser({ email, role: 'user', tenantId: null, status: 'unverified' }, tx);
-        token = await this.tokens.issue(user.id, 'verify-email', new Date(user.createdAt.getTime() + settings.signupPendingMs), tx, user.createdAt);
+        const token = await this.tokens.issue(user.id, 'verify-email', new Date(user.createdAt.getTime() + settings.signupPendingMs), tx, user.createdAt);
         await appendAuditEvent(tx, {
           actor: { type: 'anonymous' },
           action: 'auth.signup',
@@ -168,7 +166,7 @@ export class Accounts {
           outcome: 'success',
           details: { role: 'user', ...(replacedPending ? { replacedPending } : {}) },
         });
-        return user.id;
+        return { userId: user.id, token };
       });
     } catch (error) {
       // Lost a race with another signup or an invite of the same address: theirs stands.
@@ -177,8 +175,8 @@ export class Accounts {
     }
     // The token travels in the fragment: it never reaches a server log, and a mail scanner
     // that prefetches links cannot spend it (verification is a POST from the page).
-    const link = `${settings.publicUrl}/verify-email#token=${token}`;
-    await this.sendEmail(email, renderVerificationEmail(link, settings.signupPendingMs / 3_600_000), userId);
+    const link = `${settings.publicUrl}/verify-email#token=${registered.token}`;
+    await this.sendEmail(email, renderVerificationEmail(link, settings.signupPendingMs / 3_600_000), registered.userId);
   }
 
   /**

@@ -1,5 +1,6 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync, type JsonWebKey } from 'node:crypto';
 import { calculateJwkThumbprint, importJWK, type CryptoKey, type JWK } from 'jose';
+import type { StoredSigningKey } from '../../store/repositories/signing-keys.js';
 import { ACCESS_TOKEN_TTL_SECONDS, CLOCK_TOLERANCE_SECONDS } from './access-tokens.js';
 
 /**
@@ -8,22 +9,12 @@ import { ACCESS_TOKEN_TTL_SECONDS, CLOCK_TOLERANCE_SECONDS } from './access-toke
  * which seals it before it reaches the database.
  */
 
-/** One signing key as the store keeps it. */
-export interface StoredSigningKey {
-  /** RFC 7638 thumbprint of the public key; also the JWT `kid` header. */
-  kid: string;
-  /** Public half (kty, crv, x). Stored in clear so the JWKS can be listed, but never trusted alone: see `loadKey`. */
-  publicJwk: JWK;
-  /** Private half (includes `d`). The database store seals it (JSON.stringify, then SealedFields) and opens it on read. */
-  privateJwk: JWK;
-  createdAt: Date;
-  /** When a newer key took over; null for a key that may still sign. */
-  retiredAt: Date | null;
-}
+export type { StoredSigningKey };
 
 /**
- * Where signing keys live. The database implementation seals `privateJwk` under the system
- * scope, bound to the row, so a key copied between rows or tampered with fails to open.
+ * Where signing keys live. The database's (src/store/repositories/signing-keys.ts) seals
+ * `privateJwk` under the system scope, bound to the row, so a key copied between rows or
+ * tampered with fails to open.
  */
 export interface SigningKeyStore {
   list(): Promise<StoredSigningKey[]>;

@@ -11,10 +11,14 @@ const FIRST_SIGNING_KEY_LOCK_KEY = 0x4347534bn; // "CGSK"
 
 /** One token-signing key as stored: the private JWK in plaintext here, sealed in the row. */
 export interface StoredSigningKey {
+  /** RFC 7638 thumbprint of the public key; also the JWT `kid` header. */
   kid: string;
+  /** Public half (kty, crv, x). Stored in clear so the JWKS can be listed, but never trusted alone (src/identity/tokens/signing-keys.ts re-derives it). */
   publicJwk: JWK;
+  /** Private half (includes `d`), sealed as JSON under the system key. */
   privateJwk: JWK;
   createdAt: Date;
+  /** When a newer key took over; null for a key that may still sign. */
   retiredAt: Date | null;
 }
 
