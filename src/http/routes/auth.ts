@@ -2,6 +2,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import { Accounts } from '../../identity/accounts/accounts.js';
 import { PasswordChange } from '../../identity/accounts/password-change.js';
+import { SECOND_FACTOR_METHODS } from '../../identity/factors/second-factor.js';
 import type { Identity } from '../../identity/identity.js';
 import { PASSWORD_MAX_CODE_POINTS } from '../../identity/passwords/passwords.js';
 import { SessionControl } from '../../identity/sessions/session-control.js';
@@ -23,7 +24,7 @@ const LoginBody = Type.Object({ email: Email, password: Password, deviceToken: T
 const SecondFactorBody = Type.Object(
   {
     challengeToken: Opaque,
-    method: Type.Union([Type.Literal('totp'), Type.Literal('recovery'), Type.Literal('sms')]),
+    method: Type.Union(SECOND_FACTOR_METHODS.map((method) => Type.Literal(method))),
     code: Type.String({ minLength: 1, maxLength: 32 }),
     tokenDelivery: TokenDelivery,
   },

@@ -1,7 +1,8 @@
 import type { Db } from '../../store/connection.js';
 
-/** The name a client gives a method (`method` of POST /auth/second-factor), and the order sign-in lists them in. */
-export type SecondFactorMethod = 'totp' | 'recovery' | 'sms';
+/** The names a client gives the methods (`method` of POST /auth/second-factor); the API's schema is built from this list. */
+export const SECOND_FACTOR_METHODS = ['totp', 'recovery', 'sms'] as const;
+export type SecondFactorMethod = (typeof SECOND_FACTOR_METHODS)[number];
 
 /** The outcome of one code: passed, or the reason it did not (audited and counted as a metric label). */
 export type FactorCheck = { ok: true } | { ok: false; reason: string };
@@ -16,7 +17,8 @@ export type FactorCheck = { ok: true } | { ok: false; reason: string };
  * Enrolling is not part of the contract: what is enrolled differs per factor (an app's secret,
  * a phone, a passkey's credential) and so do its steps, so each factor enrolls through its own
  * routes and use case (`factors/totp/enrollment.ts`, `factors/sms/sms-steps.ts`). A passkey
- * factor would be one more folder: this interface, its enrollment, one line in openIdentity.
+ * factor would be one more folder implementing this with its enrollment, its name added to
+ * SECOND_FACTOR_METHODS, and its registration in openIdentity; sign-in does not change.
  */
 export interface SecondFactor {
   readonly method: SecondFactorMethod;

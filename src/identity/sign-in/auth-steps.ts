@@ -33,6 +33,12 @@ export interface SignedIn extends TokenPair {
   recoveryCodes?: string[];
 }
 
+/** One attempt at a step: the audit action it is recorded under, and where it came from. */
+export interface Attempt {
+  action: AuditAction;
+  origin: RequestOrigin;
+}
+
 export interface AuthEvent {
   action: AuditAction;
   /** The stage a refusal is counted under, when it is not the action's own (a password confirmation is audited under the action it guards). */
@@ -52,7 +58,7 @@ export class AuthSteps {
   }
 
   /** Spends one attempt of the address's per-minute budget, or refuses the step (429 `ip-limit`). */
-  async spendIpAllowance(origin: RequestOrigin, action: AuditAction): Promise<void> {
+  async spendIpAllowance({ action, origin }: Attempt): Promise<void> {
     const allowance = await this.parts.throttle.consumeIp(origin.ip);
     if (allowance.allowed) return;
     this.throttled(action, 'ip-limit', origin);
@@ -60,7 +66,7 @@ export class AuthSteps {
   }
 
   /** Refuses the step (429 `account-locked`) while the account is locked for this address. */
-  async refuseIfLocked(accountKey: string, origin: RequestOrigin, action: AuditAction): Promise<void> {
+  async refuseIfLocked(accountKey: string, { action, origin }: Attempt): Promise<void> {
     const lock = await this.parts.throttle.check(accountKey, origin.ip);
     if (!lock.locked) return;
     this.throttled(action, 'account-locked', origin);
@@ -68,7 +74,7 @@ export class AuthSteps {
   }
 
   /** The open challenge behind a token, for this purpose and device; a refusal is audited. */
-  async openChallenge(token: unknown, purpose: ChallengePurpose, origin: RequestOrigin, action: AuditAction): Promise<OpenChallenge> {
+  async openChallenge(token: unknown, purpose: ChallengePurpose, { action, origin }: Attempt): Promise<OpenChallenge> {
     try {
       return await this.parts.challenges.open(token, purpose, deviceFingerprint(origin.userAgent));
     } catch (error) {

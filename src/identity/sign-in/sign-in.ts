@@ -34,9 +34,9 @@ export class SignIn {
   /** Email and password. Every wrong answer is the one `invalid-credentials`, whatever was wrong. */
   async login(input: { email: string; password: string; deviceToken?: string | undefined }, origin: RequestOrigin): Promise<LoginOutcome> {
     const { throttle, users, factors, devices, challenges, db } = this.parts;
-    await this.steps.spendIpAllowance(origin, 'auth.login');
+    await this.steps.spendIpAllowance({ action: 'auth.login', origin });
     const accountKey = this.identity.accountThrottleKey(input.email);
-    await this.steps.refuseIfLocked(accountKey, origin, 'auth.login');
+    await this.steps.refuseIfLocked(accountKey, { action: 'auth.login', origin });
 
     const user = await users.findByEmail(input.email);
     // Unknown, passwordless (pending, self-registered but unverified) and disabled accounts all
@@ -74,10 +74,10 @@ export class SignIn {
   /** Completes a sign-in with a code of one of the offered methods; the device becomes trusted. */
   async secondFactor(input: { challengeToken: string; method: SecondFactorMethod; code: string }, origin: RequestOrigin): Promise<SignedIn> {
     const { challenges, factors, throttle, db, devices, users } = this.parts;
-    await this.steps.spendIpAllowance(origin, 'auth.second-factor');
-    const challenge = await this.steps.openChallenge(input.challengeToken, 'second-factor', origin, 'auth.second-factor');
+    await this.steps.spendIpAllowance({ action: 'auth.second-factor', origin });
+    const challenge = await this.steps.openChallenge(input.challengeToken, 'second-factor', { action: 'auth.second-factor', origin });
     const accountKey = `u:${challenge.userId}`;
-    await this.steps.refuseIfLocked(accountKey, origin, 'auth.second-factor');
+    await this.steps.refuseIfLocked(accountKey, { action: 'auth.second-factor', origin });
     const factor = factors.get(input.method);
     await factor.ensureUsable?.(challenge.userId);
     // Claimed before the code is checked: of two requests racing on one challenge, the loser

@@ -1,9 +1,7 @@
-import type { AuditAction } from '../../domain/audit-actions.js';
 import { IdentityError, RateLimitedError } from '../errors.js';
 import type { Identity } from '../identity.js';
 import { verifyAgainstDummy, verifyPassword } from '../passwords/passwords.js';
-import type { RequestOrigin } from '../request-origin.js';
-import { AuthSteps } from './auth-steps.js';
+import { AuthSteps, type Attempt } from './auth-steps.js';
 
 /** What a signed-in user replacing their authenticator shows of the one being replaced. */
 export interface CurrentFactorProof {
@@ -25,7 +23,7 @@ export class StepUp {
   }
 
   /** The user's current password, throttled like a sign-in; 403 `wrong-current-password` otherwise. */
-  async confirmPassword(userId: string, password: string | undefined, origin: RequestOrigin, action: AuditAction): Promise<void> {
+  async confirmPassword(userId: string, password: string | undefined, { action, origin }: Attempt): Promise<void> {
     const { users, throttle, db } = this.identity.parts;
     if (password === undefined) {
       throw new IdentityError('incomplete-request', 'body currentPassword: is required to replace a second factor while signed in');
@@ -53,7 +51,7 @@ export class StepUp {
    * Throttled and counted like a second-factor sign-in; 403 `invalid-current-factor` otherwise.
    * Someone who has neither asks an admin to reset their factors (`FactorReset`).
    */
-  async confirmCurrentFactor(userId: string, proof: CurrentFactorProof | undefined, origin: RequestOrigin, action: AuditAction): Promise<void> {
+  async confirmCurrentFactor(userId: string, proof: CurrentFactorProof | undefined, { action, origin }: Attempt): Promise<void> {
     const { factors, throttle, db } = this.identity.parts;
     if (proof === undefined) {
       throw new IdentityError(

@@ -32,9 +32,9 @@ export class SmsSteps {
    */
   async sendSignInCode(input: { challengeToken: string }, origin: RequestOrigin): Promise<void> {
     const { sms } = this.parts;
-    await this.steps.spendIpAllowance(origin, SMS_SENT);
-    const challenge = await this.steps.openChallenge(input.challengeToken, 'second-factor', origin, SMS_SENT);
-    await this.steps.refuseIfLocked(`u:${challenge.userId}`, origin, SMS_SENT);
+    await this.steps.spendIpAllowance({ action: SMS_SENT, origin });
+    const challenge = await this.steps.openChallenge(input.challengeToken, 'second-factor', { action: SMS_SENT, origin });
+    await this.steps.refuseIfLocked(`u:${challenge.userId}`, { action: SMS_SENT, origin });
     await sms.ensureUsable(challenge.userId);
     await this.reportSend(await sms.sendSignInCode(challenge), 'sign-in', challenge.userId, origin);
   }
@@ -46,7 +46,7 @@ export class SmsSteps {
    */
   async startPhoneVerification(principal: Principal, input: { phone: string; currentPassword: string | undefined }, origin: RequestOrigin): Promise<void> {
     const userId = userOf(principal);
-    await this.stepUp.confirmPassword(userId, input.currentPassword, origin, SMS_SENT);
+    await this.stepUp.confirmPassword(userId, input.currentPassword, { action: SMS_SENT, origin });
     const outcome = await this.parts.sms.startPhoneVerification(userId, input.phone);
     if (!outcome.sent && outcome.reason === 'not-configured') {
       throw new IdentityError('sms-not-configured', 'this deployment sends no SMS codes (CIPHERGATE_SMS_SENDER_TENANT is unset or names a tenant without Twilio)');

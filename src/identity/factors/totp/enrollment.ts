@@ -32,15 +32,15 @@ export class TotpEnrollment {
     origin: RequestOrigin,
   ): Promise<{ otpauthUri: string; secret: string }> {
     const { factors, users, db } = this.parts;
-    await this.steps.spendIpAllowance(origin, 'auth.totp.enroll');
+    await this.steps.spendIpAllowance({ action: 'auth.totp.enroll', origin });
     const { userId } = await this.enrollingUser(input, origin);
     if (input.principal) {
       // Step-up: replacing a factor while signed in needs the password and the factor being
       // replaced, so neither a stolen access token (ten minutes of someone's session) nor one
       // plus the password can swap the victim's authenticator for one of the thief's, destroy
       // the recovery codes and end the victim's other sessions with it.
-      await this.stepUp.confirmPassword(userId, input.currentPassword, origin, 'auth.totp.enroll');
-      await this.stepUp.confirmCurrentFactor(userId, input.currentFactor, origin, 'auth.totp.enroll');
+      await this.stepUp.confirmPassword(userId, input.currentPassword, { action: 'auth.totp.enroll', origin });
+      await this.stepUp.confirmCurrentFactor(userId, input.currentFactor, { action: 'auth.totp.enroll', origin });
     } else if (await factors.totp.hasConfirmed(userId)) {
       // Enrollment challenges die when a factor is enrolled (see confirm); this refuses one
       // that was claimed in the same instant.
@@ -63,7 +63,7 @@ export class TotpEnrollment {
    */
   async confirm(input: { challengeToken?: string | undefined; principal?: Principal | undefined; code: string }, origin: RequestOrigin): Promise<{ recoveryCodes: string[]; signedIn?: SignedIn }> {
     const { factors, db, users, challenges, devices, sessions } = this.parts;
-    await this.steps.spendIpAllowance(origin, 'auth.totp.confirm');
+    await this.steps.spendIpAllowance({ action: 'auth.totp.confirm', origin });
     // The challenge is opened here, not inside the transaction: on PGlite (one connection) a
     // query outside the transaction's handle waits for the transaction, which waits for it.
     const { userId, challengeId } = await this.enrollingUser(input, origin);
@@ -110,7 +110,7 @@ export class TotpEnrollment {
       if (input.principal.kind !== 'user') throw forbidden('machines have no second factor');
       return { userId: input.principal.userId };
     }
-    const challenge = await this.steps.openChallenge(input.challengeToken, 'enrollment', origin, 'auth.totp.enroll');
+    const challenge = await this.steps.openChallenge(input.challengeToken, 'enrollment', { action: 'auth.totp.enroll', origin });
     return { userId: challenge.userId, challengeId: challenge.id };
   }
 }
