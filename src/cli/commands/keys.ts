@@ -4,7 +4,8 @@ import { appendAuditEvent } from '../../store/audit-trail.js';
 import { SYSTEM_SCOPE } from '../../seal/binding.js';
 import { ScopeDestroyedError } from '../../seal/errors.js';
 import { StoredKeyring } from '../../seal/keyring.js';
-import { openKeyProvider } from '../../seal/open-sealing.js';
+import { DataKeyRepository } from '../../store/repositories/data-keys.js';
+import { openKeyProvider } from '../../runtime/sealing.js';
 import type { KeyProvider } from '../../seal/providers/key-provider.js';
 import { LocalKeyProvider } from '../../seal/providers/local.js';
 import { createPkcs11Kek, openPkcs11KeyProvider } from '../../seal/providers/pkcs11.js';
@@ -74,7 +75,7 @@ export function registerKeys(program: Command, io: CliIo): void {
         target = await openKeyProvider(runtime.config, runtime.logger);
         source = await openSourceProvider(runtime.config, options, runtime.config.dataDir);
         if (source.kekId === target.kekId) throw new CliError('keys rewrap: the old and the configured KEK are the same key');
-        const keyring = StoredKeyring.unloaded(runtime.database.db, target);
+        const keyring = StoredKeyring.unloaded(new DataKeyRepository(runtime.database.db), target);
         const result = await keyring.rewrapFrom(source);
         keyring.close();
         await appendAuditEvent(runtime.database.db, {
