@@ -4,7 +4,7 @@
 import { tmpdir } from 'node:os';
 import { StoredKeyring } from '../../src/seal/keyring.js';
 import { DataKeyRepository } from '../../src/store/repositories/data-keys.js';
-import { encryptExisting } from '../../src/seal/maintenance/encrypt-existing.js';
+import { encryptExisting } from '../../src/keys/encrypt-existing.js';
 import { LocalKeyProvider } from '../../src/seal/providers/local.js';
 import { SealedFields } from '../../src/seal/sealed-fields.js';
 import { Sealer } from '../../src/seal/sealer.js';

@@ -5,7 +5,7 @@ import { after, before, test } from 'node:test';
 import { sql } from 'drizzle-orm';
 import { StoredKeyring } from '../../src/seal/keyring.js';
 import { DataKeyRepository } from '../../src/store/repositories/data-keys.js';
-import { formatKeyStatus, keyStatus } from '../../src/seal/maintenance/key-status.js';
+import { formatKeyStatus, keyStatus } from '../../src/keys/key-status.js';
 import { LocalKeyProvider } from '../../src/seal/providers/local.js';
 import { SealedFields } from '../../src/seal/sealed-fields.js';
 import { Sealer } from '../../src/seal/sealer.js';
