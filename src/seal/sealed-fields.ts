@@ -32,6 +32,14 @@ type LikeNullness<Plaintext, Value> = Plaintext extends null ? null : null exten
 export type SealedInput<Fields extends SealedFieldSpecs> = { [Field in keyof Fields]?: string | null };
 
 /**
+ * Refuses keys of `Input` that `Fields` does not declare. The constraint alone does not: a
+ * generic argument may carry extra properties (`{ body, bogus }`, or a variable built
+ * elsewhere), which would then be left unsealed or, for a blind-index property, be taken as
+ * plaintext.
+ */
+type OnlyDeclared<Fields extends SealedFieldSpecs, Input> = { [Field in Exclude<keyof Input, keyof Fields>]: never };
+
+/**
  * Exactly the columns `sealRow` writes for `Input`: each given field as a SealedValue and, where
  * the field has one, its blind-index column as a BlindIndexValue, each null where the plaintext
  * was. Spread into an insert or update of the declared table, these are the only values its
@@ -103,7 +111,7 @@ export class SealedFields {
   sealRow<Fields extends SealedFieldSpecs, const Input extends SealedInput<Fields>>(
     declaration: SealedTable<Fields>,
     row: { scope: string; id: string },
-    plaintext: Input,
+    plaintext: Input & OnlyDeclared<Fields, Input>,
   ): SealedColumns<Fields, Input> {
     const out: Record<string, SealedValue | BlindIndexValue | null> = {};
     for (const [field, value] of Object.entries(plaintext) as Array<[string, string | null | undefined]>) {
