@@ -79,7 +79,7 @@ export async function main(options: { rows?: number; batchSize?: number; concurr
   }
 }
 
-/** One tenant, one contact, ROWS messages of BODY_BYTES ASCII bytes, generated inside PostgreSQL. */
+/** One tenant, one contact and its conversation, ROWS messages of BODY_BYTES ASCII bytes, generated inside PostgreSQL. */
 async function seed(db: Db, rows: number): Promise<string> {
   const tenantId = crypto.randomUUID();
   const contactId = crypto.randomUUID();
@@ -87,9 +87,13 @@ async function seed(db: Db, rows: number): Promise<string> {
     values (${tenantId}, 'bench', 'Bench', '{"allowIps":{"twilio":[],"airtable":[],"podium":[]}}'::jsonb, now(), now())`);
   await db.execute(sql`insert into contacts (id, tenant_id, phone, phone_index, created_at)
     values (${contactId}, ${tenantId}, convert_to('+14155550100', 'UTF8'), decode('00', 'hex'), now())`);
-  await db.execute(sql`insert into messages (id, tenant_id, contact_id, direction, body, created_at)
-    select gen_random_uuid(), ${tenantId}, ${contactId}, 'inbound',
-           convert_to(rpad('message ' || i || ' ', ${BODY_BYTES}, 'lorem ipsum dolor sit amet '), 'UTF8'), now()
+  const conversationId = crypto.randomUUID();
+  await db.execute(sql`insert into conversations (id, tenant_id, contact_id, channel, created_at, last_message_at)
+    values (${conversationId}, ${tenantId}, ${contactId}, 'sms', now(), now())`);
+  await db.execute(sql`insert into messages (id, tenant_id, contact_id, conversation_id, direction, author, body, dedupe_key, status, status_rank, created_at, updated_at)
+    select gen_random_uuid(), ${tenantId}, ${contactId}, ${conversationId}, 'inbound', 'contact',
+           convert_to(rpad('message ' || i || ' ', ${BODY_BYTES}, 'lorem ipsum dolor sit amet '), 'UTF8'),
+           'bench:' || i, 'received', 0, now(), now()
     from generate_series(1, ${rows}) as i`);
   return tenantId;
 }

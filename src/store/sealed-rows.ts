@@ -240,7 +240,7 @@ export async function writeBatch(db: Db, shape: TableShape, ids: string[], write
  */
 export async function rewriteUnchanged(db: Db, shape: TableShape, rows: WalkedRow[]): Promise<void> {
   const writes = shape.fields.map((field, index) => ({ sqlName: field.sqlName, values: rows.map((row) => row.values[index] ?? null) }));
-  await writeColumns(db, shape, rows.map((row) => row.id), writes.filter((write) => write.values.some((value) => value !== null)));
+  await writeColumns(db, shape, rows.map((row) => row.id), writes);
 }
 
 async function writeColumns(db: Db, shape: TableShape, ids: string[], writes: Array<{ sqlName: string; values: Array<Buffer | null> }>): Promise<void> {
@@ -300,6 +300,7 @@ export async function walkBatches<Result>(walk: BatchWalk<Result>): Promise<bool
   let batchNumber = 0;
   let failed = false;
   const stopped = () => failed || walk.signal?.aborted === true;
+  const aliases = shape.fields.map((_, index) => `c${index}`);
 
   const walkRange = async (from: string | undefined, to: string | undefined) => {
     let lastId: string | undefined;
@@ -324,14 +325,7 @@ export async function walkBatches<Result>(walk: BatchWalk<Result>): Promise<bool
               for update of t`,
         );
         if (selected.length === 0) return undefined;
-        const rows = selected.map((row): WalkedRow => ({
-          id: row.id,
-          scope: row.scope,
-          values: shape.fields.map((_, index) => {
-            const value = row[`c${index}`];
-            return value === null || value === undefined ? null : (toBuffer(value) as StoredBytes);
-          }),
-        }));
+        const rows = selected.map((row) => walkedRow(row, aliases));
         return { lastId: rows[rows.length - 1]!.id, result: await walk.work(tx, rows, number) };
       });
       let batch: Awaited<ReturnType<typeof runBatch>>;
@@ -363,6 +357,16 @@ export async function walkBatches<Result>(walk: BatchWalk<Result>): Promise<bool
   const failure = outcomes.find((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected');
   if (failure) throw failure.reason;
   return walk.signal?.aborted !== true;
+}
+
+/** A selected row as a WalkedRow; a plain loop, since it runs for every row of a maintenance run. */
+function walkedRow(row: Record<string, Uint8Array | null> & { id: string; scope: string }, aliases: string[]): WalkedRow {
+  const values = new Array<StoredBytes | null>(aliases.length);
+  for (let index = 0; index < aliases.length; index += 1) {
+    const value = row[aliases[index]!];
+    values[index] = value === null || value === undefined ? null : (toBuffer(value) as StoredBytes);
+  }
+  return { id: row.id, scope: row.scope, values };
 }
 
 async function splitKeys(walk: BatchWalk<unknown>): Promise<Array<{ from?: string; to?: string }>> {
