@@ -18,11 +18,11 @@ import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { sql } from 'drizzle-orm';
 import pg from 'pg';
-import { encryptExisting } from '../src/seal/maintenance/encrypt-existing.js';
-import { column, shapeOf, walkBatches, writeBatch } from '../src/seal/maintenance/sql.js';
+import { encryptExisting } from '../src/keys/encrypt-existing.js';
+import { PLAINTEXT_KIND, countValues, everyValue, rewriteUnchanged, shapeOf, walkBatches } from '../src/store/sealed-rows.js';
 import { SealedFields } from '../src/seal/sealed-fields.js';
 import { InMemoryKeyring, Sealer } from '../src/seal/sealer.js';
-import { queryRows, type Db } from '../src/store/connection.js';
+import type { Db } from '../src/store/connection.js';
 import { messagesSealed } from '../src/store/sealed-tables.js';
 import { createBenchDatabase, machineLine } from './lib/harness.js';
 
@@ -68,8 +68,8 @@ export async function main(options: { rows?: number; batchSize?: number; concurr
       if (result.sealed !== rows) throw new Error(`sealed ${result.sealed} of ${rows}`);
     });
 
-    const [check] = await queryRows<{ plain: number }>(db, sql`select count(*)::int as plain from messages where substr(body, 1, 1) <> decode('c1', 'hex')`);
-    if (check!.plain !== 0) throw new Error(`${check!.plain} rows left in plaintext`);
+    const plain = (await countValues(db, shapeOf(messagesSealed))).filter((count) => count.kind === PLAINTEXT_KIND).reduce((n, count) => n + count.values, 0);
+    if (plain !== 0) throw new Error(`${plain} rows left in plaintext`);
 
     const result = { rows, batchSize, concurrency, baseline, sealing };
     if (options.print ?? true) print(result);
@@ -79,7 +79,7 @@ export async function main(options: { rows?: number; batchSize?: number; concurr
   }
 }
 
-/** One tenant, one contact, ROWS messages of BODY_BYTES ASCII bytes, generated inside PostgreSQL. */
+/** One tenant, one contact and its conversation, ROWS messages of BODY_BYTES ASCII bytes, generated inside PostgreSQL. */
 async function seed(db: Db, rows: number): Promise<string> {
   const tenantId = crypto.randomUUID();
   const contactId = crypto.randomUUID();
@@ -87,9 +87,13 @@ async function seed(db: Db, rows: number): Promise<string> {
     values (${tenantId}, 'bench', 'Bench', '{"allowIps":{"twilio":[],"airtable":[],"podium":[]}}'::jsonb, now(), now())`);
   await db.execute(sql`insert into contacts (id, tenant_id, phone, phone_index, created_at)
     values (${contactId}, ${tenantId}, convert_to('+14155550100', 'UTF8'), decode('00', 'hex'), now())`);
-  await db.execute(sql`insert into messages (id, tenant_id, contact_id, direction, body, created_at)
-    select gen_random_uuid(), ${tenantId}, ${contactId}, 'inbound',
-           convert_to(rpad('message ' || i || ' ', ${BODY_BYTES}, 'lorem ipsum dolor sit amet '), 'UTF8'), now()
+  const conversationId = crypto.randomUUID();
+  await db.execute(sql`insert into conversations (id, tenant_id, contact_id, channel, created_at, last_message_at)
+    values (${conversationId}, ${tenantId}, ${contactId}, 'sms', now(), now())`);
+  await db.execute(sql`insert into messages (id, tenant_id, contact_id, conversation_id, direction, author, body, dedupe_key, status, status_rank, created_at, updated_at)
+    select gen_random_uuid(), ${tenantId}, ${contactId}, ${conversationId}, 'inbound', 'contact',
+           convert_to(rpad('message ' || i || ' ', ${BODY_BYTES}, 'lorem ipsum dolor sit amet '), 'UTF8'),
+           'bench:' || i, 'received', 0, now(), now()
     from generate_series(1, ${rows}) as i`);
   return tenantId;
 }
@@ -109,13 +113,12 @@ async function plainRewrite(db: Db, batchSize: number, concurrency: number, rows
   await walkBatches({
     db,
     shape,
-    needsWork: sql`true`,
-    columns: sql`${column('body')} as body`,
+    selection: everyValue(shape),
     batchSize,
     concurrency,
     estimatedRows: rows,
     work: async (tx, batch) => {
-      await writeBatch(tx, shape, batch.map((row) => row.id), [{ sqlName: 'body', values: batch.map((row) => row.body as Buffer) }]);
+      await rewriteUnchanged(tx, shape, batch);
     },
     committed: () => undefined,
   });

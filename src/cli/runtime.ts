@@ -3,7 +3,7 @@ import { pino, type DestinationStream } from 'pino';
 import { createLogger, type Logger } from '../log/logger.js';
 import { openDatabase, type Database } from '../store/connection.js';
 import { migrate } from '../store/migrate.js';
-import { openSealing, type Sealing } from '../seal/open-sealing.js';
+import { openSealing, type Sealing } from '../runtime/sealing.js';
 
 /** What a command needs from its surroundings; tests give their own streams and environment. */
 export interface CliIo {

@@ -1,6 +1,6 @@
 import { eq } from 'drizzle-orm';
 import { SealOpenError } from '../seal/errors.js';
-import { isScopeDestroyed } from '../seal/keyring.js';
+import { isScopeDestroyed } from '../store/repositories/data-keys.js';
 import type { Db } from '../store/connection.js';
 import type { TenantRepository, TenantSecrets } from '../store/repositories/tenants.js';
 import { tenants, type TenantSettings } from '../store/schema.js';

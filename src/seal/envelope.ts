@@ -19,9 +19,17 @@
 import { createCipheriv, createDecipheriv, randomFillSync, type KeyObject } from 'node:crypto';
 import { SealInputError, SealOpenError } from './errors.js';
 
+// The header, field by field. This is the one definition of the layout: the SQL with which the
+// maintenance jobs find plaintext and key versions without opening anything
+// (src/store/sealed-rows.ts) is generated from these constants.
 export const ENVELOPE_MARKER = 0xc1;
+export const MARKER_OFFSET = 0;
 export const ENVELOPE_FORMAT_V1 = 0x01;
-export const HEADER_BYTES = 6;
+export const FORMAT_OFFSET = 1;
+/** The key version is a uint32, big-endian. */
+export const KEY_VERSION_OFFSET = 2;
+export const KEY_VERSION_BYTES = 4;
+export const HEADER_BYTES = KEY_VERSION_OFFSET + KEY_VERSION_BYTES;
 // 96 bits is the nonce length GCM uses directly, without an extra GHASH pass (SP 800-38D
 // §7.1); random 96-bit nonces are within the spec's bound up to 2^32 seals per key
 // (§8.3), and keys are per column and per DEK version, which rotation renews.
@@ -92,11 +100,11 @@ export function openEnvelopeWithAadSlot(columnKey: ColumnKey, sealed: Buffer, aa
  */
 export function readEnvelopeHeader(buf: Buffer): EnvelopeHeader | null {
   if (!isSealed(buf)) return null;
-  if (buf.length < 2) throw new SealOpenError('truncated');
-  const formatVersion = buf[1]!;
+  if (buf.length <= FORMAT_OFFSET) throw new SealOpenError('truncated');
+  const formatVersion = buf[FORMAT_OFFSET]!;
   if (formatVersion !== ENVELOPE_FORMAT_V1) throw new SealOpenError('unsupported-format');
   if (buf.length < HEADER_BYTES) throw new SealOpenError('truncated');
-  return { formatVersion, keyVersion: buf.readUInt32BE(2) };
+  return { formatVersion, keyVersion: buf.readUInt32BE(KEY_VERSION_OFFSET) };
 }
 
 /**
@@ -105,7 +113,7 @@ export function readEnvelopeHeader(buf: Buffer): EnvelopeHeader | null {
  * it as if it were plaintext; opening it fails loudly instead.
  */
 export function isSealed(buf: Buffer): boolean {
-  return buf.length > 0 && buf[0] === ENVELOPE_MARKER;
+  return buf.length > MARKER_OFFSET && buf[MARKER_OFFSET] === ENVELOPE_MARKER;
 }
 
 /**
@@ -134,9 +142,9 @@ function sealIntoAadSlot(
     throw new SealInputError('key version must be a uint32');
   }
   const sealed = allocateEnvelope(ENVELOPE_OVERHEAD + plaintext.length);
-  sealed[0] = ENVELOPE_MARKER;
-  sealed[1] = ENVELOPE_FORMAT_V1;
-  sealed.writeUInt32BE(keyVersion, 2);
+  sealed[MARKER_OFFSET] = ENVELOPE_MARKER;
+  sealed[FORMAT_OFFSET] = ENVELOPE_FORMAT_V1;
+  sealed.writeUInt32BE(keyVersion, KEY_VERSION_OFFSET);
   const nonce = sealed.subarray(HEADER_BYTES, HEADER_BYTES + NONCE_BYTES);
   if (fixedNonce === undefined) randomFillSync(nonce);
   else fixedNonce.copy(nonce);

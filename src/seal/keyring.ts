@@ -1,9 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { and, eq, sql } from 'drizzle-orm';
-import type { Db } from '../store/connection.js';
-import { dataKeys } from '../store/schema.js';
 import { DEK_BYTES } from './derive.js';
-import { ScopeDestroyedError } from './errors.js';
+import type { KeyringStore } from './keyring-store.js';
 import { KeyProviderError, type KeyProvider } from './providers/key-provider.js';
 import { InMemoryKeyring, type Keyring } from './sealer.js';
 
@@ -17,7 +14,8 @@ export class KekMismatchError extends KeyProviderError {
 }
 
 /**
- * The DEKs of every scope, persisted wrapped in `data_keys` and held unwrapped in memory only.
+ * The DEKs of every scope, persisted wrapped in a KeyringStore (the store's `data_keys`) and
+ * held unwrapped in memory only.
  * The Sealer's hot path asks synchronously; `refresh()` (on an interval in `serve`, and after
  * any change made here) picks up versions that another process added.
  */
@@ -28,20 +26,20 @@ export class StoredKeyring implements Keyring {
   private readonly retireListeners: Array<(scope: string) => void> = [];
 
   private constructor(
-    private readonly db: Db,
+    private readonly store: KeyringStore,
     private readonly provider: KeyProvider,
   ) {}
 
   /** Loads and unwraps every active DEK; fails when one is wrapped under another KEK. */
-  static async open(db: Db, provider: KeyProvider): Promise<StoredKeyring> {
-    const keyring = new StoredKeyring(db, provider);
+  static async open(store: KeyringStore, provider: KeyProvider): Promise<StoredKeyring> {
+    const keyring = new StoredKeyring(store, provider);
     await keyring.refresh();
     return keyring;
   }
 
   /** A keyring that has loaded nothing yet: for `keys rewrap`, whose DEKs are still under the old KEK. */
-  static unloaded(db: Db, provider: KeyProvider): StoredKeyring {
-    return new StoredKeyring(db, provider);
+  static unloaded(store: KeyringStore, provider: KeyProvider): StoredKeyring {
+    return new StoredKeyring(store, provider);
   }
 
   get kekId(): string {
@@ -62,7 +60,7 @@ export class StoredKeyring implements Keyring {
 
   /**
    * Calls `listener(scope)` after a refresh wiped DEKs of that scope from memory (destroyed
-   * elsewhere): the Sealer's derived column keys of the scope must go too (open-sealing.ts).
+   * elsewhere): the Sealer's derived column keys of the scope must go too (src/runtime/sealing.ts).
    */
   onRetire(listener: (scope: string) => void): void {
     this.retireListeners.push(listener);
@@ -73,11 +71,11 @@ export class StoredKeyring implements Keyring {
   }
 
   /**
-   * Re-reads `data_keys`. DEKs already held are kept (same Buffer, so the Sealer's derived-key
+   * Re-reads the stored keys. DEKs already held are kept (same Buffer, so the Sealer's derived-key
    * cache stays valid); new ones are unwrapped; destroyed ones are wiped from memory.
    */
   async refresh(): Promise<void> {
-    const rows = await this.db.select().from(dataKeys);
+    const rows = await this.store.list();
     const live = new Set<string>();
     for (const row of rows) {
       if (row.state !== 'active' || row.wrappedKey === null) continue;
@@ -125,28 +123,13 @@ export class StoredKeyring implements Keyring {
   private async addVersion(scope: string, options: { onlyIfNone: boolean }): Promise<number> {
     const dek = randomBytes(DEK_BYTES);
     try {
-      const version = await this.db.transaction(async (tx) => {
-        await lockScope(tx, scope);
-        if (await isScopeDestroyed(tx, scope)) throw new ScopeDestroyedError(scope);
-        const [latest] = await tx
-          .select({ version: sql<number>`coalesce(max(${dataKeys.version}), 0)::int` })
-          .from(dataKeys)
-          .where(eq(dataKeys.scope, scope));
-        const newest = latest?.version ?? 0;
-        if (options.onlyIfNone && newest > 0) return undefined;
-        const version = newest + 1;
-        const wrappedKey = await this.provider.wrapKey(dek, { scope, version });
-        await tx.insert(dataKeys).values({
-          scope,
-          version,
-          wrappedKey,
-          kekKind: this.provider.kind,
-          kekId: this.provider.kekId,
-          state: 'active',
-          createdAt: new Date(),
-        });
-        return version;
-      });
+      // The store allocates the version under its scope lock and refuses a shredded scope
+      // (ScopeDestroyedError); the DEK is wrapped for exactly the version it allocated.
+      const version = await this.store.addVersion(scope, options, async (allocated) => ({
+        wrappedKey: await this.provider.wrapKey(dek, { scope, version: allocated }),
+        kekKind: this.provider.kind,
+        kekId: this.provider.kekId,
+      }));
       await this.refresh();
       return version ?? this.current(scope).version;
     } finally {
@@ -159,7 +142,7 @@ export class StoredKeyring implements Keyring {
    * not touched: only the wrapping changes. Returns how many keys moved.
    */
   async rewrapFrom(from: KeyProvider): Promise<{ rewrapped: number; alreadyCurrent: number }> {
-    const rows = await this.db.select().from(dataKeys).where(eq(dataKeys.state, 'active'));
+    const rows = (await this.store.list()).filter((row) => row.state === 'active');
     let rewrapped = 0;
     let alreadyCurrent = 0;
     for (const row of rows) {
@@ -172,10 +155,7 @@ export class StoredKeyring implements Keyring {
       const dek = await from.unwrapKey(row.wrappedKey!, context);
       try {
         const wrappedKey = await this.provider.wrapKey(dek, context);
-        await this.db
-          .update(dataKeys)
-          .set({ wrappedKey, kekKind: this.provider.kind, kekId: this.provider.kekId, rewrappedAt: new Date() })
-          .where(and(eq(dataKeys.scope, row.scope), eq(dataKeys.version, row.version), eq(dataKeys.kekId, from.kekId)));
+        await this.store.replaceWrapping(context, from.kekId, { wrappedKey, kekKind: this.provider.kind, kekId: this.provider.kekId });
         rewrapped += 1;
       } finally {
         dek.fill(0);
@@ -190,48 +170,4 @@ export class StoredKeyring implements Keyring {
     for (const scope of this.scopes) for (const version of [...this.held.activeVersions(scope)]) this.held.retire(scope, version);
     this.scopes.clear();
   }
-}
-
-/**
- * Serialises every change to a scope's keys across processes (a new version, destroying them)
- * until the surrounding transaction ends.
- */
-export async function lockScope(tx: Db, scope: string): Promise<void> {
-  await tx.execute(sql`select pg_advisory_xact_lock(hashtext(${`data_keys:${scope}`}))`);
-}
-
-/**
- * True when the scope was shredded: it has destroyed versions and no active one left. (A single
- * old version destroyed beside a live one is not a shredded scope.)
- */
-export async function isScopeDestroyed(db: Db, scope: string): Promise<boolean> {
-  const rows = await db
-    .select({ state: dataKeys.state, count: sql<number>`count(*)::int` })
-    .from(dataKeys)
-    .where(eq(dataKeys.scope, scope))
-    .groupBy(dataKeys.state);
-  const countOf = (state: string) => Number(rows.find((row) => row.state === state)?.count ?? 0);
-  return countOf('destroyed') > 0 && countOf('active') === 0;
-}
-
-/**
- * Crypto-shredding: forgets the wrapped form of every DEK version of the scope (the rows stay
- * as `destroyed` tombstones, so versions are never reused and the scope is never re-keyed).
- * Run it inside the caller's transaction; it takes the scope lock that rotation takes, so a
- * rotation either committed before (and its version is destroyed here too) or waits and then
- * refuses. Returns the versions destroyed now (empty when they already were).
- */
-export async function destroyScopeKeys(tx: Db, scope: string): Promise<number[]> {
-  await lockScope(tx, scope);
-  const destroyed = await tx
-    .update(dataKeys)
-    .set({ wrappedKey: null, state: 'destroyed' })
-    .where(and(eq(dataKeys.scope, scope), eq(dataKeys.state, 'active')))
-    .returning({ version: dataKeys.version });
-  if (destroyed.length === 0 && !(await isScopeDestroyed(tx, scope))) {
-    // A scope that never had a key still gets its tombstone, or ensureScope would make one later.
-    await tx.insert(dataKeys).values({ scope, version: 1, wrappedKey: null, kekKind: 'none', kekId: 'none', state: 'destroyed', createdAt: new Date() });
-    return [1];
-  }
-  return destroyed.map((row) => row.version).sort((a, b) => a - b);
 }

@@ -1,5 +1,3 @@
-import { getTableColumns, getTableName } from 'drizzle-orm';
-import type { PgColumn, PgTable } from 'drizzle-orm/pg-core';
 import type { BlindIndexValue, SealedValue } from './sealed-value.js';
 import { SYSTEM_SCOPE } from './binding.js';
 import { SealOpenError } from './errors.js';
@@ -34,6 +32,14 @@ type LikeNullness<Plaintext, Value> = Plaintext extends null ? null : null exten
 export type SealedInput<Fields extends SealedFieldSpecs> = { [Field in keyof Fields]?: string | null };
 
 /**
+ * Refuses keys of `Input` that `Fields` does not declare. The constraint alone does not: a
+ * generic argument may carry extra properties (`{ body, bogus }`, or a variable built
+ * elsewhere), which would then be left unsealed or, for a blind-index property, be taken as
+ * plaintext.
+ */
+type OnlyDeclared<Fields extends SealedFieldSpecs, Input> = { [Field in Exclude<keyof Input, keyof Fields>]: never };
+
+/**
  * Exactly the columns `sealRow` writes for `Input`: each given field as a SealedValue and, where
  * the field has one, its blind-index column as a BlindIndexValue, each null where the plaintext
  * was. Spread into an insert or update of the declared table, these are the only values its
@@ -48,10 +54,10 @@ export type SealedColumns<Fields extends SealedFieldSpecs, Input> = {
 /**
  * The one declaration of a table's sealed columns. Repositories seal and open through it;
  * encrypt-existing, re-encryption and `keys status` walk every declaration; a test checks that
- * every sealed column in the schema is declared here and nowhere written by hand.
+ * every sealed column in the schema is declared and nowhere written by hand. The store makes
+ * one per table from its schema (src/store/sealed-tables.ts), so this layer needs no ORM.
  */
 export interface SealedTable<Fields extends SealedFieldSpecs = SealedFieldSpecs> {
-  table: PgTable;
   /** SQL table name, bound into every value's AAD. */
   name: string;
   /** TS property of the primary key (a uuid), bound into the AAD as the row id. */
@@ -59,6 +65,11 @@ export interface SealedTable<Fields extends SealedFieldSpecs = SealedFieldSpecs>
   /** TS property of the tenant id, or 'system' for system-wide tables; `self` when the row id is the tenant. */
   scope: { property: string } | 'system' | 'self';
   fields: Fields;
+  /**
+   * The SQL name of every column named above (each field, each blind index, the id, the scope),
+   * by TS property. A field's SQL name is bound into the AAD of its values.
+   */
+  columnNames: Readonly<Record<string, string>>;
 }
 
 export interface ResolvedField {
@@ -67,33 +78,19 @@ export interface ResolvedField {
   blindIndex?: BlindIndexSpec & { sqlName: string };
 }
 
-export function declareSealedTable<const Fields extends SealedFieldSpecs>(declaration: Omit<SealedTable<Fields>, 'name'>): SealedTable<Fields> {
-  const columns = getTableColumns(declaration.table) as Record<string, PgColumn>;
-  const mustExist = (property: string) => {
-    if (!columns[property]) throw new Error(`sealed table ${getTableName(declaration.table)}: no column ${property}`);
-  };
-  mustExist(declaration.idProperty);
-  if (typeof declaration.scope === 'object') mustExist(declaration.scope.property);
-  for (const [property, spec] of Object.entries(declaration.fields) as Array<[string, SealedFieldSpec]>) {
-    mustExist(property);
-    if (columns[property]!.getSQLType() !== 'bytea') throw new Error(`sealed column ${property} must be bytea`);
-    if (spec.blindIndex) mustExist(spec.blindIndex.property);
-  }
-  return { ...declaration, name: getTableName(declaration.table) };
-}
-
 /** SQL names of a declaration's columns, for the maintenance jobs that work in raw SQL. */
 export function resolveFields(declaration: SealedTable): ResolvedField[] {
-  const columns = getTableColumns(declaration.table) as Record<string, PgColumn>;
   return (Object.entries(declaration.fields) as Array<[string, SealedFieldSpec]>).map(([property, spec]) => ({
     property,
-    sqlName: columns[property]!.name,
-    ...(spec.blindIndex ? { blindIndex: { ...spec.blindIndex, sqlName: columns[spec.blindIndex.property]!.name } } : {}),
+    sqlName: sqlNameOf(declaration, property),
+    ...(spec.blindIndex ? { blindIndex: { ...spec.blindIndex, sqlName: sqlNameOf(declaration, spec.blindIndex.property) } } : {}),
   }));
 }
 
 export function sqlNameOf(declaration: SealedTable, property: string): string {
-  return (getTableColumns(declaration.table) as Record<string, PgColumn>)[property]!.name;
+  const name = Object.hasOwn(declaration.columnNames, property) ? declaration.columnNames[property] : undefined;
+  if (name === undefined) throw new Error(`sealed table ${declaration.name}: no column ${property}`);
+  return name;
 }
 
 /**
@@ -114,15 +111,14 @@ export class SealedFields {
   sealRow<Fields extends SealedFieldSpecs, const Input extends SealedInput<Fields>>(
     declaration: SealedTable<Fields>,
     row: { scope: string; id: string },
-    plaintext: Input,
+    plaintext: Input & OnlyDeclared<Fields, Input>,
   ): SealedColumns<Fields, Input> {
-    const columns = getTableColumns(declaration.table) as Record<string, PgColumn>;
     const out: Record<string, SealedValue | BlindIndexValue | null> = {};
     for (const [field, value] of Object.entries(plaintext) as Array<[string, string | null | undefined]>) {
       const spec = Object.hasOwn(declaration.fields, field) ? declaration.fields[field] : undefined;
       if (!spec) throw new Error(`${declaration.name}.${field} is not a sealed field`);
       if (value === undefined) continue;
-      const column = columns[field]!.name;
+      const column = sqlNameOf(declaration, field);
       if (value === null) {
         out[field] = null;
         if (spec.blindIndex) out[spec.blindIndex.property] = null;
@@ -143,11 +139,10 @@ export class SealedFields {
     row: { scope: string; id: string },
     sealed: Partial<Record<Field, Buffer | null>>,
   ): Record<Field, string | null> {
-    const columns = getTableColumns(declaration.table) as Record<string, PgColumn>;
     const out = {} as Record<Field, string | null>;
     for (const [field, value] of Object.entries(sealed) as Array<[Field, Buffer | null | undefined]>) {
       if (!Object.hasOwn(declaration.fields, field)) throw new Error(`${declaration.name}.${field} is not a sealed field`);
-      out[field] = value == null ? null : this.sealer.openString({ tenantId: row.scope, table: declaration.name, column: columns[field]!.name, rowId: row.id }, value);
+      out[field] = value == null ? null : this.sealer.openString({ tenantId: row.scope, table: declaration.name, column: sqlNameOf(declaration, field), rowId: row.id }, value);
     }
     return out;
   }

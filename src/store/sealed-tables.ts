@@ -1,5 +1,40 @@
-import { declareSealedTable, type SealedTable } from '../seal/sealed-fields.js';
+import { getTableColumns, getTableName } from 'drizzle-orm';
+import type { PgColumn, PgTable } from 'drizzle-orm/pg-core';
+import type { SealedFieldSpec, SealedFieldSpecs, SealedTable } from '../seal/sealed-fields.js';
 import { contacts, messages, signingKeys, smsFactors, tenants, totpFactors, users } from './schema.js';
+
+/** A sealed-table declaration with the table it declares, for the store's own SQL over it (sealed-rows.ts). */
+export interface DeclaredSealedTable<Fields extends SealedFieldSpecs = SealedFieldSpecs> extends SealedTable<Fields> {
+  table: PgTable;
+}
+
+/**
+ * Declares which columns of `table` are sealed, resolving every property named to its SQL
+ * column; throws at start-up when one does not exist or a sealed column is not bytea.
+ */
+function declareSealedTable<const Fields extends SealedFieldSpecs>(declaration: {
+  table: PgTable;
+  idProperty: string;
+  scope: SealedTable['scope'];
+  fields: Fields;
+}): DeclaredSealedTable<Fields> {
+  const name = getTableName(declaration.table);
+  const columns = getTableColumns(declaration.table) as Record<string, PgColumn>;
+  const columnNames: Record<string, string> = {};
+  const mustExist = (property: string): PgColumn => {
+    const column = Object.hasOwn(columns, property) ? columns[property] : undefined;
+    if (!column) throw new Error(`sealed table ${name}: no column ${property}`);
+    columnNames[property] = column.name;
+    return column;
+  };
+  mustExist(declaration.idProperty);
+  if (typeof declaration.scope === 'object') mustExist(declaration.scope.property);
+  for (const [property, spec] of Object.entries(declaration.fields) as Array<[string, SealedFieldSpec]>) {
+    if (mustExist(property).getSQLType() !== 'bytea') throw new Error(`sealed column ${property} must be bytea`);
+    if (spec.blindIndex) mustExist(spec.blindIndex.property);
+  }
+  return { ...declaration, name, columnNames };
+}
 
 /** Provider secrets, sealed under the tenant's own key (the row id is the tenant). */
 export const tenantsSealed = declareSealedTable({
@@ -71,4 +106,4 @@ export const smsFactorsSealed = declareSealedTable({
 });
 
 /** Every table with sealed columns. encrypt-existing, re-encryption and `keys status` walk this list. */
-export const sealedTables: SealedTable[] = [tenantsSealed, contactsSealed, messagesSealed, usersSealed, totpFactorsSealed, signingKeysSealed, smsFactorsSealed];
+export const sealedTables: DeclaredSealedTable[] = [tenantsSealed, contactsSealed, messagesSealed, usersSealed, totpFactorsSealed, signingKeysSealed, smsFactorsSealed];

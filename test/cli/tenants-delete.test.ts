@@ -6,7 +6,7 @@ import { and, eq, sql } from 'drizzle-orm';
 import { openSealingRuntime, type SealingRuntime } from '../../src/cli/runtime.js';
 import { parseTenantDocument } from '../../src/config/tenant-document.js';
 import { ScopeDestroyedError, SealOpenError } from '../../src/seal/errors.js';
-import { openSealing } from '../../src/seal/open-sealing.js';
+import { openSealing } from '../../src/runtime/sealing.js';
 import { SYSTEM_SCOPE } from '../../src/seal/sealed-fields.js';
 import { queryRows } from '../../src/store/connection.js';
 import { destroyTenantKeys, tenantRowsWhere } from '../../src/store/repositories/tenant-shred.js';

@@ -3,7 +3,8 @@
 //   mode `hang-in-batch:N`  writes batch N, prints {"inBatch": N} and waits (uncommitted) to be killed
 import { tmpdir } from 'node:os';
 import { StoredKeyring } from '../../src/seal/keyring.js';
-import { encryptExisting } from '../../src/seal/maintenance/encrypt-existing.js';
+import { DataKeyRepository } from '../../src/store/repositories/data-keys.js';
+import { encryptExisting } from '../../src/keys/encrypt-existing.js';
 import { LocalKeyProvider } from '../../src/seal/providers/local.js';
 import { SealedFields } from '../../src/seal/sealed-fields.js';
 import { Sealer } from '../../src/seal/sealer.js';
@@ -15,7 +16,7 @@ const hangAt = mode.startsWith('hang-in-batch:') ? Number(mode.slice('hang-in-ba
 
 const database = await openDatabase({ url: process.env.WORKER_DATABASE_URL!, maxConnections: 2 });
 const provider = new LocalKeyProvider({ masterKey: process.env.WORKER_MASTER_KEY!, dataDir: tmpdir(), allowGenerate: false, warn: () => {} });
-const keyring = await StoredKeyring.open(database.db, provider);
+const keyring = await StoredKeyring.open(new DataKeyRepository(database.db), provider);
 const result = await encryptExisting({
   db: database.db,
   fields: new SealedFields(new Sealer(keyring), keyring),

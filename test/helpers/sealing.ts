@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SYSTEM_SCOPE } from '../../src/seal/binding.js';
 import { StoredKeyring } from '../../src/seal/keyring.js';
+import { DataKeyRepository } from '../../src/store/repositories/data-keys.js';
 import { LocalKeyProvider } from '../../src/seal/providers/local.js';
 import { SealedFields } from '../../src/seal/sealed-fields.js';
 import { Sealer } from '../../src/seal/sealer.js';
@@ -22,7 +23,7 @@ export function localProvider(masterKey: string): LocalKeyProvider {
 /** The production sealing stack over a test database: stored keyring, local KEK, Sealer. */
 export async function openTestSealing(db: Db, masterKey = randomMasterKey()) {
   const provider = localProvider(masterKey);
-  const keyring = await StoredKeyring.open(db, provider);
+  const keyring = await StoredKeyring.open(new DataKeyRepository(db), provider);
   await keyring.ensureScope(SYSTEM_SCOPE);
   const sealer = new Sealer(keyring);
   return { masterKey, provider, keyring, sealer, fields: new SealedFields(sealer, keyring) };

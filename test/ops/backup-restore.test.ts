@@ -8,6 +8,7 @@ import { promisify } from 'node:util';
 import { after, before, describe, test } from 'node:test';
 import { sql } from 'drizzle-orm';
 import { KekMismatchError, StoredKeyring } from '../../src/seal/keyring.js';
+import { DataKeyRepository } from '../../src/store/repositories/data-keys.js';
 import { KeyUnwrapError } from '../../src/seal/providers/key-provider.js';
 import { MachineAuth } from '../../src/identity/machines/machine-auth.js';
 import { openDatabase } from '../../src/store/connection.js';
@@ -252,10 +253,10 @@ describe('backup and restore on PostgreSQL (pg_dump / pg_restore)', { timeout: 6
     const database = await openDatabase({ url: restoredUrl, maxConnections: 2 });
     const otherKek = localProvider(randomMasterKey());
     try {
-      await assert.rejects(StoredKeyring.open(database.db, otherKek), (error: unknown) => error instanceof KekMismatchError);
+      await assert.rejects(StoredKeyring.open(new DataKeyRepository(database.db), otherKek), (error: unknown) => error instanceof KekMismatchError);
       // Someone who edits the copy so that its data keys claim to be under the key they hold.
       await database.db.execute(sql`update data_keys set kek_id = ${otherKek.kekId}`);
-      await assert.rejects(StoredKeyring.open(database.db, otherKek), (error: unknown) => {
+      await assert.rejects(StoredKeyring.open(new DataKeyRepository(database.db), otherKek), (error: unknown) => {
         assert.ok(error instanceof KeyUnwrapError, `expected KeyUnwrapError, got ${String(error)}`);
         assert.deepEqual(findLeaks(error.message, needles), []);
         return true;

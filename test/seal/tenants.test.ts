@@ -8,6 +8,7 @@ import { eq, sql } from 'drizzle-orm';
 import { verifyAuditChain } from '../../src/store/audit-trail.js';
 import { parseTenantDocument, type TenantDocument } from '../../src/config/tenant-document.js';
 import { KekMismatchError, StoredKeyring } from '../../src/seal/keyring.js';
+import { DataKeyRepository } from '../../src/store/repositories/data-keys.js';
 import { readEnvelopeHeader } from '../../src/seal/envelope.js';
 import { SealOpenError } from '../../src/seal/errors.js';
 import { SealedFields } from '../../src/seal/sealed-fields.js';
@@ -147,11 +148,11 @@ await describeEachBackend('tenants with sealed provider secrets', (backend) => {
   });
 
   test('a keyring opened later with the same KEK opens everything; another KEK is refused with one clear line', async () => {
-    const reopened = await StoredKeyring.open(db, localProvider(sealing.masterKey));
+    const reopened = await StoredKeyring.open(new DataKeyRepository(db), localProvider(sealing.masterKey));
     const fields = new SealedFields(new Sealer(reopened), reopened);
     const acme = (await repository.findBySlug('acme'))!;
     assert.equal((await new TenantRepository(db, fields, reopened).openSecrets(acme.id)).twilioAuthToken, CANARY.twilio);
-    await assert.rejects(StoredKeyring.open(db, localProvider(randomMasterKey())), (error: Error) => {
+    await assert.rejects(StoredKeyring.open(new DataKeyRepository(db), localProvider(randomMasterKey())), (error: Error) => {
       assert.ok(error instanceof KekMismatchError);
       assert.match(error.message, /^keys: data key .* is wrapped under local:[0-9a-f]{16}, but the configured key is local:[0-9a-f]{16}; .*keys rewrap/);
       assert.equal(error.message.includes('\n'), false);
@@ -163,18 +164,18 @@ await describeEachBackend('tenants with sealed provider secrets', (backend) => {
     const newKey = randomMasterKey();
     const acme = (await repository.findBySlug('acme'))!;
     const [sealedBefore] = await db.select().from(tenants).where(eq(tenants.id, acme.id));
-    const target = StoredKeyring.unloaded(db, localProvider(newKey));
+    const target = StoredKeyring.unloaded(new DataKeyRepository(db), localProvider(newKey));
     const result = await target.rewrapFrom(localProvider(sealing.masterKey));
     assert.ok(result.rewrapped >= 5);
     const [sealedAfter] = await db.select().from(tenants).where(eq(tenants.id, acme.id));
     assert.deepEqual(sealedAfter!.twilioAuthToken, sealedBefore!.twilioAuthToken, 'data rows untouched');
 
-    const onlyNew = await StoredKeyring.open(db, localProvider(newKey));
+    const onlyNew = await StoredKeyring.open(new DataKeyRepository(db), localProvider(newKey));
     const fields = new SealedFields(new Sealer(onlyNew), onlyNew);
     for (const tenant of await repository.list()) {
       assert.equal((await new TenantRepository(db, fields, onlyNew).openSecrets(tenant.id)).twilioAuthToken, CANARY.twilio);
     }
-    await assert.rejects(StoredKeyring.open(db, localProvider(sealing.masterKey)), KekMismatchError, 'the old KEK is no longer enough');
+    await assert.rejects(StoredKeyring.open(new DataKeyRepository(db), localProvider(sealing.masterKey)), KekMismatchError, 'the old KEK is no longer enough');
     // Wrapped keys in the table are not the DEKs in clear.
     const wrapped = await db.select({ wrappedKey: dataKeys.wrappedKey }).from(dataKeys);
     for (const { wrappedKey } of wrapped) assert.equal(wrappedKey!.length, 61);

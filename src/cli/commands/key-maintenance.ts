@@ -1,13 +1,13 @@
 import type { Command } from 'commander';
-import { encryptExisting } from '../../seal/maintenance/encrypt-existing.js';
-import { formatKeyStatus, keyStatus } from '../../seal/maintenance/key-status.js';
-import { createProgressReporter } from '../../seal/maintenance/progress.js';
-import { reencrypt } from '../../seal/maintenance/reencrypt.js';
+import { encryptExisting } from '../../keys/encrypt-existing.js';
+import { formatKeyStatus, keyStatus } from '../../keys/key-status.js';
+import { createProgressReporter } from '../../keys/progress.js';
+import { reencrypt } from '../../keys/reencrypt.js';
 import { CliError } from '../errors.js';
 import { openRuntime, openSealingRuntime, type CliIo, type SealingRuntime } from '../runtime.js';
 import { scopesFor } from './keys.js';
 
-/** keys status, keys reencrypt and encrypt-existing: the long-running jobs of src/seal/maintenance. */
+/** keys status, keys reencrypt and encrypt-existing: the long-running jobs of src/keys. */
 export function registerKeyMaintenance(keys: Command, program: Command, io: CliIo): void {
   keys
     .command('status')

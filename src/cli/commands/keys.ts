@@ -2,9 +2,7 @@ import type { Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import { appendAuditEvent } from '../../store/audit-trail.js';
 import { SYSTEM_SCOPE } from '../../seal/binding.js';
-import { ScopeDestroyedError } from '../../seal/errors.js';
-import { StoredKeyring } from '../../seal/keyring.js';
-import { openKeyProvider } from '../../seal/open-sealing.js';
+import { openKeyProvider } from '../../runtime/sealing.js';
 import type { KeyProvider } from '../../seal/providers/key-provider.js';
 import { LocalKeyProvider } from '../../seal/providers/local.js';
 import { createPkcs11Kek, openPkcs11KeyProvider } from '../../seal/providers/pkcs11.js';
@@ -14,6 +12,8 @@ import { RETIRED_KEY_VERIFICATION_WINDOW_MS } from '../../identity/tokens/signin
 import { CliError } from '../errors.js';
 import { withIdentity } from '../identity-runtime.js';
 import { openRuntime, openSealingRuntime, type CliIo, type SealingRuntime } from '../runtime.js';
+import { rewrapDataKeys } from '../../keys/rewrap.js';
+import { rotateDataKey } from '../../keys/rotate.js';
 import { registerKeyMaintenance, reencryptScopes } from './key-maintenance.js';
 import { unfinishedShred } from './tenants.js';
 
@@ -31,26 +31,15 @@ export function registerKeys(program: Command, io: CliIo): void {
         const scopes = await scopesFor(runtime, options.tenant);
         const rotated: typeof scopes = [];
         for (const { scope, label, slug } of scopes) {
-          let version: number;
-          try {
-            version = await runtime.sealing.keyring.rotate(scope);
-          } catch (error) {
-            if (!(error instanceof ScopeDestroyedError) || slug === undefined) throw error;
+          const outcome = await rotateDataKey(runtime.database.db, runtime.sealing.keyring, scope, { type: 'system', id: 'cli' });
+          if (!outcome.ok) {
             // A shredded tenant whose rows are not removed yet: never re-keyed.
-            if (options.tenant !== undefined) throw new CliError(unfinishedShred(slug));
-            io.stderr.write(`ciphergate: note: skipped ${unfinishedShred(slug)}\n`);
+            if (options.tenant !== undefined) throw new CliError(unfinishedShred(slug ?? scope));
+            io.stderr.write(`ciphergate: note: skipped ${unfinishedShred(slug ?? scope)}\n`);
             continue;
           }
           rotated.push({ scope, label, slug });
-          await appendAuditEvent(runtime.database.db, {
-            actor: { type: 'system', id: 'cli' },
-            action: 'keys.rotate',
-            target: { type: 'data_key', id: `${scope}:v${version}` },
-            tenantId: scope === SYSTEM_SCOPE ? null : scope,
-            outcome: 'success',
-            details: { version },
-          });
-          io.stdout.write(`${label}: now on data key v${version}\n`);
+          io.stdout.write(`${label}: now on data key v${outcome.version}\n`);
         }
         if (options.reencrypt) await reencryptScopes(runtime, io, rotated.map((entry) => entry.scope));
       } finally {
@@ -73,17 +62,8 @@ export function registerKeys(program: Command, io: CliIo): void {
       try {
         target = await openKeyProvider(runtime.config, runtime.logger);
         source = await openSourceProvider(runtime.config, options, runtime.config.dataDir);
-        if (source.kekId === target.kekId) throw new CliError('keys rewrap: the old and the configured KEK are the same key');
-        const keyring = StoredKeyring.unloaded(runtime.database.db, target);
-        const result = await keyring.rewrapFrom(source);
-        keyring.close();
-        await appendAuditEvent(runtime.database.db, {
-          actor: { type: 'system', id: 'cli' },
-          action: 'keys.rewrap',
-          target: { type: 'kek', id: target.kekId },
-          outcome: 'success',
-          details: { from: source.kekId, to: target.kekId, rewrapped: result.rewrapped, alreadyCurrent: result.alreadyCurrent },
-        });
+        const result = await rewrapDataKeys(runtime.database.db, target, source, { type: 'system', id: 'cli' });
+        if (!result.ok) throw new CliError('keys rewrap: the old and the configured KEK are the same key');
         io.stdout.write(`re-wrapped ${result.rewrapped} data keys from ${source.kekId} to ${target.kekId} (${result.alreadyCurrent} already there)\n`);
       } finally {
         await source?.close();

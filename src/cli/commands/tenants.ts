@@ -6,7 +6,7 @@ import { describeAirtableTable } from '../../providers/airtable/base-schema.js';
 import { createBasePacer } from '../../providers/airtable/base-pacer.js';
 import { createAirtableWebhooksClient } from '../../providers/airtable/webhooks-client.js';
 import { ProviderError } from '../../providers/provider-error.js';
-import { isScopeDestroyed } from '../../seal/keyring.js';
+import { isScopeDestroyed } from '../../store/repositories/data-keys.js';
 import { shredTenant, UnknownTenantError } from '../../store/repositories/tenant-shred.js';
 import { listTenants, TenantRepository, type TenantSummary } from '../../store/repositories/tenants.js';
 import { CliError } from '../errors.js';

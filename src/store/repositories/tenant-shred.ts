@@ -1,8 +1,8 @@
 import { eq, sql, type SQL } from 'drizzle-orm';
 import { appendAuditEvent, type AuditEventInput } from '../audit-trail.js';
-import { destroyScopeKeys, isScopeDestroyed } from '../../seal/keyring.js';
 import { queryRows, type Db } from '../connection.js';
 import { tenants } from '../schema.js';
+import { destroyScopeKeys, isScopeDestroyed } from './data-keys.js';
 
 /**
  * Crypto-shredding a tenant (`ciphergate tenants delete SLUG --shred`), in two transactions:

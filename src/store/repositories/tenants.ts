@@ -3,11 +3,12 @@ import { asc, eq } from 'drizzle-orm';
 import { appendAuditEvent } from '../audit-trail.js';
 import type { TenantDocument } from '../../config/tenant-document.js';
 import { ScopeDestroyedError } from '../../seal/errors.js';
-import { isScopeDestroyed, type StoredKeyring } from '../../seal/keyring.js';
+import type { StoredKeyring } from '../../seal/keyring.js';
 import type { SealedFields } from '../../seal/sealed-fields.js';
 import type { Db } from '../connection.js';
 import { tenantsSealed } from '../sealed-tables.js';
 import { tenants, type TenantSettings } from '../schema.js';
+import { isScopeDestroyed } from './data-keys.js';
 
 export type ProviderName = 'twilio' | 'openai' | 'airtable' | 'podium';
 

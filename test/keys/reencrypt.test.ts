@@ -5,9 +5,10 @@ import { test } from 'node:test';
 import { sql } from 'drizzle-orm';
 import { readEnvelopeHeader } from '../../src/seal/envelope.js';
 import { StoredKeyring } from '../../src/seal/keyring.js';
-import { keyStatus } from '../../src/seal/maintenance/key-status.js';
-import type { Progress } from '../../src/seal/maintenance/progress.js';
-import { reencrypt } from '../../src/seal/maintenance/reencrypt.js';
+import { DataKeyRepository } from '../../src/store/repositories/data-keys.js';
+import { keyStatus } from '../../src/keys/key-status.js';
+import type { Progress } from '../../src/keys/progress.js';
+import { reencrypt } from '../../src/keys/reencrypt.js';
 import { LocalKeyProvider } from '../../src/seal/providers/local.js';
 import { SealedFields } from '../../src/seal/sealed-fields.js';
 import { Sealer } from '../../src/seal/sealer.js';
@@ -26,7 +27,7 @@ async function withFixture(backend: Backend, body: (fixture: Fixture) => Promise
   const testDb = await createTestDatabase(backend);
   try {
     const provider = new LocalKeyProvider({ masterKey: randomBytes(32).toString('base64'), dataDir: tmpdir(), allowGenerate: false, warn: () => {} });
-    const keyring = await StoredKeyring.open(testDb.database.db, provider);
+    const keyring = await StoredKeyring.open(new DataKeyRepository(testDb.database.db), provider);
     await body({ db: testDb.database.db, keyring, fields: new SealedFields(new Sealer(keyring), keyring) });
     keyring.close();
   } finally {

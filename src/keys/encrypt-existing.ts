@@ -3,36 +3,32 @@
  *
  * Rows are taken in primary-key order, a batch at a time, each batch in one transaction: the
  * rows are locked (`select ... for update`), sealed in memory, written back with one statement
- * and committed (see walkBatches in ./sql.ts). A process killed mid-batch therefore loses
- * nothing and leaves nothing half done; the next run finds the same plaintext by its header
- * and carries on. A value that already starts with the envelope marker is never touched, so
+ * and committed (see walkBatches in src/store/sealed-rows.ts). A process killed mid-batch
+ * therefore loses nothing and leaves nothing half done; the next run finds the same plaintext
+ * by its header and carries on. A value that already starts with the envelope marker is never touched, so
  * running twice seals nothing twice. Memory is bounded by one batch per range walked at once,
  * whatever the size of the table.
  */
 
-import { sql } from 'drizzle-orm';
-import { appendAuditEvent } from '../../store/audit-trail.js';
-import { sealedTables } from '../../store/sealed-tables.js';
-import { NormaliseError } from '../../domain/normalise.js';
-import { MissingKeyError } from '../errors.js';
-import type { SealedFields } from '../sealed-fields.js';
+import { NormaliseError } from '../domain/normalise.js';
+import { MissingKeyError } from '../seal/errors.js';
+import type { SealedFields } from '../seal/sealed-fields.js';
+import type { BlindIndexValue, SealedValue } from '../seal/sealed-value.js';
+import { appendAuditEvent } from '../store/audit-trail.js';
 import {
+  BatchWrites,
   PLAINTEXT_KIND,
-  checkBatchSize,
-  checkConcurrency,
-  column,
   countValues,
-  isPlaintext,
+  plaintextValues,
   shapeOf,
-  toBuffer,
   walkBatches,
   writeBatch,
-  type BatchRow,
   type ColumnWrite,
-  BatchWrites,
-  type MaintenanceOptions,
   type TableShape,
-} from './sql.js';
+  type WalkedRow,
+} from '../store/sealed-rows.js';
+import { sealedTables } from '../store/sealed-tables.js';
+import { checkBatchSize, checkConcurrency, type MaintenanceOptions } from './maintenance-options.js';
 
 export interface EncryptExistingOptions extends MaintenanceOptions {
   /**
@@ -148,21 +144,11 @@ async function encryptTable(
   if (scopes.size === 0) return true;
   report();
 
-  const anyPlaintext = sql.join(
-    shape.fields.map((field) => isPlaintext(column(field.sqlName))),
-    sql` or `,
-  );
-  // Only plaintext values travel to this process; sealed ones in the same row stay put.
-  const selected = sql.join(
-    shape.fields.map((field, index) => sql`case when ${isPlaintext(column(field.sqlName))} then ${column(field.sqlName)} end as ${sql.raw(`c${index}`)}`),
-    sql`, `,
-  );
-
   return walkBatches({
     db,
     shape,
-    needsWork: anyPlaintext,
-    columns: selected,
+    // Only plaintext values travel to this process; sealed ones in the same row stay put.
+    selection: plaintextValues(shape),
     batchSize,
     concurrency,
     estimatedRows: Math.max(...totals.map((t) => t.total)),
@@ -186,7 +172,7 @@ interface SealedBatch {
   perField: number[];
 }
 
-function sealBatch(fields: SealedFields, shape: TableShape, rows: BatchRow[]): SealedBatch {
+function sealBatch(fields: SealedFields, shape: TableShape, rows: WalkedRow[]): SealedBatch {
   const declaration = shape.declaration;
   const batchWrites = new BatchWrites(shape, rows.length);
   const perField = shape.fields.map(() => 0);
@@ -194,12 +180,11 @@ function sealBatch(fields: SealedFields, shape: TableShape, rows: BatchRow[]): S
   rows.forEach((row, rowIndex) => {
     const plaintext: Record<string, string> = {};
     const raw: Buffer[] = [];
-    let sealed: Record<string, Buffer | null>;
+    let sealed: Partial<Record<string, SealedValue | BlindIndexValue | null>>;
     try {
       shape.fields.forEach((field, fieldIndex) => {
-        const value = row[`c${fieldIndex}`];
-        if (value === null || value === undefined) return;
-        const bytes = toBuffer(value as Uint8Array);
+        const bytes = row.values[fieldIndex];
+        if (bytes === null || bytes === undefined) return;
         raw.push(bytes);
         try {
           // Strict: bytes that are not UTF-8 would come back as U+FFFD, silently changed.

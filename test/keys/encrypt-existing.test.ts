@@ -9,8 +9,9 @@ import { sql } from 'drizzle-orm';
 import { readEnvelopeHeader } from '../../src/seal/envelope.js';
 import { MissingKeyError } from '../../src/seal/errors.js';
 import { StoredKeyring } from '../../src/seal/keyring.js';
-import { EncryptExistingError, encryptExisting } from '../../src/seal/maintenance/encrypt-existing.js';
-import { createProgressReporter, type Progress } from '../../src/seal/maintenance/progress.js';
+import { DataKeyRepository } from '../../src/store/repositories/data-keys.js';
+import { EncryptExistingError, encryptExisting } from '../../src/keys/encrypt-existing.js';
+import { createProgressReporter, type Progress } from '../../src/keys/progress.js';
 import { LocalKeyProvider } from '../../src/seal/providers/local.js';
 import { SealedFields } from '../../src/seal/sealed-fields.js';
 import { InMemoryKeyring, Sealer } from '../../src/seal/sealer.js';
@@ -28,7 +29,7 @@ interface Keys {
 
 async function openKeys(db: Db, masterKey = randomBytes(32).toString('base64')): Promise<Keys> {
   const provider = new LocalKeyProvider({ masterKey, dataDir: tmpdir(), allowGenerate: false, warn: () => {} });
-  const keyring = await StoredKeyring.open(db, provider);
+  const keyring = await StoredKeyring.open(new DataKeyRepository(db), provider);
   return { masterKey, keyring, fields: new SealedFields(new Sealer(keyring), keyring) };
 }
 

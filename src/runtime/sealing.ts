@@ -1,14 +1,20 @@
 import type { Config } from '../config/load.js';
 import type { Logger } from '../log/logger.js';
 import type { Db } from '../store/connection.js';
-import { SYSTEM_SCOPE } from './binding.js';
-import { StoredKeyring } from './keyring.js';
-import type { KeyProvider } from './providers/key-provider.js';
-import { LocalKeyProvider } from './providers/local.js';
-import { openPkcs11KeyProvider } from './providers/pkcs11.js';
-import { SealedFields } from './sealed-fields.js';
-import { Sealer } from './sealer.js';
+import { DataKeyRepository } from '../store/repositories/data-keys.js';
+import { SYSTEM_SCOPE } from '../seal/binding.js';
+import { StoredKeyring } from '../seal/keyring.js';
+import type { KeyProvider } from '../seal/providers/key-provider.js';
+import { LocalKeyProvider } from '../seal/providers/local.js';
+import { openPkcs11KeyProvider } from '../seal/providers/pkcs11.js';
+import { SealedFields } from '../seal/sealed-fields.js';
+import { Sealer } from '../seal/sealer.js';
 
+/**
+ * Opening the sealing stack once at start: the key provider the configuration names (the one
+ * place that chooses between them), the keyring over the store's data keys, the Sealer and the
+ * sealed-fields API that repositories take. Used by `serve`, `worker` and every CLI command.
+ */
 export interface Sealing {
   provider: KeyProvider;
   keyring: StoredKeyring;
@@ -48,7 +54,7 @@ export async function openKeyProvider(config: Pick<Config, 'keys' | 'dataDir' | 
 export async function openSealing(config: Pick<Config, 'keys' | 'dataDir' | 'database'>, db: Db, logger: Logger): Promise<Sealing> {
   const provider = await openKeyProvider(config, logger);
   try {
-    const keyring = await StoredKeyring.open(db, provider);
+    const keyring = await StoredKeyring.open(new DataKeyRepository(db), provider);
     await keyring.ensureScope(SYSTEM_SCOPE);
     const sealer = new Sealer(keyring);
     // A scope shredded by another process: once the refresh (every 10 s in serve and worker)

@@ -5,12 +5,10 @@
  * (one scan per table) and never opens a value, so it needs no key, only the database.
  */
 
-import { asc } from 'drizzle-orm';
-import type { Db } from '../../store/connection.js';
-import { sealedTables } from '../../store/sealed-tables.js';
-import { dataKeys } from '../../store/schema.js';
-import type { SealedTable } from '../sealed-fields.js';
-import { DAMAGED_KIND, PLAINTEXT_KIND, countValues, shapeOf } from './sql.js';
+import type { Db } from '../store/connection.js';
+import { listDataKeys } from '../store/repositories/data-keys.js';
+import { DAMAGED_KIND, PLAINTEXT_KIND, countValues, shapeOf } from '../store/sealed-rows.js';
+import { sealedTables, type DeclaredSealedTable } from '../store/sealed-tables.js';
 
 export interface KeyVersionStatus {
   version: number;
@@ -62,8 +60,8 @@ export interface KeyStatus {
   };
 }
 
-export async function keyStatus(db: Db, tables: SealedTable[] = sealedTables): Promise<KeyStatus> {
-  const keyRows = await db.select().from(dataKeys).orderBy(asc(dataKeys.scope), asc(dataKeys.version));
+export async function keyStatus(db: Db, tables: DeclaredSealedTable[] = sealedTables): Promise<KeyStatus> {
+  const keyRows = await listDataKeys(db);
   const scopes = new Map<string, ScopeStatus>();
   const scopeOf = (name: string): ScopeStatus => {
     let status = scopes.get(name);

@@ -1,9 +1,9 @@
 /**
  * Moves sealed values forward to their scope's current key version after a DEK rotation: open
  * with the version the envelope names, seal with the current one, and recompute blind indexes
- * under the current key. The same batching as encrypt-existing (walkBatches in ./sql.ts):
- * primary-key order, one transaction per batch, rows locked with `select ... for update`, one
- * write-back statement.
+ * under the current key. The same batching as encrypt-existing (walkBatches in
+ * src/store/sealed-rows.ts): primary-key order, one transaction per batch, rows locked with
+ * `select ... for update`, one write-back statement.
  *
  * A value the application rewrites meanwhile is never lost: if it was written first, the
  * locking select re-reads it, sees the current version and leaves it out; if the batch locked
@@ -12,28 +12,22 @@
  * next run carries on from what is still old.
  */
 
-import { sql } from 'drizzle-orm';
-import { appendAuditEvent } from '../../store/audit-trail.js';
-import { sealedTables } from '../../store/sealed-tables.js';
-import { MissingKeyError, SealOpenError, type SealOpenFailure } from '../errors.js';
-import type { SealedFields } from '../sealed-fields.js';
+import { MissingKeyError, SealOpenError, type SealOpenFailure } from '../seal/errors.js';
+import type { SealedFields } from '../seal/sealed-fields.js';
+import { appendAuditEvent } from '../store/audit-trail.js';
 import {
-  checkBatchSize,
-  checkConcurrency,
-  column,
+  BatchWrites,
   countValues,
-  keyVersion,
-  scopeOf,
   shapeOf,
-  toBuffer,
+  valuesUnderOlderVersions,
   walkBatches,
   writeBatch,
-  type BatchRow,
   type ColumnWrite,
-  BatchWrites,
-  type MaintenanceOptions,
   type TableShape,
-} from './sql.js';
+  type WalkedRow,
+} from '../store/sealed-rows.js';
+import { sealedTables } from '../store/sealed-tables.js';
+import { checkBatchSize, checkConcurrency, type MaintenanceOptions } from './maintenance-options.js';
 
 export interface ReencryptOptions extends MaintenanceOptions {
   /** Only this scope (a tenant id, or `system`); by default every scope with older values. */
@@ -132,25 +126,10 @@ async function reencryptTable(
   };
   report();
 
-  const versions = sql`${JSON.stringify(Object.fromEntries(currentOf))}::jsonb`;
-  // A scalar lookup rather than a join: the batch query stays a walk of the primary key.
-  const currentForRow = sql`coalesce((${versions} ->> ${scopeOf(shape.declaration)})::bigint, 0)`;
-  const isOld = (sqlName: string) => sql`${keyVersion(column(sqlName))} < ${currentForRow}`;
-  const anyOld = sql.join(
-    shape.fields.map((field) => isOld(field.sqlName)),
-    sql` or `,
-  );
-  const selected = sql.join(
-    shape.fields.map((field, index) => sql`case when ${isOld(field.sqlName)} then ${column(field.sqlName)} end as ${sql.raw(`c${index}`)}`),
-    sql`, `,
-  );
-  const scopeFilter = options.scope === undefined ? sql`` : sql`${scopeOf(shape.declaration)} = ${options.scope} and `;
-
   return walkBatches({
     db,
     shape,
-    needsWork: sql`${scopeFilter}(${anyOld})`,
-    columns: selected,
+    selection: valuesUnderOlderVersions(shape, currentOf, options.scope),
     batchSize,
     concurrency,
     estimatedRows: Math.max(...totals.map((t) => t.total)),
@@ -187,7 +166,7 @@ interface MovedBatch {
   reasons: Partial<Record<SealOpenFailure, number>>;
 }
 
-function reencryptBatch(fields: SealedFields, shape: TableShape, rows: BatchRow[]): MovedBatch {
+function reencryptBatch(fields: SealedFields, shape: TableShape, rows: WalkedRow[]): MovedBatch {
   const declaration = shape.declaration;
   const batchWrites = new BatchWrites(shape, rows.length);
   const reencrypted = shape.fields.map(() => 0);
@@ -197,10 +176,10 @@ function reencryptBatch(fields: SealedFields, shape: TableShape, rows: BatchRow[
   rows.forEach((row, rowIndex) => {
     const plaintext: Record<string, string> = {};
     shape.fields.forEach((field, fieldIndex) => {
-      const value = row[`c${fieldIndex}`];
+      const value = row.values[fieldIndex];
       if (value === null || value === undefined) return;
       try {
-        plaintext[field.property] = fields.openRow(declaration, { scope: row.scope, id: row.id }, { [field.property]: toBuffer(value as Uint8Array) })[
+        plaintext[field.property] = fields.openRow(declaration, { scope: row.scope, id: row.id }, { [field.property]: value })[
           field.property
         ]!;
       } catch (error) {

@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { after, before, test } from 'node:test';
 import { sql } from 'drizzle-orm';
 import { StoredKeyring } from '../../src/seal/keyring.js';
-import { formatKeyStatus, keyStatus } from '../../src/seal/maintenance/key-status.js';
+import { DataKeyRepository } from '../../src/store/repositories/data-keys.js';
+import { formatKeyStatus, keyStatus } from '../../src/keys/key-status.js';
 import { LocalKeyProvider } from '../../src/seal/providers/local.js';
 import { SealedFields } from '../../src/seal/sealed-fields.js';
 import { Sealer } from '../../src/seal/sealer.js';
@@ -50,7 +51,7 @@ await describeEachBackend('key status', (backend) => {
     testDb = await createTestDatabase(backend);
     db = testDb.database.db;
     const provider = new LocalKeyProvider({ masterKey: randomBytes(32).toString('base64'), dataDir: tmpdir(), allowGenerate: false, warn: () => {} });
-    keyring = await StoredKeyring.open(db, provider);
+    keyring = await StoredKeyring.open(new DataKeyRepository(db), provider);
     fields = new SealedFields(new Sealer(keyring), keyring);
     await keyring.ensureScope('system');
 
