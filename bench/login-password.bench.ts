@@ -10,7 +10,7 @@
 
 import { pathToFileURL } from 'node:url';
 import { verify } from '@node-rs/argon2';
-import { hashPassword, verifyAgainstDummy, verifyPassword } from '../src/identity/passwords.js';
+import { hashPassword, verifyAgainstDummy, verifyPassword } from '../src/identity/passwords/passwords.js';
 import { compareAlternating, machineLine } from './lib/harness.js';
 
 export interface BenchRow {

@@ -141,7 +141,7 @@ async function breakDown(bench: IdentityBench, backend: BenchBackend, login: () 
   timed(parts.throttle, 'check', 'throttle: account+IP lock check');
   timed(parts.users, 'findByEmail', 'user by email blind index (1 select)');
   timed(parts.throttle, 'recordSuccess', 'throttle: clear failures');
-  timed(parts.factors, 'methods', 'second-factor methods (2 selects)');
+  timed(parts.factors, 'offeredTo', 'standalone second factor enrolled (1 select)');
   timed(parts.devices, 'recognise', 'device token recognised, expiry slid (1 update)');
   timed(parts.sessions, 'start', 'session + refresh token (2 inserts)');
   timed(bench.identity, 'accessTokenFor', 'access token signed (EdDSA)');

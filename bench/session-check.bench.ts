@@ -22,7 +22,7 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { LIVENESS_CACHE_MS } from '../src/identity/sessions.js';
+import { LIVENESS_CACHE_MS } from '../src/identity/sessions/sessions.js';
 import { compareAlternating, freePort, load, machineLine, median, startServer } from './lib/harness.js';
 import {
   GUARDED_PATH,

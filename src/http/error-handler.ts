@@ -1,16 +1,17 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import FindMyWay, { type HTTPVersion } from 'find-my-way';
-import { AuthError } from '../identity/errors.js';
-import { RateLimitedError } from '../identity/throttle.js';
+import { IdentityError } from '../identity/errors.js';
 import { isDatabaseUnavailable } from '../store/connection-errors.js';
-import { HttpProblem, sendProblem, type Problem } from './problem.js';
+import { HttpProblem, sendProblem } from './problem.js';
+import { problemHeaders, problemOf, type ProblemCode } from './problem-codes.js';
 
 /** A restart takes seconds; providers and clients that honour Retry-After come back then. */
 export const DATABASE_RETRY_AFTER_SECONDS = 5;
 
 /**
- * The one place where errors become responses. Handlers throw typed errors; nothing else
+ * The one place where errors become responses. Handlers throw typed errors (`IdentityError`,
+ * `HttpProblem`), answered through the one table of codes (problem-codes.ts); nothing else
  * writes an error body, so every client sees RFC 9457 problem+json and never a stack trace,
  * SQL or an internal message.
  */
@@ -42,13 +43,9 @@ export function installErrorHandling(app: FastifyInstance): void {
     }
     if (allowed.size > 0) {
       const allow = [...allowed].sort().join(', ');
-      return sendProblem(
-        reply,
-        problem(405, 'method-not-allowed', 'Method not allowed', `${request.method} is not allowed on ${path}; allowed: ${allow}`),
-        { allow },
-      );
+      return sendProblem(reply, problemOf('method-not-allowed', `${request.method} is not allowed on ${path}; allowed: ${allow}`), { allow });
     }
-    return sendProblem(reply, problem(404, 'not-found', 'Not found', `no route for ${request.method} ${path}`));
+    return sendProblem(reply, problemOf('no-route', `no route for ${request.method} ${path}`));
   });
 
   app.setErrorHandler((error: FastifyError, request, reply) => respondToError(error, request, reply));
@@ -59,16 +56,10 @@ export function installErrorHandling(app: FastifyInstance): void {
  * reaches a route or the error handler, and would otherwise get Fastify's own JSON.
  */
 export function respondToError(error: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
-  if (error instanceof AuthError) {
-    if (error.status >= 500) request.log.error({ err: error }, 'request failed');
-    return sendProblem(reply, { ...error.extensions, type: error.type, title: error.title, status: error.status, detail: error.detail }, error.headers);
-  }
-  if (error instanceof RateLimitedError) {
-    return sendProblem(
-      reply,
-      problem(429, error.reason === 'account-locked' ? 'account-locked' : 'rate-limited', 'Too many attempts', error.message),
-      { 'retry-after': String(error.retryAfterSeconds) },
-    );
+  if (error instanceof IdentityError) {
+    const answer = problemOf(error.code, error.detail, error.extensions);
+    if (answer.status >= 500) request.log.error({ err: error }, 'request failed');
+    return sendProblem(reply, answer, problemHeaders(error.code, error.retryAfterSeconds));
   }
   if (error instanceof HttpProblem) {
     if (error.status >= 500) request.log.error({ err: error }, 'request failed');
@@ -85,19 +76,19 @@ export function respondToError(error: FastifyError, request: FastifyRequest, rep
     });
     const first = errors[0]!;
     return sendProblem(reply, {
-      ...problem(400, 'validation-failed', 'Invalid request', `${first.in} ${first.field}: ${first.message}`),
+      ...problemOf('validation-failed', `${first.in} ${first.field}: ${first.message}`),
       errors,
     });
   }
   const known = FASTIFY_CLIENT_ERRORS[error.code];
   if (known) {
-    return sendProblem(reply, problem(known.status, known.type, known.title, known.detail(request)));
+    return sendProblem(reply, problemOf(known.code, known.detail(request)));
   }
   if (typeof error.statusCode === 'number' && error.statusCode >= 400 && error.statusCode < 500) {
     // Another 4xx raised by Fastify or one of its plugins (their messages describe the request,
     // not our internals); anything else that claims a 4xx is not trusted with its message.
     const detail = error.code?.startsWith('FST_') ? error.message : 'the request was not accepted';
-    return sendProblem(reply, problem(error.statusCode, 'bad-request', 'Bad request', detail));
+    return sendProblem(reply, { ...problemOf('bad-request', detail), status: error.statusCode });
   }
   if (isDatabaseUnavailable(error)) {
     // The outage itself is logged once by the connection (src/store/connection-errors.ts), not
@@ -106,63 +97,31 @@ export function respondToError(error: FastifyError, request: FastifyRequest, rep
     request.log.debug({ errorCode: (error as { code?: unknown }).code }, 'database unavailable');
     return sendProblem(
       reply,
-      problem(503, 'service-unavailable', 'Service unavailable', `the database cannot be reached; retry in ${DATABASE_RETRY_AFTER_SECONDS} s`),
-      { 'retry-after': String(DATABASE_RETRY_AFTER_SECONDS) },
+      problemOf('service-unavailable', `the database cannot be reached; retry in ${DATABASE_RETRY_AFTER_SECONDS} s`),
+      problemHeaders('service-unavailable', DATABASE_RETRY_AFTER_SECONDS),
     );
   }
   const errorId = randomUUID();
   request.log.error({ err: error, errorId }, 'unexpected error');
   return sendProblem(reply, {
-    ...problem(500, 'internal-error', 'Internal error', `something went wrong on our side; quote errorId ${errorId} when reporting it`),
+    ...problemOf('internal-error', `something went wrong on our side; quote errorId ${errorId} when reporting it`),
     errorId,
   });
 }
 
-function problem(status: number, type: string, title: string, detail: string): Problem {
-  return { type, title, status, detail };
-}
-
-const FASTIFY_CLIENT_ERRORS: Record<string, { status: number; type: string; title: string; detail: (request: FastifyRequest) => string }> = {
+/** Fastify's own client errors, by its error code: the problem code each is answered with and its detail. */
+const FASTIFY_CLIENT_ERRORS: Record<string, { code: ProblemCode; detail: (request: FastifyRequest) => string }> = {
   FST_ERR_CTP_BODY_TOO_LARGE: {
-    status: 413,
-    type: 'payload-too-large',
-    title: 'Payload too large',
+    code: 'payload-too-large',
     detail: (request) => `the body is larger than the ${request.routeOptions.bodyLimit ?? 0} bytes this endpoint accepts`,
   },
   FST_ERR_CTP_INVALID_MEDIA_TYPE: {
-    status: 415,
-    type: 'unsupported-media-type',
-    title: 'Unsupported media type',
+    code: 'unsupported-media-type',
     detail: (request) => `content-type ${JSON.stringify(request.headers['content-type'] ?? '')} is not accepted here`,
   },
-  FST_ERR_CTP_INVALID_CONTENT_LENGTH: {
-    status: 400,
-    type: 'malformed-body',
-    title: 'Malformed body',
-    detail: () => 'the body length does not match the content-length header',
-  },
-  FST_ERR_CTP_EMPTY_JSON_BODY: {
-    status: 400,
-    type: 'malformed-body',
-    title: 'Malformed body',
-    detail: () => 'the body is empty but content-type says JSON',
-  },
-  FST_ERR_CTP_INVALID_JSON_BODY: {
-    status: 400,
-    type: 'malformed-body',
-    title: 'Malformed body',
-    detail: () => 'the body is not valid JSON',
-  },
-  FST_ERR_BAD_URL: {
-    status: 400,
-    type: 'bad-url',
-    title: 'Bad URL',
-    detail: () => 'the request URL cannot be decoded',
-  },
-  FST_ERR_MAX_PARAM_LENGTH: {
-    status: 414,
-    type: 'url-too-long',
-    title: 'URL too long',
-    detail: () => 'a path segment is longer than any route accepts',
-  },
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: { code: 'malformed-body', detail: () => 'the body length does not match the content-length header' },
+  FST_ERR_CTP_EMPTY_JSON_BODY: { code: 'malformed-body', detail: () => 'the body is empty but content-type says JSON' },
+  FST_ERR_CTP_INVALID_JSON_BODY: { code: 'malformed-body', detail: () => 'the body is not valid JSON' },
+  FST_ERR_BAD_URL: { code: 'bad-url', detail: () => 'the request URL cannot be decoded' },
+  FST_ERR_MAX_PARAM_LENGTH: { code: 'url-too-long', detail: () => 'a path segment is longer than any route accepts' },
 };

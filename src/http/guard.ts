@@ -3,11 +3,12 @@ import fastifyCookie from '@fastify/cookie';
 import fastifyCsrf from '@fastify/csrf-protection';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { appendAuditEvent } from '../store/audit-trail.js';
-import { AuthError, forbidden, unauthenticated } from '../identity/errors.js';
+import { forbidden, unauthenticated } from '../identity/errors.js';
 import type { Identity } from '../identity/identity.js';
 import type { Permission } from '../identity/permissions.js';
 import { auditActorOf, principalHas, type Principal } from '../identity/principal.js';
-import type { RequestOrigin } from '../identity/sign-in.js';
+import type { RequestOrigin } from '../identity/request-origin.js';
+import { HttpProblem } from './problem.js';
 import type { ApiRateLimit } from './rate-limit.js';
 import type { RouteAccess } from './route-access.js';
 
@@ -117,7 +118,7 @@ export function originOf(request: FastifyRequest): RequestOrigin {
 function verifyCsrf(app: FastifyInstance, request: FastifyRequest, reply: FastifyReply, principal: Principal): Promise<void> {
   if (principal.sessionId !== null) csrfSessions.set(request, principal.sessionId);
   return new Promise((resolve, reject) => {
-    const refuse = () => reject(new AuthError(403, 'csrf-token-invalid', 'CSRF token missing or invalid', `a cookie-authenticated ${request.method} needs the ${CSRF_HEADER} header from GET /api/v1/csrf`));
+    const refuse = () => reject(new HttpProblem(403, 'csrf-token-invalid', 'CSRF token missing or invalid', `a cookie-authenticated ${request.method} needs the ${CSRF_HEADER} header from GET /api/v1/csrf`));
     const refusingReply = Object.create(reply, { send: { value: refuse } }) as FastifyReply;
     app.csrfProtection.call(app, request, refusingReply, () => resolve());
   });

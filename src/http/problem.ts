@@ -1,4 +1,5 @@
 import type { FastifyReply } from 'fastify';
+import { problemHeaders, problemOf, type ProblemCode } from './problem-codes.js';
 
 /**
  * RFC 9457 problem details. `type` is a short, stable slug (`validation-failed`,
@@ -12,7 +13,11 @@ export interface Problem {
   [extension: string]: unknown;
 }
 
-/** Thrown by handlers and plugins; the one error handler turns it into a response. */
+/**
+ * Thrown by handlers and plugins; the one error handler turns it into a response. Made with
+ * `HttpProblem.of(code, detail)` from the table of codes (problem-codes.ts); the constructor
+ * spells out a problem of a code outside it.
+ */
 export class HttpProblem extends Error {
   override readonly name = 'HttpProblem';
   constructor(
@@ -24,6 +29,12 @@ export class HttpProblem extends Error {
     readonly headers: Record<string, string> = {},
   ) {
     super(detail);
+  }
+
+  /** The problem of `code` as the table of codes answers it, with `detail` and any extension members. */
+  static of(code: ProblemCode, detail: string, extensions: Record<string, unknown> = {}, retryAfterSeconds?: number): HttpProblem {
+    const { type, title, status } = problemOf(code, detail);
+    return new HttpProblem(status, type, title, detail, extensions, problemHeaders(code, retryAfterSeconds));
   }
 
   toProblem(): Problem {

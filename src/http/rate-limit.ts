@@ -2,7 +2,7 @@ import { normalizeIP } from '@fastify/rate-limit';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
 import type { Principal } from '../identity/principal.js';
-import { createLimiter } from '../identity/throttle.js';
+import { createLimiter } from '../identity/limits/throttle.js';
 import type { RedisConnection } from '../store/redis.js';
 import { HttpProblem } from './problem.js';
 

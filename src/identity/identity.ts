@@ -5,49 +5,59 @@ import { SYSTEM_SCOPE } from '../seal/binding.js';
 import type { SealedFields } from '../seal/sealed-fields.js';
 import type { Db } from '../store/connection.js';
 import type { RedisConnection } from '../store/redis.js';
+import { ApiKeysRepository } from '../store/repositories/api-keys.js';
+import { LoginChallengesRepository } from '../store/repositories/login-challenges.js';
+import { RecoveryCodesRepository } from '../store/repositories/recovery-codes.js';
+import { SessionsRepository } from '../store/repositories/sessions.js';
+import { SigningKeysRepository } from '../store/repositories/signing-keys.js';
+import { TotpFactorsRepository } from '../store/repositories/totp-factors.js';
+import { TrustedDevicesRepository } from '../store/repositories/trusted-devices.js';
+import { UsersRepository } from '../store/repositories/users.js';
+import { openRevocationBus, type RevocationBus } from '../store/revocation-bus.js';
 import { AuthMetrics } from './auth-metrics.js';
-import { ApiKeys } from './api-keys.js';
-import { LoginChallenges } from './challenges.js';
-import { TrustedDevices } from './devices.js';
+import type { MailSender } from './email/mail-sender.js';
+import { RecipientLimitedMailer } from './email/recipient-limited-mailer.js';
 import { unauthenticated } from './errors.js';
-import { SecondFactors } from './factors/factor-store.js';
-import { SmsFactor } from './factors/sms.js';
-import { TenantSmsSender } from './factors/sms-sender.js';
-import type { Mailer } from '../providers/smtp/mailer.js';
-import { emailRecipientKey } from './recipient-keys.js';
-import { RecipientLimitedMailer } from './recipient-limited-mailer.js';
+import { RecoveryCodesFactor } from './factors/recovery/recovery-factor.js';
+import { SecondFactors } from './factors/second-factors.js';
+import { SmsFactor } from './factors/sms/sms-factor.js';
+import { NO_SMS_SENDER, type SmsCodeSender } from './factors/sms/sms-sender.js';
+import { TotpFactor } from './factors/totp/totp-factor.js';
+import { emailRecipientKey } from './limits/recipient-keys.js';
+import { EmailSendThrottle, LoginThrottle, SmsSendThrottle } from './limits/throttle.js';
+import { ApiKeys } from './machines/api-keys.js';
 import type { ApiKeyScope, Role } from './permissions.js';
 import type { Principal } from './principal.js';
-import { openRevocationBus, type RevocationBus } from '../store/revocation-bus.js';
-import { Sessions } from './sessions.js';
-import { DatabaseSigningKeyStore } from './signing-key-store.js';
-import { SigningKeys } from './signing-keys.js';
-import { EmailSendThrottle, LoginThrottle, SmsSendThrottle } from './throttle.js';
-import { ACCESS_TOKEN_TTL_SECONDS, TokenError, issueAccessToken, verifyAccessToken } from './tokens.js';
-import { UserDirectory } from './users.js';
-import { OPAQUE_TOKEN_PREFIXES } from './opaque-tokens.js';
+import { Sessions } from './sessions/sessions.js';
+import { LoginChallenges } from './sign-in/challenges.js';
+import { TrustedDevices } from './sign-in/trusted-devices.js';
+import { ACCESS_TOKEN_TTL_SECONDS, TokenError, issueAccessToken, verifyAccessToken } from './tokens/access-tokens.js';
+import { OPAQUE_TOKEN_PREFIXES } from './tokens/opaque-tokens.js';
+import { SigningKeys } from './tokens/signing-keys.js';
 
 /**
- * Every part of identity, wired once per process: the stores, the session cache with its
- * revocation bus, the throttle, the signing keys. Routes and CLI commands take this object;
- * the flows themselves live in sign-in.ts, accounts.ts and machine-auth.ts.
+ * Every part of identity, wired once per process: the repositories it reads and writes
+ * through, the session cache with its revocation bus, the second factors, the throttle, the
+ * signing keys. The use cases (sign-in/, accounts/, sessions/, machines/, factors/) take the
+ * Identity and work with these; routes and CLI commands call the use cases.
  */
 export interface IdentityParts {
   db: Db;
   fields: SealedFields;
   logger: Logger;
-  users: UserDirectory;
+  users: UsersRepository;
   sessions: Sessions;
   devices: TrustedDevices;
   challenges: LoginChallenges;
+  /** The registry of second factors, sign-in dispatches through. */
   factors: SecondFactors;
-  /** SMS codes; offered only with CIPHERGATE_SMS_SENDER_TENANT set and a verified phone. */
+  /** SMS codes; offered only with a sender (CIPHERGATE_SMS_SENDER_TENANT) and a verified phone. */
   sms: SmsFactor;
   apiKeys: ApiKeys;
   signingKeys: SigningKeys;
   throttle: LoginThrottle;
   bus: RevocationBus;
-  mailer?: Mailer;
+  mailer?: MailSender;
   settings: IdentitySettings;
 }
 
@@ -61,13 +71,15 @@ export interface IdentitySettings {
 }
 
 export interface OpenIdentityOptions {
-  /** `providers` and `smsSenderTenant` are optional: without them SMS codes are not offered. */
-  config: Pick<Config, 'publicUrl' | 'signup' | 'signupPendingHours' | 'sessions' | 'maxSessionsPerUser'> & Partial<Pick<Config, 'providers' | 'smsSenderTenant'>>;
+  config: Pick<Config, 'publicUrl' | 'signup' | 'signupPendingHours' | 'sessions' | 'maxSessionsPerUser'>;
   db: Db;
   fields: SealedFields;
   logger: Logger;
   redis?: RedisConnection;
-  mailer?: Mailer;
+  /** Where emails leave from (the SMTP transport); without it no email is sent. */
+  mailer?: MailSender;
+  /** Where SMS codes leave from (src/runtime/tenant-sms-sender.ts); without it SMS codes are not offered. */
+  smsSender?: SmsCodeSender;
   /** Isolates Redis keys and channels (tests, several deployments on one Redis). */
   redisKeyPrefix?: string;
 }
@@ -77,36 +89,34 @@ export async function openIdentity(options: OpenIdentityOptions): Promise<Identi
   const keyPrefix = options.redisKeyPrefix ?? 'cg';
   const redis = options.redis ? { redis: options.redis } : {};
   const bus = openRevocationBus(options.redis, { keyPrefix, logger });
-  const signingKeys = await SigningKeys.open(new DatabaseSigningKeyStore(db, fields));
-  const smsSender = new TenantSmsSender(db, fields, logger, {
-    slug: config.providers ? config.smsSenderTenant : undefined,
-    publicUrl: config.publicUrl.replace(/\/+$/, ''),
-    twilioApiUrl: config.providers?.twilioApiUrl ?? 'https://api.twilio.com',
-  });
-  const factors = new SecondFactors(db, fields);
+  const signingKeys = await SigningKeys.open(new SigningKeysRepository(db, fields));
+  const sms = new SmsFactor(db, fields, options.smsSender ?? NO_SMS_SENDER, new SmsSendThrottle({ ...redis, keyPrefix }));
+  // Registered once: the order is the order sign-in lists the methods in.
+  const users = new UsersRepository(db, fields);
+  const factors = new SecondFactors(new TotpFactor(new TotpFactorsRepository(db, fields)), new RecoveryCodesFactor(new RecoveryCodesRepository(db), fields), [sms]);
   const rekeyed = await factors.upgradeLegacyRecoveryCodes();
   if (rekeyed > 0) logger.info({ recoveryCodes: rekeyed }, 'recovery codes stored unkeyed by an earlier release were re-keyed');
   return new Identity({
     db,
     fields,
     logger,
-    users: new UserDirectory(db, fields),
-    sessions: new Sessions(db, bus, {
+    users,
+    sessions: new Sessions(db, new SessionsRepository(db), bus, {
       idleMs: config.sessions.idleMinutes * 60_000,
       absoluteMs: config.sessions.absoluteHours * 3_600_000,
       ...(config.maxSessionsPerUser !== undefined ? { maxPerUser: config.maxSessionsPerUser } : {}),
     }),
-    devices: new TrustedDevices(db),
-    challenges: new LoginChallenges(db),
+    devices: new TrustedDevices(new TrustedDevicesRepository(db)),
+    challenges: new LoginChallenges(new LoginChallengesRepository(db)),
     factors,
-    sms: new SmsFactor(db, fields, smsSender, new SmsSendThrottle({ ...redis, keyPrefix })),
-    apiKeys: new ApiKeys(db),
+    sms,
+    apiKeys: new ApiKeys(new ApiKeysRepository(db)),
     signingKeys,
     throttle: new LoginThrottle({ ...redis, keyPrefix }),
     bus,
     // Every email identity sends is limited per recipient here, whichever flow sends it.
     ...(options.mailer
-      ? { mailer: new RecipientLimitedMailer(options.mailer, new EmailSendThrottle({ ...redis, keyPrefix }), (to) => emailRecipientKey(fields, to), logger) }
+      ? { mailer: new RecipientLimitedMailer(options.mailer, new EmailSendThrottle({ ...redis, keyPrefix }), (to) => emailRecipientKey(users, to), logger) }
       : {}),
     settings: tokenSettings(config),
   });
@@ -173,13 +183,18 @@ export class Identity {
     return issueAccessToken(signingKeys, { issuer: settings.issuer, audience: settings.audience, subject: key.id, sessionId, tenantId: key.tenantId, grant: { scopes, clientId: key.id } });
   }
 
+  /** The public keys that verify our access tokens (current and recently retired), as published at `/.well-known/jwks.json`. */
+  jwks() {
+    return this.parts.signingKeys.jwks();
+  }
+
   /**
    * A stable, keyed, non-reversible key for throttling by account: the email's blind index
    * under the current key version. Unknown emails get one too, so lockouts do not reveal
    * whether an account exists, and Redis never holds an address.
    */
   accountThrottleKey(email: string): string {
-    return emailRecipientKey(this.parts.fields, email);
+    return emailRecipientKey(this.parts.users, email);
   }
 
   /**

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { sql } from 'drizzle-orm';
 import type { LightMyRequestResponse } from 'fastify';
-import { AuthError } from '../../src/identity/errors.js';
+import { IdentityError as AuthError } from '../../src/identity/errors.js';
 import { API_KEY_SCOPES } from '../../src/identity/permissions.js';
 import { queryRows } from '../../src/store/connection.js';
 import { assertOneLine, runCliProcess, stopChildren } from '../helpers/cli.js';

@@ -9,19 +9,18 @@
 // src/store/sealed-tables.ts. The test also fails when a module of src that calls sealRow is
 // not imported here, so a new writer cannot go unchecked.
 
-import type { StoredSigningKey } from '../../src/identity/signing-keys.js';
-import type { DatabaseSigningKeyStore } from '../../src/identity/signing-key-store.js';
-import type { NewUser, UserDirectory } from '../../src/identity/users.js';
-import type { SmsFactor } from '../../src/identity/factors/sms.js';
-import type { SecondFactors } from '../../src/identity/factors/factor-store.js';
 import type { TenantDocument } from '../../src/config/tenant-document.js';
 import type { SealedFields } from '../../src/seal/sealed-fields.js';
 import type { BlindIndexValue, SealedValue } from '../../src/seal/sealed-value.js';
 import type { Db } from '../../src/store/connection.js';
 import type { ConversationRepository, InboundMessage, OutboundMessage } from '../../src/store/repositories/conversations.js';
 import type { ImportedThread, storeImportedThread } from '../../src/store/repositories/imported-conversations.js';
+import type { SigningKeysRepository, StoredSigningKey } from '../../src/store/repositories/signing-keys.js';
+import type { SmsFactorsRepository } from '../../src/store/repositories/sms-factors.js';
 import type { TenantRepository } from '../../src/store/repositories/tenants.js';
 import type { contactFor } from '../../src/store/repositories/threads.js';
+import type { TotpFactorsRepository } from '../../src/store/repositories/totp-factors.js';
+import type { NewUser, UsersRepository } from '../../src/store/repositories/users.js';
 import type { BatchWrites, TableShape, WalkedRow, rewriteUnchanged, writeBatch } from '../../src/store/sealed-rows.js';
 import { contactsSealed, messagesSealed, usersSealed } from '../../src/store/sealed-tables.js';
 
@@ -111,22 +110,23 @@ export function relayRepositoriesTakePlaintext(): void {
   void tenantRepository.put('slug', { ...tenantDocument, twilio: { ...twilio, authToken: plainBuffer } }, { type: 'system' });
 }
 
-declare const users: UserDirectory;
+declare const users: UsersRepository;
 declare const newUser: NewUser;
-declare const smsFactor: SmsFactor;
-declare const secondFactors: SecondFactors;
-declare const signingKeyStore: DatabaseSigningKeyStore;
+declare const smsFactors: SmsFactorsRepository;
+declare const totpFactors: TotpFactorsRepository;
+declare const signingKeyStore: SigningKeysRepository;
 declare const signingKey: StoredSigningKey;
 
 export function identityRepositoriesTakePlaintext(): void {
   void users.create(newUser);
   // @ts-expect-error [string] users.email
   void users.create({ ...newUser, email: plainBuffer });
-  void smsFactor.startPhoneVerification('user', '+14155550100');
+  void smsFactors.setUnverifiedPhone('user', '+14155550100', new Date(), tx);
   // @ts-expect-error [string] sms_factors.phone
-  void smsFactor.startPhoneVerification('user', plainBuffer);
-  // totp_factors.secret is generated inside; only the label (not sealed) comes from the caller.
-  void secondFactors.startTotpEnrollment('user', 'label');
+  void smsFactors.setUnverifiedPhone('user', plainBuffer, new Date(), tx);
+  void totpFactors.replacePending('user', 'JBSWY3DPEHPK3PXP', new Date());
+  // @ts-expect-error [string] totp_factors.secret
+  void totpFactors.replacePending('user', plainBuffer, new Date());
   void signingKeyStore.insert(signingKey);
   // @ts-expect-error [JWK] signing_keys.private_jwk is a key object, serialised and sealed inside
   void signingKeyStore.insert({ ...signingKey, privateJwk: 'text' });

@@ -8,6 +8,7 @@ import { openSealingRuntime, type SealingRuntime } from '../../src/cli/runtime.j
 import type { Config } from '../../src/config/load.js';
 import { buildApp, type App } from '../../src/http/app.js';
 import { openIdentity, type Identity } from '../../src/identity/identity.js';
+import { identitySmsSender } from '../../src/runtime/tenant-sms-sender.js';
 import type { Db } from '../../src/store/connection.js';
 import { runCliProcess, type CliResult } from './cli.js';
 import { createPostgresDatabase, dropPostgresDatabase, type Backend } from './database.js';
@@ -66,7 +67,8 @@ export async function openCliWorkspace(backend: Backend, name: string): Promise<
       let logText = '';
       logs.on('data', (chunk: Buffer) => (logText += chunk.toString()));
       const runtime = await openSealingRuntime({ env, cwd, stdout: logs, stderr: logs, stdin: Readable.from([]) }, { logTo: 'stderr', defaultLogLevel: logLevel });
-      const identity = await openIdentity({ config: runtime.config, db: runtime.database.db, fields: runtime.sealing.fields, logger: runtime.logger });
+      const { config, database, sealing, logger } = runtime;
+      const identity = await openIdentity({ config, db: database.db, fields: sealing.fields, logger, smsSender: identitySmsSender(config, database.db, sealing.fields, logger) });
       const app = await buildApp({ config: runtime.config, logger: runtime.logger, identity });
       return {
         runtime,

@@ -5,8 +5,9 @@ import { sql } from 'drizzle-orm';
 import { loadConfig, type Config } from '../../src/config/load.js';
 import { buildApp, type App, type AppDependencies } from '../../src/http/app.js';
 import type { Logger } from '../../src/log/logger.js';
-import { Accounts } from '../../src/identity/accounts.js';
+import { Accounts } from '../../src/identity/accounts/accounts.js';
 import { openIdentity, type Identity } from '../../src/identity/identity.js';
+import { identitySmsSender } from '../../src/runtime/tenant-sms-sender.js';
 import type { Mailer } from '../../src/providers/smtp/mailer.js';
 import type { Role } from '../../src/identity/permissions.js';
 import type { RedisConnection } from '../../src/store/redis.js';
@@ -140,6 +141,7 @@ export async function openIdentityHarness(
     db,
     fields: sealing.fields,
     logger: logs.logger,
+    smsSender: identitySmsSender(config, db, sealing.fields, logs.logger),
     ...(options.redis ? { redis: options.redis } : {}),
     redisKeyPrefix,
     ...(options.mailer ? { mailer: options.mailer } : {}),

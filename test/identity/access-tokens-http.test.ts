@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { createHmac, createPrivateKey, createPublicKey, generateKeyPairSync, randomUUID, sign, type JsonWebKey, type KeyObject } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import { sql } from 'drizzle-orm';
-import { DatabaseSigningKeyStore } from '../../src/identity/signing-key-store.js';
+import { SigningKeysRepository as DatabaseSigningKeyStore } from '../../src/store/repositories/signing-keys.js';
 import { queryRows } from '../../src/store/connection.js';
 import { describeEachBackend } from '../helpers/database.js';
 import { openIdentityHarness, tokenClaims, type IdentityHarness, type TestUser } from '../helpers/identity.js';

@@ -4,8 +4,8 @@ import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { describe, test, type TestContext } from 'node:test';
 import { format } from 'node:util';
 import { MailConfigError, MailDeliveryError, SmtpMailer, openMailer, type MailFailure } from '../../src/providers/smtp/mailer.js';
-import { renderVerificationEmail } from '../../src/identity/emails.js';
-import { renderSetupEmail } from '../../src/identity/emails.js';
+import { renderVerificationEmail } from '../../src/identity/email/emails.js';
+import { renderSetupEmail } from '../../src/identity/email/emails.js';
 import { captureLogs } from '../helpers/log-capture.js';
 import { startSmtpServer } from '../helpers/smtp.js';
 

@@ -1,15 +1,15 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { dictionary } from '@zxcvbn-ts/language-common';
-import { isCommonPassword } from '../../src/identity/common-passwords.js';
-import { PasswordPolicyError } from '../../src/identity/errors.js';
+import { isCommonPassword } from '../../src/identity/passwords/common-passwords.js';
 import {
+  PasswordPolicyError,
   checkPasswordPolicy,
   hashPassword,
   needsRehash,
   verifyAgainstDummy,
   verifyPassword,
-} from '../../src/identity/passwords.js';
+} from '../../src/identity/passwords/passwords.js';
 
 const GOOD = 'correct horse battery staple';
 

@@ -9,7 +9,7 @@ import {
   type RecoveryCodeKey,
   type RecoveryCodeStore,
   type StoredRecoveryCode,
-} from '../../src/identity/factors/recovery.js';
+} from '../../src/identity/factors/recovery/recovery-codes.js';
 
 const USER = 'u1';
 /** Stands in for the system key's MAC key; the real one comes from the sealer (test/regressions/recovery-codes-keyed-hmac.test.ts). */

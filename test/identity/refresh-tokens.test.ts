@@ -7,7 +7,7 @@ import {
   isRefreshTokenFormat,
   issueRefreshToken,
   type RefreshTokenRecord,
-} from '../../src/identity/refresh-tokens.js';
+} from '../../src/identity/sessions/refresh-tokens.js';
 
 const NOW = new Date('2026-03-01T12:00:00Z');
 const later = (ms: number) => new Date(NOW.getTime() + ms);

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import { RedisRevocationBus } from '../../src/store/revocation-bus.js';
-import { LIVENESS_CACHE_MS } from '../../src/identity/sessions.js';
+import { LIVENESS_CACHE_MS } from '../../src/identity/sessions/sessions.js';
 import { openRedis, type RedisConnection } from '../../src/store/redis.js';
 import { describeEachBackend, postgresUnavailableReason } from '../helpers/database.js';
 import { openIdentityHarness, type IdentityHarness } from '../helpers/identity.js';

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, test } from 'node:test';
 import { sql } from 'drizzle-orm';
-import { LIVENESS_CACHE_MS } from '../../src/identity/sessions.js';
+import { LIVENESS_CACHE_MS } from '../../src/identity/sessions/sessions.js';
 import { queryRows } from '../../src/store/connection.js';
 import { describeEachBackend } from '../helpers/database.js';
 import { openIdentityHarness, secretFromUri, totpCode, type IdentityHarness, type SignedSession, type TestUser } from '../helpers/identity.js';

@@ -8,8 +8,8 @@ import {
   SigningKeys,
   generateSigningKey,
   type StoredSigningKey,
-} from '../../src/identity/signing-keys.js';
-import { TokenError, issueAccessToken, verifyAccessToken } from '../../src/identity/tokens.js';
+} from '../../src/identity/tokens/signing-keys.js';
+import { TokenError, issueAccessToken, verifyAccessToken } from '../../src/identity/tokens/access-tokens.js';
 
 const ISSUER = 'https://gateway.example.test';
 const AUDIENCE = 'ciphergate-api';

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { sql } from 'drizzle-orm';
-import { SmsFactor } from '../../src/identity/factors/sms.js';
-import { TenantSmsSender } from '../../src/identity/factors/sms-sender.js';
-import { SmsSendThrottle } from '../../src/identity/throttle.js';
+import { SmsFactor } from '../../src/identity/factors/sms/sms-factor.js';
+import { TenantSmsSender } from '../../src/runtime/tenant-sms-sender.js';
+import { SmsSendThrottle } from '../../src/identity/limits/throttle.js';
 import { SYSTEM_SCOPE } from '../../src/seal/sealed-fields.js';
 import { queryRows } from '../../src/store/connection.js';
 import { smsFactorsSealed } from '../../src/store/sealed-tables.js';

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { describe, test, type TestContext } from 'node:test';
-import { LoginThrottle, RateLimitedError, type LoginThrottleOptions } from '../../src/identity/throttle.js';
+import { RateLimitedError } from '../../src/identity/errors.js';
+import { LoginThrottle, type LoginThrottleOptions } from '../../src/identity/limits/throttle.js';
 import { openRedis, type RedisConnection } from '../../src/store/redis.js';
 import { captureLogs } from '../helpers/log-capture.js';
 import { closedPortUrl, deleteKeys, eventually, redisGate, redisKeys, RedisOutageProxy, TEST_REDIS_URL, uniquePrefix } from '../helpers/redis.js';

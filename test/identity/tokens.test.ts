@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { createHmac, createPrivateKey, createPublicKey, generateKeyPairSync, sign, type JsonWebKey, type KeyObject } from 'node:crypto';
 import { describe, test } from 'node:test';
 import { decodeJwt, decodeProtectedHeader } from 'jose';
-import { InMemorySigningKeyStore, SigningKeys, type StoredSigningKey } from '../../src/identity/signing-keys.js';
-import { ACCESS_TOKEN_TTL_SECONDS, TokenError, issueAccessToken, verifyAccessToken, type TokenFailure } from '../../src/identity/tokens.js';
+import { InMemorySigningKeyStore, SigningKeys, type StoredSigningKey } from '../../src/identity/tokens/signing-keys.js';
+import { ACCESS_TOKEN_TTL_SECONDS, TokenError, issueAccessToken, verifyAccessToken, type TokenFailure } from '../../src/identity/tokens/access-tokens.js';
 
 const ISSUER = 'https://gateway.example.test';
 const AUDIENCE = 'ciphergate-api';

@@ -1,13 +1,13 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { HOTP, Secret, TOTP, URI } from 'otpauth';
-import { TotpSecretError } from '../../src/identity/errors.js';
 import {
+  TotpSecretError,
   consumeTotpCode,
   createTotpEnrollment,
   verifyTotp,
   type TotpStepStore,
-} from '../../src/identity/factors/totp.js';
+} from '../../src/identity/factors/totp/totp-codes.js';
 
 const PERIOD_MS = 30_000;
 // Mid-step, so ±1 step never crosses into a neighbour by rounding.

@@ -10,7 +10,7 @@ import { sql } from 'drizzle-orm';
 import { KekMismatchError, StoredKeyring } from '../../src/seal/keyring.js';
 import { DataKeyRepository } from '../../src/store/repositories/data-keys.js';
 import { KeyUnwrapError } from '../../src/seal/providers/key-provider.js';
-import { MachineAuth } from '../../src/identity/machine-auth.js';
+import { MachineAuth } from '../../src/identity/machines/machine-auth.js';
 import { openDatabase } from '../../src/store/connection.js';
 import { DEFAULT_AIRTABLE_KEY } from '../fakes/airtable.js';
 import { DEFAULT_OPENAI_KEY } from '../fakes/openai.js';

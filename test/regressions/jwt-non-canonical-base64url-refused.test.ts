@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { ACCESS_COOKIE } from '../../src/http/guard.js';
-import { TokenError, verifyAccessToken } from '../../src/identity/tokens.js';
+import { TokenError, verifyAccessToken } from '../../src/identity/tokens/access-tokens.js';
 import { describeEachBackend } from '../helpers/database.js';
 import { openIdentityHarness, type IdentityHarness } from '../helpers/identity.js';
 import { assertUnauthenticated } from '../helpers/problems.js';

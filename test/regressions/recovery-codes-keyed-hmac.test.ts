@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomUUID } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import { sql } from 'drizzle-orm';
-import { normaliseRecoveryCode } from '../../src/identity/factors/recovery.js';
+import { normaliseRecoveryCode } from '../../src/identity/factors/recovery/recovery-codes.js';
 import { SYSTEM_SCOPE } from '../../src/seal/binding.js';
 import { queryRows } from '../../src/store/connection.js';
 import { describeEachBackend } from '../helpers/database.js';

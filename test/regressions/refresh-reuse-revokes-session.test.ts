@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { sql } from 'drizzle-orm';
-import type { TokenPair } from '../../src/identity/sign-in.js';
+import type { TokenPair } from '../../src/identity/sign-in/auth-steps.js';
 import { queryRows } from '../../src/store/connection.js';
 import { describeEachBackend } from '../helpers/database.js';
 import { openIdentityHarness, type IdentityHarness, type TestUser } from '../helpers/identity.js';

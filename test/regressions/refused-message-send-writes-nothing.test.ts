@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { sql } from 'drizzle-orm';
-import { MachineAuth } from '../../src/identity/machine-auth.js';
+import { MachineAuth } from '../../src/identity/machines/machine-auth.js';
 import { queryRows } from '../../src/store/connection.js';
 import { describeEachBackend, tablesState } from '../helpers/database.js';
 import { assertProblem } from '../helpers/problems.js';

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { sql } from 'drizzle-orm';
-import { DatabaseSigningKeyStore } from '../../src/identity/signing-key-store.js';
-import { generateSigningKey, SigningKeys } from '../../src/identity/signing-keys.js';
+import { SigningKeysRepository as DatabaseSigningKeyStore } from '../../src/store/repositories/signing-keys.js';
+import { generateSigningKey, SigningKeys } from '../../src/identity/tokens/signing-keys.js';
 import { openDatabase, queryRows, type Database } from '../../src/store/connection.js';
 import { createTestDatabase, postgresUnavailableReason, type TestDatabase } from '../helpers/database.js';
 import { openTestSealing } from '../helpers/sealing.js';

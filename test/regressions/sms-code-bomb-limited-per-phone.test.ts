@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { phoneRecipientKey } from '../../src/identity/recipient-keys.js';
+import { phoneRecipientKey } from '../../src/identity/limits/recipient-keys.js';
 import { TenantRepository } from '../../src/store/repositories/tenants.js';
 import { DEFAULT_TWILIO_ACCOUNT, startTwilioFake, type TwilioFake } from '../fakes/twilio.js';
 import { describeEachBackend } from '../helpers/database.js';

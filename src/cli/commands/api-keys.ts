@@ -1,11 +1,11 @@
 import type { Command } from 'commander';
-import { appendAuditEvent } from '../../store/audit-trail.js';
-import { ApiKeys, isUsable, type ApiKeyRecord } from '../../identity/api-keys.js';
-import { AuthError } from '../../identity/errors.js';
-import { MachineAuth } from '../../identity/machine-auth.js';
+import { IdentityError } from '../../identity/errors.js';
+import { ApiKeys, isUsable, type ApiKeyRecord } from '../../identity/machines/api-keys.js';
+import { MachineAuth } from '../../identity/machines/machine-auth.js';
 import { API_KEY_SCOPES, isApiKeyScope } from '../../identity/permissions.js';
 import { isUuid } from '../../domain/ids.js';
 import type { Db } from '../../store/connection.js';
+import { ApiKeysRepository } from '../../store/repositories/api-keys.js';
 import { listTenants } from '../../store/repositories/tenants.js';
 import { CliError } from '../errors.js';
 import { tenantBySlug, withIdentity } from '../identity-runtime.js';
@@ -37,7 +37,7 @@ export function registerApiKeys(program: Command, io: CliIo): void {
           const result = await new MachineAuth(identity).createKey(null, { name, tenantId: tenant?.id ?? null, scopes, expiresAt });
           return { created: result, tenantSlug: tenant?.slug };
         } catch (error) {
-          if (error instanceof AuthError) throw new CliError(error.detail, error.type === 'validation-failed' ? 2 : 1);
+          if (error instanceof IdentityError) throw new CliError(error.detail, error.code === 'invalid-input' ? 2 : 1);
           throw error;
         }
       });
@@ -64,7 +64,7 @@ export function registerApiKeys(program: Command, io: CliIo): void {
       try {
         const db = runtime.database.db;
         const tenantId = options.tenant === undefined ? undefined : (await tenantBySlug(db, options.tenant)).id;
-        const keys = await new ApiKeys(db).list(tenantId === undefined ? {} : { tenantId });
+        const keys = await new ApiKeys(new ApiKeysRepository(db)).list(tenantId === undefined ? {} : { tenantId });
         const slugs = await tenantSlugs(db);
         const now = new Date();
         if (options.json) {
@@ -95,24 +95,10 @@ export function registerApiKeys(program: Command, io: CliIo): void {
     .argument('<id>', 'the key id (from `api-keys list`)')
     .action(async (id: string) => {
       if (!isUuid(id)) throw new CliError(`id: expected an API key id (a UUID), got ${JSON.stringify(id)}`, 2);
-      const endedSessions = await withIdentity(io, async (identity) => {
-        const { db, apiKeys, sessions } = identity.parts;
-        const record = await apiKeys.get(id);
-        if (!record) throw new CliError(`no API key ${id}`);
-        return db.transaction(async (tx) => {
-          if (!(await apiKeys.revoke(id, tx))) throw new CliError(`API key ${id} is revoked already`);
-          const ended = await sessions.revokeForApiKeys([id], 'api-key-revoked', tx);
-          await appendAuditEvent(tx, {
-            actor: { type: 'system', id: 'cli' },
-            action: 'api-key.revoke',
-            target: { type: 'api_key', id },
-            tenantId: record.tenantId,
-            outcome: 'success',
-            details: { via: 'cli', endedSessions: ended.length },
-          });
-          return ended.length;
-        });
-      });
+      const revocation = await withIdentity(io, (identity) => new MachineAuth(identity).revokeKeyAsOperator(id));
+      if (revocation.kind === 'unknown') throw new CliError(`no API key ${id}`);
+      if (revocation.kind === 'revoked-already') throw new CliError(`API key ${id} is revoked already`);
+      const endedSessions = revocation.endedSessions;
       io.stdout.write(`revoked API key ${id} (${endedSessions} ${endedSessions === 1 ? 'session' : 'sessions'} ended)\n`);
     });
 }

@@ -7,8 +7,8 @@ import type { KeyProvider } from '../../seal/providers/key-provider.js';
 import { LocalKeyProvider } from '../../seal/providers/local.js';
 import { createPkcs11Kek, openPkcs11KeyProvider } from '../../seal/providers/pkcs11.js';
 import { listTenants } from '../../store/repositories/tenants.js';
-import { DatabaseSigningKeyStore } from '../../identity/signing-key-store.js';
-import { RETIRED_KEY_VERIFICATION_WINDOW_MS } from '../../identity/signing-keys.js';
+import { SigningKeysRepository } from '../../store/repositories/signing-keys.js';
+import { RETIRED_KEY_VERIFICATION_WINDOW_MS } from '../../identity/tokens/signing-keys.js';
 import { CliError } from '../errors.js';
 import { withIdentity } from '../identity-runtime.js';
 import { openRuntime, openSealingRuntime, type CliIo, type SealingRuntime } from '../runtime.js';
@@ -102,7 +102,7 @@ export function registerKeys(program: Command, io: CliIo): void {
     )
     .action(async () => {
       const { kid, retired } = await withIdentity(io, async (identity, runtime) => {
-        const store = new DatabaseSigningKeyStore(runtime.database.db, runtime.sealing.fields);
+        const store = new SigningKeysRepository(runtime.database.db, runtime.sealing.fields);
         const activeBefore = (await store.list()).filter((key) => key.retiredAt === null).map((key) => key.kid);
         const fresh = await identity.parts.signingKeys.rotate();
         const retiredKids = activeBefore.filter((oldKid) => oldKid !== fresh.kid);

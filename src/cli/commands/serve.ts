@@ -1,11 +1,12 @@
 import type { Command } from 'commander';
 import { appendAuditEvent } from '../../store/audit-trail.js';
 import { buildApp, type App } from '../../http/app.js';
-import { Accounts } from '../../identity/accounts.js';
+import { Accounts } from '../../identity/accounts/accounts.js';
 import { openIdentity, type Identity } from '../../identity/identity.js';
-import { MachineAuth } from '../../identity/machine-auth.js';
+import { MachineAuth } from '../../identity/machines/machine-auth.js';
 import { openMailer } from '../../providers/smtp/mailer.js';
-import { SIGNING_KEY_RELOAD_INTERVAL_MS } from '../../identity/signing-keys.js';
+import { identitySmsSender } from '../../runtime/tenant-sms-sender.js';
+import { SIGNING_KEY_RELOAD_INTERVAL_MS } from '../../identity/tokens/signing-keys.js';
 import { isDatabaseUnavailable } from '../../store/connection-errors.js';
 import { openRedis, type RedisConnection } from '../../store/redis.js';
 import { conversationRoutes } from '../../http/routes/conversations.js';
@@ -135,7 +136,16 @@ export async function startServer(runtime: SealingRuntime, options: { workers?: 
   if (database.kind === 'pglite') logger.info({ dataDir: config.dataDir }, 'using the embedded database');
   const redis: RedisConnection | undefined = config.redisUrl ? openRedis(config.redisUrl, logger) : undefined;
   const mailer = openMailer(config, logger);
-  const identity = await openIdentity({ config, db: database.db, fields: sealing.fields, logger, redisKeyPrefix: config.redisKeyPrefix, ...(redis ? { redis } : {}), ...(mailer ? { mailer } : {}) });
+  const identity = await openIdentity({
+    config,
+    db: database.db,
+    fields: sealing.fields,
+    logger,
+    redisKeyPrefix: config.redisKeyPrefix,
+    smsSender: identitySmsSender(config, database.db, sealing.fields, logger),
+    ...(redis ? { redis } : {}),
+    ...(mailer ? { mailer } : {}),
+  });
   const relay = openRelay(runtime);
   const app = await buildApp({
     config,

@@ -1,6 +1,7 @@
 import { Option, type Command } from 'commander';
-import { Accounts } from '../../identity/accounts.js';
-import { AuthError } from '../../identity/errors.js';
+import { Accounts } from '../../identity/accounts/accounts.js';
+import { IdentityError } from '../../identity/errors.js';
+import { FactorReset } from '../../identity/factors/factor-reset.js';
 import { ROLES, isRole } from '../../identity/permissions.js';
 import { isUuid } from '../../domain/ids.js';
 import { CliError } from '../errors.js';
@@ -42,8 +43,8 @@ export function registerUsers(program: Command, io: CliIo): void {
           const user = await new Accounts(identity).createUserWithPassword({ email: options.email, role, tenantId, password });
           return user.id;
         } catch (error) {
-          if (error instanceof AuthError && error.type === 'weak-password') throw new CliError(`password rejected: ${error.detail}`);
-          if (error instanceof AuthError) throw new CliError(error.detail, error.type === 'validation-failed' ? 2 : 1);
+          if (error instanceof IdentityError && error.code === 'weak-password') throw new CliError(`password rejected: ${error.detail}`);
+          if (error instanceof IdentityError) throw new CliError(error.detail, error.code === 'invalid-input' ? 2 : 1);
           throw error;
         }
       });
@@ -62,9 +63,9 @@ export function registerUsers(program: Command, io: CliIo): void {
       if (!isUuid(id)) throw new CliError(`id: expected a user id (a UUID), got ${JSON.stringify(id)}`, 2);
       const reset = await withIdentity(io, async (identity) => {
         try {
-          return await new Accounts(identity).resetFactorsAsOperator(id);
+          return await new FactorReset(identity).resetAsOperator(id);
         } catch (error) {
-          if (error instanceof AuthError && error.type === 'not-found') throw new CliError(`no user ${id}`);
+          if (error instanceof IdentityError && error.code === 'not-found') throw new CliError(`no user ${id}`);
           throw error;
         }
       });

@@ -1,14 +1,11 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { eq } from 'drizzle-orm';
-import { tenants } from '../../store/schema.js';
 import type { FastifyInstance } from 'fastify';
-import type { ApiKeyRecord } from '../../identity/api-keys.js';
-import { AuthError } from '../../identity/errors.js';
 import type { Identity } from '../../identity/identity.js';
-import { MachineAuth } from '../../identity/machine-auth.js';
+import type { ApiKeyRecord } from '../../identity/machines/api-keys.js';
+import { MachineAuth } from '../../identity/machines/machine-auth.js';
 import { API_KEY_SCOPES } from '../../identity/permissions.js';
-import { confinedTenant } from '../../identity/principal.js';
 import { originOf } from '../guard.js';
+import { HttpProblem } from '../problem.js';
 import { ProblemSchema } from '../schemas/problem.js';
 
 const KeySchema = Type.Object({
@@ -42,12 +39,7 @@ export function apiKeyRoutes(identity: Identity) {
     app.get(
       '/api/v1/api-keys',
       { config: { access: { permission: 'api-keys:read' } }, schema: { tags, summary: 'List API keys (never the keys themselves)', response: { 200: Type.Object({ apiKeys: Type.Array(KeySchema) }), ...problems } } },
-      async (request) => {
-        const confined = confinedTenant(request.principal!);
-        if (confined === 'none') return { apiKeys: [] };
-        const keys = await identity.parts.apiKeys.list(confined === null ? {} : { tenantId: confined });
-        return { apiKeys: keys.map(keyView) };
-      },
+      async (request) => ({ apiKeys: (await machines.listKeys(request.principal!)).map(keyView) }),
     );
 
     app.post<{ Body: Static<typeof CreateBody> }>(
@@ -57,7 +49,7 @@ export function apiKeyRoutes(identity: Identity) {
         schema: { tags, summary: 'Create an API key; the key is in this answer only', body: CreateBody, response: { 201: Type.Object({ apiKey: KeySchema, key: Type.String() }), ...problems } },
       },
       async (request, reply) => {
-        if (request.body.tenantId && !(await tenantExists(identity, request.body.tenantId))) throw new AuthError(400, 'validation-failed', 'Invalid request', 'body tenantId: no such tenant');
+        if (request.body.tenantId && !(await machines.tenantExists(request.body.tenantId))) throw HttpProblem.of('validation-failed', 'body tenantId: no such tenant');
         const created = await machines.createKey(
           request.principal!,
           { name: request.body.name, tenantId: request.body.tenantId, scopes: request.body.scopes, expiresAt: request.body.expiresAt ? new Date(request.body.expiresAt) : null },
@@ -77,11 +69,6 @@ export function apiKeyRoutes(identity: Identity) {
       },
     );
   };
-}
-
-async function tenantExists(identity: Identity, tenantId: string): Promise<boolean> {
-  const rows = await identity.parts.db.select({ id: tenants.id }).from(tenants).where(eq(tenants.id, tenantId)).limit(1);
-  return rows.length === 1;
 }
 
 export function keyView(key: ApiKeyRecord) {

@@ -1,14 +1,17 @@
 import { Type, type Static } from '@sinclair/typebox';
-import type { FastifyInstance, FastifyReply } from 'fastify';
-import { Accounts } from '../../identity/accounts.js';
-import { AuthError, unauthenticated } from '../../identity/errors.js';
+import type { FastifyInstance } from 'fastify';
+import { Accounts } from '../../identity/accounts/accounts.js';
+import { PasswordChange } from '../../identity/accounts/password-change.js';
+import { SECOND_FACTOR_METHODS } from '../../identity/factors/second-factor.js';
 import type { Identity } from '../../identity/identity.js';
-import { PASSWORD_MAX_CODE_POINTS } from '../../identity/passwords.js';
-import { normaliseE164 } from '../../domain/normalise.js';
-import { SignIn, type SignedIn, type TokenPair } from '../../identity/sign-in.js';
-import { ACCESS_TOKEN_TTL_SECONDS } from '../../identity/tokens.js';
-import { ACCESS_COOKIE, REFRESH_COOKIE, csrfTokenFor, optionalPrincipal, originOf } from '../guard.js';
+import { PASSWORD_MAX_CODE_POINTS } from '../../identity/passwords/passwords.js';
+import { SessionControl } from '../../identity/sessions/session-control.js';
+import { SignIn, type LoginOutcome } from '../../identity/sign-in/sign-in.js';
+import { REFRESH_COOKIE, csrfTokenFor, originOf } from '../guard.js';
+import { HttpProblem } from '../problem.js';
 import { ProblemSchema } from '../schemas/problem.js';
+import { registerFactorRoutes } from './auth-factors.js';
+import { Email, Opaque, Password, TokenDelivery, TokensSchema, clearCookies, deliver, problems, tags } from './auth-tokens.js';
 
 /**
  * `/api/v1/auth/*`: sign-in with a second factor on new devices, TOTP enrollment, SMS codes
@@ -17,66 +20,17 @@ import { ProblemSchema } from '../schemas/problem.js';
  * src/identity.
  */
 
-// Passwords are bounded in UTF-16 units well above the 128-code-point policy, so the policy
-// (not the schema) says what is wrong with a long one, and argon2 never sees megabytes.
-const Password = Type.String({ minLength: 1, maxLength: PASSWORD_MAX_CODE_POINTS * 2 });
-const Email = Type.String({ format: 'email', maxLength: 254 });
-const Opaque = Type.String({ minLength: 1, maxLength: 256 });
-const TokenDelivery = Type.Optional(
-  Type.Union([Type.Literal('body'), Type.Literal('cookie')], {
-    description: '`cookie` (browser mode) sets httpOnly __Host- cookies instead of returning tokens in the body',
-  }),
-);
-
-const TokensSchema = Type.Object({
-  accessToken: Type.Optional(Type.String()),
-  refreshToken: Type.Optional(Type.String()),
-  tokenType: Type.Literal('Bearer'),
-  expiresIn: Type.Integer({ description: 'seconds until the access token expires' }),
-  deviceToken: Type.Optional(Type.String({ description: 'send on later logins to skip the second factor on this device' })),
-  recoveryCodes: Type.Optional(Type.Array(Type.String(), { description: 'shown once' })),
-});
-
-/** Confirming from a first sign-in answers tokens too; a signed-in user replacing a factor gets only the codes. */
-const ConfirmResponse = Type.Partial(TokensSchema);
-
 const LoginBody = Type.Object({ email: Email, password: Password, deviceToken: Type.Optional(Opaque), tokenDelivery: TokenDelivery }, { additionalProperties: false });
 const SecondFactorBody = Type.Object(
   {
     challengeToken: Opaque,
-    method: Type.Union([Type.Literal('totp'), Type.Literal('recovery'), Type.Literal('sms')]),
+    method: Type.Union(SECOND_FACTOR_METHODS.map((method) => Type.Literal(method))),
     code: Type.String({ minLength: 1, maxLength: 32 }),
     tokenDelivery: TokenDelivery,
   },
   { additionalProperties: false },
 );
-const SmsCodeBody = Type.Object({ challengeToken: Opaque }, { additionalProperties: false });
-const PhoneBody = Type.Object(
-  {
-    phone: Type.String({ minLength: 1, maxLength: 32, description: 'a mobile number; E.164 (+14155550100) or a US national number' }),
-    currentPassword: Type.String({ minLength: 1, maxLength: PASSWORD_MAX_CODE_POINTS * 2, description: 'step-up: adding a second factor needs the password again' }),
-  },
-  { additionalProperties: false },
-);
-const PhoneCodeBody = Type.Object({ code: Type.String({ minLength: 1, maxLength: 16 }) }, { additionalProperties: false });
 const RefreshBody = Type.Object({ refreshToken: Type.Optional(Opaque), tokenDelivery: TokenDelivery }, { additionalProperties: false });
-const EnrollBody = Type.Object(
-  {
-    challengeToken: Type.Optional(Opaque),
-    currentPassword: Type.Optional(Type.String({ minLength: 1, maxLength: PASSWORD_MAX_CODE_POINTS * 2, description: 'required when a signed-in caller replaces their factor (bearer instead of challengeToken)' })),
-    currentFactor: Type.Optional(
-      Type.Object(
-        {
-          method: Type.Union([Type.Literal('totp'), Type.Literal('recovery')]),
-          code: Type.String({ minLength: 1, maxLength: 32 }),
-        },
-        { additionalProperties: false, description: 'required with currentPassword: a code of the authenticator being replaced, or a recovery code' },
-      ),
-    ),
-  },
-  { additionalProperties: false },
-);
-const ConfirmBody = Type.Object({ challengeToken: Type.Optional(Opaque), code: Type.String({ minLength: 1, maxLength: 16 }), tokenDelivery: TokenDelivery }, { additionalProperties: false });
 const SetupBody = Type.Object({ setupToken: Opaque, password: Password }, { additionalProperties: false });
 const SignupBody = Type.Object(
   {
@@ -108,14 +62,11 @@ const SessionSchema = Type.Object({
 });
 const IdParams = Type.Object({ id: Type.String({ format: 'uuid' }) });
 
-const problems = { 400: ProblemSchema, 401: ProblemSchema, 403: ProblemSchema, 429: ProblemSchema };
-/** Sends answer 503 `sms-unavailable` when Twilio fails: the code is sent in the request, not queued, since a late login code is useless. */
-const smsProblems = { ...problems, 409: ProblemSchema, 503: ProblemSchema };
-const tags = ['auth'];
-
 export function authRoutes(identity: Identity) {
   const signIn = new SignIn(identity);
+  const sessions = new SessionControl(identity);
   const accounts = new Accounts(identity);
+  const passwords = new PasswordChange(identity);
 
   return async function register(app: FastifyInstance): Promise<void> {
     const publicAccess = (reason: string) => ({ access: { public: true as const, reason } });
@@ -127,8 +78,9 @@ export function authRoutes(identity: Identity) {
         schema: { tags, summary: 'Sign in with email and password', body: LoginBody, response: { 200: TokensSchema, ...problems } },
       },
       async (request, reply) => {
-        const signedIn = await signIn.login(request.body, originOf(request));
-        return deliver(reply, signedIn, request.body.tokenDelivery);
+        const outcome = await signIn.login(request.body, originOf(request));
+        if (outcome.kind !== 'signed-in') throw nextStepProblem(outcome);
+        return deliver(reply, outcome.signedIn, request.body.tokenDelivery);
       },
     );
 
@@ -144,98 +96,7 @@ export function authRoutes(identity: Identity) {
       },
     );
 
-    app.post<{ Body: Static<typeof SmsCodeBody> }>(
-      '/api/v1/auth/second-factor/sms',
-      {
-        config: publicAccess('authenticated by the challenge token of a correct password; throttled per user and per IP'),
-        schema: {
-          tags,
-          summary: 'Text a sign-in code to the verified phone (only when `sms` is among the offered methods)',
-          body: SmsCodeBody,
-          response: { 204: Type.Null(), ...smsProblems },
-        },
-      },
-      async (request, reply) => {
-        await signIn.sendSmsCode(request.body, originOf(request));
-        return reply.code(204).send();
-      },
-    );
-
-    app.post<{ Body: Static<typeof PhoneBody> }>(
-      '/api/v1/auth/phone',
-      {
-        config: { access: { permission: 'auth:self' } },
-        schema: {
-          tags,
-          summary: 'Set the phone for SMS codes: sends a verification code; the phone is offered at sign-in once confirmed',
-          body: PhoneBody,
-          response: { 204: Type.Null(), ...smsProblems },
-        },
-      },
-      async (request, reply) => {
-        let phone: string;
-        try {
-          phone = normaliseE164(request.body.phone);
-        } catch {
-          throw new AuthError(400, 'validation-failed', 'Invalid request', 'body phone: not a valid phone number');
-        }
-        await signIn.startPhoneVerification(request.principal!, { phone, currentPassword: request.body.currentPassword }, originOf(request));
-        return reply.code(204).send();
-      },
-    );
-
-    app.post<{ Body: Static<typeof PhoneCodeBody> }>(
-      '/api/v1/auth/phone/verify',
-      {
-        config: { access: { permission: 'auth:self' } },
-        schema: { tags, summary: 'Confirm the phone with the code texted to it', body: PhoneCodeBody, response: { 204: Type.Null(), ...problems } },
-      },
-      async (request, reply) => {
-        await signIn.confirmPhone(request.principal!, request.body, originOf(request));
-        return reply.code(204).send();
-      },
-    );
-
-    app.post<{ Body: Static<typeof EnrollBody> }>(
-      '/api/v1/auth/totp/enroll',
-      {
-        config: publicAccess('authenticated by an enrollment challenge token, or by a signed-in caller replacing a factor'),
-        schema: {
-          tags,
-          summary: 'Start TOTP enrollment: returns the otpauth URI (show it as a QR code)',
-          body: EnrollBody,
-          response: { 200: Type.Object({ otpauthUri: Type.String(), secret: Type.String() }), ...problems },
-        },
-      },
-      async (request, reply) => {
-        const principal = await optionalPrincipal(identity, request, reply, app);
-        if (!principal && !request.body.challengeToken) throw unauthenticated('send the challengeToken from the login answer, or an access token');
-        reply.header('cache-control', 'no-store');
-        const { challengeToken, currentPassword, currentFactor } = request.body;
-        return signIn.enrollTotp({ challengeToken, principal: principal ?? undefined, currentPassword, currentFactor }, originOf(request));
-      },
-    );
-
-    app.post<{ Body: Static<typeof ConfirmBody> }>(
-      '/api/v1/auth/totp/confirm',
-      {
-        config: publicAccess('authenticated by an enrollment challenge token, or by a signed-in caller replacing a factor'),
-        schema: {
-          tags,
-          summary: 'Confirm the new authenticator with one code; returns the recovery codes once (and tokens on a first sign-in)',
-          body: ConfirmBody,
-          response: { 200: ConfirmResponse, ...problems },
-        },
-      },
-      async (request, reply) => {
-        const principal = await optionalPrincipal(identity, request, reply, app);
-        if (!principal && !request.body.challengeToken) throw unauthenticated('send the challengeToken from the login answer, or an access token');
-        const result = await signIn.confirmTotp({ challengeToken: request.body.challengeToken, principal: principal ?? undefined, code: request.body.code }, originOf(request));
-        reply.header('cache-control', 'no-store');
-        if (result.signedIn) return deliver(reply, result.signedIn, request.body.tokenDelivery);
-        return { recoveryCodes: result.recoveryCodes };
-      },
-    );
+    await registerFactorRoutes(app, identity);
 
     app.post<{ Body: Static<typeof RefreshBody> }>(
       '/api/v1/auth/refresh',
@@ -246,8 +107,8 @@ export function authRoutes(identity: Identity) {
       async (request, reply) => {
         const fromCookie = request.body.refreshToken === undefined;
         const token = request.body.refreshToken ?? request.cookies[REFRESH_COOKIE];
-        if (!token) throw new AuthError(400, 'validation-failed', 'Invalid request', 'body refreshToken: is required (or the refresh cookie)');
-        const pair = await signIn.refresh(token, originOf(request));
+        if (!token) throw HttpProblem.of('validation-failed', 'body refreshToken: is required (or the refresh cookie)');
+        const pair = await sessions.refresh(token, originOf(request));
         return deliver(reply, pair, fromCookie ? 'cookie' : request.body.tokenDelivery);
       },
     );
@@ -256,7 +117,7 @@ export function authRoutes(identity: Identity) {
       '/api/v1/auth/logout',
       { config: { access: { permission: 'auth:self' } }, schema: { tags, summary: 'End this session', response: { 204: Type.Null(), ...problems } } },
       async (request, reply) => {
-        await signIn.logout(request.principal!, originOf(request));
+        await sessions.logout(request.principal!, originOf(request));
         clearCookies(reply);
         return reply.code(204).send();
       },
@@ -269,7 +130,7 @@ export function authRoutes(identity: Identity) {
         schema: { tags, summary: 'End every session of the caller, this one included', response: { 200: Type.Object({ revoked: Type.Integer() }), ...problems } },
       },
       async (request, reply) => {
-        const revoked = await signIn.logoutAll(request.principal!, originOf(request));
+        const revoked = await sessions.logoutAll(request.principal!, originOf(request));
         clearCookies(reply);
         return { revoked };
       },
@@ -283,9 +144,8 @@ export function authRoutes(identity: Identity) {
       },
       async (request) => {
         const principal = request.principal!;
-        if (principal.kind !== 'user') return { sessions: [] };
-        const sessions = await identity.parts.sessions.listForUser(principal.userId);
-        return { sessions: sessions.map((session) => sessionView(session, principal.sessionId)) };
+        const own = await sessions.ownSessions(principal);
+        return { sessions: own.map((session) => sessionView(session, principal.sessionId)) };
       },
     );
 
@@ -298,7 +158,7 @@ export function authRoutes(identity: Identity) {
       async (request, reply) => {
         const principal = request.principal!;
         const asAdmin = principal.kind === 'user' && (principal.role === 'admin' || principal.role === 'manager');
-        await accounts.revokeSession(principal, request.params.id, originOf(request), { asAdmin });
+        await sessions.revokeSession(principal, request.params.id, originOf(request), { asAdmin });
         return reply.code(204).send();
       },
     );
@@ -309,7 +169,7 @@ export function authRoutes(identity: Identity) {
         config: { access: { permission: 'auth:self' } },
         schema: { tags, summary: 'Change your password; every other session and every trusted device (this one too) ends', body: PasswordBody, response: { 200: Type.Object({ revokedSessions: Type.Integer() }), ...problems } },
       },
-      async (request) => accounts.changePassword(request.principal!, request.body, originOf(request)),
+      async (request) => passwords.change(request.principal!, request.body, originOf(request)),
     );
 
     app.post<{ Body: Static<typeof SetupBody> }>(
@@ -323,7 +183,7 @@ export function authRoutes(identity: Identity) {
 
     // With signup closed both routes are absent, whatever the body: 404 before the schema speaks.
     const onlyWithOpenSignup = async () => {
-      if (identity.parts.settings.signup !== 'open') throw new AuthError(404, 'not-found', 'Not Found', 'self-registration is not enabled');
+      if (!accounts.signupOpen()) throw HttpProblem.of('not-found', 'self-registration is not enabled');
     };
 
     app.post<{ Body: Static<typeof SignupBody> }>(
@@ -388,24 +248,14 @@ function sessionView(session: { id: string; deviceLabel: string; ip: string | nu
 }
 
 /**
- * Tokens in the body (API clients) or in httpOnly cookies (browsers: script never sees
- * them, so an XSS cannot exfiltrate them). The device token stays in the body either way:
- * the client keeps it across sign-ins.
+ * A correct password that signs nobody in yet, answered as the 401 problem that names the next
+ * step: its challenge token, when that expires, and the methods it can be completed with.
  */
-function deliver(reply: FastifyReply, tokens: TokenPair & Partial<Pick<SignedIn, 'deviceToken' | 'recoveryCodes'>>, mode: 'body' | 'cookie' | undefined) {
-  reply.header('cache-control', 'no-store');
-  const extras = { ...(tokens.deviceToken ? { deviceToken: tokens.deviceToken } : {}), ...(tokens.recoveryCodes ? { recoveryCodes: tokens.recoveryCodes } : {}) };
-  if (mode !== 'cookie') {
-    return { accessToken: tokens.accessToken, refreshToken: tokens.refreshToken, tokenType: tokens.tokenType, expiresIn: tokens.expiresIn, ...extras };
+function nextStepProblem(outcome: Exclude<LoginOutcome, { kind: 'signed-in' }>): HttpProblem {
+  const extensions = { challengeToken: outcome.challengeToken, challengeExpiresAt: outcome.challengeExpiresAt.toISOString(), methods: outcome.methods };
+  if (outcome.kind === 'enrollment-required') {
+    return HttpProblem.of('second-factor-enrollment-required', 'set up an authenticator app with POST /api/v1/auth/totp/enroll and /auth/totp/confirm before any token is issued', extensions);
   }
-  const cookie = { path: '/', secure: true, httpOnly: true, sameSite: 'strict' as const };
-  reply.setCookie(ACCESS_COOKIE, tokens.accessToken, { ...cookie, maxAge: ACCESS_TOKEN_TTL_SECONDS });
-  reply.setCookie(REFRESH_COOKIE, tokens.refreshToken, cookie);
-  return { tokenType: tokens.tokenType, expiresIn: tokens.expiresIn, ...extras };
+  return HttpProblem.of('second-factor-required', 'this device is new: complete the sign-in with POST /api/v1/auth/second-factor', extensions);
 }
 
-function clearCookies(reply: FastifyReply): void {
-  const cookie = { path: '/', secure: true, httpOnly: true, sameSite: 'strict' as const };
-  reply.clearCookie(ACCESS_COOKIE, cookie);
-  reply.clearCookie(REFRESH_COOKIE, cookie);
-}

@@ -2,7 +2,6 @@ import { TENANT_SLUG_PATTERN } from '../../domain/ids.js';
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { appendAuditEvent } from '../../store/audit-trail.js';
-import { AuthError } from '../../identity/errors.js';
 import type { Identity } from '../../identity/identity.js';
 import { isUuid } from '../../domain/ids.js';
 import { auditActorOf, confinedTenant, mayAccessTenant, type Principal } from '../../identity/principal.js';
@@ -105,7 +104,7 @@ export function conversationRoutes(options: { relay: Relay; identity: Identity }
         const conversation = await relay.conversations.findConversation(request.params.id);
         if (!conversation || !mayAccessTenant(principal, conversation.tenantId)) {
           if (conversation) await auditOtherTenant(request, principal, conversation.tenantId, { type: 'conversation', id: conversation.id });
-          throw new AuthError(404, 'not-found', 'Not Found', 'no such conversation');
+          throw new HttpProblem(404, 'not-found', 'Not Found', 'no such conversation');
         }
         const limit = request.query.limit ?? 50;
         const before = request.query.before === undefined ? undefined : parseCursor(request.query.before);
@@ -135,7 +134,7 @@ export function conversationRoutes(options: { relay: Relay; identity: Identity }
     const tenant = await relay.tenants.bySlug(slug);
     if (!tenant || !mayAccessTenant(principal, tenant.id)) {
       if (tenant) await auditOtherTenant(request, principal, tenant.id, { type: 'tenant', id: tenant.id });
-      throw new AuthError(404, 'not-found', 'Not Found', 'no such tenant');
+      throw new HttpProblem(404, 'not-found', 'Not Found', 'no such tenant');
     }
     return tenant;
   }

@@ -2,7 +2,6 @@ import { TENANT_SLUG_PATTERN } from '../../domain/ids.js';
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import { appendAuditEvent } from '../../store/audit-trail.js';
-import { AuthError } from '../../identity/errors.js';
 import type { Identity } from '../../identity/identity.js';
 import { auditActorOf, mayAccessTenant } from '../../identity/principal.js';
 import { airtableSyncJob, sendJob } from '../../relay/jobs.js';
@@ -56,7 +55,7 @@ export function messageRoutes(options: { relay: Relay; identity: Identity }) {
       async (request, reply) => {
         const principal = request.principal!;
         const tenant = await relay.tenants.bySlug(request.body.tenant);
-        if (!tenant || !mayAccessTenant(principal, tenant.id)) throw new AuthError(404, 'not-found', 'Not Found', 'no such tenant');
+        if (!tenant || !mayAccessTenant(principal, tenant.id)) throw new HttpProblem(404, 'not-found', 'Not Found', 'no such tenant');
         if (!tenant.settings.twilio) throw new HttpProblem(409, 'provider-not-configured', 'Provider not configured', 'this tenant has no Twilio settings to send with');
         let to: string;
         try {

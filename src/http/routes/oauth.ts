@@ -2,7 +2,7 @@ import formbody from '@fastify/formbody';
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Identity } from '../../identity/identity.js';
-import { MachineAuth, oauthError } from '../../identity/machine-auth.js';
+import { OAuth, oauthError } from '../../identity/machines/oauth.js';
 import { originOf } from '../guard.js';
 import { ProblemSchema } from '../schemas/problem.js';
 
@@ -32,7 +32,7 @@ const RevokeBody = Type.Object(
 const tags = ['oauth'];
 
 export function oauthRoutes(identity: Identity) {
-  const machines = new MachineAuth(identity);
+  const oauth = new OAuth(identity);
   return async function register(app: FastifyInstance): Promise<void> {
     await app.register(formbody, { bodyLimit: 16 * 1024 });
 
@@ -53,9 +53,9 @@ export function oauthRoutes(identity: Identity) {
         },
       },
       async (request, reply) => {
-        if (request.body.grant_type !== 'client_credentials') throw oauthError(400, 'unsupported_grant_type', 'only grant_type=client_credentials is supported here');
+        if (request.body.grant_type !== 'client_credentials') throw oauthError('unsupported_grant_type', 'only grant_type=client_credentials is supported here');
         const client = clientCredentialsOf(request);
-        const token = await machines.clientCredentials({ ...client, scope: request.body.scope }, originOf(request));
+        const token = await oauth.clientCredentials({ ...client, scope: request.body.scope }, originOf(request));
         reply.header('cache-control', 'no-store').header('pragma', 'no-cache');
         return token;
       },
@@ -68,7 +68,7 @@ export function oauthRoutes(identity: Identity) {
         schema: { tags, summary: 'Revoke a refresh token, access token or API key (RFC 7009)', consumes: ['application/x-www-form-urlencoded'], body: RevokeBody, response: { 200: Type.Null(), 400: ProblemSchema } },
       },
       async (request, reply) => {
-        await machines.revokeToken(request.body.token, originOf(request));
+        await oauth.revokeToken(request.body.token, originOf(request));
         return reply.code(200).send();
       },
     );
@@ -86,7 +86,7 @@ export function oauthRoutes(identity: Identity) {
       async (_request, reply) => {
         // Short cache: verifiers must see a rotated-in key within a token lifetime.
         reply.header('cache-control', 'public, max-age=60');
-        return identity.parts.signingKeys.jwks();
+        return identity.jwks();
       },
     );
   };
@@ -97,17 +97,17 @@ function clientCredentialsOf(request: FastifyRequest<{ Body: Static<typeof Token
   const header = request.headers.authorization;
   const inBody = request.body.client_id !== undefined || request.body.client_secret !== undefined;
   if (header !== undefined) {
-    if (inBody) throw oauthError(400, 'invalid_request', 'send client credentials in the Authorization header or in the body, not both');
+    if (inBody) throw oauthError('invalid_request', 'send client credentials in the Authorization header or in the body, not both');
     const match = /^Basic ([A-Za-z0-9+/=]{1,1024})$/.exec(header);
     const decoded = match ? Buffer.from(match[1]!, 'base64').toString('utf8') : '';
     const colon = decoded.indexOf(':');
-    if (colon < 1) throw oauthError(401, 'invalid_client', 'malformed Basic credentials');
+    if (colon < 1) throw oauthError('invalid_client', 'malformed Basic credentials');
     try {
       return { clientId: decodeURIComponent(decoded.slice(0, colon)), clientSecret: decodeURIComponent(decoded.slice(colon + 1)) };
     } catch {
-      throw oauthError(401, 'invalid_client', 'malformed Basic credentials');
+      throw oauthError('invalid_client', 'malformed Basic credentials');
     }
   }
-  if (!request.body.client_id || !request.body.client_secret) throw oauthError(401, 'invalid_client', 'client authentication is required');
+  if (!request.body.client_id || !request.body.client_secret) throw oauthError('invalid_client', 'client authentication is required');
   return { clientId: request.body.client_id, clientSecret: request.body.client_secret };
 }

@@ -1,7 +1,7 @@
 import { TENANT_SLUG_PATTERN } from '../../domain/ids.js';
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
-import { AuthError } from '../../identity/errors.js';
+import { HttpProblem } from '../problem.js';
 import type { Identity } from '../../identity/identity.js';
 import { appendAuditEvent } from '../../store/audit-trail.js';
 import { auditActorOf, confinedTenant, mayAccessTenant } from '../../identity/principal.js';
@@ -57,7 +57,7 @@ export function tenantRoutes(identity: Identity) {
               details: { reason: 'other-tenant' },
             });
           }
-          throw new AuthError(404, 'not-found', 'Not Found', 'no such tenant');
+          throw new HttpProblem(404, 'not-found', 'Not Found', 'no such tenant');
         }
         return tenantView(tenant);
       },

@@ -1,11 +1,12 @@
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
-import { Accounts } from '../../identity/accounts.js';
+import { Accounts, type UserView } from '../../identity/accounts/accounts.js';
 import { forbidden } from '../../identity/errors.js';
+import { FactorReset } from '../../identity/factors/factor-reset.js';
 import type { Identity } from '../../identity/identity.js';
 import { ROLES } from '../../identity/permissions.js';
 import { confinedTenant } from '../../identity/principal.js';
-import type { UserView } from '../../identity/users.js';
+import { SessionControl } from '../../identity/sessions/session-control.js';
 import { originOf } from '../guard.js';
 import { ProblemSchema } from '../schemas/problem.js';
 
@@ -40,6 +41,8 @@ const tags = ['users'];
 /** `/api/v1/users`: admins and managers manage people, within the role rules of permissions.ts. */
 export function userRoutes(identity: Identity) {
   const accounts = new Accounts(identity);
+  const factorReset = new FactorReset(identity);
+  const sessions = new SessionControl(identity);
   return async function register(app: FastifyInstance): Promise<void> {
     app.get<{ Querystring: Static<typeof ListQuery> }>(
       '/api/v1/users',
@@ -128,7 +131,7 @@ export function userRoutes(identity: Identity) {
           },
         },
       },
-      async (request) => accounts.resetFactors(request.principal!, request.params.id, originOf(request)),
+      async (request) => factorReset.reset(request.principal!, request.params.id, originOf(request)),
     );
 
     app.get<{ Params: Static<typeof IdParams> }>(
@@ -143,8 +146,8 @@ export function userRoutes(identity: Identity) {
         },
       },
       async (request) => {
-        const sessions = await accounts.sessionsOf(request.principal!, request.params.id);
-        return { sessions: sessions.map((s) => ({ id: s.id, device: s.deviceLabel, ip: s.ip, createdAt: s.createdAt.toISOString(), lastUsedAt: s.lastUsedAt.toISOString() })) };
+        const listed = await sessions.sessionsOf(request.principal!, request.params.id);
+        return { sessions: listed.map((s) => ({ id: s.id, device: s.deviceLabel, ip: s.ip, createdAt: s.createdAt.toISOString(), lastUsedAt: s.lastUsedAt.toISOString() })) };
       },
     );
   };

@@ -168,3 +168,31 @@ function settingsOf(document: TenantDocument): TenantSettings {
     },
   };
 }
+
+/** Whether a tenant with this id exists; reads nothing sealed. */
+export async function tenantExists(db: Db, tenantId: string): Promise<boolean> {
+  const [row] = await db.select({ id: tenants.id }).from(tenants).where(eq(tenants.id, tenantId)).limit(1);
+  return row !== undefined;
+}
+
+/** A tenant's Twilio account: what sends a text on its behalf. The auth token is opened only when a text is sent. */
+export interface TwilioAccount {
+  tenantId: string;
+  accountSid: string;
+  fromNumber: string;
+  openAuthToken(): Promise<string>;
+}
+
+/** The Twilio account of the tenant `slug`, read fresh each call; undefined when the tenant or its Twilio settings are missing. */
+export async function findTwilioAccount(db: Db, fields: SealedFields, slug: string): Promise<TwilioAccount | undefined> {
+  const [row] = await db.select({ id: tenants.id, settings: tenants.settings, twilioAuthToken: tenants.twilioAuthToken }).from(tenants).where(eq(tenants.slug, slug)).limit(1);
+  const twilio = row?.settings.twilio;
+  const sealedAuthToken = row?.twilioAuthToken;
+  if (!row || !twilio || !sealedAuthToken) return undefined;
+  return {
+    tenantId: row.id,
+    accountSid: twilio.accountSid,
+    fromNumber: twilio.fromNumber,
+    openAuthToken: async () => (await fields.openRowFresh(tenantsSealed, { scope: row.id, id: row.id }, { twilioAuthToken: sealedAuthToken })).twilioAuthToken!,
+  };
+}

@@ -24,7 +24,7 @@ export const totpFactors = pgTable(
   (table) => [index('totp_factors_user_idx').on(table.userId)],
 );
 
-/** Ten one-time recovery codes per user, hashed (src/identity/factors/recovery.ts). */
+/** Ten one-time recovery codes per user, hashed (src/identity/factors/recovery/recovery-codes.ts). */
 export const recoveryCodes = pgTable(
   'recovery_codes',
   {
@@ -40,7 +40,7 @@ export const recoveryCodes = pgTable(
 );
 
 /**
- * A phone a user receives second-factor codes on (src/identity/factors/sms.ts). The number is
+ * A phone a user receives second-factor codes on (src/identity/factors/sms/sms-factor.ts). The number is
  * sealed; `verifiedAt` is null until the user typed a code sent to it, and only a verified
  * phone is offered as a sign-in method. One per user.
  */

@@ -5,7 +5,7 @@ import { sealedColumn } from '../column-types.js';
 /**
  * Ed25519 keys that sign access tokens. The private JWK is sealed under the system key; the
  * public half and kid are in clear for listing but are re-derived from the private key on
- * load (src/identity/signing-keys.ts), so editing them forges nothing.
+ * load (src/identity/tokens/signing-keys.ts), so editing them forges nothing.
  */
 export const signingKeys = pgTable('signing_keys', {
   id: uuid('id').primaryKey(),
