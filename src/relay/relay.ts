@@ -9,7 +9,8 @@ import { createPodiumClient } from '../providers/podium/client.js';
 import { createTwilioSmsClient } from '../providers/twilio/sms-client.js';
 import type { SealedFields } from '../seal/sealed-fields.js';
 import type { Db } from '../store/connection.js';
-import { JobQueue, type JobSpec, type RetryPolicy } from '../store/job-queue.js';
+import { JobQueue, type RetryPolicy } from '../store/job-queue.js';
+import { AirtableCursors } from '../store/repositories/airtable-cursors.js';
 import { ConversationRepository, type InboundMessage } from '../store/repositories/conversations.js';
 import { listTenants, TenantRepository } from '../store/repositories/tenants.js';
 import type { StoredKeyring } from '../seal/keyring.js';
@@ -19,9 +20,9 @@ import { aiReplyHandler } from './handlers/ai-reply.js';
 import type { HandlerContext, RelayClients } from './handlers/context.js';
 import { sendHandler } from './handlers/send.js';
 import { JobWorker, type JobHandler } from './job-worker.js';
-import { aiReplyJob, airtableSyncJob, airtableWebhookJob } from './jobs.js';
+import { aiReplyJob, airtableWebhookJob, syncJobs } from './jobs.js';
 import { JOB } from '../domain/job-kinds.js';
-import { keywordOf } from '../domain/keywords.js';
+import { mayAiAnswer, optChangeOf } from '../domain/keywords.js';
 import { TenantDirectory, type TenantContext } from './tenant-directory.js';
 import { RelayMetrics } from './webhook-metrics.js';
 
@@ -84,9 +85,10 @@ export class Relay {
       airtableWebhooks: options.clients?.airtableWebhooks ?? createAirtableWebhooksClient({ apiUrl: config.providers.airtableApiUrl, pacer }),
     };
     const context: HandlerContext = {
-      db,
+      queue: this.queue,
       tenants: this.tenants,
       conversations: this.conversations,
+      airtableCursors: new AirtableCursors(db),
       clients: this.clients,
       logger: logger.child({ component: 'relay' }),
       publicUrl: config.publicUrl,
@@ -105,20 +107,19 @@ export class Relay {
    * commit: the caller answers the provider 2xx only then.
    */
   async receive(tenant: TenantContext, inbound: Omit<InboundMessage, 'tenantId'>): Promise<{ duplicate: boolean; messageId: string }> {
-    const answerable = tenant.settings.openai !== undefined && keywordOf(inbound.body) === undefined;
-    const stored = await this.conversations.storeInbound({ ...inbound, tenantId: tenant.id }, ({ messageId }) => {
-      const jobs: JobSpec[] = [];
-      if (answerable) jobs.push(aiReplyJob(tenant.id, messageId));
-      if (tenant.settings.airtable) jobs.push(airtableSyncJob(tenant.id, messageId));
-      return jobs;
-    });
+    const answerable = tenant.settings.openai !== undefined && mayAiAnswer(inbound.body);
+    const optChange = optChangeOf(inbound.body);
+    const stored = await this.conversations.storeInbound({ ...inbound, tenantId: tenant.id, ...(optChange ? { optChange } : {}) }, ({ messageId }) => [
+      ...(answerable ? [aiReplyJob(tenant.id, messageId)] : []),
+      ...syncJobs(tenant, messageId),
+    ]);
     if (!stored.duplicate) this.announce();
     return { duplicate: stored.duplicate, messageId: stored.messageId };
   }
 
   /** A delivery status from a provider callback; a status older than the stored one changes nothing. */
   async updateStatus(tenant: TenantContext, which: { messageId: string } | { providerMessageId: string }, status: string, errorCode: string | null): Promise<boolean> {
-    const moved = await this.conversations.applyStatus(tenant.id, which, status, errorCode, (messageId) => (tenant.settings.airtable ? [airtableSyncJob(tenant.id, messageId)] : []));
+    const moved = await this.conversations.applyStatus(tenant.id, which, status, errorCode, (messageId) => syncJobs(tenant, messageId));
     if (moved) this.announce();
     return moved !== undefined;
   }

@@ -5,7 +5,7 @@ import { appendAuditEvent } from '../../store/audit-trail.js';
 import { createAirtableRecordsClient } from '../../providers/airtable/records-client.js';
 import { ProviderError } from '../../providers/provider-error.js';
 import { importAirtable, AirtableImportStopped, type AirtableImportReport } from '../../relay/import/airtable-import.js';
-import { ImportRuns } from '../../relay/import/import-runs.js';
+import { ImportRuns } from '../../store/repositories/import-runs.js';
 import { importJsonl, JsonlImportStopped, type JsonlImportCounts } from '../../relay/import/jsonl-import.js';
 import { TenantDirectory } from '../../relay/tenant-directory.js';
 import { ConversationRepository } from '../../store/repositories/conversations.js';

@@ -1,16 +1,17 @@
 import { randomUUID } from 'node:crypto';
 import { and, asc, desc, eq, inArray, lt, or, sql } from 'drizzle-orm';
-import { keywordOf } from '../../domain/keywords.js';
+import type { Channel, ConversationSummary, MessageAuthor, OpenedMessage } from '../../domain/conversation.js';
+import type { OptChange } from '../../domain/keywords.js';
 import { INBOUND_STATUS, OUTBOUND_INITIAL_STATUS, statusRank } from '../../domain/message-status.js';
 import type { SealedFields } from '../../seal/sealed-fields.js';
 import type { Db } from '../connection.js';
 import { enqueueJobs, type JobSpec } from '../job-queue.js';
 import { contactsSealed, messagesSealed } from '../sealed-tables.js';
-import { contacts, conversations, messages, type MessageAuthor } from '../schema.js';
+import { contacts, conversations, messages } from '../schema.js';
 import { storeImportedThread, type ImportedThread, type StoredImport } from './imported-conversations.js';
-import { contactFor, conversationFor, type Channel } from './threads.js';
+import { contactFor, conversationFor } from './threads.js';
 
-export type { Channel } from './threads.js';
+export type { Channel, ConversationSummary, MessageAuthor, OpenedMessage } from '../../domain/conversation.js';
 
 /**
  * Contacts, conversations and messages: the only code that writes or opens their sealed
@@ -29,6 +30,8 @@ export interface InboundMessage {
   body: string;
   providerConversationId?: string | null;
   receivedAt?: Date;
+  /** The contact opts out or back in with this message (a carrier keyword, `optChangeOf`). */
+  optChange?: OptChange;
 }
 
 export interface StoredMessageIds {
@@ -66,24 +69,6 @@ export interface MessageForJob {
   contactOptedOut: boolean;
 }
 
-export interface OpenedMessage {
-  id: string;
-  direction: 'inbound' | 'outbound';
-  author: MessageAuthor;
-  body: string;
-  status: string;
-  createdAt: Date;
-}
-
-export interface ConversationSummary {
-  id: string;
-  tenantId: string;
-  channel: Channel;
-  contactId: string;
-  createdAt: Date;
-  lastMessageAt: Date;
-}
-
 /** A message with its conversation's channel: what every job reads before opening anything. */
 const messageJobColumns = {
   id: messages.id,
@@ -110,8 +95,8 @@ export class ConversationRepository {
   /**
    * Stores an inbound message with its contact and conversation, and the jobs `followUps`
    * names, in one transaction. A delivery seen before (same dedupe key) changes nothing and
-   * reports `duplicate`. An opt-out or opt-in keyword updates the contact in the same commit,
-   * so no AI job can run between the keyword and the flag.
+   * reports `duplicate`. An opt-out or opt-in (`optChange`) updates the contact in the same
+   * commit, so no AI job can run between the keyword and the flag.
    */
   async storeInbound(inbound: InboundMessage, followUps: (stored: StoredMessageIds) => JobSpec[]): Promise<StoredMessageIds & { duplicate: boolean }> {
     const receivedAt = inbound.receivedAt ?? new Date();
@@ -136,9 +121,8 @@ export class ConversationRepository {
       });
       if (stored.duplicate) return { duplicate: true, messageId: stored.id, contactId, conversationId };
       await tx.update(conversations).set({ lastMessageAt: receivedAt }).where(eq(conversations.id, conversationId));
-      const keyword = keywordOf(inbound.body);
-      if (keyword === 'opt-out') await tx.update(contacts).set({ optedOutAt: receivedAt }).where(eq(contacts.id, contactId));
-      if (keyword === 'opt-in') await tx.update(contacts).set({ optedOutAt: null }).where(eq(contacts.id, contactId));
+      if (inbound.optChange === 'opt-out') await tx.update(contacts).set({ optedOutAt: receivedAt }).where(eq(contacts.id, contactId));
+      if (inbound.optChange === 'opt-in') await tx.update(contacts).set({ optedOutAt: null }).where(eq(contacts.id, contactId));
       const ids = { messageId, contactId, conversationId };
       await enqueueJobs(tx, followUps(ids));
       return { duplicate: false, ...ids };
