@@ -23,6 +23,8 @@ import { JobWorker, type JobHandler } from './job-worker.js';
 import { aiReplyJob, airtableWebhookJob, syncJobs } from './jobs.js';
 import { JOB } from '../domain/job-kinds.js';
 import { mayAiAnswer, optChangeOf } from '../domain/keywords.js';
+import type { InboundRelay } from './inbound/context.js';
+import { InboundGate } from './inbound/gate.js';
 import { TenantDirectory, type TenantContext } from './tenant-directory.js';
 import { RelayMetrics } from './webhook-metrics.js';
 
@@ -52,7 +54,7 @@ export interface RelayOptions {
  * pings) and the job handlers that follow up. One instance per process; the HTTP routes and the
  * workers share it.
  */
-export class Relay {
+export class Relay implements InboundRelay {
   readonly tenants: TenantDirectory;
   readonly conversations: ConversationRepository;
   readonly queue: JobQueue;
@@ -65,6 +67,8 @@ export class Relay {
    * Whoever closes the process calls `rejectionAudit.stop()` before the database closes.
    */
   readonly rejectionAudit: AuditAggregator;
+  /** The checks every inbound webhook shares (src/relay/inbound/gate.ts). */
+  readonly gate: InboundGate;
   private readonly enqueued = new EventEmitter();
 
   constructor(private readonly options: RelayOptions) {
@@ -74,6 +78,7 @@ export class Relay {
     this.queue = new JobQueue(db, { ...(options.retry ? { retry: options.retry } : {}), ...(options.leaseMs ? { leaseMs: options.leaseMs } : {}) });
     this.metrics = new RelayMetrics(this.queue);
     this.rejectionAudit = new AuditAggregator(db, { logger });
+    this.gate = new InboundGate(this.tenants, this.metrics, this.rejectionAudit);
     // One pacer for both Airtable clients: they share each base's 5 requests per second.
     const pacer = createBasePacer();
     this.clients = {
