@@ -3,7 +3,7 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import FindMyWay, { type HTTPVersion } from 'find-my-way';
 import { AuthError } from '../identity/errors.js';
 import { RateLimitedError } from '../identity/throttle.js';
-import { isDatabaseUnavailable } from '../store/connection-errors.js';
+import { isServiceUnavailable, RelayError, type RelayErrorCode } from '../relay/errors.js';
 import { HttpProblem, sendProblem, type Problem } from './problem.js';
 
 /** A restart takes seconds; providers and clients that honour Retry-After come back then. */
@@ -70,6 +70,12 @@ export function respondToError(error: FastifyError, request: FastifyRequest, rep
       { 'retry-after': String(error.retryAfterSeconds) },
     );
   }
+  if (error instanceof RelayError) {
+    const { status, type, title } = RELAY_PROBLEMS[error.code];
+    // An input error names the member as the request sent it: in the query of a read, the body of a write.
+    const detail = error.field === undefined ? error.detail : `${request.method === 'GET' ? 'querystring' : 'body'} ${error.field}: ${error.detail}`;
+    return sendProblem(reply, problem(status, type, title, detail));
+  }
   if (error instanceof HttpProblem) {
     if (error.status >= 500) request.log.error({ err: error }, 'request failed');
     return sendProblem(reply, error.toProblem(), error.headers);
@@ -99,7 +105,7 @@ export function respondToError(error: FastifyError, request: FastifyRequest, rep
     const detail = error.code?.startsWith('FST_') ? error.message : 'the request was not accepted';
     return sendProblem(reply, problem(error.statusCode, 'bad-request', 'Bad request', detail));
   }
-  if (isDatabaseUnavailable(error)) {
+  if (isServiceUnavailable(error)) {
     // The outage itself is logged once by the connection (src/store/connection-errors.ts), not
     // per request. 503 + Retry-After is what makes Twilio and Podium deliver again later,
     // and nothing was committed, so nothing may be acknowledged.
@@ -121,6 +127,16 @@ export function respondToError(error: FastifyError, request: FastifyRequest, rep
 function problem(status: number, type: string, title: string, detail: string): Problem {
   return { type, title, status, detail };
 }
+
+/** The relay's error codes (src/relay/errors.ts) as answers. */
+const RELAY_PROBLEMS: Record<RelayErrorCode, { status: number; type: string; title: string }> = {
+  'tenant-not-found': { status: 404, type: 'not-found', title: 'Not Found' },
+  'conversation-not-found': { status: 404, type: 'not-found', title: 'Not Found' },
+  'provider-not-configured': { status: 409, type: 'provider-not-configured', title: 'Provider not configured' },
+  'invalid-phone': { status: 400, type: 'validation-failed', title: 'Invalid request' },
+  'invalid-cursor': { status: 400, type: 'validation-failed', title: 'Invalid request' },
+  'idempotency-key-reused': { status: 422, type: 'idempotency-key-reused', title: 'Idempotency key reused' },
+};
 
 const FASTIFY_CLIENT_ERRORS: Record<string, { status: number; type: string; title: string; detail: (request: FastifyRequest) => string }> = {
   FST_ERR_CTP_BODY_TOO_LARGE: {

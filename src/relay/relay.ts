@@ -12,7 +12,7 @@ import type { Db } from '../store/connection.js';
 import { JobQueue, type RetryPolicy } from '../store/job-queue.js';
 import { AirtableCursors } from '../store/repositories/airtable-cursors.js';
 import { ConversationRepository, type InboundMessage } from '../store/repositories/conversations.js';
-import { listTenants, TenantRepository } from '../store/repositories/tenants.js';
+import { listTenants, slugOf, TenantRepository } from '../store/repositories/tenants.js';
 import type { StoredKeyring } from '../seal/keyring.js';
 import { airtableSyncHandler } from './handlers/airtable-sync.js';
 import { airtableWebhookHandler } from './handlers/airtable-webhook.js';
@@ -25,6 +25,11 @@ import { JOB } from '../domain/job-kinds.js';
 import { mayAiAnswer, optChangeOf } from '../domain/keywords.js';
 import type { InboundRelay } from './inbound/context.js';
 import { InboundGate } from './inbound/gate.js';
+import type { TenantSummary } from '../domain/tenant.js';
+import type { Caller } from './caller.js';
+import { findConversations, readConversation } from './read-conversations.js';
+import { sendMessage, type SendMessageRequest, type SentMessage } from './send-message.js';
+import { listTenantsFor, showTenant } from './tenant-catalogue.js';
 import { TenantDirectory, type TenantContext } from './tenant-directory.js';
 import { RelayMetrics } from './webhook-metrics.js';
 
@@ -129,6 +134,36 @@ export class Relay implements InboundRelay {
     return moved !== undefined;
   }
 
+  /** `POST /api/v1/messages`: see src/relay/send-message.ts. */
+  sendMessage(caller: Caller, request: SendMessageRequest): Promise<SentMessage> {
+    return sendMessage(this.useCaseContext(), caller, request);
+  }
+
+  /** A contact's conversations, found by phone number (src/relay/read-conversations.ts). */
+  findConversations(caller: Caller, request: { tenant: string; phone: string }): ReturnType<typeof findConversations> {
+    return findConversations(this.useCaseContext(), caller, request);
+  }
+
+  /** A page of a conversation's messages, opened and audited (src/relay/read-conversations.ts). */
+  readConversation(caller: Caller, request: { id: string; limit: number; before?: string | undefined }): ReturnType<typeof readConversation> {
+    return readConversation(this.useCaseContext(), caller, request);
+  }
+
+  /** The tenants the caller may see (src/relay/tenant-catalogue.ts). */
+  listTenants(caller: Caller): Promise<TenantSummary[]> {
+    return listTenantsFor(this.options.db, caller);
+  }
+
+  /** Whether a tenant with this id exists (an API key or a user names one). */
+  async tenantExists(tenantId: string): Promise<boolean> {
+    return (await slugOf(this.options.db, tenantId)) !== undefined;
+  }
+
+  /** One tenant the caller may see (src/relay/tenant-catalogue.ts). */
+  showTenant(caller: Caller, slug: string): Promise<TenantSummary> {
+    return showTenant(this.options.db, caller, slug);
+  }
+
   /** Airtable said something changed: one fetch job per tenant, however many pings. */
   async airtableChanged(tenant: TenantContext): Promise<void> {
     await this.queue.enqueue(airtableWebhookJob(tenant.id));
@@ -187,5 +222,9 @@ export class Relay implements InboundRelay {
   /** Jobs were committed: a worker in this process looks now rather than at its next poll. */
   announce(): void {
     this.enqueued.emit('jobs');
+  }
+
+  private useCaseContext() {
+    return { db: this.options.db, tenants: this.tenants, conversations: this.conversations, announce: () => this.announce() };
   }
 }

@@ -1,6 +1,4 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { eq } from 'drizzle-orm';
-import { tenants } from '../../store/schema.js';
 import type { FastifyInstance } from 'fastify';
 import type { ApiKeyRecord } from '../../identity/api-keys.js';
 import { AuthError } from '../../identity/errors.js';
@@ -36,7 +34,7 @@ const problems = { 400: ProblemSchema, 401: ProblemSchema, 403: ProblemSchema, 4
 const tags = ['api-keys'];
 
 /** `/api/v1/api-keys`: machine credentials, shown once, stored hashed, revocable at once. */
-export function apiKeyRoutes(identity: Identity) {
+export function apiKeyRoutes(identity: Identity, tenants: { exists(tenantId: string): Promise<boolean> }) {
   const machines = new MachineAuth(identity);
   return async function register(app: FastifyInstance): Promise<void> {
     app.get(
@@ -57,7 +55,7 @@ export function apiKeyRoutes(identity: Identity) {
         schema: { tags, summary: 'Create an API key; the key is in this answer only', body: CreateBody, response: { 201: Type.Object({ apiKey: KeySchema, key: Type.String() }), ...problems } },
       },
       async (request, reply) => {
-        if (request.body.tenantId && !(await tenantExists(identity, request.body.tenantId))) throw new AuthError(400, 'validation-failed', 'Invalid request', 'body tenantId: no such tenant');
+        if (request.body.tenantId && !(await tenants.exists(request.body.tenantId))) throw new AuthError(400, 'validation-failed', 'Invalid request', 'body tenantId: no such tenant');
         const created = await machines.createKey(
           request.principal!,
           { name: request.body.name, tenantId: request.body.tenantId, scopes: request.body.scopes, expiresAt: request.body.expiresAt ? new Date(request.body.expiresAt) : null },
@@ -77,11 +75,6 @@ export function apiKeyRoutes(identity: Identity) {
       },
     );
   };
-}
-
-async function tenantExists(identity: Identity, tenantId: string): Promise<boolean> {
-  const rows = await identity.parts.db.select({ id: tenants.id }).from(tenants).where(eq(tenants.id, tenantId)).limit(1);
-  return rows.length === 1;
 }
 
 export function keyView(key: ApiKeyRecord) {

@@ -1,5 +1,4 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { Logger } from '../../log/logger.js';
 import * as airtable from '../../relay/inbound/airtable.js';
 import type { Delivery, InboundProvider, Rejection } from '../../relay/inbound/gate.js';
 import * as podium from '../../relay/inbound/podium.js';
@@ -19,7 +18,6 @@ const access = { public: true, reason: 'provider webhook: the provider signature
 export interface WebhookRouteOptions {
   relay: Relay;
   publicUrl: string;
-  logger: Logger;
   /**
    * Requests per minute per source address (CIPHERGATE_WEBHOOK_RATE_LIMIT_PER_MINUTE), shared
    * through Redis when there is one.
