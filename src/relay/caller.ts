@@ -1,3 +1,4 @@
+import type { AuditAction } from '../domain/audit-actions.js';
 import type { AuditDetails } from '../store/audit-chain.js';
 import { appendAuditEvent } from '../store/audit-trail.js';
 import type { Db } from '../store/connection.js';
@@ -49,4 +50,9 @@ export async function auditDenied(db: Db, caller: Caller, denied: DeniedAccess):
     outcome: 'denied',
     details: denied.details,
   });
+}
+
+/** What the caller did, audited as a success; resolves once the entry is committed. */
+export async function auditDone(db: Db, caller: Caller, event: { action: AuditAction; target?: { type: string; id: string }; tenantId: string; details: AuditDetails }): Promise<void> {
+  await appendAuditEvent(db, { actor: caller.actor, ...event, sourceIp: caller.sourceIp, outcome: 'success' });
 }

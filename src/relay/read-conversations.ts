@@ -2,10 +2,9 @@ import type { ConversationSummary, OpenedMessage } from '../domain/conversation.
 import { isUuid } from '../domain/ids.js';
 import { isStorableInstant } from '../domain/instant.js';
 import { e164OrUndefined } from '../domain/normalise.js';
-import { appendAuditEvent } from '../store/audit-trail.js';
 import type { Db } from '../store/connection.js';
 import type { ConversationRepository } from '../store/repositories/conversations.js';
-import { auditDenied, tenantFor, type Caller } from './caller.js';
+import { auditDenied, auditDone, tenantFor, type Caller } from './caller.js';
 import { RelayError } from './errors.js';
 import type { TenantDirectory } from './tenant-directory.js';
 
@@ -32,14 +31,7 @@ export async function findConversations(
   const phone = e164OrUndefined(request.phone);
   if (phone === undefined) throw new RelayError('invalid-phone', 'not a valid phone number', 'phone');
   const found = await context.conversations.findByPhone(tenant.id, phone);
-  await appendAuditEvent(context.db, {
-    actor: caller.actor,
-    action: 'conversation.lookup',
-    tenantId: tenant.id,
-    sourceIp: caller.sourceIp,
-    outcome: 'success',
-    details: { found: found.length },
-  });
+  await auditDone(context.db, caller, { action: 'conversation.lookup', tenantId: tenant.id, details: { found: found.length } });
   return { tenantSlug: tenant.slug, conversations: found };
 }
 
@@ -61,15 +53,7 @@ export async function readConversation(
   }
   const before = request.before === undefined ? undefined : parseCursor(request.before);
   const page = await context.conversations.messagesPage({ id: conversation.id, tenantId: conversation.tenantId }, { limit: request.limit, ...(before ? { before } : {}) });
-  await appendAuditEvent(context.db, {
-    actor: caller.actor,
-    action: 'conversation.read',
-    target: { type: 'conversation', id: conversation.id },
-    tenantId: conversation.tenantId,
-    sourceIp: caller.sourceIp,
-    outcome: 'success',
-    details: { messages: page.length },
-  });
+  await auditDone(context.db, caller, { action: 'conversation.read', target: { type: 'conversation', id: conversation.id }, tenantId: conversation.tenantId, details: { messages: page.length } });
   const oldest = page[0];
   const tenant = await context.tenants.byId(conversation.tenantId);
   return {

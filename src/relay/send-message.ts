@@ -1,8 +1,7 @@
 import { e164OrUndefined } from '../domain/normalise.js';
-import { appendAuditEvent } from '../store/audit-trail.js';
 import type { Db } from '../store/connection.js';
 import type { ConversationRepository } from '../store/repositories/conversations.js';
-import { tenantFor, type Caller } from './caller.js';
+import { auditDone, tenantFor, type Caller } from './caller.js';
 import { RelayError } from './errors.js';
 import { sendJobs } from './jobs.js';
 import type { TenantDirectory } from './tenant-directory.js';
@@ -66,14 +65,6 @@ export async function sendMessage(context: SendMessageContext, caller: Caller, r
     return sent;
   }
   context.announce();
-  await appendAuditEvent(context.db, {
-    actor: caller.actor,
-    action: 'message.send',
-    target: { type: 'message', id: stored.messageId },
-    tenantId: tenant.id,
-    sourceIp: caller.sourceIp,
-    outcome: 'success',
-    details: { conversationId: stored.conversationId },
-  });
+  await auditDone(context.db, caller, { action: 'message.send', target: { type: 'message', id: stored.messageId }, tenantId: tenant.id, details: { conversationId: stored.conversationId } });
   return sent;
 }

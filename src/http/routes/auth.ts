@@ -4,7 +4,7 @@ import { Accounts } from '../../identity/accounts.js';
 import { AuthError, unauthenticated } from '../../identity/errors.js';
 import type { Identity } from '../../identity/identity.js';
 import { PASSWORD_MAX_CODE_POINTS } from '../../identity/passwords.js';
-import { normaliseE164 } from '../../domain/normalise.js';
+import { e164OrUndefined } from '../../domain/normalise.js';
 import { SignIn, type SignedIn, type TokenPair } from '../../identity/sign-in.js';
 import { ACCESS_TOKEN_TTL_SECONDS } from '../../identity/tokens.js';
 import { ACCESS_COOKIE, REFRESH_COOKIE, csrfTokenFor, optionalPrincipal, originOf } from '../guard.js';
@@ -173,12 +173,8 @@ export function authRoutes(identity: Identity) {
         },
       },
       async (request, reply) => {
-        let phone: string;
-        try {
-          phone = normaliseE164(request.body.phone);
-        } catch {
-          throw new AuthError(400, 'validation-failed', 'Invalid request', 'body phone: not a valid phone number');
-        }
+        const phone = e164OrUndefined(request.body.phone);
+        if (phone === undefined) throw new AuthError(400, 'validation-failed', 'Invalid request', 'body phone: not a valid phone number');
         await signIn.startPhoneVerification(request.principal!, { phone, currentPassword: request.body.currentPassword }, originOf(request));
         return reply.code(204).send();
       },

@@ -1,7 +1,9 @@
 import type { MessageAuthor } from '../../domain/conversation.js';
-import { optChangeOf, type OptChange } from '../../domain/keywords.js';
-import type { ConversationRepository } from '../../store/repositories/conversations.js';
+import { optChangeOf } from '../../domain/keywords.js';
+import type { ImportedThread, ImportedThreadMessage } from '../../store/repositories/imported-conversations.js';
 import type { ImportedConversation } from './mongo-export.js';
+
+export type { ImportedThread, ImportedThreadMessage };
 
 /**
  * What both importers hand to the repository, and the dedupe keys that make every import
@@ -16,28 +18,6 @@ import type { ImportedConversation } from './mongo-export.js';
  * The conversation's `_id` is part of the jsonl key because only ObjectIds are unique across a
  * collection: exports that number messages 1, 2, 3 inside each conversation are common.
  */
-
-export interface ImportedThreadMessage {
-  dedupeKey: string;
-  direction: 'inbound' | 'outbound';
-  author: MessageAuthor;
-  body: string;
-  createdAt: Date;
-  /** The Airtable row the message came from. */
-  airtableRecordId?: string;
-  /** A carrier keyword from the contact: the history's consent, honoured as the live relay would. */
-  optChange?: OptChange;
-}
-
-/** Messages with one contact, ready to store sealed. */
-export interface ImportedThread {
-  /** E.164. */
-  phone: string;
-  name: string | null;
-  messages: ImportedThreadMessage[];
-}
-
-export type StoredImport = Awaited<ReturnType<ConversationRepository['storeImported']>>;
 
 export function airtableDedupeKey(recordId: string): string {
   return `import:airtable:${recordId}`;

@@ -9,20 +9,25 @@ import { messagesSealed } from '../sealed-tables.js';
 import { contacts, conversations, messages } from '../schema.js';
 import { contactFor, conversationFor } from './threads.js';
 
+/** A message of an imported conversation, in plain text: sealed before it is written. */
+export interface ImportedThreadMessage {
+  dedupeKey: string;
+  direction: 'inbound' | 'outbound';
+  author: MessageAuthor;
+  body: string;
+  createdAt: Date;
+  /** The Airtable row the message came from. */
+  airtableRecordId?: string;
+  /** The contact opted out or back in with this message (a carrier keyword). */
+  optChange?: OptChange;
+}
+
+/** Messages with one contact, ready to store sealed. */
 export interface ImportedThread {
   /** E.164. */
   phone: string;
   name: string | null;
-  messages: Array<{
-    dedupeKey: string;
-    direction: 'inbound' | 'outbound';
-    author: MessageAuthor;
-    body: string;
-    createdAt: Date;
-    airtableRecordId?: string;
-    /** The contact opted out or back in with this message (a carrier keyword). */
-    optChange?: OptChange;
-  }>;
+  messages: ImportedThreadMessage[];
 }
 
 export interface StoredImport {
