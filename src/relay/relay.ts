@@ -1,5 +1,8 @@
 import { EventEmitter } from 'node:events';
 import { AuditAggregator } from '../audit/aggregator.js';
+import { JOB } from '../domain/job-kinds.js';
+import { mayAiAnswer, optChangeOf } from '../domain/keywords.js';
+import type { TenantSummary } from '../domain/tenant.js';
 import type { Logger } from '../log/logger.js';
 import { createBasePacer } from '../providers/airtable/base-pacer.js';
 import { createAirtableRecordsClient } from '../providers/airtable/records-client.js';
@@ -7,26 +10,23 @@ import { createAirtableWebhooksClient } from '../providers/airtable/webhooks-cli
 import { createAiReplyClient } from '../providers/openai/reply-client.js';
 import { createPodiumClient } from '../providers/podium/client.js';
 import { createTwilioSmsClient } from '../providers/twilio/sms-client.js';
+import type { StoredKeyring } from '../seal/keyring.js';
 import type { SealedFields } from '../seal/sealed-fields.js';
 import type { Db } from '../store/connection.js';
 import { JobQueue, type RetryPolicy } from '../store/job-queue.js';
 import { AirtableCursors } from '../store/repositories/airtable-cursors.js';
 import { ConversationRepository, type InboundMessage } from '../store/repositories/conversations.js';
 import { listTenants, slugOf, TenantRepository } from '../store/repositories/tenants.js';
-import type { StoredKeyring } from '../seal/keyring.js';
+import type { Caller } from './caller.js';
 import { airtableSyncHandler } from './handlers/airtable-sync.js';
 import { airtableWebhookHandler } from './handlers/airtable-webhook.js';
 import { aiReplyHandler } from './handlers/ai-reply.js';
 import type { HandlerContext, RelayClients } from './handlers/context.js';
 import { sendHandler } from './handlers/send.js';
-import { JobWorker, type JobHandler } from './job-worker.js';
-import { aiReplyJob, airtableWebhookJob, syncJobs } from './jobs.js';
-import { JOB } from '../domain/job-kinds.js';
-import { mayAiAnswer, optChangeOf } from '../domain/keywords.js';
 import type { InboundRelay } from './inbound/context.js';
 import { InboundGate } from './inbound/gate.js';
-import type { TenantSummary } from '../domain/tenant.js';
-import type { Caller } from './caller.js';
+import { JobWorker, type JobHandler } from './job-worker.js';
+import { aiReplyJob, airtableWebhookJob, syncJobs } from './jobs.js';
 import { findConversations, readConversation } from './read-conversations.js';
 import { sendMessage, type SendMessageRequest, type SentMessage } from './send-message.js';
 import { listTenantsFor, showTenant } from './tenant-catalogue.js';
@@ -56,8 +56,9 @@ export interface RelayOptions {
 
 /**
  * The message pipeline: what the webhooks hand over (inbound messages, status updates, Airtable
- * pings) and the job handlers that follow up. One instance per process; the HTTP routes and the
- * workers share it.
+ * pings; verified by src/relay/inbound/), the job handlers that follow up, and the use cases the
+ * API calls (sending a message, reading conversations, the tenant catalogue), each in its own
+ * module. One instance per process; the HTTP routes and the workers share it.
  */
 export class Relay implements InboundRelay {
   readonly tenants: TenantDirectory;

@@ -16,6 +16,12 @@ export type { Channel, ConversationSummary, MessageAuthor, OpenedMessage } from 
 /**
  * Contacts, conversations and messages: the only code that writes or opens their sealed
  * columns. Every write that a job must follow commits together with the job.
+ *
+ * Over 400 lines on purpose: it is one aggregate (a message is never written without its
+ * contact and conversation, nor opened without them), and keeping every sealed read and write of
+ * the three tables in one class is what makes "only the repository touches sealed columns" easy
+ * to check. Threads (find-or-create) and imports live beside it in threads.ts and
+ * imported-conversations.ts.
  */
 
 export interface InboundMessage {
@@ -68,6 +74,16 @@ export interface MessageForJob {
   contactAiPaused: boolean;
   contactOptedOut: boolean;
 }
+
+/** A conversation as ConversationSummary shows it: nothing sealed. */
+const conversationSummaryColumns = {
+  id: conversations.id,
+  tenantId: conversations.tenantId,
+  channel: conversations.channel,
+  contactId: conversations.contactId,
+  createdAt: conversations.createdAt,
+  lastMessageAt: conversations.lastMessageAt,
+};
 
 /** A message with its conversation's channel: what every job reads before opening anything. */
 const messageJobColumns = {
@@ -319,14 +335,7 @@ export class ConversationRepository {
   async findByPhone(tenantId: string, phone: string): Promise<ConversationSummary[]> {
     const indexes = this.fields.lookupIndexes(contactsSealed, 'phone', tenantId, phone);
     return this.db
-      .select({
-        id: conversations.id,
-        tenantId: conversations.tenantId,
-        channel: conversations.channel,
-        contactId: conversations.contactId,
-        createdAt: conversations.createdAt,
-        lastMessageAt: conversations.lastMessageAt,
-      })
+      .select(conversationSummaryColumns)
       .from(conversations)
       .innerJoin(contacts, eq(contacts.id, conversations.contactId))
       .where(and(eq(contacts.tenantId, tenantId), inArray(contacts.phoneIndex, indexes)))
@@ -335,14 +344,7 @@ export class ConversationRepository {
 
   async findConversation(id: string): Promise<ConversationSummary | undefined> {
     const [row] = await this.db
-      .select({
-        id: conversations.id,
-        tenantId: conversations.tenantId,
-        channel: conversations.channel,
-        contactId: conversations.contactId,
-        createdAt: conversations.createdAt,
-        lastMessageAt: conversations.lastMessageAt,
-      })
+      .select(conversationSummaryColumns)
       .from(conversations)
       .where(eq(conversations.id, id))
       .limit(1);
