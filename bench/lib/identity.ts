@@ -3,6 +3,7 @@ import { loadavg } from 'node:os';
 import { HOTP, Secret } from 'otpauth';
 import { pino } from 'pino';
 import pg from 'pg';
+import { AuditLog } from '../../src/audit/audit-log.js';
 import { loadConfig } from '../../src/config/load.js';
 import { buildApp, type App } from '../../src/http/app.js';
 import { Accounts } from '../../src/identity/accounts/accounts.js';
@@ -65,6 +66,7 @@ export async function openIdentityBench(options: {
     config,
     logger,
     identity,
+    audit: new AuditLog(storage.db),
     routes: (options.routes ?? []).map((routes) => (scope: App) => routes(scope, identity)),
   });
   return {

@@ -1,5 +1,5 @@
 import { openIdentity, type Identity } from '../identity/identity.js';
-import { listTenants, type TenantSummary } from '../store/repositories/tenants.js';
+import { findTenantBySlug, type TenantSummary } from '../store/repositories/tenants.js';
 import type { Db } from '../store/connection.js';
 import { CliError } from './errors.js';
 import { openSealingRuntime, type CliIo, type SealingRuntime } from './runtime.js';
@@ -23,9 +23,12 @@ export async function withIdentity<T>(io: CliIo, action: (identity: Identity, ru
   }
 }
 
-/** The tenant an operator names by slug; an unknown slug is one line and exit 1. */
+/** The tenant an operator names by slug (`--tenant`); an unknown slug is one line and exit 1. */
 export async function tenantBySlug(db: Db, slug: string): Promise<TenantSummary> {
-  const tenant = (await listTenants(db)).find((entry) => entry.slug === slug);
-  if (!tenant) throw new CliError(`--tenant: no tenant ${JSON.stringify(slug)}`);
-  return tenant;
+  return (await findTenantBySlug(db, slug)) ?? unknownTenant(slug);
+}
+
+/** What an operator hears for a `--tenant` that names no tenant. */
+export function unknownTenant(slug: string): never {
+  throw new CliError(`--tenant: no tenant ${JSON.stringify(slug)}`);
 }

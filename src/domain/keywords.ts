@@ -22,3 +22,19 @@ export function keywordOf(body: string): Keyword | undefined {
   if (HELP.has(word)) return 'help';
   return undefined;
 }
+
+export type OptChange = 'opt-out' | 'opt-in';
+
+/**
+ * What a message from the contact does to their consent: opts them out, back in, or nothing.
+ * Applied in the same commit as the message, so no AI job can run between a STOP and its flag.
+ */
+export function optChangeOf(body: string): OptChange | undefined {
+  const keyword = keywordOf(body);
+  return keyword === 'help' ? undefined : keyword;
+}
+
+/** Whether an AI may answer this message: a carrier keyword is the carrier's to answer, never the AI's. */
+export function mayAiAnswer(body: string): boolean {
+  return keywordOf(body) === undefined;
+}

@@ -66,3 +66,13 @@ export function normalise(normaliser: Normaliser, value: string): string {
       throw new NormaliseError(String(normaliser), `unknown normaliser "${String(normaliser)}"`);
   }
 }
+
+/** `value` in E.164, or undefined when it is no phone number (a short code, an alphanumeric sender, a typo). */
+export function e164OrUndefined(value: string | undefined, defaultCountry: CountryCode = 'US'): string | undefined {
+  if (value === undefined) return undefined;
+  try {
+    return normaliseE164(value, defaultCountry);
+  } catch {
+    return undefined;
+  }
+}

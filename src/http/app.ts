@@ -3,28 +3,22 @@ import helmet from 'helmet';
 import swagger from '@fastify/swagger';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify';
 import type { Registry } from 'prom-client';
+import type { AuditLog } from '../audit/audit-log.js';
 import type { Config } from '../config/load.js';
 import type { Logger } from '../log/logger.js';
 import type { Identity } from '../identity/identity.js';
 import { PERMISSIONS } from '../identity/permissions.js';
-import type { RedisConnection } from '../store/redis.js';
+import type { Relay } from '../relay/relay.js';
 import { installErrorHandling, respondToError } from './error-handler.js';
 import { installGuard } from './guard.js';
 import { installJsonBodyParser } from './json-body.js';
 import { requestValidatorFactory } from './request-validation.js';
 import { installStrictFormats } from './schemas/formats.js';
 import { installTextInputGuard } from './text-input.js';
-import { registerApiRateLimit } from './rate-limit.js';
-import { apiKeyRoutes } from './routes/api-keys.js';
-import { auditRoutes } from './routes/audit.js';
-import { authRoutes } from './routes/auth.js';
-import { oauthRoutes } from './routes/oauth.js';
-import { tenantRoutes } from './routes/tenants.js';
-import { userRoutes } from './routes/users.js';
+import { registerApiRateLimit, type SharedLimitBackend } from './rate-limit.js';
 import { assertRouteDeclaresAccess, type RouteAccess } from './route-access.js';
-import { docsRoutes } from './routes/docs.js';
-import { healthRoutes, type ReadinessCheck } from './routes/health.js';
-import { metricsRoutes } from './routes/metrics.js';
+import type { ReadinessCheck } from './routes/health.js';
+import { registerRoutes } from './routes/index.js';
 import { MetricsExposition } from '../metrics/exposition.js';
 import { installHttpMetrics, type HttpMetrics } from '../metrics/http-metrics.js';
 import { processMetrics } from '../metrics/process-metrics.js';
@@ -47,18 +41,25 @@ declare module 'fastify' {
 }
 
 export interface AppDependencies {
-  config: Pick<Config, 'publicUrl' | 'trustProxy' | 'bodyLimitBytes'> & Partial<Pick<Config, 'apiRateLimitPerMinute' | 'redisKeyPrefix'>>;
+  config: Pick<Config, 'publicUrl' | 'trustProxy' | 'bodyLimitBytes'> & Partial<Pick<Config, 'apiRateLimitPerMinute' | 'redisKeyPrefix' | 'webhookRateLimitPerMinute'>>;
   logger: Logger;
   /** Named checks behind `/readyz`: the database, the keys, later the queue. */
   readinessChecks?: ReadinessCheck[];
   /**
-   * Sign-in, tokens and the guard's principal lookup. Without it every route that declares a
-   * permission answers 401: deny by default, even in an app built for a test.
+   * Sign-in, tokens and the guard's principal lookup, with the audit trail the guard records
+   * refusals in. Without them every route that declares a permission answers 401: deny by
+   * default, even in an app built for a test.
    */
   identity?: Identity;
-  /** Shares the API rate-limit counts between instances. */
-  redis?: RedisConnection;
-  /** Extra route modules (later issues); registered after the core plugins. */
+  audit?: AuditLog;
+  /** The message pipeline: webhooks, messages, conversations, tenants. */
+  relay?: Relay;
+  /** Shares the rate-limit counts (API and webhooks) between instances. */
+  redis?: SharedLimitBackend;
+  /**
+   * Routes of a test or a benchmark, registered after the route table's (src/http/routes/index.ts),
+   * which holds every route the product has.
+   */
   routes?: Array<(app: App) => Promise<void> | void>;
   /** Registries of other parts (the relay's) that `/metrics` serves beside the app's own. */
   metricsRegistries?: Registry[];
@@ -66,8 +67,8 @@ export interface AppDependencies {
 
 /**
  * Builds the HTTP application without listening, so tests inject requests and `serve` decides
- * where to listen. Every plugin and route goes through here, so what tests exercise is what
- * production runs.
+ * where to listen. Every plugin goes through here and every route comes from the one route table
+ * (src/http/routes/index.ts), so what tests exercise is what production runs.
  */
 export async function buildApp(dependencies: AppDependencies): Promise<App> {
   const { config, logger } = dependencies;
@@ -186,14 +187,19 @@ export async function buildApp(dependencies: AppDependencies): Promise<App> {
     config.apiRateLimitPerMinute === undefined
       ? undefined
       : await registerApiRateLimit(app, { perMinute: config.apiRateLimitPerMinute, redis: dependencies.redis, keyPrefix: config.redisKeyPrefix ?? 'cg' });
-  await installGuard(app, dependencies.identity, rateLimit);
+  const { identity, audit, relay } = dependencies;
+  if (identity && !audit) throw new Error('an app with an identity needs the audit trail its guard records refusals in');
+  await installGuard(app, identity && audit ? { identity, audit } : undefined, rateLimit);
 
-  await app.register(healthRoutes, { checks: dependencies.readinessChecks ?? [] });
-  await app.register(docsRoutes);
-  await app.register(metricsRoutes(exposition));
-  if (dependencies.identity) {
-    for (const routes of [authRoutes, userRoutes, apiKeyRoutes, oauthRoutes, tenantRoutes, auditRoutes]) await app.register(routes(dependencies.identity));
-  }
+  await registerRoutes(app, {
+    config,
+    identity,
+    relay,
+    audit,
+    readinessChecks: dependencies.readinessChecks ?? [],
+    metrics: exposition,
+    redis: dependencies.redis,
+  });
   for (const routes of dependencies.routes ?? []) await app.register(async (scope) => routes(scope));
 
   await app.ready();

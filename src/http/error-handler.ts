@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import FindMyWay, { type HTTPVersion } from 'find-my-way';
 import { IdentityError } from '../identity/errors.js';
-import { isDatabaseUnavailable } from '../store/connection-errors.js';
+import { isServiceUnavailable, RelayError } from '../relay/errors.js';
 import { HttpProblem, sendProblem } from './problem.js';
 import { problemHeaders, problemOf, type ProblemCode } from './problem-codes.js';
 
@@ -11,7 +11,7 @@ export const DATABASE_RETRY_AFTER_SECONDS = 5;
 
 /**
  * The one place where errors become responses. Handlers throw typed errors (`IdentityError`,
- * `HttpProblem`), answered through the one table of codes (problem-codes.ts); nothing else
+ * `RelayError`, `HttpProblem`), answered through the one table of codes (problem-codes.ts); nothing else
  * writes an error body, so every client sees RFC 9457 problem+json and never a stack trace,
  * SQL or an internal message.
  */
@@ -61,6 +61,11 @@ export function respondToError(error: FastifyError, request: FastifyRequest, rep
     if (answer.status >= 500) request.log.error({ err: error }, 'request failed');
     return sendProblem(reply, answer, problemHeaders(error.code, error.retryAfterSeconds));
   }
+  if (error instanceof RelayError) {
+    // An input error names the member as the request sent it: in the query of a read, the body of a write.
+    const detail = error.field === undefined ? error.detail : `${request.method === 'GET' ? 'querystring' : 'body'} ${error.field}: ${error.detail}`;
+    return sendProblem(reply, problemOf(error.code, detail));
+  }
   if (error instanceof HttpProblem) {
     if (error.status >= 500) request.log.error({ err: error }, 'request failed');
     return sendProblem(reply, error.toProblem(), error.headers);
@@ -90,7 +95,7 @@ export function respondToError(error: FastifyError, request: FastifyRequest, rep
     const detail = error.code?.startsWith('FST_') ? error.message : 'the request was not accepted';
     return sendProblem(reply, { ...problemOf('bad-request', detail), status: error.statusCode });
   }
-  if (isDatabaseUnavailable(error)) {
+  if (isServiceUnavailable(error)) {
     // The outage itself is logged once by the connection (src/store/connection-errors.ts), not
     // per request. 503 + Retry-After is what makes Twilio and Podium deliver again later,
     // and nothing was committed, so nothing may be acknowledged.

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import fastifyCookie from '@fastify/cookie';
 import fastifyCsrf from '@fastify/csrf-protection';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { appendAuditEvent } from '../store/audit-trail.js';
+import type { AuditLog } from '../audit/audit-log.js';
 import { forbidden, unauthenticated } from '../identity/errors.js';
 import type { Identity } from '../identity/identity.js';
 import type { Permission } from '../identity/permissions.js';
@@ -45,8 +45,9 @@ export function csrfTokenFor(reply: FastifyReply, principal: Principal): string 
  *
  * With `rateLimit`, a request whose credential verifies is moved from its address's budget to
  * its principal's, before the permission check (a denied request is the principal's too).
+ * Without `authority` (an app built for a test with no identity) every permission route is 401.
  */
-export async function installGuard(app: FastifyInstance, identity: Identity | undefined, rateLimit?: ApiRateLimit): Promise<void> {
+export async function installGuard(app: FastifyInstance, authority: { identity: Identity; audit: AuditLog } | undefined, rateLimit?: ApiRateLimit): Promise<void> {
   await app.register(fastifyCookie);
   await app.register(fastifyCsrf, {
     cookieKey: CSRF_COOKIE,
@@ -57,7 +58,7 @@ export async function installGuard(app: FastifyInstance, identity: Identity | un
     // this browser, a sign-in before a logout) is refused although the CSRF cookie is the same.
     getUserInfo: (request) => csrfSessions.get(request) ?? '',
     // Without an identity no request is ever cookie-authenticated, so no token is ever checked.
-    csrfOpts: { hmacKey: identity ? identity.csrfKey() : randomBytes(32) },
+    csrfOpts: { hmacKey: authority ? authority.identity.csrfKey() : randomBytes(32) },
   });
   app.decorateRequest('principal', null);
 
@@ -65,12 +66,12 @@ export async function installGuard(app: FastifyInstance, identity: Identity | un
     const access = request.routeOptions.config?.access as RouteAccess | undefined;
     // Unmatched requests (404/405) have no access declaration and reach no handler.
     if (!access || 'public' in access) return;
-    if (!identity) throw unauthenticated();
-    const principal = await authenticateRequest(identity, request);
+    if (!authority) throw unauthenticated();
+    const principal = await authenticateRequest(authority.identity, request);
     await rateLimit?.chargePrincipal(request, principal);
     if (principal.via === 'cookie' && !SAFE_METHODS.has(request.method)) await verifyCsrf(app, request, reply, principal);
     if (!principalHas(principal, access.permission as Permission)) {
-      await appendAuditEvent(identity.parts.db, {
+      await authority.audit.record({
         actor: auditActorOf(principal),
         action: 'access.denied',
         target: { type: 'route', id: `${request.method} ${request.routeOptions.url}` },

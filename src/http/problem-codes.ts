@@ -1,9 +1,10 @@
 import { IDENTITY_ERRORS } from '../identity/error-codes.js';
+import type { RelayErrorCode } from '../relay/errors.js';
 import type { Problem } from './problem.js';
 
 /**
  * The one table of every code the API answers with a problem (RFC 9457): identity's refusals
- * (src/identity/error-codes.ts) and HTTP's own. Each code maps to its status, its title and
+ * (src/identity/error-codes.ts), the relay's (src/relay/errors.ts) and HTTP's own. Each code maps to its status, its title and
  * the problem `type` clients switch on (docs/http.md), which is the code unless given: several
  * codes share a type where one kind of refusal has different answers (a route that does not
  * exist is `not-found` like a user that does not, with its own title).
@@ -36,7 +37,17 @@ const HTTP_PROBLEMS = {
   'service-unavailable': { status: 503, title: 'Service unavailable' },
 } as const satisfies Record<string, ProblemSpec>;
 
-export const PROBLEM_CODES = { ...IDENTITY_ERRORS, ...HTTP_PROBLEMS } as const satisfies Record<string, ProblemSpec>;
+/** The relay's error codes (src/relay/errors.ts). */
+const RELAY_PROBLEMS = {
+  'tenant-not-found': { status: 404, title: 'Not Found', type: 'not-found' },
+  'conversation-not-found': { status: 404, title: 'Not Found', type: 'not-found' },
+  'provider-not-configured': { status: 409, title: 'Provider not configured' },
+  'invalid-phone': { status: 400, title: 'Invalid request', type: 'validation-failed' },
+  'invalid-cursor': { status: 400, title: 'Invalid request', type: 'validation-failed' },
+  'idempotency-key-reused': { status: 422, title: 'Idempotency key reused' },
+} as const satisfies Record<RelayErrorCode, ProblemSpec>;
+
+export const PROBLEM_CODES = { ...IDENTITY_ERRORS, ...RELAY_PROBLEMS, ...HTTP_PROBLEMS } as const satisfies Record<string, ProblemSpec>;
 
 export type ProblemCode = keyof typeof PROBLEM_CODES;
 

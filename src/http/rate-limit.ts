@@ -3,14 +3,20 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
 import type { Principal } from '../identity/principal.js';
 import { createLimiter } from '../identity/limits/throttle.js';
-import type { RedisConnection } from '../store/redis.js';
 import { HttpProblem } from './problem.js';
+
+/**
+ * What shares the counts between instances: the store's Redis connection, handed in by whoever
+ * wires the app (serve, a test) and given to identity's `createLimiter`, which builds every limit
+ * on it. Absent, each instance counts on its own.
+ */
+export type SharedLimitBackend = Parameters<typeof createLimiter>[0];
 
 export interface ApiRateLimitOptions {
   /** Requests per minute per caller (one verified principal, or one address). */
   perMinute: number;
   /** Shares the counts between instances; without it each instance counts on its own. */
-  redis?: RedisConnection | undefined;
+  redis?: SharedLimitBackend;
   /** Prefix of the Redis keys. Default 'cg'. */
   keyPrefix?: string;
 }
@@ -83,7 +89,7 @@ export async function registerApiRateLimit(app: FastifyInstance, options: ApiRat
  */
 export function limitByAddress(
   app: FastifyInstance,
-  options: { perMinute: number; redis?: RedisConnection | undefined; keyPrefix: string; name: string; onLimited?: (request: FastifyRequest) => void },
+  options: { perMinute: number; redis?: SharedLimitBackend; keyPrefix: string; name: string; onLimited?: (request: FastifyRequest) => void },
 ): void {
   const { perMinute } = options;
   if (!Number.isInteger(perMinute) || perMinute < 1) throw new RangeError('perMinute must be a positive integer');

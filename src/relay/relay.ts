@@ -1,5 +1,8 @@
 import { EventEmitter } from 'node:events';
 import { AuditAggregator } from '../audit/aggregator.js';
+import { JOB } from '../domain/job-kinds.js';
+import { mayAiAnswer, optChangeOf } from '../domain/keywords.js';
+import type { TenantSummary } from '../domain/tenant.js';
 import type { Logger } from '../log/logger.js';
 import { createBasePacer } from '../providers/airtable/base-pacer.js';
 import { createAirtableRecordsClient } from '../providers/airtable/records-client.js';
@@ -7,21 +10,26 @@ import { createAirtableWebhooksClient } from '../providers/airtable/webhooks-cli
 import { createAiReplyClient } from '../providers/openai/reply-client.js';
 import { createPodiumClient } from '../providers/podium/client.js';
 import { createTwilioSmsClient } from '../providers/twilio/sms-client.js';
+import type { StoredKeyring } from '../seal/keyring.js';
 import type { SealedFields } from '../seal/sealed-fields.js';
 import type { Db } from '../store/connection.js';
-import { JobQueue, type JobSpec, type RetryPolicy } from '../store/job-queue.js';
+import { JobQueue, type RetryPolicy } from '../store/job-queue.js';
+import { AirtableCursors } from '../store/repositories/airtable-cursors.js';
 import { ConversationRepository, type InboundMessage } from '../store/repositories/conversations.js';
-import { listTenants, TenantRepository } from '../store/repositories/tenants.js';
-import type { StoredKeyring } from '../seal/keyring.js';
+import { listTenants, slugOf, TenantRepository } from '../store/repositories/tenants.js';
+import type { Caller } from './caller.js';
 import { airtableSyncHandler } from './handlers/airtable-sync.js';
 import { airtableWebhookHandler } from './handlers/airtable-webhook.js';
 import { aiReplyHandler } from './handlers/ai-reply.js';
 import type { HandlerContext, RelayClients } from './handlers/context.js';
 import { sendHandler } from './handlers/send.js';
+import type { InboundRelay } from './inbound/context.js';
+import { InboundGate } from './inbound/gate.js';
 import { JobWorker, type JobHandler } from './job-worker.js';
-import { aiReplyJob, airtableSyncJob, airtableWebhookJob } from './jobs.js';
-import { JOB } from '../domain/job-kinds.js';
-import { keywordOf } from '../domain/keywords.js';
+import { aiReplyJob, airtableWebhookJob, syncJobs } from './jobs.js';
+import { findConversations, readConversation } from './read-conversations.js';
+import { sendMessage, type SendMessageRequest, type SentMessage } from './send-message.js';
+import { listTenantsFor, showTenant } from './tenant-catalogue.js';
 import { TenantDirectory, type TenantContext } from './tenant-directory.js';
 import { RelayMetrics } from './webhook-metrics.js';
 
@@ -48,10 +56,11 @@ export interface RelayOptions {
 
 /**
  * The message pipeline: what the webhooks hand over (inbound messages, status updates, Airtable
- * pings) and the job handlers that follow up. One instance per process; the HTTP routes and the
- * workers share it.
+ * pings; verified by src/relay/inbound/), the job handlers that follow up, and the use cases the
+ * API calls (sending a message, reading conversations, the tenant catalogue), each in its own
+ * module. One instance per process; the HTTP routes and the workers share it.
  */
-export class Relay {
+export class Relay implements InboundRelay {
   readonly tenants: TenantDirectory;
   readonly conversations: ConversationRepository;
   readonly queue: JobQueue;
@@ -64,6 +73,8 @@ export class Relay {
    * Whoever closes the process calls `rejectionAudit.stop()` before the database closes.
    */
   readonly rejectionAudit: AuditAggregator;
+  /** The checks every inbound webhook shares (src/relay/inbound/gate.ts). */
+  readonly gate: InboundGate;
   private readonly enqueued = new EventEmitter();
 
   constructor(private readonly options: RelayOptions) {
@@ -73,6 +84,7 @@ export class Relay {
     this.queue = new JobQueue(db, { ...(options.retry ? { retry: options.retry } : {}), ...(options.leaseMs ? { leaseMs: options.leaseMs } : {}) });
     this.metrics = new RelayMetrics(this.queue);
     this.rejectionAudit = new AuditAggregator(db, { logger });
+    this.gate = new InboundGate(this.tenants, this.metrics, this.rejectionAudit);
     // One pacer for both Airtable clients: they share each base's 5 requests per second.
     const pacer = createBasePacer();
     this.clients = {
@@ -84,9 +96,10 @@ export class Relay {
       airtableWebhooks: options.clients?.airtableWebhooks ?? createAirtableWebhooksClient({ apiUrl: config.providers.airtableApiUrl, pacer }),
     };
     const context: HandlerContext = {
-      db,
+      queue: this.queue,
       tenants: this.tenants,
       conversations: this.conversations,
+      airtableCursors: new AirtableCursors(db),
       clients: this.clients,
       logger: logger.child({ component: 'relay' }),
       publicUrl: config.publicUrl,
@@ -105,22 +118,51 @@ export class Relay {
    * commit: the caller answers the provider 2xx only then.
    */
   async receive(tenant: TenantContext, inbound: Omit<InboundMessage, 'tenantId'>): Promise<{ duplicate: boolean; messageId: string }> {
-    const answerable = tenant.settings.openai !== undefined && keywordOf(inbound.body) === undefined;
-    const stored = await this.conversations.storeInbound({ ...inbound, tenantId: tenant.id }, ({ messageId }) => {
-      const jobs: JobSpec[] = [];
-      if (answerable) jobs.push(aiReplyJob(tenant.id, messageId));
-      if (tenant.settings.airtable) jobs.push(airtableSyncJob(tenant.id, messageId));
-      return jobs;
-    });
+    const answerable = tenant.settings.openai !== undefined && mayAiAnswer(inbound.body);
+    const optChange = optChangeOf(inbound.body);
+    const stored = await this.conversations.storeInbound({ ...inbound, tenantId: tenant.id, ...(optChange ? { optChange } : {}) }, ({ messageId }) => [
+      ...(answerable ? [aiReplyJob(tenant.id, messageId)] : []),
+      ...syncJobs(tenant, messageId),
+    ]);
     if (!stored.duplicate) this.announce();
     return { duplicate: stored.duplicate, messageId: stored.messageId };
   }
 
   /** A delivery status from a provider callback; a status older than the stored one changes nothing. */
   async updateStatus(tenant: TenantContext, which: { messageId: string } | { providerMessageId: string }, status: string, errorCode: string | null): Promise<boolean> {
-    const moved = await this.conversations.applyStatus(tenant.id, which, status, errorCode, (messageId) => (tenant.settings.airtable ? [airtableSyncJob(tenant.id, messageId)] : []));
+    const moved = await this.conversations.applyStatus(tenant.id, which, status, errorCode, (messageId) => syncJobs(tenant, messageId));
     if (moved) this.announce();
     return moved !== undefined;
+  }
+
+  /** `POST /api/v1/messages`: see src/relay/send-message.ts. */
+  sendMessage(caller: Caller, request: SendMessageRequest): Promise<SentMessage> {
+    return sendMessage(this.useCaseContext(), caller, request);
+  }
+
+  /** A contact's conversations, found by phone number (src/relay/read-conversations.ts). */
+  findConversations(caller: Caller, request: { tenant: string; phone: string }): ReturnType<typeof findConversations> {
+    return findConversations(this.useCaseContext(), caller, request);
+  }
+
+  /** A page of a conversation's messages, opened and audited (src/relay/read-conversations.ts). */
+  readConversation(caller: Caller, request: { id: string; limit: number; before?: string | undefined }): ReturnType<typeof readConversation> {
+    return readConversation(this.useCaseContext(), caller, request);
+  }
+
+  /** The tenants the caller may see (src/relay/tenant-catalogue.ts). */
+  listTenants(caller: Caller): Promise<TenantSummary[]> {
+    return listTenantsFor(this.options.db, caller);
+  }
+
+  /** Whether a tenant with this id exists (an API key or a user names one). */
+  async tenantExists(tenantId: string): Promise<boolean> {
+    return (await slugOf(this.options.db, tenantId)) !== undefined;
+  }
+
+  /** One tenant the caller may see (src/relay/tenant-catalogue.ts). */
+  showTenant(caller: Caller, slug: string): Promise<TenantSummary> {
+    return showTenant(this.options.db, caller, slug);
   }
 
   /** Airtable said something changed: one fetch job per tenant, however many pings. */
@@ -181,5 +223,9 @@ export class Relay {
   /** Jobs were committed: a worker in this process looks now rather than at its next poll. */
   announce(): void {
     this.enqueued.emit('jobs');
+  }
+
+  private useCaseContext() {
+    return { db: this.options.db, tenants: this.tenants, conversations: this.conversations, announce: () => this.announce() };
   }
 }

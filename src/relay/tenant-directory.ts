@@ -1,9 +1,8 @@
-import { eq } from 'drizzle-orm';
+import type { TenantSettings } from '../domain/tenant.js';
 import { SealOpenError } from '../seal/errors.js';
 import { isScopeDestroyed } from '../store/repositories/data-keys.js';
 import type { Db } from '../store/connection.js';
 import type { TenantRepository, TenantSecrets } from '../store/repositories/tenants.js';
-import { tenants, type TenantSettings } from '../store/schema.js';
 
 /** A tenant as the relay needs it: settings and opened provider secrets. */
 export interface TenantContext {
@@ -31,6 +30,7 @@ export class TenantDirectory {
   private knownSlugs: { at: number; slugs: Promise<Set<string>> } | undefined;
 
   constructor(
+    /** Asked whether a tenant's keys were shredded (the keyring's record, not this tenant's rows). */
     private readonly db: Db,
     private readonly repository: TenantRepository,
     private readonly options: { ttlMs?: number; now?: () => number } = {},
@@ -46,9 +46,9 @@ export class TenantDirectory {
   }
 
   async byId(id: string): Promise<TenantContext | undefined> {
-    const [row] = await this.db.select({ slug: tenants.slug }).from(tenants).where(eq(tenants.id, id)).limit(1);
+    const slug = await this.repository.slugOf(id);
     // The row exists: no need to ask the set of known slugs, which may predate the tenant.
-    return row ? this.cached(row.slug, () => this.load(row.slug)) : undefined;
+    return slug === undefined ? undefined : this.cached(slug, () => this.load(slug));
   }
 
   private isCached(slug: string): boolean {
@@ -94,10 +94,7 @@ export class TenantDirectory {
   /** The set read at most `maxAgeMs` ago, read now if there is none; concurrent callers share one read. */
   private currentSlugs(now: number, maxAgeMs: number): { at: number; slugs: Promise<Set<string>> } {
     if (this.knownSlugs && now - this.knownSlugs.at < maxAgeMs) return this.knownSlugs;
-    const slugs = this.db
-      .select({ slug: tenants.slug })
-      .from(tenants)
-      .then((rows) => new Set(rows.map((row) => row.slug)));
+    const slugs = this.repository.allSlugs();
     const loading = { at: now, slugs };
     // A failed read is not kept: the next caller tries again (and this one gets the error).
     slugs.catch(() => {
@@ -108,7 +105,7 @@ export class TenantDirectory {
   }
 
   private async load(slug: string): Promise<TenantContext | undefined> {
-    const [row] = await this.db.select({ id: tenants.id, slug: tenants.slug, settings: tenants.settings }).from(tenants).where(eq(tenants.slug, slug)).limit(1);
+    const row = await this.repository.settingsBySlug(slug);
     if (!row) return undefined;
     try {
       return { ...row, secrets: await this.repository.openSecrets(row.id) };

@@ -6,7 +6,8 @@ import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { freePort, startChildServe } from '../helpers/child-serve.js';
+import { startChildServe } from '../helpers/child-serve.js';
+import { freePort } from '../helpers/ports.js';
 import { assertOneLine, runCliProcess, spawnCli, stopChildren, waitForOutput } from '../helpers/cli.js';
 import { parseScrape, sampleSum } from '../helpers/metrics.js';
 

@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { createPostgresDatabase, dropPostgresDatabase, postgresUnavailableReason } from '../helpers/database.js';
-import { runCliProcess, spawnCli, stopChildren, waitForOutput } from '../helpers/cli.js';
+import { startChildServe } from '../helpers/child-serve.js';
+import { runCliProcess, stopChildren } from '../helpers/cli.js';
 import { callJson as call, signInOverHttp } from '../helpers/http-sign-in.js';
 import { redisUnavailableReason, TEST_REDIS_URL } from '../helpers/redis.js';
 import { serviceGate } from '../helpers/services.js';
@@ -20,19 +20,9 @@ after(stopChildren);
 
 const PASSWORD = 'a long enough passphrase 42';
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
 async function startServe(env: Record<string, string>, cwd: string) {
-  const port = await freePort();
-  const child = spawnCli(['serve'], { env: { ...env, CIPHERGATE_PORT: String(port) }, cwd });
-  await waitForOutput(child, (output) => output.stdout.includes('ciphergate listening'), 60_000);
-  return { child, base: `http://127.0.0.1:${port}` };
+  const server = await startChildServe({ env, cwd });
+  return { child: server.child, base: server.url };
 }
 
 /** Admin from the CLI, then first sign-in: enrollment, confirmation (with its recovery codes). */

@@ -4,6 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import type { LightMyRequestResponse } from 'fastify';
+import { AuditLog } from '../../src/audit/audit-log.js';
+import { openRelay } from '../../src/cli/commands/serve.js';
 import { openSealingRuntime, type SealingRuntime } from '../../src/cli/runtime.js';
 import type { Config } from '../../src/config/load.js';
 import { buildApp, type App } from '../../src/http/app.js';
@@ -67,9 +69,9 @@ export async function openCliWorkspace(backend: Backend, name: string): Promise<
       let logText = '';
       logs.on('data', (chunk: Buffer) => (logText += chunk.toString()));
       const runtime = await openSealingRuntime({ env, cwd, stdout: logs, stderr: logs, stdin: Readable.from([]) }, { logTo: 'stderr', defaultLogLevel: logLevel });
-      const { config, database, sealing, logger } = runtime;
-      const identity = await openIdentity({ config, db: database.db, fields: sealing.fields, logger, smsSender: identitySmsSender(config, database.db, sealing.fields, logger) });
-      const app = await buildApp({ config: runtime.config, logger: runtime.logger, identity });
+      const identity = await openIdentity({ config: runtime.config, db: runtime.database.db, fields: runtime.sealing.fields, logger: runtime.logger, smsSender: identitySmsSender(runtime.config, runtime.database.db, runtime.sealing.fields, runtime.logger) });
+      const relay = openRelay(runtime);
+      const app = await buildApp({ config: runtime.config, logger: runtime.logger, identity, relay, audit: new AuditLog(runtime.database.db) });
       return {
         runtime,
         db: runtime.database.db,
@@ -85,6 +87,7 @@ export async function openCliWorkspace(backend: Backend, name: string): Promise<
           }),
         logText: () => logText,
         async close() {
+          await relay.rejectionAudit.stop();
           await app.close();
           await identity.close();
           await runtime.close();

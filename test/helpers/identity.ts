@@ -2,6 +2,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { HOTP, Secret } from 'otpauth';
 import type { LightMyRequestResponse } from 'fastify';
 import { sql } from 'drizzle-orm';
+import { AuditLog } from '../../src/audit/audit-log.js';
 import { loadConfig, type Config } from '../../src/config/load.js';
 import { buildApp, type App, type AppDependencies } from '../../src/http/app.js';
 import type { Logger } from '../../src/log/logger.js';
@@ -10,6 +11,7 @@ import { openIdentity, type Identity } from '../../src/identity/identity.js';
 import { identitySmsSender } from '../../src/runtime/tenant-sms-sender.js';
 import type { Mailer } from '../../src/providers/smtp/mailer.js';
 import type { Role } from '../../src/identity/permissions.js';
+import { Relay, type RelayOptions } from '../../src/relay/relay.js';
 import type { RedisConnection } from '../../src/store/redis.js';
 import { openDatabase, queryRows, type Db } from '../../src/store/connection.js';
 import { captureLogs } from './log-capture.js';
@@ -28,6 +30,8 @@ export interface IdentityHarness {
   sealing: Awaited<ReturnType<typeof openTestSealing>>;
   app: App;
   identity: Identity;
+  /** The message pipeline behind the app's relay routes (tenants, webhooks, messages, conversations). */
+  relay: Relay;
   accounts: Accounts;
   config: Config;
   logs: ReturnType<typeof captureLogs>;
@@ -116,9 +120,11 @@ export async function openIdentityHarness(
      * leaves the database to its owner.
      */
     shareWith?: IdentityHarness;
-    /** More of the app (the relay's routes), built over this harness's database, keys and identity. */
-    extend?: (parts: { db: Db; sealing: Awaited<ReturnType<typeof openTestSealing>>; identity: Identity; config: Config; logger: Logger }) => {
-      routes: AppDependencies['routes'];
+    /** The relay's test settings (shorter retries, stand-in clients). */
+    relay?: Partial<Pick<RelayOptions, 'retry' | 'leaseMs' | 'airtableSleep' | 'clients' | 'historyLimit'>>;
+    /** More of the app (readiness checks, metrics, test routes), built over this harness's database, keys, identity and relay. */
+    extend?: (parts: { db: Db; sealing: Awaited<ReturnType<typeof openTestSealing>>; identity: Identity; relay: Relay; config: Config; logger: Logger }) => {
+      routes?: AppDependencies['routes'];
       readinessChecks?: AppDependencies['readinessChecks'];
       metricsRegistries?: AppDependencies['metricsRegistries'];
       close?: () => Promise<void>;
@@ -146,13 +152,23 @@ export async function openIdentityHarness(
     redisKeyPrefix,
     ...(options.mailer ? { mailer: options.mailer } : {}),
   });
-  const extension = options.extend?.({ db, sealing, identity, config, logger: logs.logger });
+  const relay = new Relay({
+    config: { publicUrl: config.publicUrl, providers: config.providers },
+    db,
+    fields: sealing.fields,
+    keyring: sealing.keyring,
+    logger: logs.logger,
+    ...options.relay,
+  });
+  const extension = options.extend?.({ db, sealing, identity, relay, config, logger: logs.logger });
   const app = await buildApp({
     config,
     logger: logs.logger,
     identity,
+    relay,
+    audit: new AuditLog(db),
     ...(options.redis ? { redis: options.redis } : {}),
-    ...(extension ? { routes: extension.routes, readinessChecks: extension.readinessChecks ?? [], metricsRegistries: extension.metricsRegistries ?? [] } : {}),
+    ...(extension ? { routes: extension.routes ?? [], readinessChecks: extension.readinessChecks ?? [], metricsRegistries: extension.metricsRegistries ?? [] } : {}),
   });
   const accounts = new Accounts(identity);
 
@@ -163,6 +179,7 @@ export async function openIdentityHarness(
     sealing,
     app,
     identity,
+    relay,
     accounts,
     config,
     logs,
@@ -233,6 +250,8 @@ export async function openIdentityHarness(
     },
     async close() {
       await extension?.close?.();
+      // As serve does at a stop: the aggregated webhook refusals are written before the database closes.
+      await relay.rejectionAudit.stop();
       await app.close();
       await identity.close();
       await sealing.provider.close();

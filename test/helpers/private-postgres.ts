@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
-import { freePort } from './child-serve.js';
+import { freePort } from './ports.js';
 
 /**
  * A PostgreSQL cluster of the test's own (initdb + pg_ctl in a temp folder, on a free loopback

@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { accessSync, constants } from 'node:fs';
 import { Redis } from 'ioredis';
-import { freePort } from './child-serve.js';
+import { freePort } from './ports.js';
 
 /**
  * A Redis server of the test's own on a free loopback port, keeping nothing on disk, so a drill

@@ -1,12 +1,9 @@
 import type { LightMyRequestResponse } from 'fastify';
 import { randomBytes, randomInt } from 'node:crypto';
 import type { TenantDocument } from '../../src/config/tenant-document.js';
-import { conversationRoutes } from '../../src/http/routes/conversations.js';
-import { messageRoutes } from '../../src/http/routes/messages.js';
-import { webhookRoutes } from '../../src/http/routes/webhooks.js';
 import { createAirtableWebhooksClient } from '../../src/providers/airtable/webhooks-client.js';
 import type { JobWorker } from '../../src/relay/job-worker.js';
-import { Relay } from '../../src/relay/relay.js';
+import type { Relay } from '../../src/relay/relay.js';
 import type { TenantContext } from '../../src/relay/tenant-directory.js';
 import type { SealedFields } from '../../src/seal/sealed-fields.js';
 import type { StoredKeyring } from '../../src/seal/keyring.js';
@@ -75,7 +72,6 @@ export interface RelayHarness extends IdentityHarness {
 
 export async function openRelayHarness(backend: Backend, options: { retry?: Partial<RetryPolicy>; leaseMs?: number; env?: Record<string, string> } = {}): Promise<RelayHarness> {
   const [twilio, openai, airtable, podium] = await Promise.all([startTwilioFake(), startOpenAiFake(), startAirtableFake({ strictFields: true }), startPodiumFake()]);
-  let relay!: Relay;
   const base = await openIdentityHarness(backend, {
     env: {
       CIPHERGATE_PUBLIC_URL: PUBLIC_URL,
@@ -85,31 +81,18 @@ export async function openRelayHarness(backend: Backend, options: { retry?: Part
       CIPHERGATE_PODIUM_API_URL: podium.url,
       ...options.env,
     },
-    extend: ({ db, sealing, identity, config, logger }) => {
-      relay = new Relay({
-        config: { publicUrl: config.publicUrl, providers: config.providers },
-        db,
-        fields: sealing.fields,
-        keyring: sealing.keyring,
-        logger,
-        retry: options.retry ?? { baseDelayMs: 20, maxDelayMs: 100 },
-        ...(options.leaseMs ? { leaseMs: options.leaseMs } : {}),
-        airtableSleep: async () => undefined,
-      });
-      return {
-        routes: [
-          webhookRoutes({ relay, publicUrl: config.publicUrl, logger, rateLimit: { perMinute: config.webhookRateLimitPerMinute, keyPrefix: config.redisKeyPrefix } }),
-          conversationRoutes({ relay, identity }),
-          messageRoutes({ relay, identity }),
-        ],
-        readinessChecks: [{ name: 'queue', check: async () => ({ ...(await relay.queue.depth()) }) }],
-        metricsRegistries: [relay.metrics.registry],
-        // As serve does at a stop: the aggregated webhook refusals are written before the database closes.
-        close: () => relay.rejectionAudit.stop(),
-      };
+    relay: {
+      retry: options.retry ?? { baseDelayMs: 20, maxDelayMs: 100 },
+      ...(options.leaseMs ? { leaseMs: options.leaseMs } : {}),
+      airtableSleep: async () => undefined,
     },
+    // As serve has them: the queue behind /readyz, the relay's counters behind /metrics.
+    extend: ({ relay }) => ({
+      readinessChecks: [{ name: 'queue', check: async () => ({ ...(await relay.queue.depth()) }) }],
+      metricsRegistries: [relay.metrics.registry],
+    }),
   });
-  const { db, app, sealing } = base;
+  const { db, app, sealing, relay } = base;
   const tenants = new TenantRepository(db, sealing.fields, sealing.keyring);
   const macSecrets = new Map<string, string>();
   const workers: JobWorker[] = [];

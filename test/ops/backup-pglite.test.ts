@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { signTwilioRequest } from '../fakes/twilio.js';
 import { assertNoLeaks, canary, findLeakingLines, needlesFor, phoneNeedles, scanTree, type Needle } from '../helpers/canaries.js';
-import { startServeProcess, type ServeProcess } from '../helpers/child-process-serve.js';
+import { startChildServe, type ChildServe } from '../helpers/child-serve.js';
 import { assertOneLine, runCliProcess, stopChildren } from '../helpers/cli.js';
 import { PUBLIC_URL, randomPhone, TENANT_FROM_NUMBER } from '../helpers/relay.js';
 
@@ -24,15 +24,15 @@ const SLUG = 'pglite-backup';
 const ACCOUNT_SID = `AC${randomBytes(16).toString('hex')}`;
 const AUTH_TOKEN = `twilio-token-${randomBytes(12).toString('hex')}`;
 
-function serve(cwd: string, dataDir: string): Promise<ServeProcess> {
-  return startServeProcess({ cwd, args: ['--no-workers'], env: { CIPHERGATE_DATA_DIR: dataDir, CIPHERGATE_PUBLIC_URL: PUBLIC_URL } });
+function serve(cwd: string, dataDir: string): Promise<ChildServe> {
+  return startChildServe({ cwd, args: ['--no-workers'], env: { CIPHERGATE_DATA_DIR: dataDir, CIPHERGATE_PUBLIC_URL: PUBLIC_URL } });
 }
 
-async function sendSms(server: ServeProcess, from: string, body: string): Promise<void> {
+async function sendSms(server: ChildServe, from: string, body: string): Promise<void> {
   const sid = `SM${randomBytes(16).toString('hex')}`;
   const params = { MessageSid: sid, SmsSid: sid, AccountSid: ACCOUNT_SID, From: from, To: TENANT_FROM_NUMBER, Body: body, NumMedia: '0' };
   const path = `/webhooks/twilio/${SLUG}/sms`;
-  const response = await fetch(`${server.baseUrl}${path}`, {
+  const response = await fetch(`${server.url}${path}`, {
     method: 'POST',
     headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-twilio-signature': signTwilioRequest(AUTH_TOKEN, `${PUBLIC_URL}${path}`, params) },
     body: new URLSearchParams(params).toString(),
@@ -41,9 +41,9 @@ async function sendSms(server: ServeProcess, from: string, body: string): Promis
 }
 
 /** Every message of `phone`'s conversations through the API, as `id|direction|body`, sorted. */
-async function readMessages(server: ServeProcess, apiKey: string, phone: string): Promise<string[]> {
+async function readMessages(server: ChildServe, apiKey: string, phone: string): Promise<string[]> {
   const get = async (url: string) => {
-    const response = await fetch(`${server.baseUrl}${url}`, { headers: { authorization: `Bearer ${apiKey}` } });
+    const response = await fetch(`${server.url}${url}`, { headers: { authorization: `Bearer ${apiKey}` } });
     assert.equal(response.status, 200, await response.clone().text());
     return response.json() as Promise<Record<string, unknown>>;
   };
@@ -57,10 +57,10 @@ async function readMessages(server: ServeProcess, apiKey: string, phone: string)
   return lines.sort();
 }
 
-async function stopCleanly(server: ServeProcess): Promise<string> {
-  const stopped = await server.stop();
-  assert.deepEqual([stopped.code, stopped.signal], [0, null], stopped.logs.slice(-2000));
-  return stopped.logs;
+async function stopCleanly(server: ChildServe): Promise<string> {
+  const code = await server.stop();
+  assert.deepEqual([code, server.child.signalCode], [0, null], server.logs().slice(-2000));
+  return server.logs();
 }
 
 describe('backup and restore of the embedded database (PGlite data dir copied while stopped)', { timeout: 600_000 }, () => {

@@ -17,7 +17,7 @@ import { DEFAULT_OPENAI_KEY } from '../fakes/openai.js';
 import { DEFAULT_PODIUM_LOCATION, DEFAULT_PODIUM_TOKEN, podiumMessageEvent } from '../fakes/podium.js';
 import { DEFAULT_TWILIO_ACCOUNT } from '../fakes/twilio.js';
 import { assertNoLeaks, canary, findLeakingLines, findLeaks, needlesFor, pgDump, phoneNeedles, randomLetters, type Needle } from '../helpers/canaries.js';
-import { startServeProcess } from '../helpers/child-process-serve.js';
+import { startChildServe } from '../helpers/child-serve.js';
 import { assertOneLine, runCliProcess, stopChildren } from '../helpers/cli.js';
 import { createPostgresDatabase, dropPostgresDatabase, postgresUnavailableReason } from '../helpers/database.js';
 import { localProvider, randomMasterKey } from '../helpers/sealing.js';
@@ -205,7 +205,7 @@ describe('backup and restore on PostgreSQL (pg_dump / pg_restore)', { timeout: 6
   });
 
   test('restored into a new database, ciphergate serve with the same KEK reads every message back through the API', async () => {
-    const server = await startServeProcess({
+    const server = await startChildServe({
       cwd: workDir,
       args: ['--no-workers'],
       env: {
@@ -217,17 +217,16 @@ describe('backup and restore on PostgreSQL (pg_dump / pg_restore)', { timeout: 6
       },
     });
     try {
-      const ready = await fetch(`${server.baseUrl}/readyz`);
+      const ready = await fetch(`${server.url}/readyz`);
       assert.equal(ready.status, 200, await ready.text());
       const get = async (url: string) => {
-        const response = await fetch(`${server.baseUrl}${url}`, { headers: { authorization: `Bearer ${apiKey}` } });
+        const response = await fetch(`${server.url}${url}`, { headers: { authorization: `Bearer ${apiKey}` } });
         return { status: response.status, body: (await response.json()) as unknown };
       };
       for (const phone of phones) assert.deepEqual(await readMessages(get, slug, phone), sourceMessages.get(phone), `messages of ${phone} after the restore`);
     } finally {
-      const stopped = await server.stop();
-      assert.equal(stopped.code, 0, stopped.logs.slice(-2000));
-      assertNoLeaks(findLeakingLines(stopped.logs, needles), 'the restored server\u2019s logs');
+      assert.equal(await server.stop(), 0, server.logs().slice(-2000));
+      assertNoLeaks(findLeakingLines(server.logs(), needles), 'the restored server\u2019s logs');
     }
   });
 

@@ -4,12 +4,13 @@ import { once } from 'node:events';
 import { accessSync, constants, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer, type Server } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { createServer as createTcpServer, type AddressInfo } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { connect as tlsConnect } from 'node:tls';
 import { REPO_ROOT } from '../helpers/cli.js';
+import { freePort } from '../helpers/ports.js';
 import { serviceGate } from '../helpers/services.js';
 
 // The nginx front that docs/operations.md documented offered no TLS 1.3, CBC suites and suites
@@ -48,16 +49,6 @@ function documentedServerBlock(replacements: { port: number; certificate: string
   swap(/^(\s*)ssl_certificate_key\s+\S+;$/, `$1ssl_certificate_key ${replacements.key};`);
   swap(/proxy_pass http:\/\/127\.0\.0\.1:8080;/, `proxy_pass http://127.0.0.1:${replacements.upstreamPort};`);
   return block;
-}
-
-async function freePort(): Promise<number> {
-  const server = createTcpServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as AddressInfo;
-  server.close();
-  await once(server, 'close');
-  return port;
 }
 
 interface Handshake {

@@ -11,7 +11,7 @@ import { signAirtableNotification, startAirtableFake, type AirtableFake } from '
 import { echoPlaceholders, startOpenAiFake, type OpenAiFake } from '../fakes/openai.js';
 import { DEFAULT_PODIUM_LOCATION, podiumMessageEvent, signPodiumRequest, startPodiumFake, type PodiumFake } from '../fakes/podium.js';
 import { signTwilioRequest, startTwilioFake, type TwilioFake } from '../fakes/twilio.js';
-import { startServeProcess, type ServeProcess } from '../helpers/child-process-serve.js';
+import { startChildServe, type ChildServe } from '../helpers/child-serve.js';
 import { runCliProcess, stopChildren } from '../helpers/cli.js';
 import { createTestDatabase, postgresUnavailableReason, type TestDatabase } from '../helpers/database.js';
 import { assertNoLeaks, canary, dumpTables, findLeakingLines, findLeaks, needlesFor, pgDump, phoneNeedles, randomLetters, scanTree, type Needle } from '../helpers/canaries.js';
@@ -114,10 +114,10 @@ async function waitUntil(what: string, check: () => boolean | Promise<boolean>, 
 }
 
 /** Nothing pending (due or waiting for a retry) and nothing running, twice in a row: the pipeline is at rest. */
-async function waitForIdleQueue(server: ServeProcess): Promise<void> {
+async function waitForIdleQueue(server: ChildServe): Promise<void> {
   let idleLooks = 0;
   await waitUntil('the job queue is empty', async () => {
-    const response = await fetch(`${server.baseUrl}/readyz`);
+    const response = await fetch(`${server.url}/readyz`);
     const body = (await response.json()) as { details?: { queue?: { pending: number; running: number } } };
     const queue = body.details?.queue;
     idleLooks = queue && queue.pending === 0 && queue.running === 0 ? idleLooks + 1 : 0;
@@ -125,10 +125,10 @@ async function waitForIdleQueue(server: ServeProcess): Promise<void> {
   });
 }
 
-function postTwilio(server: ServeProcess, kind: 'sms' | 'status', params: Record<string, string>, options: { authToken: string; query?: string; forge?: boolean }) {
+function postTwilio(server: ChildServe, kind: 'sms' | 'status', params: Record<string, string>, options: { authToken: string; query?: string; forge?: boolean }) {
   const path = `/webhooks/twilio/${SLUG}/${kind}${options.query ? `?${options.query}` : ''}`;
   const signature = options.forge ? randomBytes(20).toString('base64') : signTwilioRequest(options.authToken, `${PUBLIC_URL}${path}`, params);
-  return fetch(`${server.baseUrl}${path}`, {
+  return fetch(`${server.url}${path}`, {
     method: 'POST',
     headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-twilio-signature': signature },
     body: new URLSearchParams(params).toString(),
@@ -141,8 +141,8 @@ function smsParams(accountSid: string, from: string, body: string): Record<strin
   return { MessageSid: sid, SmsSid: sid, AccountSid: accountSid, From: from, To: TENANT_FROM_NUMBER, Body: body, NumMedia: '0', ApiVersion: '2010-04-01' };
 }
 
-function callApi(server: ServeProcess, apiKey: string, method: 'GET' | 'POST', path: string, body?: string) {
-  return fetch(`${server.baseUrl}${path}`, {
+function callApi(server: ChildServe, apiKey: string, method: 'GET' | 'POST', path: string, body?: string) {
+  return fetch(`${server.url}${path}`, {
     method,
     headers: {
       authorization: `Bearer ${apiKey}`,
@@ -182,10 +182,10 @@ async function runCanaryConversation(store: Store): Promise<CanaryRun> {
   ]);
   const logParts: string[] = [];
   const stops: CanaryRun['stops'] = [];
-  const stopAndRecord = async (label: string, server: ServeProcess) => {
-    const stopped = await server.stop();
-    logParts.push(stopped.logs);
-    stops.push({ label, code: stopped.code, signal: stopped.signal, logTail: stopped.logs.slice(-3000) });
+  const stopAndRecord = async (label: string, server: ChildServe) => {
+    const code = await server.stop();
+    logParts.push(server.logs());
+    stops.push({ label, code, signal: server.child.signalCode, logTail: server.logs().slice(-3000) });
   };
   try {
     const baseId = `app${randomBytes(7).toString('hex')}`;
@@ -261,7 +261,7 @@ async function runCanaryConversation(store: Store): Promise<CanaryRun> {
     };
 
     // Phase 1: HTTP only. Every delivery is stored with its jobs, none of which runs yet.
-    const httpOnly = await startServeProcess({ env, cwd: store.workDir, args: ['--no-workers'] });
+    const httpOnly = await startChildServe({ env, cwd: store.workDir, args: ['--no-workers'] });
     try {
       for (const [index, body] of bodies.sms.entries()) {
         const text = index === 0 ? `Hi, can I move my cleaning to Friday? Call me back on ${phones.inBody}. Ref ${body}` : `Is there parking nearby? ${body}`;
@@ -272,7 +272,7 @@ async function runCanaryConversation(store: Store): Promise<CanaryRun> {
       const received = podium.receive({ locationUid: DEFAULT_PODIUM_LOCATION, from: phones.podium, body: `This is ${contactName}, I lost a filling. ${bodies.podium}`, contactName });
       const podiumEvent = podiumMessageEvent('message.received', podium.messageJson(received));
       const timestamp = Date.now();
-      const podiumResponse = await fetch(`${httpOnly.baseUrl}/webhooks/podium/${SLUG}`, {
+      const podiumResponse = await fetch(`${httpOnly.url}/webhooks/podium/${SLUG}`, {
         method: 'POST',
         headers: { 'content-type': 'application/json', 'podium-timestamp': String(timestamp), 'podium-signature': signPodiumRequest(secrets.podiumWebhookSecret, timestamp, podiumEvent, 'hex') },
         body: podiumEvent,
@@ -308,7 +308,7 @@ async function runCanaryConversation(store: Store): Promise<CanaryRun> {
       // (https://www.twilio.com/docs/usage/webhooks/messaging-webhooks). Only POST is served.
       const getParams = smsParams(accountSid, phones.getWebhook, `Sent by GET ${bodies.getWebhook}`);
       const getPath = `/webhooks/twilio/${SLUG}/sms?${new URLSearchParams(getParams).toString()}`;
-      const getWebhook = await fetch(`${httpOnly.baseUrl}${getPath}`, { headers: { 'x-twilio-signature': signTwilioRequest(secrets.twilioAuthToken, `${PUBLIC_URL}${getPath}`, {}) } });
+      const getWebhook = await fetch(`${httpOnly.url}${getPath}`, { headers: { 'x-twilio-signature': signTwilioRequest(secrets.twilioAuthToken, `${PUBLIC_URL}${getPath}`, {}) } });
       assert.ok(getWebhook.status >= 400 && getWebhook.status < 500, `GET webhook answered ${getWebhook.status}`);
     } finally {
       await stopAndRecord('serve --no-workers', httpOnly);
@@ -319,7 +319,7 @@ async function runCanaryConversation(store: Store): Promise<CanaryRun> {
     // Phase 2: the workers. An OpenAI rate limit on the way exercises the retry path and its log.
     openai.failNext({ kind: 'rate-limit', retryAfterSeconds: 1 });
     let bodiesReadThroughApi: string[] = [];
-    const full = await startServeProcess({ env, cwd: store.workDir });
+    const full = await startChildServe({ env, cwd: store.workDir });
     try {
       const outbound = () => [...twilio.messages.map((message) => message.body), ...podium.messages.filter((message) => message.direction === 'outbound').map((message) => message.body)];
       await waitUntil(
@@ -343,7 +343,7 @@ async function runCanaryConversation(store: Store): Promise<CanaryRun> {
       const [recordId] = [...rows.entries()].find(([, fields]) => fields.Direction === 'inbound' && String(fields.Phone).endsWith(phones.sms[0]!.slice(-4))) ?? [];
       assert.ok(recordId, 'the first SMS has no Airtable row');
       const notification = JSON.stringify(airtable.editRecord(baseId, AIRTABLE_TABLE, recordId, { 'Manual Reply': `Yes, Friday works. ${bodies.manual}` }));
-      const ping = await fetch(`${full.baseUrl}/webhooks/airtable/${SLUG}`, {
+      const ping = await fetch(`${full.url}/webhooks/airtable/${SLUG}`, {
         method: 'POST',
         headers: { 'content-type': 'application/json', 'x-airtable-content-mac': signAirtableNotification(webhook.macSecretBase64, notification) },
         body: notification,

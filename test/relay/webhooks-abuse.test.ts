@@ -15,7 +15,7 @@ import { assertProblem } from '../helpers/problems.js';
 import { messageSid, openRelayHarness, PODIUM_WEBHOOK_SECRET, PUBLIC_URL, randomPhone, TENANT_FROM_NUMBER, type RelayHarness } from '../helpers/relay.js';
 
 /**
- * The abuse cases of the inbound webhooks (CONTRACT.md "Webhooks", src/http/routes/webhooks.ts).
+ * The abuse cases of the inbound webhooks (CONTRACT.md "Webhooks", src/relay/inbound/, answered by src/http/routes/webhooks.ts).
  * Every refusal is checked the same way (`Deliveries.expectRejected`): the status and problem
  * body, nothing stored, one `webhook.rejected` audit entry with the reason and a count of one once
  * the pending aggregated entries are written, and the rejection counter moved by one for that

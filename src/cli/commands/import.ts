@@ -5,13 +5,14 @@ import { appendAuditEvent } from '../../store/audit-trail.js';
 import { createAirtableRecordsClient } from '../../providers/airtable/records-client.js';
 import { ProviderError } from '../../providers/provider-error.js';
 import { importAirtable, AirtableImportStopped, type AirtableImportReport } from '../../relay/import/airtable-import.js';
-import { ImportRuns } from '../../relay/import/import-runs.js';
+import { ImportRuns } from '../../store/repositories/import-runs.js';
 import { importJsonl, JsonlImportStopped, type JsonlImportCounts } from '../../relay/import/jsonl-import.js';
 import { TenantDirectory } from '../../relay/tenant-directory.js';
 import { ConversationRepository } from '../../store/repositories/conversations.js';
 import { TenantRepository } from '../../store/repositories/tenants.js';
 import type { Db } from '../../store/connection.js';
 import { CliError } from '../errors.js';
+import { tenantBySlug, unknownTenant } from '../identity-runtime.js';
 import { openSealingRuntime, type CliIo } from '../runtime.js';
 
 /**
@@ -34,8 +35,7 @@ export function registerImport(program: Command, io: CliIo): void {
       const runtime = await openSealingRuntime(io, { logTo: 'stderr', defaultLogLevel: 'warn' });
       try {
         const db = runtime.database.db;
-        const tenant = await new TenantRepository(db, runtime.sealing.fields, runtime.sealing.keyring).findBySlug(options.tenant);
-        if (!tenant) throw new CliError(`--tenant: no tenant ${JSON.stringify(options.tenant)}`);
+        const tenant = await tenantBySlug(db, options.tenant);
         const runs = new ImportRuns(db);
         const run = await runs.start(tenant.id, 'jsonl');
         const recorded = { imported: 0, skipped: 0 };
@@ -79,8 +79,9 @@ export function registerImport(program: Command, io: CliIo): void {
       const runtime = await openSealingRuntime(io, { logTo: 'stderr', defaultLogLevel: 'warn' });
       try {
         const db = runtime.database.db;
-        const tenant = await new TenantDirectory(db, new TenantRepository(db, runtime.sealing.fields, runtime.sealing.keyring)).bySlug(options.tenant);
-        if (!tenant) throw new CliError(`--tenant: no tenant ${JSON.stringify(options.tenant)}`);
+        // Opened (settings and secrets): the import reads the tenant's Airtable table with its token.
+        const tenants = new TenantDirectory(db, new TenantRepository(db, runtime.sealing.fields, runtime.sealing.keyring));
+        const tenant = (await tenants.bySlug(options.tenant)) ?? unknownTenant(options.tenant);
         const airtable = tenant.settings.airtable;
         const apiKey = tenant.secrets.airtableApiKey;
         if (!airtable || !apiKey) throw new CliError(`tenant ${tenant.slug} has no airtable block; add it with \`ciphergate tenants put ${tenant.slug}\``);

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { appendAuditEvent } from '../../store/audit-trail.js';
+import { AuditLog } from '../../audit/audit-log.js';
 import { buildApp, type App } from '../../http/app.js';
 import { Accounts } from '../../identity/accounts/accounts.js';
 import { openIdentity, type Identity } from '../../identity/identity.js';
@@ -9,9 +9,6 @@ import { identitySmsSender } from '../../runtime/tenant-sms-sender.js';
 import { SIGNING_KEY_RELOAD_INTERVAL_MS } from '../../identity/tokens/signing-keys.js';
 import { isDatabaseUnavailable } from '../../store/connection-errors.js';
 import { openRedis, type RedisConnection } from '../../store/redis.js';
-import { conversationRoutes } from '../../http/routes/conversations.js';
-import { messageRoutes } from '../../http/routes/messages.js';
-import { webhookRoutes } from '../../http/routes/webhooks.js';
 import type { JobWorker } from '../../relay/job-worker.js';
 import { Relay } from '../../relay/relay.js';
 import type { Config } from '../../config/load.js';
@@ -147,10 +144,13 @@ export async function startServer(runtime: SealingRuntime, options: { workers?: 
     ...(mailer ? { mailer } : {}),
   });
   const relay = openRelay(runtime);
+  const audit = new AuditLog(database.db);
   const app = await buildApp({
     config,
     logger,
     identity,
+    relay,
+    audit,
     ...(redis ? { redis } : {}),
     readinessChecks: [
       { name: 'database', check: () => database.ping() },
@@ -158,11 +158,6 @@ export async function startServer(runtime: SealingRuntime, options: { workers?: 
       { name: 'queue', check: async () => ({ ...(await relay.queue.depth()) }) },
     ],
     metricsRegistries: [relay.metrics.registry],
-    routes: [
-      webhookRoutes({ relay, publicUrl: config.publicUrl, logger, rateLimit: { perMinute: config.webhookRateLimitPerMinute, redis, keyPrefix: config.redisKeyPrefix } }),
-      conversationRoutes({ relay, identity }),
-      messageRoutes({ relay, identity }),
-    ],
   });
   let metricsListener: MetricsListener | undefined;
   try {
@@ -194,7 +189,7 @@ export async function startServer(runtime: SealingRuntime, options: { workers?: 
   await app.listen({ host: config.host, port: config.port });
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
-  await appendAuditEvent(database.db, {
+  await audit.record({
     actor: { type: 'system' },
     action: 'system.start',
     outcome: 'success',
@@ -243,7 +238,7 @@ function waitForShutdownSignal(runtime: SealingRuntime, server: RunningServer): 
         // grace period; neither waits for the other.
         await Promise.all([server.app.close(), server.worker?.stop({ graceMs: JOB_GRACE_MS })]);
         await server.stopBackground();
-        await appendAuditEvent(runtime.database.db, {
+        await new AuditLog(runtime.database.db).record({
           actor: { type: 'system' },
           action: 'system.stop',
           outcome: 'success',

@@ -36,7 +36,7 @@ export function registerTenants(program: Command, io: CliIo): void {
         const existing = await repository.findBySlug(slug);
         if (existing && (await isScopeDestroyed(runtime.database.db, existing.id))) throw new CliError(unfinishedShred(slug));
         if (document.airtable && document.airtable.webhookId === undefined) {
-          const webhook = await airtableWebhookFor(repository, runtime.config, slug, document.airtable);
+          const webhook = await airtableWebhookFor(repository, existing, runtime.config, slug, document.airtable);
           document.airtable.webhookId = webhook.id;
           document.airtable.macSecretBase64 = webhook.macSecretBase64;
           io.stderr.write(`ciphergate: note: ${webhook.created ? 'created' : 'kept'} Airtable webhook ${webhook.id} on base ${document.airtable.baseId}\n`);
@@ -123,11 +123,11 @@ export function unfinishedShred(slug: string): string {
  */
 async function airtableWebhookFor(
   repository: TenantRepository,
+  existing: TenantSummary | undefined,
   config: Config,
   slug: string,
   airtable: NonNullable<TenantDocument['airtable']>,
 ): Promise<{ id: string; macSecretBase64: string; created: boolean }> {
-  const existing = await repository.findBySlug(slug);
   if (existing) {
     const settings = await repository.settingsOf(existing.id);
     const secrets = await repository.openSecrets(existing.id);

@@ -1,8 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import { AUDIT_ACTION_NAMES, type AuditAction } from '../../domain/audit-actions.js';
-import { listAuditEvents } from '../../store/audit-trail.js';
-import type { Identity } from '../../identity/identity.js';
+import type { AuditLog } from '../../audit/audit-log.js';
 import { ProblemSchema } from '../schemas/problem.js';
 
 const Query = Type.Object(
@@ -36,7 +35,7 @@ const EntrySchema = Type.Object({
 });
 
 /** `GET /api/v1/audit`: the trail in chain order, paged by `seq`. It holds ids only, so reading it opens nothing sealed. */
-export function auditRoutes(identity: Identity) {
+export function auditRoutes(audit: AuditLog) {
   return async function register(app: FastifyInstance): Promise<void> {
     app.get<{ Querystring: Static<typeof Query> }>(
       '/api/v1/audit',
@@ -51,7 +50,7 @@ export function auditRoutes(identity: Identity) {
       },
       async (request) => {
         const limit = request.query.limit ?? 100;
-        const rows = await listAuditEvents(identity.parts.db, {
+        const rows = await audit.list({
           limit,
           ...(request.query.after !== undefined ? { afterSeq: request.query.after } : {}),
           ...(request.query.action ? { action: request.query.action } : {}),

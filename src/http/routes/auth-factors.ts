@@ -1,6 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
-import { normaliseE164 } from '../../domain/normalise.js';
+import { e164OrUndefined } from '../../domain/normalise.js';
 import { unauthenticated } from '../../identity/errors.js';
 import { SmsSteps } from '../../identity/factors/sms/sms-steps.js';
 import { TotpEnrollment } from '../../identity/factors/totp/enrollment.js';
@@ -82,12 +82,8 @@ export async function registerFactorRoutes(app: FastifyInstance, identity: Ident
       },
     },
     async (request, reply) => {
-      let phone: string;
-      try {
-        phone = normaliseE164(request.body.phone);
-      } catch {
-        throw HttpProblem.of('validation-failed', 'body phone: not a valid phone number');
-      }
+      const phone = e164OrUndefined(request.body.phone);
+      if (phone === undefined) throw HttpProblem.of('validation-failed', 'body phone: not a valid phone number');
       await sms.startPhoneVerification(request.principal!, { phone, currentPassword: request.body.currentPassword }, originOf(request));
       return reply.code(204).send();
     },

@@ -1,6 +1,6 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
-import { isDatabaseUnavailable } from '../../store/connection-errors.js';
+import { isServiceUnavailable } from '../../relay/errors.js';
 import { sendProblem } from '../problem.js';
 import { ProblemSchema } from '../schemas/problem.js';
 
@@ -56,7 +56,7 @@ export async function healthRoutes(app: FastifyInstance, options: { checks: Read
           } catch (error) {
             // The reason goes to the log only: the probe is public and must not describe internals.
             // A database outage is logged once by the connection, not by every probe.
-            if (isDatabaseUnavailable(error)) request.log.debug({ check: name }, 'readiness check failed: database unavailable');
+            if (isServiceUnavailable(error)) request.log.debug({ check: name }, 'readiness check failed: database unavailable');
             else request.log.warn({ err: error, check: name }, 'readiness check failed');
             return { name, ok: false as const };
           }

@@ -1,11 +1,9 @@
 import { TENANT_SLUG_PATTERN } from '../../domain/ids.js';
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
-import { HttpProblem } from '../problem.js';
-import type { Identity } from '../../identity/identity.js';
-import { appendAuditEvent } from '../../store/audit-trail.js';
-import { auditActorOf, confinedTenant, mayAccessTenant } from '../../identity/principal.js';
-import { listTenants, type TenantSummary } from '../../store/repositories/tenants.js';
+import type { TenantSummary } from '../../domain/tenant.js';
+import type { Relay } from '../../relay/relay.js';
+import { callerOf } from '../caller.js';
 import { ProblemSchema } from '../schemas/problem.js';
 
 const TenantSchema = Type.Object({
@@ -22,45 +20,23 @@ const tags = ['tenants'];
 
 /**
  * `/api/v1/tenants`: which clients exist and which providers each has configured, never a
- * secret. Tenant-confined callers (client users, API keys) see only their own tenant; another
- * tenant reads as absent, so they cannot enumerate the agency's clients.
+ * secret (src/relay/tenant-catalogue.ts). Tenant-confined callers (client users, API keys) see
+ * only their own tenant; another tenant reads as absent, so they cannot enumerate the agency's
+ * clients.
  */
-export function tenantRoutes(identity: Identity) {
+export function tenantRoutes(options: { relay: Relay }) {
+  const { relay } = options;
   return async function register(app: FastifyInstance): Promise<void> {
     app.get(
       '/api/v1/tenants',
       { config: { access: { permission: 'tenants:read' } }, schema: { tags, summary: 'Tenants you may see', response: { 200: Type.Object({ tenants: Type.Array(TenantSchema) }), ...problems } } },
-      async (request) => {
-        const principal = request.principal!;
-        const all = await listTenants(identity.parts.db);
-        return { tenants: all.filter((tenant) => mayAccessTenant(principal, tenant.id)).map(tenantView) };
-      },
+      async (request) => ({ tenants: (await relay.listTenants(callerOf(request))).map(tenantView) }),
     );
 
     app.get<{ Params: Static<typeof SlugParams> }>(
       '/api/v1/tenants/:slug',
       { config: { access: { permission: 'tenants:read' } }, schema: { tags, summary: 'One tenant', params: SlugParams, response: { 200: TenantSchema, ...problems } } },
-      async (request) => {
-        const principal = request.principal!;
-        const tenant = (await listTenants(identity.parts.db)).find((candidate) => candidate.slug === request.params.slug);
-        if (!tenant || !mayAccessTenant(principal, tenant.id)) {
-          // Another tenant's data asked for by a confined caller is a probe worth recording; it
-          // still hears 404, exactly as for a tenant that does not exist.
-          if (tenant) {
-            await appendAuditEvent(identity.parts.db, {
-              actor: auditActorOf(principal),
-              action: 'access.denied',
-              target: { type: 'tenant', id: tenant.id },
-              tenantId: confinedTenant(principal) === 'none' ? null : (confinedTenant(principal) as string | null),
-              sourceIp: request.ip,
-              outcome: 'denied',
-              details: { reason: 'other-tenant' },
-            });
-          }
-          throw new HttpProblem(404, 'not-found', 'Not Found', 'no such tenant');
-        }
-        return tenantView(tenant);
-      },
+      async (request) => tenantView(await relay.showTenant(callerOf(request), request.params.slug)),
     );
   };
 }

@@ -1,4 +1,5 @@
 import type { Ajv, Format } from 'ajv';
+import { isStorableInstant } from '../../domain/instant.js';
 
 /**
  * Request schemas' `date-time` is RFC 3339 (ajv-formats) and also an instant every layer can hold:
@@ -10,13 +11,6 @@ import type { Ajv, Format } from 'ajv';
 export function installStrictFormats(ajv: Ajv): void {
   const rfc3339 = formatTest(ajv.formats['date-time']);
   ajv.addFormat('date-time', { type: 'string', validate: (text: string) => rfc3339(text) && isStorableInstant(new Date(text)) });
-}
-
-/** A Date that JavaScript, our ISO text and PostgreSQL's timestamptz all read the same way. */
-export function isStorableInstant(instant: Date): boolean {
-  if (Number.isNaN(instant.getTime())) return false;
-  const year = instant.getUTCFullYear();
-  return year >= 1 && year <= 9999;
 }
 
 /** The check of the format ajv-formats registered, whichever of ajv's shapes it has. */

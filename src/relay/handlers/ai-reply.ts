@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import type { ClaimedJob } from '../../store/job-queue.js';
 import { PermanentJobError } from '../job-worker.js';
-import { airtableSyncJob, sendJob } from '../jobs.js';
-import { keywordOf } from '../../domain/keywords.js';
+import { sendJobs } from '../jobs.js';
+import { mayAiAnswer } from '../../domain/keywords.js';
 import { redactTexts, restorePlaceholders } from '../redact.js';
 import type { HandlerContext } from './context.js';
 
@@ -39,7 +39,7 @@ export function aiReplyHandler(context: HandlerContext) {
     if ((await context.conversations.latestInboundId(message.conversationId)) !== message.id) return;
     const inboundBody = await context.conversations.openBody(message);
     // STOP, START and HELP are carrier commands; Twilio answers them, the AI never does.
-    if (keywordOf(inboundBody) !== undefined) return;
+    if (!mayAiAnswer(inboundBody)) return;
 
     const history = await context.conversations.recentHistory({ id: message.conversationId, tenantId: message.tenantId }, context.historyLimit);
     const contact = await context.conversations.openContact({ id: message.contactId, tenantId: message.tenantId });
@@ -70,7 +70,7 @@ export function aiReplyHandler(context: HandlerContext) {
         dedupeKey: `ai:${message.id}`,
         inReplyTo: message.id,
       },
-      (replyId) => [sendJob(message.tenantId, replyId), ...(tenant.settings.airtable ? [airtableSyncJob(message.tenantId, replyId)] : [])],
+      (replyId) => sendJobs(tenant, replyId),
     );
   };
 }

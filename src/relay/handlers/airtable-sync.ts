@@ -1,6 +1,6 @@
-import { enqueueJobs, type ClaimedJob } from '../../store/job-queue.js';
+import type { TenantSettings } from '../../domain/tenant.js';
+import type { ClaimedJob } from '../../store/job-queue.js';
 import { airtableSyncJob } from '../jobs.js';
-import type { TenantSettings } from '../../store/schema.js';
 import { AIRTABLE_FIELDS } from '../airtable-layout.js';
 import { presentField, type FieldPolicy } from '../field-policy.js';
 import type { TenantContext } from '../tenant-directory.js';
@@ -34,7 +34,7 @@ export function airtableSyncHandler(context: HandlerContext) {
     }
     // More than MAX_ROUNDS × BATCH rows changed: the rest goes to the next run, queued behind
     // other work instead of holding this worker.
-    await enqueueJobs(context.db, [airtableSyncJob(tenant.id)]);
+    await context.queue.enqueue(airtableSyncJob(tenant.id));
   };
 }
 

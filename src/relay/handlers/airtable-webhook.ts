@@ -1,14 +1,11 @@
-import { eq } from 'drizzle-orm';
 import { describeAirtableTable, type AirtableTableSchema } from '../../providers/airtable/base-schema.js';
 import type { BasePacer } from '../../providers/airtable/base-pacer.js';
 import type { AirtablePayload } from '../../providers/airtable/webhooks-client.js';
-import type { Db } from '../../store/connection.js';
 import type { ClaimedJob } from '../../store/job-queue.js';
-import { airtableCursors } from '../../store/schema.js';
 import { isUuid } from '../../domain/ids.js';
 import { AIRTABLE_FIELDS } from '../airtable-layout.js';
 import { PermanentJobError } from '../job-worker.js';
-import { airtableSyncJob, sendJob } from '../jobs.js';
+import { sendJobs } from '../jobs.js';
 import type { TenantContext } from '../tenant-directory.js';
 import type { HandlerContext } from './context.js';
 
@@ -52,17 +49,21 @@ export function airtableWebhookHandler(context: HandlerContext & { airtableApiUr
     if (!airtable.webhookId) throw new PermanentJobError('tenant has no Airtable webhook id');
     const target = { apiKey, baseId: airtable.baseId };
     const schema = await schemaOf(tenant, apiKey);
-    let cursor = await storedCursor(context.db, tenant.id, airtable.webhookId);
+    const webhookId = airtable.webhookId;
+    const saveCursor = async (value: number | undefined) => {
+      if (value !== undefined) await context.airtableCursors.save(tenant.id, webhookId, value);
+    };
+    let cursor = await context.airtableCursors.find(tenant.id, webhookId);
     for (;;) {
-      const page = await context.clients.airtableWebhooks.listPayloads(target, airtable.webhookId, cursor);
+      const page = await context.clients.airtableWebhooks.listPayloads(target, webhookId, cursor);
       for (const payload of page.payloads) {
         await applyPayload(context, tenant, apiKey, schema, payload);
         cursor = (cursor ?? 1) + 1;
-        await saveCursor(context.db, tenant.id, airtable.webhookId, cursor);
+        await saveCursor(cursor);
       }
       // Airtable's own cursor is the authority (it skips payloads that expired).
       cursor = page.cursor;
-      await saveCursor(context.db, tenant.id, airtable.webhookId, cursor);
+      await saveCursor(cursor);
       if (!page.mightHaveMore) break;
     }
   };
@@ -109,7 +110,7 @@ async function applyPayload(context: HandlerContext, tenant: TenantContext, apiK
           body: text,
           dedupeKey: `airtable:${recordId}:${payload.baseTransactionNumber}`,
         },
-        (replyId) => [sendJob(tenant.id, replyId), airtableSyncJob(tenant.id, replyId)],
+        (replyId) => sendJobs(tenant, replyId),
       );
       // Cleared so the cell is ready for the next reply, and so the text does not rest in Airtable.
       await context.clients.airtableRecords.update(target, [{ id: recordId, fields: { [AIRTABLE_FIELDS.manualReply]: '' } }]);
@@ -122,18 +123,4 @@ async function messageIdOf(context: HandlerContext, target: { apiKey: string; ba
   const record = await context.clients.airtableRecords.find(target, recordId);
   const value = record?.fields[AIRTABLE_FIELDS.id];
   return typeof value === 'string' && isUuid(value) ? value : undefined;
-}
-
-async function storedCursor(db: Db, tenantId: string, webhookId: string): Promise<number | undefined> {
-  const [row] = await db.select().from(airtableCursors).where(eq(airtableCursors.tenantId, tenantId)).limit(1);
-  // A new webhook (the operator replaced it) starts from its own beginning.
-  return row && row.webhookId === webhookId ? row.cursor : undefined;
-}
-
-async function saveCursor(db: Db, tenantId: string, webhookId: string, cursor: number | undefined): Promise<void> {
-  if (cursor === undefined) return;
-  await db
-    .insert(airtableCursors)
-    .values({ tenantId, webhookId, cursor, updatedAt: new Date() })
-    .onConflictDoUpdate({ target: airtableCursors.tenantId, set: { webhookId, cursor, updatedAt: new Date() } });
 }

@@ -3,7 +3,8 @@ import type { AirtableRecordsClient } from '../../providers/airtable/records-cli
 import type { AirtableWebhooksClient } from '../../providers/airtable/webhooks-client.js';
 import type { AiReplyClient } from '../../providers/openai/reply-client.js';
 import type { TwilioSmsClient } from '../../providers/twilio/sms-client.js';
-import type { Db } from '../../store/connection.js';
+import type { JobQueue } from '../../store/job-queue.js';
+import type { AirtableCursors } from '../../store/repositories/airtable-cursors.js';
 import type { ConversationRepository } from '../../store/repositories/conversations.js';
 import type { TenantDirectory } from '../tenant-directory.js';
 
@@ -23,9 +24,10 @@ export interface RelayClients {
 
 /** Everything a job handler works with. */
 export interface HandlerContext {
-  db: Db;
+  queue: JobQueue;
   tenants: TenantDirectory;
   conversations: ConversationRepository;
+  airtableCursors: AirtableCursors;
   clients: RelayClients;
   logger: Logger;
   /** CIPHERGATE_PUBLIC_URL: status callbacks point back at it. */

@@ -1,7 +1,7 @@
 import type { ClaimedJob } from '../../store/job-queue.js';
 import type { MessageForJob } from '../../store/repositories/conversations.js';
 import { PermanentJobError } from '../job-worker.js';
-import { airtableSyncJob } from '../jobs.js';
+import { syncJobs } from '../jobs.js';
 import type { TenantContext } from '../tenant-directory.js';
 import type { HandlerContext } from './context.js';
 
@@ -27,7 +27,7 @@ export function sendHandler(context: HandlerContext) {
     if (!message || message.direction !== 'outbound' || message.providerMessageId) return;
     const tenant = await context.tenants.byId(message.tenantId);
     if (!tenant) return;
-    const followUps = tenant.settings.airtable ? [airtableSyncJob(message.tenantId, message.id)] : [];
+    const followUps = syncJobs(tenant, message.id);
     // Opted out: nothing may reach them. Paused: staff took over, so an AI answer stays unsent.
     if (message.contactOptedOut || (message.author === 'ai' && message.contactAiPaused)) {
       await context.conversations.applyStatus(message.tenantId, { messageId: message.id }, 'suppressed', null, () => followUps);

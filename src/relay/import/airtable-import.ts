@@ -2,11 +2,11 @@ import type { CountryCode } from 'libphonenumber-js';
 import type { AirtableRecord, AirtableRecordsClient, AirtableTarget } from '../../providers/airtable/records-client.js';
 import { ProviderError } from '../../providers/provider-error.js';
 import type { ConversationRepository } from '../../store/repositories/conversations.js';
-import type { TenantSettings } from '../../store/schema.js';
+import type { TenantSettings } from '../../domain/tenant.js';
 import { presentField, type FieldPolicy, type PresentedFieldKind } from '../field-policy.js';
 import { LEGACY_COLUMNS, readLegacyRow, type LegacyRow, type ListedRecord } from './airtable-legacy-row.js';
-import type { ImportRuns } from './import-runs.js';
-import { airtableDedupeKey, defaultAuthor, type ImportedThread } from './store-imported.js';
+import type { ImportRuns } from '../../store/repositories/import-runs.js';
+import { airtableDedupeKey, historyMessage, type ImportedThread } from './store-imported.js';
 
 /**
  * `ciphergate import airtable`: reads the plain-text rows already in a tenant's Airtable table
@@ -187,14 +187,9 @@ async function importPage(
       phone,
       // The name on the newest row: a contact renamed in Airtable keeps the newer spelling.
       name: [...rows].sort((a, b) => b.createdAt.getTime() - a.createdAt.getTime()).find((row) => row.name !== null)?.name ?? null,
-      messages: rows.map((row) => ({
-        dedupeKey: airtableDedupeKey(row.recordId),
-        direction: row.direction,
-        author: defaultAuthor(row.direction, row.author),
-        body: row.body,
-        createdAt: row.createdAt,
-        airtableRecordId: row.recordId,
-      })),
+      messages: rows.map((row) =>
+        historyMessage({ dedupeKey: airtableDedupeKey(row.recordId), direction: row.direction, author: row.author, body: row.body, createdAt: row.createdAt, airtableRecordId: row.recordId }),
+      ),
     };
     const stored = await conversations.storeImported(source.tenantId, thread);
     const added = stored.messages.filter((message) => message.inserted).length;

@@ -2,7 +2,7 @@ import type { CountryCode } from 'libphonenumber-js';
 import type { AirtableRecord } from '../../providers/airtable/records-client.js';
 import { NormaliseError } from '../../domain/normalise.js';
 import { normaliseE164 } from '../../domain/normalise.js';
-import type { MessageAuthor } from '../../store/schema.js';
+import type { MessageAuthor } from '../../domain/conversation.js';
 import { AIRTABLE_FIELDS } from '../airtable-layout.js';
 
 /**

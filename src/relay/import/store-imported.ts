@@ -1,6 +1,9 @@
-import type { ConversationRepository } from '../../store/repositories/conversations.js';
-import type { MessageAuthor } from '../../store/schema.js';
+import type { MessageAuthor } from '../../domain/conversation.js';
+import { optChangeOf } from '../../domain/keywords.js';
+import type { ImportedThread, ImportedThreadMessage } from '../../store/repositories/imported-conversations.js';
 import type { ImportedConversation } from './mongo-export.js';
+
+export type { ImportedThread, ImportedThreadMessage };
 
 /**
  * What both importers hand to the repository, and the dedupe keys that make every import
@@ -16,26 +19,6 @@ import type { ImportedConversation } from './mongo-export.js';
  * collection: exports that number messages 1, 2, 3 inside each conversation are common.
  */
 
-export interface ImportedThreadMessage {
-  dedupeKey: string;
-  direction: 'inbound' | 'outbound';
-  author: MessageAuthor;
-  body: string;
-  createdAt: Date;
-  /** The Airtable row the message came from. */
-  airtableRecordId?: string;
-}
-
-/** Messages with one contact, ready to store sealed. */
-export interface ImportedThread {
-  /** E.164. */
-  phone: string;
-  name: string | null;
-  messages: ImportedThreadMessage[];
-}
-
-export type StoredImport = Awaited<ReturnType<ConversationRepository['storeImported']>>;
-
 export function airtableDedupeKey(recordId: string): string {
   return `import:airtable:${recordId}`;
 }
@@ -45,12 +28,16 @@ export function jsonlDedupeKey(conversationId: string, messageId: string): strin
 }
 
 /**
- * Who wrote a message the export does not say: the contact for inbound; for outbound, staff.
- * Calling an unattributed answer the AI's would put words in the AI's mouth in the audit trail of
- * the conversation, and the relay treats both the same way once they are history.
+ * A message of the history as the repository takes it. Who wrote a message the export does not
+ * say is the contact for inbound and staff for outbound: calling an unattributed answer the AI's
+ * would put words in the AI's mouth in the audit trail of the conversation, and the relay treats
+ * both the same way once they are history. An opt-out or opt-in keyword from the contact counts,
+ * as it would have live.
  */
-export function defaultAuthor(direction: 'inbound' | 'outbound', author?: MessageAuthor): MessageAuthor {
-  return author ?? (direction === 'inbound' ? 'contact' : 'staff');
+export function historyMessage(message: Omit<ImportedThreadMessage, 'author' | 'optChange'> & { author?: MessageAuthor | undefined }): ImportedThreadMessage {
+  const { author, ...rest } = message;
+  const optChange = message.direction === 'inbound' ? optChangeOf(message.body) : undefined;
+  return { ...rest, author: author ?? (message.direction === 'inbound' ? 'contact' : 'staff'), ...(optChange ? { optChange } : {}) };
 }
 
 /** A parsed mongoexport document as the repository takes it. */
@@ -58,13 +45,15 @@ export function threadOfExport(conversation: ImportedConversation): ImportedThre
   return {
     phone: conversation.phone,
     name: conversation.name ?? null,
-    messages: conversation.messages.map((message) => ({
-      dedupeKey: jsonlDedupeKey(conversation.externalId, message.externalId),
-      direction: message.direction,
-      author: defaultAuthor(message.direction, message.author),
-      body: message.body,
-      createdAt: message.createdAt,
-    })),
+    messages: conversation.messages.map((message) =>
+      historyMessage({
+        dedupeKey: jsonlDedupeKey(conversation.externalId, message.externalId),
+        direction: message.direction,
+        author: message.author,
+        body: message.body,
+        createdAt: message.createdAt,
+      }),
+    ),
   };
 }
 

@@ -1,20 +1,27 @@
 import { randomUUID } from 'node:crypto';
 import { and, asc, desc, eq, inArray, lt, or, sql } from 'drizzle-orm';
-import { keywordOf } from '../../domain/keywords.js';
+import type { Channel, ConversationSummary, MessageAuthor, OpenedMessage } from '../../domain/conversation.js';
+import type { OptChange } from '../../domain/keywords.js';
 import { INBOUND_STATUS, OUTBOUND_INITIAL_STATUS, statusRank } from '../../domain/message-status.js';
 import type { SealedFields } from '../../seal/sealed-fields.js';
 import type { Db } from '../connection.js';
 import { enqueueJobs, type JobSpec } from '../job-queue.js';
 import { contactsSealed, messagesSealed } from '../sealed-tables.js';
-import { contacts, conversations, messages, type MessageAuthor } from '../schema.js';
+import { contacts, conversations, messages } from '../schema.js';
 import { storeImportedThread, type ImportedThread, type StoredImport } from './imported-conversations.js';
-import { contactFor, conversationFor, type Channel } from './threads.js';
+import { contactFor, conversationFor } from './threads.js';
 
-export type { Channel } from './threads.js';
+export type { Channel, ConversationSummary, MessageAuthor, OpenedMessage } from '../../domain/conversation.js';
 
 /**
  * Contacts, conversations and messages: the only code that writes or opens their sealed
  * columns. Every write that a job must follow commits together with the job.
+ *
+ * Over 400 lines on purpose: it is one aggregate (a message is never written without its
+ * contact and conversation, nor opened without them), and keeping every sealed read and write of
+ * the three tables in one class is what makes "only the repository touches sealed columns" easy
+ * to check. Threads (find-or-create) and imports live beside it in threads.ts and
+ * imported-conversations.ts.
  */
 
 export interface InboundMessage {
@@ -29,6 +36,8 @@ export interface InboundMessage {
   body: string;
   providerConversationId?: string | null;
   receivedAt?: Date;
+  /** The contact opts out or back in with this message (a carrier keyword, `optChangeOf`). */
+  optChange?: OptChange;
 }
 
 export interface StoredMessageIds {
@@ -66,23 +75,15 @@ export interface MessageForJob {
   contactOptedOut: boolean;
 }
 
-export interface OpenedMessage {
-  id: string;
-  direction: 'inbound' | 'outbound';
-  author: MessageAuthor;
-  body: string;
-  status: string;
-  createdAt: Date;
-}
-
-export interface ConversationSummary {
-  id: string;
-  tenantId: string;
-  channel: Channel;
-  contactId: string;
-  createdAt: Date;
-  lastMessageAt: Date;
-}
+/** A conversation as ConversationSummary shows it: nothing sealed. */
+const conversationSummaryColumns = {
+  id: conversations.id,
+  tenantId: conversations.tenantId,
+  channel: conversations.channel,
+  contactId: conversations.contactId,
+  createdAt: conversations.createdAt,
+  lastMessageAt: conversations.lastMessageAt,
+};
 
 /** A message with its conversation's channel: what every job reads before opening anything. */
 const messageJobColumns = {
@@ -110,8 +111,8 @@ export class ConversationRepository {
   /**
    * Stores an inbound message with its contact and conversation, and the jobs `followUps`
    * names, in one transaction. A delivery seen before (same dedupe key) changes nothing and
-   * reports `duplicate`. An opt-out or opt-in keyword updates the contact in the same commit,
-   * so no AI job can run between the keyword and the flag.
+   * reports `duplicate`. An opt-out or opt-in (`optChange`) updates the contact in the same
+   * commit, so no AI job can run between the keyword and the flag.
    */
   async storeInbound(inbound: InboundMessage, followUps: (stored: StoredMessageIds) => JobSpec[]): Promise<StoredMessageIds & { duplicate: boolean }> {
     const receivedAt = inbound.receivedAt ?? new Date();
@@ -136,9 +137,8 @@ export class ConversationRepository {
       });
       if (stored.duplicate) return { duplicate: true, messageId: stored.id, contactId, conversationId };
       await tx.update(conversations).set({ lastMessageAt: receivedAt }).where(eq(conversations.id, conversationId));
-      const keyword = keywordOf(inbound.body);
-      if (keyword === 'opt-out') await tx.update(contacts).set({ optedOutAt: receivedAt }).where(eq(contacts.id, contactId));
-      if (keyword === 'opt-in') await tx.update(contacts).set({ optedOutAt: null }).where(eq(contacts.id, contactId));
+      if (inbound.optChange === 'opt-out') await tx.update(contacts).set({ optedOutAt: receivedAt }).where(eq(contacts.id, contactId));
+      if (inbound.optChange === 'opt-in') await tx.update(contacts).set({ optedOutAt: null }).where(eq(contacts.id, contactId));
       const ids = { messageId, contactId, conversationId };
       await enqueueJobs(tx, followUps(ids));
       return { duplicate: false, ...ids };
@@ -335,14 +335,7 @@ export class ConversationRepository {
   async findByPhone(tenantId: string, phone: string): Promise<ConversationSummary[]> {
     const indexes = this.fields.lookupIndexes(contactsSealed, 'phone', tenantId, phone);
     return this.db
-      .select({
-        id: conversations.id,
-        tenantId: conversations.tenantId,
-        channel: conversations.channel,
-        contactId: conversations.contactId,
-        createdAt: conversations.createdAt,
-        lastMessageAt: conversations.lastMessageAt,
-      })
+      .select(conversationSummaryColumns)
       .from(conversations)
       .innerJoin(contacts, eq(contacts.id, conversations.contactId))
       .where(and(eq(contacts.tenantId, tenantId), inArray(contacts.phoneIndex, indexes)))
@@ -351,14 +344,7 @@ export class ConversationRepository {
 
   async findConversation(id: string): Promise<ConversationSummary | undefined> {
     const [row] = await this.db
-      .select({
-        id: conversations.id,
-        tenantId: conversations.tenantId,
-        channel: conversations.channel,
-        contactId: conversations.contactId,
-        createdAt: conversations.createdAt,
-        lastMessageAt: conversations.lastMessageAt,
-      })
+      .select(conversationSummaryColumns)
       .from(conversations)
       .where(eq(conversations.id, id))
       .limit(1);

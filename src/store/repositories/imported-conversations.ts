@@ -1,18 +1,33 @@
 import { randomUUID } from 'node:crypto';
 import { and, eq, inArray, lt, sql } from 'drizzle-orm';
-import { keywordOf } from '../../domain/keywords.js';
+import type { MessageAuthor } from '../../domain/conversation.js';
+import type { OptChange } from '../../domain/keywords.js';
 import { INBOUND_STATUS, statusRank } from '../../domain/message-status.js';
 import type { SealedFields } from '../../seal/sealed-fields.js';
 import type { Db } from '../connection.js';
 import { messagesSealed } from '../sealed-tables.js';
-import { contacts, conversations, messages, type MessageAuthor } from '../schema.js';
+import { contacts, conversations, messages } from '../schema.js';
 import { contactFor, conversationFor } from './threads.js';
 
+/** A message of an imported conversation, in plain text: sealed before it is written. */
+export interface ImportedThreadMessage {
+  dedupeKey: string;
+  direction: 'inbound' | 'outbound';
+  author: MessageAuthor;
+  body: string;
+  createdAt: Date;
+  /** The Airtable row the message came from. */
+  airtableRecordId?: string;
+  /** The contact opted out or back in with this message (a carrier keyword). */
+  optChange?: OptChange;
+}
+
+/** Messages with one contact, ready to store sealed. */
 export interface ImportedThread {
   /** E.164. */
   phone: string;
   name: string | null;
-  messages: Array<{ dedupeKey: string; direction: 'inbound' | 'outbound'; author: MessageAuthor; body: string; createdAt: Date; airtableRecordId?: string }>;
+  messages: ImportedThreadMessage[];
 }
 
 export interface StoredImport {
@@ -33,9 +48,9 @@ export interface StoredImport {
  * No job is enqueued, and the messages are not due for the Airtable sync: history must never
  * trigger an AI reply, a send or an Airtable write. `airtableRecordId` links a message imported
  * from an Airtable row to that row.
- * Carrier keywords in the history are honoured, erring towards silence: when the newest keyword
- * imported is an opt-out, the contact is opted out (unless already); when it is an opt-in, it
- * lifts only an opt-out recorded before it.
+ * Opt-outs and opt-ins in the history (`optChange`) are honoured, erring towards silence: when
+ * the newest one imported is an opt-out, the contact is opted out (unless already); when it is an
+ * opt-in, it lifts only an opt-out recorded before it.
  */
 export async function storeImportedThread(
   db: Db,
@@ -108,9 +123,8 @@ export async function storeImportedThread(
         .set({ lastMessageAt: sql`greatest(${conversations.lastMessageAt}, ${latest.toISOString()}::timestamptz)` })
         .where(eq(conversations.id, conversationId));
       const keywordMessages = newMessages
-        .filter((message) => message.direction === 'inbound')
-        .map((message) => ({ at: message.createdAt, keyword: keywordOf(message.body) }))
-        .filter((entry) => entry.keyword === 'opt-out' || entry.keyword === 'opt-in')
+        .filter((message) => message.direction === 'inbound' && message.optChange !== undefined)
+        .map((message) => ({ at: message.createdAt, keyword: message.optChange }))
         .sort((a, b) => a.at.getTime() - b.at.getTime());
       const newest = keywordMessages[keywordMessages.length - 1];
       if (newest?.keyword === 'opt-out') {

@@ -3,6 +3,7 @@ import { appendAuditEvent, type AuditEventInput } from '../audit-trail.js';
 import { queryRows, type Db } from '../connection.js';
 import { tenants } from '../schema.js';
 import { destroyScopeKeys, isScopeDestroyed } from './data-keys.js';
+import { findTenantBySlug } from './tenants.js';
 
 /**
  * Crypto-shredding a tenant (`ciphergate tenants delete SLUG --shred`), in two transactions:
@@ -37,7 +38,7 @@ export class UnknownTenantError extends Error {
 
 /** Both steps; safe to run again after an interruption at any point. */
 export async function shredTenant(db: Db, slug: string, actor: ShredActor): Promise<ShredResult> {
-  const [tenant] = await db.select({ id: tenants.id }).from(tenants).where(eq(tenants.slug, slug)).limit(1);
+  const tenant = await findTenantBySlug(db, slug);
   if (!tenant) throw new UnknownTenantError(slug);
   const destroyedVersions = await destroyTenantKeys(db, tenant.id, actor);
   const removedRows = await removeTenantRows(db, tenant.id, actor);

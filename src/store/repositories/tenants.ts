@@ -2,24 +2,16 @@ import { randomUUID } from 'node:crypto';
 import { asc, eq } from 'drizzle-orm';
 import { appendAuditEvent } from '../audit-trail.js';
 import type { TenantDocument } from '../../config/tenant-document.js';
+import { providersOf, type TenantSettings, type TenantSummary } from '../../domain/tenant.js';
 import { ScopeDestroyedError } from '../../seal/errors.js';
 import type { StoredKeyring } from '../../seal/keyring.js';
 import type { SealedFields } from '../../seal/sealed-fields.js';
 import type { Db } from '../connection.js';
 import { tenantsSealed } from '../sealed-tables.js';
-import { tenants, type TenantSettings } from '../schema.js';
+import { tenants } from '../schema.js';
 import { isScopeDestroyed } from './data-keys.js';
 
-export type ProviderName = 'twilio' | 'openai' | 'airtable' | 'podium';
-
-export interface TenantSummary {
-  id: string;
-  slug: string;
-  name: string;
-  providers: ProviderName[];
-  createdAt: Date;
-  updatedAt: Date;
-}
+export type { ProviderName, TenantSettings, TenantSummary } from '../../domain/tenant.js';
 
 /** Provider secrets, opened: exists only in memory, for the duration of a job or request. */
 export interface TenantSecrets {
@@ -76,8 +68,7 @@ export class TenantRepository {
   }
 
   async findBySlug(slug: string): Promise<TenantSummary | undefined> {
-    const [row] = await this.db.select(summaryColumns).from(tenants).where(eq(tenants.slug, slug)).limit(1);
-    return row ? toSummary(row) : undefined;
+    return findTenantBySlug(this.db, slug);
   }
 
   async list(): Promise<TenantSummary[]> {
@@ -88,6 +79,22 @@ export class TenantRepository {
   async settingsOf(tenantId: string): Promise<TenantSettings | undefined> {
     const [row] = await this.db.select({ settings: tenants.settings }).from(tenants).where(eq(tenants.id, tenantId)).limit(1);
     return row?.settings;
+  }
+
+  /** Id, slug and settings of the tenant with this slug (never secrets): what the relay opens a tenant from. */
+  async settingsBySlug(slug: string): Promise<{ id: string; slug: string; settings: TenantSettings } | undefined> {
+    const [row] = await this.db.select({ id: tenants.id, slug: tenants.slug, settings: tenants.settings }).from(tenants).where(eq(tenants.slug, slug)).limit(1);
+    return row;
+  }
+
+  async slugOf(tenantId: string): Promise<string | undefined> {
+    return slugOf(this.db, tenantId);
+  }
+
+  /** Every slug there is: one small query, read instead of one query per made-up slug. */
+  async allSlugs(): Promise<Set<string>> {
+    const rows = await this.db.select({ slug: tenants.slug }).from(tenants);
+    return new Set(rows.map((row) => row.slug));
   }
 
   /** Opens a tenant's provider secrets. Callers hold them only as long as one job or request. */
@@ -115,6 +122,18 @@ export async function listTenants(db: Db): Promise<TenantSummary[]> {
   return rows.map(toSummary);
 }
 
+/** The tenant with this slug, read without keys (nothing sealed), as `listTenants` shows it. */
+export async function findTenantBySlug(db: Db, slug: string): Promise<TenantSummary | undefined> {
+  const [row] = await db.select(summaryColumns).from(tenants).where(eq(tenants.slug, slug)).limit(1);
+  return row ? toSummary(row) : undefined;
+}
+
+/** The slug of a tenant id; undefined when no such tenant exists (also the answer to "does it exist"). */
+export async function slugOf(db: Db, tenantId: string): Promise<string | undefined> {
+  const [row] = await db.select({ slug: tenants.slug }).from(tenants).where(eq(tenants.id, tenantId)).limit(1);
+  return row?.slug;
+}
+
 const summaryColumns = {
   id: tenants.id,
   slug: tenants.slug,
@@ -126,10 +145,6 @@ const summaryColumns = {
 
 function toSummary(row: { id: string; slug: string; name: string; settings: TenantSettings; createdAt: Date; updatedAt: Date }): TenantSummary {
   return { id: row.id, slug: row.slug, name: row.name, providers: providersOf(row.settings), createdAt: row.createdAt, updatedAt: row.updatedAt };
-}
-
-function providersOf(settings: TenantSettings): ProviderName[] {
-  return (['twilio', 'openai', 'airtable', 'podium'] as const).filter((provider) => settings[provider] !== undefined);
 }
 
 function secretsOf(document: TenantDocument): Record<keyof TenantSecrets, string | null> {

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { and, eq, inArray, sql } from 'drizzle-orm';
+import type { Channel } from '../../domain/conversation.js';
 import type { SealedFields } from '../../seal/sealed-fields.js';
 import type { Db } from '../connection.js';
 import { contactsSealed } from '../sealed-tables.js';
@@ -9,8 +10,6 @@ import { contacts, conversations } from '../schema.js';
  * Finding or creating the contact and conversation a message belongs to, inside the caller's
  * transaction. Shared by live ingest (conversations.ts) and imports (imported-conversations.ts).
  */
-
-export type Channel = 'sms' | 'podium';
 
 /** The contact with this number, created when new. Concurrent first messages from one number meet on the unique index. */
 export async function contactFor(tx: Db, fields: SealedFields, tenantId: string, phone: string, name: string | null, now: Date): Promise<string> {

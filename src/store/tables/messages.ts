@@ -1,12 +1,12 @@
 import { sql } from 'drizzle-orm';
 import { index, integer, pgTable, text, timestamp, unique, uuid } from 'drizzle-orm/pg-core';
+import { MESSAGE_AUTHORS } from '../../domain/conversation.js';
 import { sealedColumn } from '../column-types.js';
 import { contacts } from './contacts.js';
 import { conversations } from './conversations.js';
 import { tenants } from './tenants.js';
 
-export const MESSAGE_AUTHORS = ['contact', 'ai', 'staff', 'api'] as const;
-export type MessageAuthor = (typeof MESSAGE_AUTHORS)[number];
+export { MESSAGE_AUTHORS, type MessageAuthor } from '../../domain/conversation.js';
 
 /**
  * One SMS or chat message; the body is sealed before the first write.

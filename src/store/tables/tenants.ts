@@ -1,14 +1,8 @@
 import { jsonb, pgTable, text, timestamp, uuid } from 'drizzle-orm/pg-core';
+import type { TenantSettings } from '../../domain/tenant.js';
 import { sealedColumn } from '../column-types.js';
 
-/** Non-secret provider settings from tenant.json; the secrets live in the sealed columns. */
-export interface TenantSettings {
-  twilio?: { accountSid: string; fromNumber: string };
-  openai?: { model: string; systemPrompt?: string };
-  airtable?: { baseId: string; table: string; fields: Record<string, 'plain' | 'masked' | 'sealed' | 'omitted'>; webhookId?: string };
-  podium?: { locationUid: string };
-  allowIps: { twilio: string[]; airtable: string[]; podium: string[] };
-}
+export type { TenantSettings } from '../../domain/tenant.js';
 
 /**
  * A client of the agency. Provider secrets are sealed under the tenant's own data key, so

@@ -4,7 +4,7 @@ import { after, before, test } from 'node:test';
 import { sql } from 'drizzle-orm';
 import { createAirtableRecordsClient } from '../../../src/providers/airtable/records-client.js';
 import { importAirtable, AirtableImportStopped, type AirtableImportOptions, type AirtableImportReport } from '../../../src/relay/import/airtable-import.js';
-import { ImportRuns } from '../../../src/relay/import/import-runs.js';
+import { ImportRuns } from '../../../src/store/repositories/import-runs.js';
 import { airtableDedupeKey } from '../../../src/relay/import/store-imported.js';
 import type { TenantContext } from '../../../src/relay/tenant-directory.js';
 import { queryRows } from '../../../src/store/connection.js';

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { and, desc, eq, sql } from 'drizzle-orm';
-import type { Db } from '../../store/connection.js';
-import { importRuns } from '../../store/schema.js';
+import type { Db } from '../connection.js';
+import { importRuns } from '../schema.js';
 
 /**
  * The `import_runs` table: one row per `ciphergate import` run, written after every page (Airtable)
