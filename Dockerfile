@@ -6,8 +6,8 @@
 #   docker build -t ciphergate .
 #   docker run --read-only --tmpfs /tmp -v ciphergate-data:/var/lib/ciphergate -p 8080:8080 ciphergate
 
-ARG NODE_IMAGE=node:20.20-bookworm
-ARG NODE_RUNTIME_IMAGE=node:20.20-bookworm-slim
+ARG NODE_IMAGE=node:24-bookworm
+ARG NODE_RUNTIME_IMAGE=node:24-bookworm-slim
 
 # 1. Build: every dependency (TypeScript included), then dist/.
 FROM ${NODE_IMAGE} AS build

@@ -1,5 +1,12 @@
 #!/usr/bin/env node
 // The compiled CLI; `npm ci` builds dist/ through the `prepare` script.
+import { unsupportedNodeMessage } from './supported-node.js';
+
+const unsupported = unsupportedNodeMessage(process.version);
+if (unsupported) {
+  process.stderr.write(`${unsupported}\n`);
+  process.exit(1);
+}
 try {
   await import('../dist/cli/main.js');
 } catch (error) {

@@ -6,8 +6,10 @@ import { REPO_ROOT } from '../helpers/cli.js';
 
 // A suite whose service is missing skips with a reason on a laptop, and fails under CI=true:
 // otherwise a CI machine without PostgreSQL would pass while testing half of the code.
+// The TAP reporter is asked for by name: Node 24's default reporter is `spec` even on a pipe,
+// and TAP is the one whose SKIP directive and counts are a stable format to assert on.
 function runFixture(env: Record<string, string>) {
-  return spawnSync(process.execPath, ['--import', 'tsx', '--test', join(REPO_ROOT, 'test/fixtures/needs-postgres.fixture.ts')], {
+  return spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-reporter=tap', join(REPO_ROOT, 'test/fixtures/needs-postgres.fixture.ts')], {
     cwd: REPO_ROOT,
     env: { PATH: process.env.PATH ?? '', CIPHERGATE_TEST_DATABASE_URL: 'postgres://postgres@127.0.0.1:1/postgres', ...env },
     encoding: 'utf8',
