@@ -10,6 +10,7 @@ import { registerUsers } from './commands/users.js';
 import { registerJobs } from './commands/jobs.js';
 import { registerImport } from './commands/import.js';
 import { registerWorker } from './commands/worker.js';
+import { registerStatus } from './commands/status.js';
 import { CIPHERGATE_VERSION } from '../runtime/version.js';
 import { CliError, EXIT } from './errors.js';
 import { refuseMissingSubcommand, usageErrorLine } from './usage-errors.js';
@@ -35,6 +36,7 @@ export function buildProgram(io: CliIo): Command {
   registerJobs(program, io);
   registerWorker(program, io);
   registerImport(program, io);
+  registerStatus(program, io);
   // Every subcommand reports usage errors instead of exiting the process itself, so the one
   // place below decides the exit code.
   const exitOverride = (command: Command) => {
