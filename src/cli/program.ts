@@ -52,7 +52,7 @@ export function buildProgram(io: CliIo): Command {
 export async function runCli(argv: string[], io: CliIo): Promise<number> {
   const program = buildProgram(io);
   if (argv.length === 0) {
-    io.stderr.write('ciphergate: no command given; `ciphergate --help` lists them\n');
+    io.stderr.write('ciphergate: no command given (ciphergate --help lists them)\n');
     return EXIT.usage;
   }
   try {

@@ -30,7 +30,7 @@ async function run(argv: string[]): Promise<{ code: number; stdout: string; stde
 }
 
 const MISUSES: Array<{ kind: string; argv: string[]; line: string }> = [
-  { kind: 'no command', argv: [], line: 'ciphergate: no command given; `ciphergate --help` lists them' },
+  { kind: 'no command', argv: [], line: 'ciphergate: no command given (ciphergate --help lists them)' },
   { kind: 'unknown command', argv: ['launch'], line: "ciphergate: unknown command 'launch'" },
   { kind: 'unknown command with a suggestion', argv: ['user'], line: "ciphergate: unknown command 'user' (Did you mean users?)" },
   { kind: 'unknown option', argv: ['jobs', 'list', '--bogus'], line: "ciphergate: unknown option '--bogus'" },
