@@ -4,10 +4,10 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { signTwilioRequest } from '../fakes/twilio.js';
 import { startChildServe, type ChildServe } from '../helpers/child-serve.js';
 import { assertOneLine, runCliProcess, stopChildren, type CliResult } from '../helpers/cli.js';
 import { PUBLIC_URL, randomPhone, TENANT_FROM_NUMBER } from '../helpers/relay.js';
+import { deliverTwilioSms } from '../helpers/twilio-delivery.js';
 
 /**
  * Issue 15 item 2: every operator command works while `ciphergate serve` holds the embedded
@@ -26,16 +26,7 @@ const tenantJson = (name: string) =>
   JSON.stringify({ name, twilio: { accountSid: ACCOUNT_SID, authToken: AUTH_TOKEN, fromNumber: TENANT_FROM_NUMBER }, allowIps: { twilio: [], airtable: [], podium: [] } });
 
 async function deliverSms(server: ChildServe, from: string, body: string): Promise<number> {
-  const sid = `SM${randomBytes(16).toString('hex')}`;
-  const params = { MessageSid: sid, SmsSid: sid, AccountSid: ACCOUNT_SID, From: from, To: TENANT_FROM_NUMBER, Body: body, NumMedia: '0' };
-  const path = `/webhooks/twilio/${SLUG}/sms`;
-  const response = await fetch(`${server.url}${path}`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-twilio-signature': signTwilioRequest(AUTH_TOKEN, `${PUBLIC_URL}${path}`, params) },
-    body: new URLSearchParams(params).toString(),
-  });
-  await response.arrayBuffer();
-  return response.status;
+  return (await deliverTwilioSms(server.url, { slug: SLUG, accountSid: ACCOUNT_SID, authToken: AUTH_TOKEN }, from, body)).status;
 }
 
 async function bodiesOf(server: ChildServe, apiKey: string, phone: string): Promise<string[]> {
