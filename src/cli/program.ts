@@ -10,16 +10,21 @@ import { registerUsers } from './commands/users.js';
 import { registerJobs } from './commands/jobs.js';
 import { registerImport } from './commands/import.js';
 import { registerWorker } from './commands/worker.js';
+import { registerStatus } from './commands/status.js';
+import { CIPHERGATE_VERSION } from '../runtime/version.js';
 import { CliError, EXIT } from './errors.js';
+import { refuseMissingSubcommand, usageErrorLine } from './usage-errors.js';
 import type { CliIo } from './runtime.js';
 
 export function buildProgram(io: CliIo): Command {
   const program = new Command('ciphergate')
     .description('Ciphergate: a security gateway for conversation data')
-    .showHelpAfterError('(run with --help for usage)')
+    .version(`ciphergate ${CIPHERGATE_VERSION}`, '-V, --version', 'print the version')
     .configureOutput({
       writeOut: (text) => io.stdout.write(text),
       writeErr: (text) => io.stderr.write(text),
+      // Commander's own usage errors in the one documented form (see usage-errors.ts).
+      outputError: (text, write) => write(usageErrorLine(text)),
     });
   registerServe(program, io);
   registerMigrate(program, io);
@@ -31,10 +36,12 @@ export function buildProgram(io: CliIo): Command {
   registerJobs(program, io);
   registerWorker(program, io);
   registerImport(program, io);
+  registerStatus(program, io);
   // Every subcommand reports usage errors instead of exiting the process itself, so the one
   // place below decides the exit code.
   const exitOverride = (command: Command) => {
     command.exitOverride();
+    if (command !== program && command.commands.length > 0) refuseMissingSubcommand(command);
     command.commands.forEach(exitOverride);
   };
   exitOverride(program);
@@ -45,7 +52,7 @@ export function buildProgram(io: CliIo): Command {
 export async function runCli(argv: string[], io: CliIo): Promise<number> {
   const program = buildProgram(io);
   if (argv.length === 0) {
-    program.outputHelp({ error: true });
+    io.stderr.write('ciphergate: no command given (ciphergate --help lists them)\n');
     return EXIT.usage;
   }
   try {

@@ -12,6 +12,8 @@ export interface CliIo {
   stdout: NodeJS.WritableStream;
   stderr: NodeJS.WritableStream;
   stdin: NodeJS.ReadableStream;
+  /** Set when a running server runs this command for a CLI (admin socket): its runtime is used, never closed. */
+  hosted?: { runtime: SealingRuntime; listeningUrl: string };
 }
 
 export function processIo(): CliIo {
@@ -34,6 +36,7 @@ export interface SealingRuntime extends Runtime {
  * One-shot commands log to stderr (their stdout is their answer); `serve` logs to stdout.
  */
 export async function openRuntime(io: CliIo, options: { logTo: 'stdout' | 'stderr'; defaultLogLevel?: Config['logLevel'] }): Promise<Runtime> {
+  if (io.hosted) return { ...io.hosted.runtime, close: async () => undefined };
   const config = loadConfig(io.env, io.cwd);
   const level = io.env.CIPHERGATE_LOG_LEVEL ? config.logLevel : (options.defaultLogLevel ?? config.logLevel);
   const logger = createLogger({ level, destination: logDestination(io, options.logTo) });
@@ -71,6 +74,7 @@ function logDestination(io: CliIo, to: 'stdout' | 'stderr'): DestinationStream {
 
 /** A runtime whose keys are open too: every command that seals or opens data starts here. */
 export async function openSealingRuntime(io: CliIo, options: Parameters<typeof openRuntime>[1]): Promise<SealingRuntime> {
+  if (io.hosted) return { ...io.hosted.runtime, close: async () => undefined };
   const runtime = await openRuntime(io, options);
   let sealing: Sealing;
   try {

@@ -4,11 +4,11 @@ import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { signTwilioRequest } from '../fakes/twilio.js';
 import { assertNoLeaks, canary, findLeakingLines, needlesFor, phoneNeedles, scanTree, type Needle } from '../helpers/canaries.js';
 import { startChildServe, type ChildServe } from '../helpers/child-serve.js';
 import { assertOneLine, runCliProcess, stopChildren } from '../helpers/cli.js';
 import { PUBLIC_URL, randomPhone, TENANT_FROM_NUMBER } from '../helpers/relay.js';
+import { deliverTwilioSms } from '../helpers/twilio-delivery.js';
 
 /**
  * Issue 7, backups of the embedded default (PGlite), the way docs/operations.md describes
@@ -29,15 +29,8 @@ function serve(cwd: string, dataDir: string): Promise<ChildServe> {
 }
 
 async function sendSms(server: ChildServe, from: string, body: string): Promise<void> {
-  const sid = `SM${randomBytes(16).toString('hex')}`;
-  const params = { MessageSid: sid, SmsSid: sid, AccountSid: ACCOUNT_SID, From: from, To: TENANT_FROM_NUMBER, Body: body, NumMedia: '0' };
-  const path = `/webhooks/twilio/${SLUG}/sms`;
-  const response = await fetch(`${server.url}${path}`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-twilio-signature': signTwilioRequest(AUTH_TOKEN, `${PUBLIC_URL}${path}`, params) },
-    body: new URLSearchParams(params).toString(),
-  });
-  assert.equal(response.status, 200, await response.text());
+  const delivered = await deliverTwilioSms(server.url, { slug: SLUG, accountSid: ACCOUNT_SID, authToken: AUTH_TOKEN }, from, body);
+  assert.equal(delivered.status, 200, delivered.text);
 }
 
 /** Every message of `phone`'s conversations through the API, as `id|direction|body`, sorted. */

@@ -16,6 +16,7 @@ import type { Logger } from '../../log/logger.js';
 import type { MetricsExposition } from '../../metrics/exposition.js';
 import { MetricsListenError, startMetricsListener, type MetricsListener } from '../../metrics/listener.js';
 import { CliError } from '../errors.js';
+import { startCommandHost } from '../command-host.js';
 import { openSealingRuntime, type CliIo, type SealingRuntime } from '../runtime.js';
 
 /** Longer than any sane request; a drain that takes more is stuck, and exiting beats hanging. */
@@ -196,6 +197,8 @@ export async function startServer(runtime: SealingRuntime, options: { workers?: 
     details: { database: database.kind, pid: process.pid },
   });
   logger.info({ host: config.host, port, publicUrl: config.publicUrl }, 'ciphergate listening');
+  // The embedded database is this process's alone: operator commands reach it through the admin socket.
+  const commandHost = database.kind === 'pglite' && !config.dataDir.startsWith('memory://') ? await startCommandHost(runtime, { url: `http://${config.host}:${port}` }) : undefined;
   return {
     app,
     identity,
@@ -203,6 +206,7 @@ export async function startServer(runtime: SealingRuntime, options: { workers?: 
     worker,
     metricsListener,
     async stopBackground() {
+      await commandHost?.close();
       clearInterval(refresher);
       signupSweep.stop();
       await metricsListener?.close();
