@@ -1,0 +1,11 @@
+import { buildApp } from '/work/wt-api/src/http/app.js';
+import { captureLogs } from '/work/wt-api/test/helpers/log-capture.js';
+const config = { publicUrl: 'https://gate.example.test', trustProxy: [], bodyLimitBytes: 1048576 };
+const app = await buildApp({ config, logger: captureLogs().logger });
+const r = await app.inject({ url: '/docs/json' });
+console.log(r.statusCode, r.body.slice(0, 3000));
+const h = await app.inject({ url: '/docs' });
+console.log(h.statusCode, h.headers['content-security-policy'], h.body.slice(0, 300));
+const s = await app.inject({ url: '/docs/static/swagger-ui-bundle.js' });
+console.log(s.statusCode, s.headers['content-type'], s.headers['content-security-policy']);
+await app.close();
