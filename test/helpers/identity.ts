@@ -169,7 +169,7 @@ export async function openIdentityHarness(
     observeResponse: documented.observe,
     identity,
     relay,
-    audit: new AuditLog(db),
+    audit: new AuditLog(db, sealing.fields),
     ...(options.redis ? { redis: options.redis } : {}),
     ...(extension ? { routes: extension.routes ?? [], readinessChecks: extension.readinessChecks ?? [], metricsRegistries: extension.metricsRegistries ?? [] } : {}),
   });
