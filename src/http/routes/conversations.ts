@@ -4,7 +4,7 @@ import type { FastifyInstance } from 'fastify';
 import type { ConversationSummary } from '../../domain/conversation.js';
 import type { Relay } from '../../relay/relay.js';
 import { callerOf } from '../caller.js';
-import { ProblemSchema } from '../schemas/problem.js';
+import { problemResponse } from '../openapi.js';
 
 const ChannelSchema = Type.Union([Type.Literal('sms'), Type.Literal('podium')]);
 const ConversationSchema = Type.Object({
@@ -56,7 +56,7 @@ const MessagesQuery = Type.Object(
   },
   { additionalProperties: false },
 );
-const problems = { 400: ProblemSchema, 401: ProblemSchema, 403: ProblemSchema, 404: ProblemSchema };
+const problems = { 400: problemResponse(['validation-failed']), 404: problemResponse(['not-found']) };
 const tags = ['conversations'];
 
 /**

@@ -6,6 +6,16 @@ import type { Db } from '../connection.js';
 import { contactsSealed } from '../sealed-tables.js';
 import { contacts, conversations } from '../schema.js';
 
+/** A conversation as ConversationSummary shows it: nothing sealed. */
+export const conversationSummaryColumns = {
+  id: conversations.id,
+  tenantId: conversations.tenantId,
+  channel: conversations.channel,
+  contactId: conversations.contactId,
+  createdAt: conversations.createdAt,
+  lastMessageAt: conversations.lastMessageAt,
+};
+
 /**
  * A tenant's conversations, latest activity first, for a list: no row is opened for the filters
  * (they are plain columns, and a phone number goes through its blind index), and the one sealed
@@ -35,12 +45,7 @@ export async function listConversations(
   }
   const rows = await db
     .select({
-      id: conversations.id,
-      tenantId: conversations.tenantId,
-      channel: conversations.channel,
-      contactId: conversations.contactId,
-      createdAt: conversations.createdAt,
-      lastMessageAt: conversations.lastMessageAt,
+      ...conversationSummaryColumns,
       aiPaused: contacts.aiPaused,
       optedOutAt: contacts.optedOutAt,
       phone: contacts.phone,

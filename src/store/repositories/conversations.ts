@@ -8,7 +8,7 @@ import type { Db } from '../connection.js';
 import { enqueueJobs, type JobSpec } from '../job-queue.js';
 import { contactsSealed, messagesSealed } from '../sealed-tables.js';
 import { contacts, conversations, messages } from '../schema.js';
-import { listConversations } from './conversation-list.js';
+import { conversationSummaryColumns, listConversations } from './conversation-list.js';
 import { storeImportedThread, type ImportedThread, type StoredImport } from './imported-conversations.js';
 import { contactFor, conversationFor } from './threads.js';
 
@@ -75,16 +75,6 @@ export interface MessageForJob {
   contactAiPaused: boolean;
   contactOptedOut: boolean;
 }
-
-/** A conversation as ConversationSummary shows it: nothing sealed. */
-const conversationSummaryColumns = {
-  id: conversations.id,
-  tenantId: conversations.tenantId,
-  channel: conversations.channel,
-  contactId: conversations.contactId,
-  createdAt: conversations.createdAt,
-  lastMessageAt: conversations.lastMessageAt,
-};
 
 /** A message with its conversation's channel: what every job reads before opening anything. */
 const messageJobColumns = {
