@@ -38,6 +38,8 @@ export const AUDIT_ACTIONS = {
   'access.denied': "a signed-in caller lacked a route's permission or another tenant's data",
   // Reads of sealed data and what goes out.
   'conversation.lookup': "a contact's conversations looked up by phone",
+  'conversation.list': "a page of a tenant's conversations listed (masked numbers, no bodies)",
+  'audit.read': 'a person read a page of the audit trail (the emails it names are opened)',
   'conversation.read': "a conversation's messages opened",
   'message.send': 'a message accepted for sending through the API',
   'webhook.rejected': 'provider webhooks that could not be verified, one entry per provider, tenant, reason and minute with a count',

@@ -29,3 +29,35 @@ export interface OpenedMessage {
   status: string;
   createdAt: Date;
 }
+
+/** A conversation's contact with the number and name opened: like OpenedMessage, only for one authorized, audited read. */
+export interface OpenedContact {
+  id: string;
+  /** As received: E.164 for a number that parses, else the sender as the provider gave it. */
+  phone: string;
+  name: string | null;
+}
+
+/** A conversation as a list shows it: the summary, the contact's flags, and its number masked (src/domain/contact-mask.ts). */
+export interface ConversationListItem extends ConversationSummary {
+  contactMasked: string;
+  aiPaused: boolean;
+  optedOut: boolean;
+}
+
+/** What a list of a tenant's conversations may be narrowed to; every filter is optional. */
+export interface ConversationFilter {
+  channel?: Channel;
+  /** Last activity at or after this instant. */
+  since?: Date;
+  /** Last activity before this instant. */
+  until?: Date;
+  aiPaused?: boolean;
+  optedOut?: boolean;
+}
+
+/** A position in a list ordered by last activity, newest first: the last item of the page before. */
+export interface ConversationListPosition {
+  lastMessageAt: Date;
+  id: string;
+}

@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import helmet from 'helmet';
-import swagger from '@fastify/swagger';
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Registry } from 'prom-client';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { Config } from '../config/load.js';
@@ -12,12 +11,14 @@ import type { Relay } from '../relay/relay.js';
 import { installErrorHandling, respondToError } from './error-handler.js';
 import { installGuard } from './guard.js';
 import { installJsonBodyParser } from './json-body.js';
+import { installOpenApi } from './openapi.js';
 import { requestValidatorFactory } from './request-validation.js';
 import { installStrictFormats } from './schemas/formats.js';
 import { installTextInputGuard } from './text-input.js';
 import { registerApiRateLimit, type SharedLimitBackend } from './rate-limit.js';
 import { assertRouteDeclaresAccess, type RouteAccess } from './route-access.js';
 import type { ReadinessCheck } from './routes/health.js';
+import { grantDocsAccess } from './routes/docs.js';
 import { registerRoutes } from './routes/index.js';
 import { MetricsExposition } from '../metrics/exposition.js';
 import { installHttpMetrics, type HttpMetrics } from '../metrics/http-metrics.js';
@@ -63,6 +64,11 @@ export interface AppDependencies {
   routes?: Array<(app: App) => Promise<void> | void>;
   /** Registries of other parts (the relay's) that `/metrics` serves beside the app's own. */
   metricsRegistries?: Registry[];
+  /**
+   * Sees every answer a route gave (tests: test/helpers/documented-statuses.ts fails a suite whose
+   * requests got a status the OpenAPI document does not list for that route).
+   */
+  observeResponse?: (request: FastifyRequest, reply: FastifyReply) => void;
 }
 
 /**
@@ -142,6 +148,7 @@ export async function buildApp(dependencies: AppDependencies): Promise<App> {
   const routeCatalogue: RouteCatalogueEntry[] = [];
   app.decorate('routeCatalogue', routeCatalogue);
   app.addHook('onRoute', (route) => {
+    grantDocsAccess(route);
     assertRouteDeclaresAccess(route);
     const access = route.config!.access!;
     if ('permission' in access && !Object.hasOwn(PERMISSIONS, access.permission)) {
@@ -163,6 +170,7 @@ export async function buildApp(dependencies: AppDependencies): Promise<App> {
   });
   app.addHook('onResponse', (request, reply, done) => {
     request.log.info({ req: request, res: reply, responseTime: reply.elapsedTime }, 'request completed');
+    dependencies.observeResponse?.(request, reply);
     done();
   });
   installErrorHandling(app);
@@ -171,17 +179,7 @@ export async function buildApp(dependencies: AppDependencies): Promise<App> {
   app.addHook('onRequest', (request, reply, done) => {
     applySecurityHeaders(request.raw, reply.raw, (error?: unknown) => done(error as Error | undefined));
   });
-  await app.register(swagger, {
-    openapi: {
-      openapi: '3.1.0',
-      info: {
-        title: 'Ciphergate',
-        version: '0.1.0',
-        description: 'Security gateway for conversation data. Errors are application/problem+json (RFC 9457).',
-      },
-      servers: [{ url: config.publicUrl }],
-    },
-  });
+  await installOpenApi(app, { publicUrl: config.publicUrl });
 
   const rateLimit =
     config.apiRateLimitPerMinute === undefined

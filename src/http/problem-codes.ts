@@ -44,6 +44,7 @@ const RELAY_PROBLEMS = {
   'provider-not-configured': { status: 409, title: 'Provider not configured' },
   'invalid-phone': { status: 400, title: 'Invalid request', type: 'validation-failed' },
   'invalid-cursor': { status: 400, title: 'Invalid request', type: 'validation-failed' },
+  'invalid-range': { status: 400, title: 'Invalid request', type: 'validation-failed' },
   'idempotency-key-reused': { status: 422, title: 'Idempotency key reused' },
 } as const satisfies Record<RelayErrorCode, ProblemSpec>;
 

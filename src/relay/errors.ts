@@ -15,8 +15,10 @@ export const RELAY_ERROR_CODES = [
   'provider-not-configured',
   /** An input (`field`) that is no phone number. */
   'invalid-phone',
-  /** A paging cursor (`field`) this API never gave out. */
+  /** A paging cursor (`field`) this API never gave out, or gave out for another tenant or other filters. */
   'invalid-cursor',
+  /** A range whose start (`field`) is not before its end. */
+  'invalid-range',
   /** An idempotency key already used for a different message. */
   'idempotency-key-reused',
 ] as const;

@@ -1,38 +1,23 @@
-import type { ConversationSummary, OpenedMessage } from '../domain/conversation.js';
+import type { ConversationSummary, OpenedContact, OpenedMessage } from '../domain/conversation.js';
 import { isUuid } from '../domain/ids.js';
 import { isStorableInstant } from '../domain/instant.js';
-import { e164OrUndefined } from '../domain/normalise.js';
 import type { Db } from '../store/connection.js';
 import type { ConversationRepository } from '../store/repositories/conversations.js';
-import { auditDenied, auditDone, tenantFor, type Caller } from './caller.js';
+import { auditDenied, auditDone, type Caller } from './caller.js';
 import { RelayError } from './errors.js';
 import type { TenantDirectory } from './tenant-directory.js';
 
 /**
- * Reading conversations. A lookup by phone goes through the contact's blind index (no row is
- * opened to find it); reading messages opens sealed bodies, so every read is an audit event
- * naming who read which conversation, written before anything is returned: a read that cannot
- * be recorded is not served. Another tenant's conversation reads as absent.
+ * Reading a conversation: its messages' sealed bodies and its contact's sealed number and name
+ * are opened, so every read is one audit event naming who read which conversation of which
+ * tenant, written before anything is returned: a read that cannot be recorded is not served.
+ * Another tenant's conversation reads as absent. Lists (list-conversations.ts) open nothing they show.
  */
 
 export interface ConversationReadContext {
   db: Db;
   tenants: TenantDirectory;
   conversations: ConversationRepository;
-}
-
-/** The conversations of the contact with this phone number. */
-export async function findConversations(
-  context: ConversationReadContext,
-  caller: Caller,
-  request: { tenant: string; phone: string },
-): Promise<{ tenantSlug: string; conversations: ConversationSummary[] }> {
-  const tenant = await tenantFor(context.db, caller, await context.tenants.bySlug(request.tenant), otherTenant);
-  const phone = e164OrUndefined(request.phone);
-  if (phone === undefined) throw new RelayError('invalid-phone', 'not a valid phone number', 'phone');
-  const found = await context.conversations.findByPhone(tenant.id, phone);
-  await auditDone(context.db, caller, { action: 'conversation.lookup', tenantId: tenant.id, details: { found: found.length } });
-  return { tenantSlug: tenant.slug, conversations: found };
 }
 
 /**
@@ -43,7 +28,7 @@ export async function readConversation(
   context: ConversationReadContext,
   caller: Caller,
   request: { id: string; limit: number; before?: string | undefined },
-): Promise<{ conversation: ConversationSummary; tenantSlug: string; messages: OpenedMessage[]; nextCursor: string | null }> {
+): Promise<{ conversation: ConversationSummary; tenantSlug: string; contact: OpenedContact; messages: OpenedMessage[]; nextCursor: string | null }> {
   const conversation = await context.conversations.findConversation(request.id);
   if (!conversation || !caller.mayAccessTenant(conversation.tenantId)) {
     if (conversation) {
@@ -53,20 +38,18 @@ export async function readConversation(
   }
   const before = request.before === undefined ? undefined : parseCursor(request.before);
   const page = await context.conversations.messagesPage({ id: conversation.id, tenantId: conversation.tenantId }, { limit: request.limit, ...(before ? { before } : {}) });
-  await auditDone(context.db, caller, { action: 'conversation.read', target: { type: 'conversation', id: conversation.id }, tenantId: conversation.tenantId, details: { messages: page.length } });
+  const contact = await context.conversations.openContact({ id: conversation.contactId, tenantId: conversation.tenantId });
+  // The one entry covers everything this read opened: the bodies and the contact alike.
+  await auditDone(context.db, caller, { action: 'conversation.read', target: { type: 'conversation', id: conversation.id }, tenantId: conversation.tenantId, details: { messages: page.length, contact: true } });
   const oldest = page[0];
   const tenant = await context.tenants.byId(conversation.tenantId);
   return {
     conversation,
     tenantSlug: tenant?.slug ?? '',
+    contact: { id: conversation.contactId, ...contact },
     messages: page,
     nextCursor: page.length === request.limit && oldest ? formatCursor(oldest.createdAt, oldest.id) : null,
   };
-}
-
-/** A confined caller's probe of another tenant, as `access.denied` records it. */
-function otherTenant(tenant: { id: string }) {
-  return { target: { type: 'tenant', id: tenant.id }, details: { reason: 'other-tenant', deniedTenant: tenant.id } };
 }
 
 function formatCursor(createdAt: Date, id: string): string {

@@ -27,7 +27,8 @@ import type { InboundRelay } from './inbound/context.js';
 import { InboundGate } from './inbound/gate.js';
 import { JobWorker, type JobHandler } from './job-worker.js';
 import { aiReplyJob, airtableWebhookJob, syncJobs } from './jobs.js';
-import { findConversations, readConversation } from './read-conversations.js';
+import { listConversations, type ListConversationsRequest } from './list-conversations.js';
+import { readConversation } from './read-conversations.js';
 import { sendMessage, type SendMessageRequest, type SentMessage } from './send-message.js';
 import { listTenantsFor, showTenant } from './tenant-catalogue.js';
 import { TenantDirectory, type TenantContext } from './tenant-directory.js';
@@ -140,9 +141,9 @@ export class Relay implements InboundRelay {
     return sendMessage(this.useCaseContext(), caller, request);
   }
 
-  /** A contact's conversations, found by phone number (src/relay/read-conversations.ts). */
-  findConversations(caller: Caller, request: { tenant: string; phone: string }): ReturnType<typeof findConversations> {
-    return findConversations(this.useCaseContext(), caller, request);
+  /** A page of a tenant's conversations, filtered, or a contact's found by number (src/relay/list-conversations.ts). */
+  listConversations(caller: Caller, request: ListConversationsRequest): ReturnType<typeof listConversations> {
+    return listConversations({ ...this.useCaseContext(), fields: this.options.fields }, caller, request);
   }
 
   /** A page of a conversation's messages, opened and audited (src/relay/read-conversations.ts). */

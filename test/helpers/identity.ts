@@ -5,6 +5,7 @@ import { sql } from 'drizzle-orm';
 import { AuditLog } from '../../src/audit/audit-log.js';
 import { loadConfig, type Config } from '../../src/config/load.js';
 import { buildApp, type App, type AppDependencies } from '../../src/http/app.js';
+import { DocumentedStatuses } from './documented-statuses.js';
 import type { Logger } from '../../src/log/logger.js';
 import { Accounts } from '../../src/identity/accounts/accounts.js';
 import { openIdentity, type Identity } from '../../src/identity/identity.js';
@@ -161,12 +162,14 @@ export async function openIdentityHarness(
     ...options.relay,
   });
   const extension = options.extend?.({ db, sealing, identity, relay, config, logger: logs.logger });
+  const documented = new DocumentedStatuses();
   const app = await buildApp({
     config,
     logger: logs.logger,
+    observeResponse: documented.observe,
     identity,
     relay,
-    audit: new AuditLog(db),
+    audit: new AuditLog(db, sealing.fields),
     ...(options.redis ? { redis: options.redis } : {}),
     ...(extension ? { routes: extension.routes ?? [], readinessChecks: extension.readinessChecks ?? [], metricsRegistries: extension.metricsRegistries ?? [] } : {}),
   });
@@ -256,6 +259,8 @@ export async function openIdentityHarness(
       await identity.close();
       await sealing.provider.close();
       await test.cleanup();
+      // Last, so a failure here never leaves the database or the keys open.
+      documented.assertAllDocumented();
     },
   };
   return harness;

@@ -177,9 +177,9 @@ describe('the app shell', () => {
     await tlsApp.close();
   });
 
-  test('/docs serves the OpenAPI document with the declared routes and schemas', async () => {
+  test('/docs/json serves the OpenAPI document with the declared routes and schemas', async () => {
     const { app } = await appWithLogs();
-    const response = await app.inject({ url: '/docs' });
+    const response = await app.inject({ url: '/docs/json' });
     assert.equal(response.statusCode, 200);
     const document = response.json();
     assert.equal(document.openapi, '3.1.0');

@@ -145,7 +145,8 @@ export async function startServer(runtime: SealingRuntime, options: { workers?: 
     ...(mailer ? { mailer } : {}),
   });
   const relay = openRelay(runtime);
-  const audit = new AuditLog(database.db);
+  // With the sealed fields: a person reading the trail over HTTP sees the users' emails.
+  const audit = new AuditLog(database.db, sealing.fields);
   const app = await buildApp({
     config,
     logger,

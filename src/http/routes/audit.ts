@@ -2,7 +2,8 @@ import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import { AUDIT_ACTION_NAMES, type AuditAction } from '../../domain/audit-actions.js';
 import type { AuditLog } from '../../audit/audit-log.js';
-import { ProblemSchema } from '../schemas/problem.js';
+import { TENANT_SLUG_PATTERN } from '../../domain/ids.js';
+import { callerOf } from '../caller.js';
 
 const Query = Type.Object(
   {
@@ -12,7 +13,7 @@ const Query = Type.Object(
     // Exactly the actions the code writes (src/domain/audit-actions.ts), so every one can be filtered
     // for and a typo is a 400 instead of an empty page.
     action: Type.Optional(Type.Unsafe<AuditAction>({ type: 'string', enum: AUDIT_ACTION_NAMES, description: 'one of the audit actions (docs/audit.md)' })),
-    tenant: Type.Optional(Type.String({ format: 'uuid' })),
+    tenant: Type.Optional(Type.String({ pattern: TENANT_SLUG_PATTERN.source, description: 'tenant slug' })),
     actor: Type.Optional(Type.String({ maxLength: 64 })),
     limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500, default: 100 })),
   },
@@ -28,13 +29,20 @@ const EntrySchema = Type.Object({
   targetType: Type.Union([Type.String(), Type.Null()]),
   targetId: Type.Union([Type.String(), Type.Null()]),
   tenantId: Type.Union([Type.String(), Type.Null()]),
+  tenant: Type.Union([Type.String(), Type.Null()], { description: "the entry's tenant by slug" }),
+  actorEmail: Type.Union([Type.String(), Type.Null()], { description: "the acting user's email, opened; null for a machine or the system" }),
+  target: Type.Union([Type.String(), Type.Null()], { description: "the target as a person names it: a user's email, a tenant's slug, a conversation's id" }),
   sourceIp: Type.Union([Type.String(), Type.Null()]),
   outcome: Type.String(),
   details: Type.Record(Type.String(), Type.Union([Type.String(), Type.Number(), Type.Boolean(), Type.Null()])),
   hash: Type.String(),
 });
 
-/** `GET /api/v1/audit`: the trail in chain order, paged by `seq`. It holds ids only, so reading it opens nothing sealed. */
+/**
+ * `GET /api/v1/audit`: the trail in chain order, paged by `seq`, readable (src/audit/audit-log.ts):
+ * the users' emails and the tenants' slugs beside their ids. The emails are opened, so a person's
+ * read of a page is itself audited (`audit.read`).
+ */
 export function auditRoutes(audit: AuditLog) {
   return async function register(app: FastifyInstance): Promise<void> {
     app.get<{ Querystring: Static<typeof Query> }>(
@@ -45,18 +53,22 @@ export function auditRoutes(audit: AuditLog) {
           tags: ['audit'],
           summary: 'Audit entries in chain order; page with `after` = the last `seq` seen',
           querystring: Query,
-          response: { 200: Type.Object({ entries: Type.Array(EntrySchema), next: Type.Union([Type.Integer(), Type.Null()]) }), 400: ProblemSchema, 401: ProblemSchema, 403: ProblemSchema },
+          response: { 200: Type.Object({ entries: Type.Array(EntrySchema), next: Type.Union([Type.Integer(), Type.Null()]) }) },
         },
       },
       async (request) => {
         const limit = request.query.limit ?? 100;
-        const rows = await audit.list({
-          limit,
-          ...(request.query.after !== undefined ? { afterSeq: request.query.after } : {}),
-          ...(request.query.action ? { action: request.query.action } : {}),
-          ...(request.query.tenant ? { tenantId: request.query.tenant } : {}),
-          ...(request.query.actor ? { actorId: request.query.actor } : {}),
-        });
+        const { actor, sourceIp } = callerOf(request);
+        const rows = await audit.readable(
+          { actor, sourceIp },
+          {
+            limit,
+            ...(request.query.after !== undefined ? { afterSeq: request.query.after } : {}),
+            ...(request.query.action ? { action: request.query.action } : {}),
+            ...(request.query.tenant ? { tenantSlug: request.query.tenant } : {}),
+            ...(request.query.actor ? { actorId: request.query.actor } : {}),
+          },
+        );
         const entries = rows.map(({ prevHash: _prev, ...row }) => ({ ...row, occurredAt: row.occurredAt.toISOString() }));
         return { entries, next: rows.length === limit ? rows.at(-1)!.seq : null };
       },

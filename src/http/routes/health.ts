@@ -2,7 +2,7 @@ import { Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import { isServiceUnavailable } from '../../relay/errors.js';
 import { sendProblem } from '../problem.js';
-import { ProblemSchema } from '../schemas/problem.js';
+import { problemResponse } from '../openapi.js';
 
 export interface ReadinessCheck {
   /** Named in the 503 body, e.g. `database`, `keys`. */
@@ -43,7 +43,7 @@ export async function healthRoutes(app: FastifyInstance, options: { checks: Read
             checks: ChecksSchema,
             details: Type.Optional(Type.Record(Type.String(), Type.Record(Type.String(), Type.Number()), { description: 'Figures some checks report, e.g. queue: {pending, running, dead, oldestDueSeconds}' })),
           }),
-          503: ProblemSchema,
+          503: problemResponse(['not-ready', 'service-unavailable']),
         },
       },
     },

@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { MetricsExposition } from '../../metrics/exposition.js';
 import { sendProblem } from '../problem.js';
-import { ProblemSchema } from '../schemas/problem.js';
+import { problemResponse } from '../openapi.js';
 
 /**
  * `GET /metrics` on the main port: Prometheus text for a principal with `metrics:read` (an API
@@ -18,7 +18,7 @@ export function metricsRoutes(exposition: MetricsExposition) {
           summary: 'Prometheus metrics (text exposition format); docs/metrics.md lists them',
           tags: ['operations'],
           produces: ['text/plain'],
-          response: { 200: { type: 'string', description: 'Prometheus text format 0.0.4' }, 503: ProblemSchema },
+          response: { 200: { type: 'string', description: 'Prometheus text format 0.0.4' }, 503: problemResponse(['metrics-unavailable', 'service-unavailable']) },
         },
       },
       async (request, reply) => {

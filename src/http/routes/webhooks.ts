@@ -4,6 +4,8 @@ import type { Delivery, InboundProvider, Rejection } from '../../relay/inbound/g
 import * as podium from '../../relay/inbound/podium.js';
 import * as twilio from '../../relay/inbound/twilio.js';
 import type { Relay } from '../../relay/relay.js';
+import { Type } from '@sinclair/typebox';
+import { problemResponse, type DocumentedRequest } from '../openapi.js';
 import { PROBLEM_CONTENT_TYPE } from '../problem.js';
 import { limitByAddress, type SharedLimitBackend } from '../rate-limit.js';
 
@@ -51,30 +53,44 @@ export function webhookRoutes(options: WebhookRouteOptions) {
       else if (code?.startsWith('FST_ERR_CTP_')) refused(request, providerOf(request.url), { reason: 'malformed-payload' });
     });
 
-    const route = () => ({ config: { access }, bodyLimit: WEBHOOK_BODY_LIMIT_BYTES });
+    const route = (documentedRequest: DocumentedRequest, accepted: Record<number, unknown>) => ({
+      config: { access, documentedRequest, rateLimited: true },
+      bodyLimit: WEBHOOK_BODY_LIMIT_BYTES,
+      schema: {
+        tags: ['webhooks'],
+        // No pattern: a tenant that cannot exist is refused with the same 403 as a bad signature.
+        params: Type.Object({ tenant: Type.String({ description: 'tenant slug' }) }),
+        response: {
+          ...accepted,
+          403: problemResponse(['webhook-rejected']),
+          413: problemResponse(['payload-too-large']),
+          429: problemResponse(['rate-limited']),
+        },
+      },
+    });
 
-    app.post<{ Params: { tenant: string } }>('/webhooks/twilio/:tenant/sms', route(), async (request, reply) => {
+    app.post<{ Params: { tenant: string } }>('/webhooks/twilio/:tenant/sms', route(TWILIO_SMS, { 200: TWIML_ANSWER }), async (request, reply) => {
       const verified = await twilio.verify(relay.gate, deliveryOf(request));
       const accepted = verified.ok ? await twilio.accept(relay, verified, 'sms') : verified;
       if (!accepted.ok) return reject(request, reply, 'twilio', accepted);
       return reply.type('text/xml').send(EMPTY_TWIML);
     });
 
-    app.post<{ Params: { tenant: string } }>('/webhooks/twilio/:tenant/status', route(), async (request, reply) => {
+    app.post<{ Params: { tenant: string } }>('/webhooks/twilio/:tenant/status', route(TWILIO_STATUS, { 204: NO_CONTENT }), async (request, reply) => {
       const verified = await twilio.verify(relay.gate, deliveryOf(request));
       const accepted = verified.ok ? await twilio.accept(relay, verified, 'status') : verified;
       if (!accepted.ok) return reject(request, reply, 'twilio', accepted);
       return reply.code(204).send();
     });
 
-    app.post<{ Params: { tenant: string } }>('/webhooks/podium/:tenant', route(), async (request, reply) => {
+    app.post<{ Params: { tenant: string } }>('/webhooks/podium/:tenant', route(PODIUM_EVENT, { 204: NO_CONTENT }), async (request, reply) => {
       const verified = await podium.verify(relay.gate, deliveryOf(request));
       const accepted = verified.ok ? await podium.accept(relay, verified) : verified;
       if (!accepted.ok) return reject(request, reply, 'podium', accepted);
       return reply.code(204).send();
     });
 
-    app.post<{ Params: { tenant: string } }>('/webhooks/airtable/:tenant', route(), async (request, reply) => {
+    app.post<{ Params: { tenant: string } }>('/webhooks/airtable/:tenant', route(AIRTABLE_PING, { 204: NO_CONTENT }), async (request, reply) => {
       const verified = await airtable.verify(relay.gate, deliveryOf(request));
       const accepted = verified.ok ? await airtable.accept(relay, verified) : verified;
       if (!accepted.ok) return reject(request, reply, 'airtable', accepted);
@@ -110,6 +126,40 @@ export function webhookRoutes(options: WebhookRouteOptions) {
     }
   };
 }
+
+/** The answers and request bodies as the OpenAPI document shows them; the relay, not a schema, checks what arrives. */
+const TWIML_ANSWER = {
+  description: 'Stored (or a repeated delivery): an empty TwiML answer; replies go out through the REST API',
+  content: { 'text/xml': { schema: { type: 'string', examples: [EMPTY_TWIML] } } },
+};
+const NO_CONTENT = { description: 'Stored, applied or a repeated delivery; no body', type: 'null' };
+const signed = (header: string) => `Signed by the provider (${header}) over the exact bytes; read raw and verified before anything in it is used.`;
+const TWILIO_SMS: DocumentedRequest = {
+  contentType: 'application/x-www-form-urlencoded',
+  schema: {
+    type: 'object',
+    description: `${signed('X-Twilio-Signature')} Twilio's inbound message parameters (https://www.twilio.com/docs/messaging/guides/webhook-request).`,
+    properties: { MessageSid: { type: 'string' }, AccountSid: { type: 'string' }, From: { type: 'string' }, To: { type: 'string' }, Body: { type: 'string' } },
+    required: ['MessageSid', 'From'],
+  },
+};
+const TWILIO_STATUS: DocumentedRequest = {
+  contentType: 'application/x-www-form-urlencoded',
+  schema: {
+    type: 'object',
+    description: `${signed('X-Twilio-Signature')} A delivery status callback; the URL carries \`?m=<message id>\` (docs/providers.md).`,
+    properties: { MessageSid: { type: 'string' }, MessageStatus: { type: 'string' }, ErrorCode: { type: 'string' } },
+    required: ['MessageSid', 'MessageStatus'],
+  },
+};
+const PODIUM_EVENT: DocumentedRequest = {
+  contentType: 'application/json',
+  schema: { type: 'object', description: `${signed('podium-timestamp, podium-signature')} A Podium webhook event (metadata.eventType, data).` },
+};
+const AIRTABLE_PING: DocumentedRequest = {
+  contentType: 'application/json',
+  schema: { type: 'object', description: `${signed('X-Airtable-Content-MAC')} An Airtable webhook notification ({base, webhook, timestamp}); the changes are fetched afterwards.` },
+};
 
 function providerOf(url: string): InboundProvider | undefined {
   const match = /^\/webhooks\/(twilio|podium|airtable)\//.exec(url);

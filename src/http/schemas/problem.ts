@@ -1,5 +1,8 @@
 import { Type } from '@sinclair/typebox';
 
+/** The name of the shared problem schema: `components.schemas.Problem` in the OpenAPI document. */
+export const PROBLEM_SCHEMA_ID = 'Problem';
+
 /** RFC 9457 body; extension members (errors, errorId, challengeToken, …) are allowed. */
 export const ProblemSchema = Type.Object(
   {
@@ -8,5 +11,5 @@ export const ProblemSchema = Type.Object(
     status: Type.Integer(),
     detail: Type.String({ description: 'What was wrong with this request' }),
   },
-  { additionalProperties: true, $id: 'Problem', title: 'Problem' },
+  { additionalProperties: true, $id: PROBLEM_SCHEMA_ID, title: 'Problem' },
 );

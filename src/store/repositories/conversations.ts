@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { and, asc, desc, eq, inArray, lt, or, sql } from 'drizzle-orm';
-import type { Channel, ConversationSummary, MessageAuthor, OpenedMessage } from '../../domain/conversation.js';
+import type { Channel, ConversationFilter, ConversationListItem, ConversationListPosition, ConversationSummary, MessageAuthor, OpenedMessage } from '../../domain/conversation.js';
 import type { OptChange } from '../../domain/keywords.js';
 import { INBOUND_STATUS, OUTBOUND_INITIAL_STATUS, statusRank } from '../../domain/message-status.js';
 import type { SealedFields } from '../../seal/sealed-fields.js';
@@ -8,6 +8,7 @@ import type { Db } from '../connection.js';
 import { enqueueJobs, type JobSpec } from '../job-queue.js';
 import { contactsSealed, messagesSealed } from '../sealed-tables.js';
 import { contacts, conversations, messages } from '../schema.js';
+import { conversationSummaryColumns, listConversations } from './conversation-list.js';
 import { storeImportedThread, type ImportedThread, type StoredImport } from './imported-conversations.js';
 import { contactFor, conversationFor } from './threads.js';
 
@@ -74,16 +75,6 @@ export interface MessageForJob {
   contactAiPaused: boolean;
   contactOptedOut: boolean;
 }
-
-/** A conversation as ConversationSummary shows it: nothing sealed. */
-const conversationSummaryColumns = {
-  id: conversations.id,
-  tenantId: conversations.tenantId,
-  channel: conversations.channel,
-  contactId: conversations.contactId,
-  createdAt: conversations.createdAt,
-  lastMessageAt: conversations.lastMessageAt,
-};
 
 /** A message with its conversation's channel: what every job reads before opening anything. */
 const messageJobColumns = {
@@ -340,6 +331,11 @@ export class ConversationRepository {
       .innerJoin(contacts, eq(contacts.id, conversations.contactId))
       .where(and(eq(contacts.tenantId, tenantId), inArray(contacts.phoneIndex, indexes)))
       .orderBy(desc(conversations.lastMessageAt));
+  }
+
+  /** A tenant's conversations for a list, latest activity first, the number masked (conversation-list.ts). */
+  list(tenantId: string, filter: ConversationFilter & { phone?: string }, page: { limit: number; after?: ConversationListPosition }): Promise<ConversationListItem[]> {
+    return listConversations(this.db, this.fields, tenantId, filter, page);
   }
 
   async findConversation(id: string): Promise<ConversationSummary | undefined> {
