@@ -41,3 +41,10 @@ export async function openSignupHarness(
     },
   };
 }
+
+/** The `cgv_` token of the verification link in a signup email (it travels in the link's fragment). */
+export function verificationTokenIn(text: string): string {
+  const match = /#token=(cgv_[A-Za-z0-9_-]{43})(?![A-Za-z0-9_-])/.exec(text);
+  if (!match) throw new Error(`no verification link in: ${text}`);
+  return match[1]!;
+}

@@ -5,7 +5,7 @@ import { sql } from 'drizzle-orm';
 import { hashRefreshToken } from '../../src/identity/sessions/refresh-tokens.js';
 import type { TokenPair } from '../../src/identity/sign-in/auth-steps.js';
 import { queryRows } from '../../src/store/connection.js';
-import { sessionIdOf } from '../helpers/identity.js';
+import { sessionIdOf } from '../helpers/token-claims.js';
 import { assertProblem } from '../helpers/problems.js';
 import { describeSessionsOfOneUser } from '../helpers/sessions-of-one-user.js';
 

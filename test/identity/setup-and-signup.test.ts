@@ -5,8 +5,9 @@ import { sql } from 'drizzle-orm';
 import { queryRows } from '../../src/store/connection.js';
 import { auditMark, auditSince } from '../helpers/audit.js';
 import { describeEachBackend, tablesState } from '../helpers/database.js';
-import { PASSWORD, openIdentityHarness, secretFromUri, totpCode, verificationTokenIn, type IdentityHarness } from '../helpers/identity.js';
-import { openSignupHarness, type OpenSignupHarness } from '../helpers/open-signup.js';
+import { PASSWORD, openIdentityHarness, type IdentityHarness } from '../helpers/identity.js';
+import { secretFromUri, totpCode } from '../helpers/totp-codes.js';
+import { openSignupHarness, type OpenSignupHarness, verificationTokenIn } from '../helpers/open-signup.js';
 import { assertProblem } from '../helpers/problems.js';
 import { type ReceivedEmail, type SmtpTestServer } from '../helpers/smtp.js';
 

@@ -10,7 +10,8 @@ import type { Principal } from '../../src/identity/principal.js';
 import { queryRows } from '../../src/store/connection.js';
 import { auditMark, auditSince, type AuditRow } from '../helpers/audit.js';
 import { describeEachBackend, tablesState } from '../helpers/database.js';
-import { openIdentityHarness, sessionIdOf, type IdentityHarness } from '../helpers/identity.js';
+import { openIdentityHarness, type IdentityHarness } from '../helpers/identity.js';
+import { sessionIdOf } from '../helpers/token-claims.js';
 import { describeInstancesOverRedis } from '../helpers/instances-over-redis.js';
 import { assertProblem } from '../helpers/problems.js';
 

@@ -5,8 +5,8 @@ import { sql } from 'drizzle-orm';
 import { queryRows } from '../../src/store/connection.js';
 import { auditMark, auditSince } from '../helpers/audit.js';
 import { describeEachBackend } from '../helpers/database.js';
-import { PASSWORD, verificationTokenIn, type IdentityHarness, type SignedSession } from '../helpers/identity.js';
-import { openSignupHarness, type OpenSignupHarness } from '../helpers/open-signup.js';
+import { PASSWORD, type IdentityHarness, type SignedSession } from '../helpers/identity.js';
+import { openSignupHarness, type OpenSignupHarness, verificationTokenIn } from '../helpers/open-signup.js';
 import { assertProblem } from '../helpers/problems.js';
 import { type SmtpTestServer } from '../helpers/smtp.js';
 

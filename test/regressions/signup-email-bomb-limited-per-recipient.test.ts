@@ -3,10 +3,12 @@ import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { openRedis, type RedisConnection } from '../../src/store/redis.js';
 import { describeEachBackend } from '../helpers/database.js';
-import { freshAddresses, PASSWORD } from '../helpers/identity.js';
+import { PASSWORD } from '../helpers/identity.js';
+import { freshAddresses } from '../helpers/addresses.js';
 import { openSignupHarness, type OpenSignupHarness } from '../helpers/open-signup.js';
 import { captureLogs } from '../helpers/log-capture.js';
-import { deleteKeys, eventually, redisGate, redisKeys, TEST_REDIS_URL, uniquePrefix } from '../helpers/redis.js';
+import { deleteKeys, redisGate, redisKeys, TEST_REDIS_URL, uniquePrefix } from '../helpers/redis.js';
+import { eventually } from '../helpers/eventually.js';
 
 /**
  * Issue #13 item 4: 110 signups for one address in a minute sent 110 emails to it. Every email

@@ -5,8 +5,9 @@ import { sql } from 'drizzle-orm';
 import { queryRows } from '../../src/store/connection.js';
 import { auditMark, auditSince } from '../helpers/audit.js';
 import { describeEachBackend, tablesState } from '../helpers/database.js';
-import { freshAddresses, verificationTokenIn, type IdentityHarness } from '../helpers/identity.js';
-import { openSignupHarness, type OpenSignupHarness } from '../helpers/open-signup.js';
+import { type IdentityHarness } from '../helpers/identity.js';
+import { freshAddresses } from '../helpers/addresses.js';
+import { openSignupHarness, type OpenSignupHarness, verificationTokenIn } from '../helpers/open-signup.js';
 import { assertProblem } from '../helpers/problems.js';
 import { type SmtpTestServer } from '../helpers/smtp.js';
 
