@@ -1,3 +1,4 @@
+import { after, before } from 'node:test';
 import { SmtpMailer } from '../../src/providers/smtp/mailer.js';
 import type { RedisConnection } from '../../src/store/redis.js';
 import type { Backend } from './database.js';
@@ -40,6 +41,19 @@ export async function openSignupHarness(
       await smtp.close();
     },
   };
+}
+
+/**
+ * One open-signup harness for the enclosing suite: opened in `before` and handed to `opened`
+ * (which keeps what its tests use), closed in `after`.
+ */
+export function useOpenSignupHarness(backend: Backend, opened: (signups: OpenSignupHarness) => void): void {
+  let signups: OpenSignupHarness | undefined;
+  before(async () => {
+    signups = await openSignupHarness(backend);
+    opened(signups);
+  });
+  after(() => signups?.close());
 }
 
 /** The `cgv_` token of the verification link in a signup email (it travels in the link's fragment). */

@@ -7,7 +7,7 @@ import { auditMark, auditSince } from '../helpers/audit.js';
 import { describeEachBackend, tablesState } from '../helpers/database.js';
 import { PASSWORD, openIdentityHarness, type IdentityHarness } from '../helpers/identity.js';
 import { secretFromUri, totpCode } from '../helpers/totp-codes.js';
-import { openSignupHarness, type OpenSignupHarness, verificationTokenIn } from '../helpers/open-signup.js';
+import { useOpenSignupHarness, verificationTokenIn } from '../helpers/open-signup.js';
 import { assertProblem } from '../helpers/problems.js';
 import { type ReceivedEmail, type SmtpTestServer } from '../helpers/smtp.js';
 
@@ -149,15 +149,9 @@ await describeEachBackend('setup tokens and signup', (backend) => {
   });
 
   describe('self-registration (CIPHERGATE_SIGNUP=open)', () => {
-    let signups: OpenSignupHarness;
     let h: IdentityHarness;
     let smtp: SmtpTestServer;
-
-    before(async () => {
-      signups = await openSignupHarness(backend);
-      ({ h, smtp } = signups);
-    });
-    after(() => signups?.close());
+    useOpenSignupHarness(backend, (signups) => ({ h, smtp } = signups));
 
     function signup(email: string) {
       return h.request({ method: 'POST', url: '/api/v1/auth/signup', body: { email } });

@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { sql } from 'drizzle-orm';
 import { queryRows } from '../../src/store/connection.js';
 import { auditMark, auditSince } from '../helpers/audit.js';
 import { describeEachBackend, tablesState } from '../helpers/database.js';
 import { type IdentityHarness } from '../helpers/identity.js';
 import { freshAddresses } from '../helpers/addresses.js';
-import { openSignupHarness, type OpenSignupHarness, verificationTokenIn } from '../helpers/open-signup.js';
+import { useOpenSignupHarness, verificationTokenIn } from '../helpers/open-signup.js';
 import { assertProblem } from '../helpers/problems.js';
 import { type SmtpTestServer } from '../helpers/smtp.js';
 
@@ -27,15 +27,9 @@ const ATTACKER_PASSWORD = 'attacker chosen passphrase 1337';
 const VICTIM_PASSWORD = 'the victim picks this one 2026';
 
 await describeEachBackend('regression: open signup cannot pre-hijack an account', (backend) => {
-  let signups: OpenSignupHarness;
   let h: IdentityHarness;
   let smtp: SmtpTestServer;
-
-  before(async () => {
-    signups = await openSignupHarness(backend);
-    ({ h, smtp } = signups);
-  });
-  after(() => signups?.close());
+  useOpenSignupHarness(backend, (signups) => ({ h, smtp } = signups));
 
   const freshIp = freshAddresses('10.64');
   const login = (email: string, password: string) => h.request({ method: 'POST', url: '/api/v1/auth/login', body: { email, password }, remoteAddress: freshIp() });
