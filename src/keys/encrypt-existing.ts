@@ -14,21 +14,18 @@ import { NormaliseError } from '../domain/normalise.js';
 import { MissingKeyError } from '../seal/errors.js';
 import type { SealedFields } from '../seal/sealed-fields.js';
 import type { BlindIndexValue, SealedValue } from '../seal/sealed-value.js';
-import { appendAuditEvent } from '../store/audit-trail.js';
 import {
   BatchWrites,
   PLAINTEXT_KIND,
   countValues,
   plaintextValues,
-  shapeOf,
-  walkBatches,
   writeBatch,
   type ColumnWrite,
   type TableShape,
   type WalkedRow,
 } from '../store/sealed-rows.js';
-import { sealedTables } from '../store/sealed-tables.js';
-import { checkBatchSize, checkConcurrency, type MaintenanceOptions } from './maintenance-options.js';
+import type { MaintenanceOptions } from './maintenance-options.js';
+import { reportColumns, runOverSealedTables, type TableRun } from './maintenance-run.js';
 
 export interface EncryptExistingOptions extends MaintenanceOptions {
   /**
@@ -69,51 +66,26 @@ export class EncryptExistingError extends Error {
   }
 }
 
-const DEFAULT_BATCH_SIZE = 1000;
-const DEFAULT_CONCURRENCY = 2;
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 export async function encryptExisting(options: EncryptExistingOptions): Promise<EncryptExistingResult> {
-  const batchSize = checkBatchSize(options.batchSize, DEFAULT_BATCH_SIZE);
-  const concurrency = checkConcurrency(options.concurrency, DEFAULT_CONCURRENCY);
   const columns: ColumnTotals[] = [];
-  let complete = true;
-  let failure: unknown;
-  try {
-    for (const declaration of options.tables ?? sealedTables) {
-      if (options.signal?.aborted) {
-        complete = false;
-        break;
-      }
-      const done = await encryptTable(options, shapeOf(declaration), { batchSize, concurrency }, columns);
-      if (!done) {
-        complete = false;
-        break;
-      }
-    }
-  } catch (error) {
-    failure = error;
-  }
-  const sealed = sum(columns.map((c) => c.sealed));
-  const alreadySealed = sum(columns.map((c) => c.alreadySealed));
-  // One event per run, success or not: what was sealed before a failure stays sealed.
-  await appendAuditEvent(options.db, {
-    actor: { type: 'system' },
-    action: 'keys.encrypt-existing',
-    outcome: failure === undefined && complete ? 'success' : 'failure',
-    details: { sealed, alreadySealed, tables: new Set(columns.map((c) => c.table)).size },
+  const sealed = () => sum(columns.map((c) => c.sealed));
+  const alreadySealed = () => sum(columns.map((c) => c.alreadySealed));
+  const { complete } = await runOverSealedTables(options, {
+    table: (run) => encryptTable(options, run, columns),
+    auditEvent: (outcome) => ({
+      actor: { type: 'system' },
+      action: 'keys.encrypt-existing',
+      outcome,
+      details: { sealed: sealed(), alreadySealed: alreadySealed(), tables: new Set(columns.map((c) => c.table)).size },
+    }),
   });
-  if (failure !== undefined) throw failure;
-  return { columns, sealed, alreadySealed, complete };
+  return { columns, sealed: sealed(), alreadySealed: alreadySealed(), complete };
 }
 
 /** Returns false when stopped by the signal. */
-async function encryptTable(
-  options: EncryptExistingOptions,
-  shape: TableShape,
-  { batchSize, concurrency }: { batchSize: number; concurrency: number },
-  out: ColumnTotals[],
-): Promise<boolean> {
+async function encryptTable(options: EncryptExistingOptions, { shape, walk }: TableRun, out: ColumnTotals[]): Promise<boolean> {
   const { db, fields } = options;
   const table = shape.declaration.name;
   const counts = await countValues(db, shape);
@@ -128,13 +100,7 @@ async function encryptTable(
     out.push(entry);
     return { entry, total: sum(ofColumn.filter((c) => c.kind === PLAINTEXT_KIND).map((c) => c.values)) };
   });
-
-  const report = () => {
-    for (const { entry, total } of totals) {
-      if (total === 0 && entry.sealed === 0) continue;
-      options.onProgress?.({ table, column: entry.column, done: entry.sealed, total: Math.max(total, entry.sealed) });
-    }
-  };
+  const report = () => reportColumns(options.onProgress, table, totals.map(({ entry, total }) => ({ column: entry.column, done: entry.sealed, total })));
 
   // Keys first, outside any batch transaction: creating a DEK takes its own transaction, and
   // on PGlite (one session) that cannot run while a batch transaction is open.
@@ -144,15 +110,10 @@ async function encryptTable(
   if (scopes.size === 0) return true;
   report();
 
-  return walkBatches({
-    db,
-    shape,
+  return walk({
     // Only plaintext values travel to this process; sealed ones in the same row stay put.
     selection: plaintextValues(shape),
-    batchSize,
-    concurrency,
     estimatedRows: Math.max(...totals.map((t) => t.total)),
-    ...(options.signal ? { signal: options.signal } : {}),
     work: async (tx, rows, number) => {
       const sealedNow = sealBatch(fields, shape, rows);
       await writeBatch(tx, shape, rows.map((row) => row.id), sealedNow.writes);

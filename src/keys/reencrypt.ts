@@ -14,20 +14,17 @@
 
 import { MissingKeyError, SealOpenError, type SealOpenFailure } from '../seal/errors.js';
 import type { SealedFields } from '../seal/sealed-fields.js';
-import { appendAuditEvent } from '../store/audit-trail.js';
 import {
   BatchWrites,
   countValues,
-  shapeOf,
   valuesUnderOlderVersions,
-  walkBatches,
   writeBatch,
   type ColumnWrite,
   type TableShape,
   type WalkedRow,
 } from '../store/sealed-rows.js';
-import { sealedTables } from '../store/sealed-tables.js';
-import { checkBatchSize, checkConcurrency, type MaintenanceOptions } from './maintenance-options.js';
+import type { MaintenanceOptions } from './maintenance-options.js';
+import { reportColumns, runOverSealedTables, type TableRun } from './maintenance-run.js';
 
 export interface ReencryptOptions extends MaintenanceOptions {
   /** Only this scope (a tenant id, or `system`); by default every scope with older values. */
@@ -55,47 +52,31 @@ export interface ReencryptResult {
   complete: boolean;
 }
 
-const DEFAULT_BATCH_SIZE = 1000;
-const DEFAULT_CONCURRENCY = 2;
-
 export async function reencrypt(options: ReencryptOptions): Promise<ReencryptResult> {
-  const batchSize = checkBatchSize(options.batchSize, DEFAULT_BATCH_SIZE);
-  const concurrency = checkConcurrency(options.concurrency, DEFAULT_CONCURRENCY);
   // Another process may have rotated: current() must name the newest version there is.
   await options.fields.keyring.refresh?.();
   const result: ReencryptResult = { columns: [], reencrypted: 0, unreadable: 0, unreadableReasons: {}, complete: true };
-  let failure: unknown;
-  try {
-    for (const declaration of options.tables ?? sealedTables) {
-      if (options.signal?.aborted || !(await reencryptTable(options, shapeOf(declaration), { batchSize, concurrency }, result))) {
-        result.complete = false;
-        break;
-      }
-    }
-  } catch (error) {
-    failure = error;
-  }
-  result.reencrypted = result.columns.reduce((n, c) => n + c.reencrypted, 0);
-  result.unreadable = result.columns.reduce((n, c) => n + c.unreadable, 0);
   const scopeIsTenant = options.scope !== undefined && options.scope !== 'system';
-  await appendAuditEvent(options.db, {
-    actor: { type: 'system' },
-    action: 'keys.reencrypt',
-    tenantId: scopeIsTenant ? options.scope! : null,
-    outcome: failure === undefined && result.complete ? 'success' : 'failure',
-    details: { reencrypted: result.reencrypted, unreadable: result.unreadable },
+  const { complete } = await runOverSealedTables(options, {
+    table: (run) => reencryptTable(options, run, result),
+    auditEvent: (outcome) => {
+      result.reencrypted = result.columns.reduce((n, c) => n + c.reencrypted, 0);
+      result.unreadable = result.columns.reduce((n, c) => n + c.unreadable, 0);
+      return {
+        actor: { type: 'system' },
+        action: 'keys.reencrypt',
+        tenantId: scopeIsTenant ? options.scope! : null,
+        outcome,
+        details: { reencrypted: result.reencrypted, unreadable: result.unreadable },
+      };
+    },
   });
-  if (failure !== undefined) throw failure;
+  result.complete = complete;
   return result;
 }
 
 /** Returns false when stopped by the signal. */
-async function reencryptTable(
-  options: ReencryptOptions,
-  shape: TableShape,
-  { batchSize, concurrency }: { batchSize: number; concurrency: number },
-  result: ReencryptResult,
-): Promise<boolean> {
+async function reencryptTable(options: ReencryptOptions, { shape, walk }: TableRun, result: ReencryptResult): Promise<boolean> {
   const { db, fields } = options;
   const table = shape.declaration.name;
 
@@ -117,23 +98,17 @@ async function reencryptTable(
   }
   if (currentOf.size === 0) return true;
 
-  const report = () => {
-    for (const { entry, total } of totals) {
-      if (total === 0) continue;
-      const done = entry.reencrypted + entry.unreadable;
-      options.onProgress?.({ table, column: entry.column, done, total: Math.max(total, done) });
-    }
-  };
+  const report = () =>
+    reportColumns(
+      options.onProgress,
+      table,
+      totals.map(({ entry, total }) => ({ column: entry.column, done: entry.reencrypted + entry.unreadable, total })),
+    );
   report();
 
-  return walkBatches({
-    db,
-    shape,
+  return walk({
     selection: valuesUnderOlderVersions(shape, currentOf, options.scope),
-    batchSize,
-    concurrency,
     estimatedRows: Math.max(...totals.map((t) => t.total)),
-    ...(options.signal ? { signal: options.signal } : {}),
     work: async (tx, rows) => {
       const moved = reencryptBatch(fields, shape, rows);
       await writeBatch(tx, shape, rows.map((row) => row.id), moved.writes);

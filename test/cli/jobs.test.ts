@@ -26,7 +26,7 @@ import {
   queueSettled,
   RETRY,
   warmUpFakes,
-} from '../relay/provider-outage-scenarios.js';
+} from '../helpers/provider-outage-scenarios.js';
 
 /**
  * `ciphergate jobs list [--dead] [--json]` and `ciphergate jobs retry ID`, run as an operator

@@ -10,7 +10,7 @@ import { queryRows } from '../../src/store/connection.js';
 import { assertOneLine, runCliProcess, stopChildren } from '../helpers/cli.js';
 import { openCliWorkspace, type CliWorkspace } from '../helpers/cli-identity.js';
 import { describeEachBackend } from '../helpers/database.js';
-import { totpCode } from '../helpers/identity.js';
+import { totpCode } from '../helpers/totp-codes.js';
 
 after(stopChildren);
 

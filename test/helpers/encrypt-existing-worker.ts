@@ -1,25 +1,19 @@
 // Child process for the encrypt-existing kill test: seals messages in WORKER_DATABASE_URL.
 //   mode `run`              runs to the end, printing {"done": n} after every committed batch
 //   mode `hang-in-batch:N`  writes batch N, prints {"inBatch": N} and waits (uncommitted) to be killed
-import { tmpdir } from 'node:os';
-import { StoredKeyring } from '../../src/seal/keyring.js';
-import { DataKeyRepository } from '../../src/store/repositories/data-keys.js';
 import { encryptExisting } from '../../src/keys/encrypt-existing.js';
-import { LocalKeyProvider } from '../../src/seal/providers/local.js';
-import { SealedFields } from '../../src/seal/sealed-fields.js';
-import { Sealer } from '../../src/seal/sealer.js';
 import { openDatabase } from '../../src/store/connection.js';
 import { messagesSealed } from '../../src/store/sealed-tables.js';
+import { openMaintenanceKeys } from './sealing.js';
 
 const mode = process.argv[2] ?? 'run';
 const hangAt = mode.startsWith('hang-in-batch:') ? Number(mode.slice('hang-in-batch:'.length)) : undefined;
 
 const database = await openDatabase({ url: process.env.WORKER_DATABASE_URL!, maxConnections: 2 });
-const provider = new LocalKeyProvider({ masterKey: process.env.WORKER_MASTER_KEY!, dataDir: tmpdir(), allowGenerate: false, warn: () => {} });
-const keyring = await StoredKeyring.open(new DataKeyRepository(database.db), provider);
+const { keyring, fields } = await openMaintenanceKeys(database.db, process.env.WORKER_MASTER_KEY!);
 const result = await encryptExisting({
   db: database.db,
-  fields: new SealedFields(new Sealer(keyring), keyring),
+  fields,
   tables: [messagesSealed],
   batchSize: Number(process.env.WORKER_BATCH_SIZE ?? 250),
   concurrency: Number(process.env.WORKER_CONCURRENCY ?? 2),

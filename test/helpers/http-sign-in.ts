@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { secretFromUri, totpCode, USER_AGENT } from './identity.js';
+import { USER_AGENT } from './identity.js';
+import { secretFromUri, totpCode } from './totp-codes.js';
 
 /**
  * Sign-in against a real listening server (a child `ciphergate serve`), the way a console

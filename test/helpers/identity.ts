@@ -1,5 +1,4 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { HOTP, Secret } from 'otpauth';
 import type { LightMyRequestResponse } from 'fastify';
 import { sql } from 'drizzle-orm';
 import { AuditLog } from '../../src/audit/audit-log.js';
@@ -18,6 +17,8 @@ import { openDatabase, queryRows, type Db } from '../../src/store/connection.js'
 import { captureLogs } from './log-capture.js';
 import { createTestDatabase, type Backend, type TestDatabase } from './database.js';
 import { openTestSealing } from './sealing.js';
+import { totpCode } from './totp-codes.js';
+import { sessionIdOf } from './token-claims.js';
 
 export const PASSWORD = 'correct horse battery staple 7';
 export const USER_AGENT = 'Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0';
@@ -66,46 +67,6 @@ export interface TestUser {
   totpSecret?: string;
   role: Role;
   tenantId: string | null;
-}
-
-/** A TOTP code for `secret` at a given step offset from now (each step usable once). */
-export function totpCode(secretBase32: string, stepOffset = 0, now = Date.now()): string {
-  const counter = Math.floor(now / 30_000) + stepOffset;
-  return HOTP.generate({ secret: Secret.fromBase32(secretBase32), counter, algorithm: 'SHA1', digits: 6 });
-}
-
-export function secretFromUri(otpauthUri: string): string {
-  return new URL(otpauthUri).searchParams.get('secret')!;
-}
-
-/** The `cgv_` token of the verification link in a signup email (it travels in the link's fragment). */
-export function verificationTokenIn(text: string): string {
-  const match = /#token=(cgv_[A-Za-z0-9_-]{43})(?![A-Za-z0-9_-])/.exec(text);
-  if (!match) throw new Error(`no verification link in: ${text}`);
-  return match[1]!;
-}
-
-/** The claims of a JWT, read without verifying it. */
-export function tokenClaims(token: string): Record<string, unknown> {
-  return JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()) as Record<string, unknown>;
-}
-
-/** The session an access token belongs to (its `sid` claim). */
-export function sessionIdOf(accessToken: string): string {
-  return tokenClaims(accessToken).sid as string;
-}
-
-/**
- * A new IPv4 address in `network` (its first two octets, e.g. `10.20`) at each call. Tests that
- * sign in from addresses of their own keep the per-address sign-in budget and the
- * account+address lock of one test from reaching another that shares the harness.
- */
-export function freshAddresses(network: string): () => string {
-  let hosts = 0;
-  return () => {
-    hosts += 1;
-    return `${network}.${hosts >> 8}.${hosts & 255}`;
-  };
 }
 
 export async function openIdentityHarness(

@@ -1,4 +1,4 @@
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,9 +8,8 @@ import { DataKeyRepository } from '../../src/store/repositories/data-keys.js';
 import { LocalKeyProvider } from '../../src/seal/providers/local.js';
 import { SealedFields } from '../../src/seal/sealed-fields.js';
 import { Sealer } from '../../src/seal/sealer.js';
-import { sql } from 'drizzle-orm';
-import { queryRows, type Db } from '../../src/store/connection.js';
-import { messagesSealed } from '../../src/store/sealed-tables.js';
+import type { Db } from '../../src/store/connection.js';
+import { createTestDatabase, type Backend, type TestDatabase } from './database.js';
 
 export function randomMasterKey(): string {
   return randomBytes(32).toString('base64');
@@ -29,38 +28,34 @@ export async function openTestSealing(db: Db, masterKey = randomMasterKey()) {
   return { masterKey, provider, keyring, sealer, fields: new SealedFields(sealer, keyring) };
 }
 
-/** PGlite answers bytea as Uint8Array, node-postgres as Buffer. */
-export function asBuffer(value: Uint8Array): Buffer {
-  return Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+/** The keys a maintenance job (encrypt-existing, reencrypt, key status) finds: a stored keyring under a local KEK. */
+export interface MaintenanceKeys {
+  masterKey: string;
+  keyring: StoredKeyring;
+  fields: SealedFields;
 }
 
 /**
- * The SMS conversation of (tenant, contact), created on first use. Every message row belongs to
- * one (messages.conversation_id is NOT NULL), so tests that write message rows with raw SQL get
- * its id here.
+ * Like openTestSealing, but no scope has a key yet: the key maintenance tests count data keys
+ * and versions, and make each scope's key where the test needs it. `masterKey` reopens the
+ * keys of an earlier run (as a second process would).
  */
-export async function ensureConversation(db: Db, tenantId: string, contactId: string): Promise<string> {
-  await db.execute(sql`insert into conversations (id, tenant_id, contact_id, channel, created_at, last_message_at)
-    values (${randomUUID()}, ${tenantId}, ${contactId}, 'sms', now(), now()) on conflict do nothing`);
-  const [conversation] = await queryRows<{ id: string }>(
-    db,
-    sql`select id::text from conversations where tenant_id = ${tenantId} and contact_id = ${contactId} and channel = 'sms'`,
-  );
-  return conversation!.id;
+export async function openMaintenanceKeys(db: Db, masterKey = randomMasterKey()): Promise<MaintenanceKeys> {
+  const keyring = await StoredKeyring.open(new DataKeyRepository(db), localProvider(masterKey));
+  return { masterKey, keyring, fields: new SealedFields(new Sealer(keyring), keyring) };
 }
 
-/** A message sealed the way a repository writes it. */
-export async function insertSealedMessage(db: Db, fields: SealedFields, tenantId: string, contactId: string, body: string): Promise<string> {
-  const id = randomUUID();
-  const sealed = fields.sealRow(messagesSealed, { scope: tenantId, id }, { body });
-  const conversationId = await ensureConversation(db, tenantId, contactId);
-  await db.execute(sql`insert into messages (id, tenant_id, contact_id, conversation_id, direction, author, body, dedupe_key, status, status_rank, created_at, updated_at)
-    values (${id}, ${tenantId}, ${contactId}, ${conversationId}, 'inbound', 'contact', ${sealed.body!}, ${`test:${id}`}, 'received', 0, now(), now())`);
-  return id;
-}
-
-/** Every message row as stored, ordered by id. */
-export async function storedMessages(db: Db): Promise<Array<{ id: string; tenant_id: string; body: Buffer }>> {
-  const rows = await queryRows<{ id: string; tenant_id: string; body: Uint8Array }>(db, sql`select id::text, tenant_id::text, body from messages order by id`);
-  return rows.map((row) => ({ ...row, body: asBuffer(row.body) }));
+/** A test database and maintenance keys over it for `body`, both gone after it whatever happens. */
+export async function withMaintenanceKeys(backend: Backend, body: (fixture: MaintenanceKeys & { testDb: TestDatabase; db: Db }) => Promise<void>): Promise<void> {
+  const testDb = await createTestDatabase(backend);
+  try {
+    const keys = await openMaintenanceKeys(testDb.database.db);
+    try {
+      await body({ testDb, db: testDb.database.db, ...keys });
+    } finally {
+      keys.keyring.close();
+    }
+  } finally {
+    await testDb.cleanup();
+  }
 }

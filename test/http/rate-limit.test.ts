@@ -4,7 +4,8 @@ import { buildApp, type App } from '../../src/http/app.js';
 import { registerApiRateLimit, type ApiRateLimitOptions } from '../../src/http/rate-limit.js';
 import { openRedis, type RedisConnection } from '../../src/store/redis.js';
 import { captureLogs } from '../helpers/log-capture.js';
-import { closedPortUrl, deleteKeys, eventually, redisGate, redisKeys, TEST_REDIS_URL, uniquePrefix } from '../helpers/redis.js';
+import { closedPortUrl, deleteKeys, redisGate, redisKeys, TEST_REDIS_URL, uniquePrefix } from '../helpers/redis.js';
+import { eventually } from '../helpers/eventually.js';
 
 const config = { publicUrl: 'http://127.0.0.1:8080', trustProxy: [], bodyLimitBytes: 1024 * 1024 };
 

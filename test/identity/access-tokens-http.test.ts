@@ -5,7 +5,8 @@ import { sql } from 'drizzle-orm';
 import { SigningKeysRepository as DatabaseSigningKeyStore } from '../../src/store/repositories/signing-keys.js';
 import { queryRows } from '../../src/store/connection.js';
 import { describeEachBackend } from '../helpers/database.js';
-import { openIdentityHarness, tokenClaims, type IdentityHarness, type TestUser } from '../helpers/identity.js';
+import { openIdentityHarness, type IdentityHarness, type TestUser } from '../helpers/identity.js';
+import { tokenClaims } from '../helpers/token-claims.js';
 import { assertUnauthenticated } from '../helpers/problems.js';
 
 /**

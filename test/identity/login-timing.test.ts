@@ -3,7 +3,8 @@ import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { after, before, test } from 'node:test';
 import { describeEachBackend } from '../helpers/database.js';
-import { freshAddresses, openIdentityHarness, type IdentityHarness } from '../helpers/identity.js';
+import { openIdentityHarness, type IdentityHarness } from '../helpers/identity.js';
+import { freshAddresses } from '../helpers/addresses.js';
 
 /**
  * The one timed assertion the issue demands: `POST /auth/login` with an unknown email takes

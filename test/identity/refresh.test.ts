@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { sql } from 'drizzle-orm';
 import { hashRefreshToken } from '../../src/identity/sessions/refresh-tokens.js';
 import type { TokenPair } from '../../src/identity/sign-in/auth-steps.js';
 import { queryRows } from '../../src/store/connection.js';
-import { describeEachBackend } from '../helpers/database.js';
-import { openIdentityHarness, sessionIdOf, type IdentityHarness, type TestUser } from '../helpers/identity.js';
+import { sessionIdOf } from '../helpers/token-claims.js';
 import { assertProblem } from '../helpers/problems.js';
+import { describeSessionsOfOneUser } from '../helpers/sessions-of-one-user.js';
 
 /**
  * `POST /auth/refresh` through HTTP: rotation on every use, refusal of unknown tokens, and
@@ -16,28 +16,13 @@ import { assertProblem } from '../helpers/problems.js';
  * test/regressions/refresh-reuse-revokes-session.test.ts.
  */
 
-await describeEachBackend('refresh token rotation', (backend) => {
-  let h: IdentityHarness;
-  let user: TestUser;
-  let deviceToken: string;
-
-  before(async () => {
-    h = await openIdentityHarness(backend);
-    user = await h.createUser({ role: 'employee' });
-    ({ deviceToken } = await h.signIn(user));
-  });
-  after(() => h?.close());
-
-  let nextAddress = 10;
-  /** A fresh session through the trusted device, from its own address (no TOTP step, no shared per-IP budget). */
-  const newSession = () => h.signInOnDevice(user, deviceToken, { ip: `198.51.100.${nextAddress++}` });
-
-  const refresh = (refreshToken: string) => h.request({ method: 'POST', url: '/api/v1/auth/refresh', body: { refreshToken } });
-  const isLive = async (accessToken: string) => (await h.request({ method: 'GET', url: '/api/v1/auth/sessions', token: accessToken })).statusCode === 200;
+await describeSessionsOfOneUser('refresh token rotation', (suite) => {
+  const { newSession, refresh } = suite;
+  const isLive = async (accessToken: string) => (await suite.listSessions(accessToken)).statusCode === 200;
   const tokenRows = (sessionId: string) =>
-    queryRows<{ token_hash: string; used_at: Date | null }>(h.db, sql`select token_hash, used_at from refresh_tokens where session_id = ${sessionId} order by created_at`);
+    queryRows<{ token_hash: string; used_at: Date | null }>(suite.h.db, sql`select token_hash, used_at from refresh_tokens where session_id = ${sessionId} order by created_at`);
   const sessionRow = async (sessionId: string) =>
-    (await queryRows<{ revoked_at: Date | null; revoked_reason: string | null }>(h.db, sql`select revoked_at, revoked_reason from sessions where id = ${sessionId}`))[0]!;
+    (await queryRows<{ revoked_at: Date | null; revoked_reason: string | null }>(suite.h.db, sql`select revoked_at, revoked_reason from sessions where id = ${sessionId}`))[0]!;
 
   test('rotation answers a new pair for the same session, and the old refresh token is then used', async () => {
     const session = await newSession();
@@ -87,15 +72,15 @@ await describeEachBackend('refresh token rotation', (backend) => {
   test('a missing refresh token → 400; an oversized one → 400; nothing changes', async () => {
     const session = await newSession();
     const rowsBefore = await tokenRows(session.sessionId);
-    assertProblem(await h.request({ method: 'POST', url: '/api/v1/auth/refresh', body: {} }), 400, 'validation-failed');
+    assertProblem(await suite.h.request({ method: 'POST', url: '/api/v1/auth/refresh', body: {} }), 400, 'validation-failed');
     assertProblem(await refresh('x'.repeat(10_000)), 400, 'validation-failed');
-    assertProblem(await h.request({ method: 'POST', url: '/api/v1/auth/refresh', body: { refreshToken: session.refreshToken, extra: true } }), 400, 'validation-failed');
+    assertProblem(await suite.h.request({ method: 'POST', url: '/api/v1/auth/refresh', body: { refreshToken: session.refreshToken, extra: true } }), 400, 'validation-failed');
     assert.deepEqual(await tokenRows(session.sessionId), rowsBefore);
   });
 
   test('the refresh token of an ended session → 401 invalid-refresh-token, and no new token', async () => {
     const session = await newSession();
-    const logout = await h.request({ method: 'POST', url: '/api/v1/auth/logout', token: session.accessToken });
+    const logout = await suite.h.request({ method: 'POST', url: '/api/v1/auth/logout', token: session.accessToken });
     assert.equal(logout.statusCode, 204);
     const rowsBefore = await tokenRows(session.sessionId);
     assertProblem(await refresh(session.refreshToken), 401, 'invalid-refresh-token');
@@ -121,7 +106,7 @@ await describeEachBackend('refresh token rotation', (backend) => {
         assert.equal(await isLive(pair.accessToken), false, 'the winner’s new access token dies with the session');
         assertProblem(await refresh(pair.refreshToken), 401, 'invalid-refresh-token');
       }
-      const audited = (await h.auditActions()).filter((event) => event.action === 'auth.refresh-reuse' && event.actor_id === user.id);
+      const audited = (await suite.h.auditActions()).filter((event) => event.action === 'auth.refresh-reuse' && event.actor_id === suite.user.id);
       assert.ok(audited.length >= round + 1, 'the race is audited as reuse');
     }
   });

@@ -5,7 +5,8 @@ import { Redis } from 'ioredis';
 import { LocalRevocationBus, openRevocationBus, RedisRevocationBus } from '../../src/store/revocation-bus.js';
 import { openRedis, type RedisConnection } from '../../src/store/redis.js';
 import { captureLogs } from '../helpers/log-capture.js';
-import { closedPortUrl, eventually, redisGate, RedisOutageProxy, TEST_REDIS_URL, uniquePrefix } from '../helpers/redis.js';
+import { closedPortUrl, redisGate, RedisOutageProxy, TEST_REDIS_URL, uniquePrefix } from '../helpers/redis.js';
+import { eventually } from '../helpers/eventually.js';
 
 function recorder() {
   const received: string[][] = [];

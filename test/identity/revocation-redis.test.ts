@@ -1,14 +1,10 @@
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { after, before, describe, test } from 'node:test';
-import { RedisRevocationBus } from '../../src/store/revocation-bus.js';
+import { after, before, test } from 'node:test';
 import { LIVENESS_CACHE_MS } from '../../src/identity/sessions/sessions.js';
-import { openRedis, type RedisConnection } from '../../src/store/redis.js';
-import { describeEachBackend, postgresUnavailableReason } from '../helpers/database.js';
+import { describeEachBackend } from '../helpers/database.js';
 import { openIdentityHarness, type IdentityHarness } from '../helpers/identity.js';
-import { captureLogs } from '../helpers/log-capture.js';
-import { deleteKeys, redisGate, TEST_REDIS_URL, uniquePrefix } from '../helpers/redis.js';
-import { serviceGate } from '../helpers/services.js';
+import { describeInstancesOverRedis } from '../helpers/instances-over-redis.js';
 
 /**
  * Revocation across instances (issue 5, point 5). Each instance caches "this session is live"
@@ -47,32 +43,7 @@ async function refusedAt(h: IdentityHarness, accessToken: string, deadline: numb
   }
 }
 
-const redis = await redisGate();
-const postgres = serviceGate('PostgreSQL', await postgresUnavailableReason());
-
-describe('revocation across two instances through Redis [postgres]', { skip: redis.skip || postgres.skip }, () => {
-  const prefix = uniquePrefix('revocation-http');
-  const connections: RedisConnection[] = [];
-  let a: IdentityHarness;
-  let b: IdentityHarness;
-
-  before(async () => {
-    const connect = () => {
-      const connection = openRedis(TEST_REDIS_URL, captureLogs().logger);
-      connections.push(connection);
-      return connection;
-    };
-    a = await openIdentityHarness('postgres', { redis: connect(), redisKeyPrefix: prefix });
-    b = await openIdentityHarness('postgres', { redis: connect(), redisKeyPrefix: prefix, shareWith: a });
-    // Until both subscriptions are active a message could be missed, which is not what is under test.
-    await Promise.all([a, b].map((h) => (h.identity.parts.bus as RedisRevocationBus).whenSubscribed()));
-  });
-  after(async () => {
-    await b?.close();
-    await a?.close();
-    for (const connection of connections) await connection.close();
-    await deleteKeys(prefix);
-  });
+await describeInstancesOverRedis('revocation across two instances through Redis [postgres]', 'revocation-http', (instances) => {
 
   /** Revokes through `revoke` on one instance and expects `other` to refuse before its warm cache entry expires. */
   async function assertReachesOtherInstance(other: IdentityHarness, accessTokens: string[], revoke: () => Promise<void>): Promise<void> {
@@ -88,6 +59,7 @@ describe('revocation across two instances through Redis [postgres]', { skip: red
   }
 
   test('a logout on instance A is refused on instance B well within one second', async () => {
+    const { a, b } = instances;
     const user = await a.createUser({ role: 'employee' });
     const session = await a.signIn(user);
     await assertReachesOtherInstance(b, [session.accessToken], async () => {
@@ -98,6 +70,7 @@ describe('revocation across two instances through Redis [postgres]', { skip: red
   });
 
   test('an admin on instance B revokes a session instance A holds as live; logout-all reaches B for every session', async () => {
+    const { a, b } = instances;
     const admin = await b.createUser({ role: 'admin' });
     const adminSession = await b.signIn(admin);
     const employee = await a.createUser({ role: 'employee' });
@@ -116,6 +89,7 @@ describe('revocation across two instances through Redis [postgres]', { skip: red
   });
 
   test('a refresh-token reuse detected on instance A ends the session on instance B', async () => {
+    const { a, b } = instances;
     const user = await a.createUser({ role: 'employee' });
     const session = await a.signIn(user);
     const rotated = await a.request({ method: 'POST', url: '/api/v1/auth/refresh', body: { refreshToken: session.refreshToken } });

@@ -5,7 +5,9 @@ import { sql } from 'drizzle-orm';
 import { queryRows } from '../../src/store/connection.js';
 import { auditMark, auditSince } from '../helpers/audit.js';
 import { describeEachBackend } from '../helpers/database.js';
-import { freshAddresses, openIdentityHarness, totpCode, USER_AGENT, type IdentityHarness, type TestUser } from '../helpers/identity.js';
+import { openIdentityHarness, USER_AGENT, type IdentityHarness, type TestUser } from '../helpers/identity.js';
+import { freshAddresses } from '../helpers/addresses.js';
+import { totpCode } from '../helpers/totp-codes.js';
 import { assertProblem } from '../helpers/problems.js';
 
 /**

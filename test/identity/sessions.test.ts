@@ -5,7 +5,8 @@ import { sql } from 'drizzle-orm';
 import { LIVENESS_CACHE_MS } from '../../src/identity/sessions/sessions.js';
 import { queryRows } from '../../src/store/connection.js';
 import { describeEachBackend } from '../helpers/database.js';
-import { openIdentityHarness, secretFromUri, totpCode, type IdentityHarness, type SignedSession, type TestUser } from '../helpers/identity.js';
+import { openIdentityHarness, type IdentityHarness, type SignedSession, type TestUser } from '../helpers/identity.js';
+import { secretFromUri, totpCode } from '../helpers/totp-codes.js';
 import { assertUnauthenticated } from '../helpers/problems.js';
 
 /**

@@ -2,14 +2,14 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { sql } from 'drizzle-orm';
-import { SmtpMailer } from '../../src/providers/smtp/mailer.js';
 import { queryRows } from '../../src/store/connection.js';
 import { auditMark, auditSince } from '../helpers/audit.js';
 import { describeEachBackend, tablesState } from '../helpers/database.js';
-import { PASSWORD, openIdentityHarness, secretFromUri, totpCode, verificationTokenIn, type IdentityHarness } from '../helpers/identity.js';
-import { captureLogs } from '../helpers/log-capture.js';
+import { PASSWORD, openIdentityHarness, type IdentityHarness } from '../helpers/identity.js';
+import { secretFromUri, totpCode } from '../helpers/totp-codes.js';
+import { useOpenSignupHarness, verificationTokenIn } from '../helpers/open-signup.js';
 import { assertProblem } from '../helpers/problems.js';
-import { startSmtpServer, type ReceivedEmail, type SmtpTestServer } from '../helpers/smtp.js';
+import { type ReceivedEmail, type SmtpTestServer } from '../helpers/smtp.js';
 
 /**
  * The two ways into an account besides the CLI: an admin-made user redeeming its setup token
@@ -151,18 +151,7 @@ await describeEachBackend('setup tokens and signup', (backend) => {
   describe('self-registration (CIPHERGATE_SIGNUP=open)', () => {
     let h: IdentityHarness;
     let smtp: SmtpTestServer;
-    let mailer: SmtpMailer;
-
-    before(async () => {
-      smtp = await startSmtpServer();
-      mailer = new SmtpMailer({ url: smtp.url, from: 'Ciphergate <no-reply@gate.example.test>', logger: captureLogs().logger });
-      h = await openIdentityHarness(backend, { env: { CIPHERGATE_SIGNUP: 'open', CIPHERGATE_SMTP_URL: smtp.url }, mailer });
-    });
-    after(async () => {
-      await h.close();
-      await mailer.close();
-      await smtp.close();
-    });
+    useOpenSignupHarness(backend, (signups) => ({ h, smtp } = signups));
 
     function signup(email: string) {
       return h.request({ method: 'POST', url: '/api/v1/auth/signup', body: { email } });

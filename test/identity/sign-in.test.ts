@@ -5,7 +5,9 @@ import { sql } from 'drizzle-orm';
 import { queryRows } from '../../src/store/connection.js';
 import { auditMark, auditSince } from '../helpers/audit.js';
 import { describeEachBackend } from '../helpers/database.js';
-import { freshAddresses, openIdentityHarness, secretFromUri, totpCode, type IdentityHarness } from '../helpers/identity.js';
+import { openIdentityHarness, type IdentityHarness } from '../helpers/identity.js';
+import { freshAddresses } from '../helpers/addresses.js';
+import { secretFromUri, totpCode } from '../helpers/totp-codes.js';
 import { assertProblem } from '../helpers/problems.js';
 
 /**

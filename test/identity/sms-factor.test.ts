@@ -7,13 +7,14 @@ import { SmsSendThrottle } from '../../src/identity/limits/throttle.js';
 import { SYSTEM_SCOPE } from '../../src/seal/sealed-fields.js';
 import { queryRows } from '../../src/store/connection.js';
 import { smsFactorsSealed } from '../../src/store/sealed-tables.js';
-import { TenantRepository } from '../../src/store/repositories/tenants.js';
-import { DEFAULT_TWILIO_ACCOUNT, startTwilioFake, type TwilioFake } from '../fakes/twilio.js';
+import { DEFAULT_TWILIO_ACCOUNT, type TwilioFake } from '../fakes/twilio.js';
 import { auditMark, auditSince } from '../helpers/audit.js';
 import { describeEachBackend } from '../helpers/database.js';
-import { freshAddresses, openIdentityHarness, USER_AGENT, type IdentityHarness, type TestUser } from '../helpers/identity.js';
+import { USER_AGENT, type IdentityHarness, type TestUser } from '../helpers/identity.js';
+import { freshAddresses } from '../helpers/addresses.js';
 import { assertProblem } from '../helpers/problems.js';
 import { randomPhone, TENANT_FROM_NUMBER } from '../helpers/relay.js';
+import { openSmsHarness, type SmsHarness } from '../helpers/sms-sender.js';
 
 /**
  * SMS as a second factor over HTTP: enrolling and confirming a phone, sign-in codes texted
@@ -27,7 +28,6 @@ const SECOND_FACTOR = '/api/v1/auth/second-factor';
 const SEND_SMS = '/api/v1/auth/second-factor/sms';
 const PHONE = '/api/v1/auth/phone';
 const VERIFY_PHONE = '/api/v1/auth/phone/verify';
-const SENDER = 'sms-sender';
 const SIGN_IN_TEXT = /^Your Ciphergate sign-in code is (\d{6})\. It expires in 10 minutes\.$/;
 const VERIFY_TEXT = /^Your Ciphergate verification code is (\d{6})\. It expires in 10 minutes\.$/;
 
@@ -94,20 +94,12 @@ await describeEachBackend('identity: SMS second factor', (backend) => {
   };
   const otherThan = (code: string) => String((Number(code) + 1) % 1_000_000).padStart(6, '0');
 
+  let sms: SmsHarness;
   before(async () => {
-    twilio = await startTwilioFake();
-    harness = await openIdentityHarness(backend, { env: { CIPHERGATE_TWILIO_API_URL: twilio.url, CIPHERGATE_SMS_SENDER_TENANT: SENDER } });
-    const tenants = new TenantRepository(harness.db, harness.sealing.fields, harness.sealing.keyring);
-    await tenants.put(
-      SENDER,
-      { name: 'The agency', twilio: { accountSid: DEFAULT_TWILIO_ACCOUNT.accountSid, authToken: DEFAULT_TWILIO_ACCOUNT.authToken, fromNumber: TENANT_FROM_NUMBER } },
-      { type: 'system' },
-    );
+    sms = await openSmsHarness(backend);
+    ({ harness, twilio } = sms);
   });
-  after(async () => {
-    await harness.close();
-    await twilio.close();
-  });
+  after(() => sms?.close());
 
   describe('enrolling a phone', () => {
     test('a code goes to the phone; confirming it makes the phone a sign-in method, audited', async () => {

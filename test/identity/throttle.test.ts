@@ -5,7 +5,8 @@ import { RateLimitedError } from '../../src/identity/errors.js';
 import { LoginThrottle, type LoginThrottleOptions } from '../../src/identity/limits/throttle.js';
 import { openRedis, type RedisConnection } from '../../src/store/redis.js';
 import { captureLogs } from '../helpers/log-capture.js';
-import { closedPortUrl, deleteKeys, eventually, redisGate, redisKeys, RedisOutageProxy, TEST_REDIS_URL, uniquePrefix } from '../helpers/redis.js';
+import { closedPortUrl, deleteKeys, redisGate, redisKeys, RedisOutageProxy, TEST_REDIS_URL, uniquePrefix } from '../helpers/redis.js';
+import { eventually } from '../helpers/eventually.js';
 
 const ALICE = accountKey('alice@example.com');
 const BOB = accountKey('bob@example.com');

@@ -4,7 +4,9 @@ import { sql } from 'drizzle-orm';
 import { queryRows } from '../../src/store/connection.js';
 import { auditMark, auditSince } from '../helpers/audit.js';
 import { describeEachBackend } from '../helpers/database.js';
-import { freshAddresses, openIdentityHarness, totpCode, type IdentityHarness, type TestUser } from '../helpers/identity.js';
+import { openIdentityHarness, type IdentityHarness, type TestUser } from '../helpers/identity.js';
+import { freshAddresses } from '../helpers/addresses.js';
+import { totpCode } from '../helpers/totp-codes.js';
 
 /**
  * Trusted devices over HTTP: the `deviceToken` a passed second factor hands out skips the

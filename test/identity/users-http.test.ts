@@ -5,7 +5,8 @@ import { sql } from 'drizzle-orm';
 import { queryRows } from '../../src/store/connection.js';
 import { auditMark, auditSince } from '../helpers/audit.js';
 import { describeEachBackend, tablesState } from '../helpers/database.js';
-import { openIdentityHarness, tokenClaims, type IdentityHarness } from '../helpers/identity.js';
+import { openIdentityHarness, type IdentityHarness } from '../helpers/identity.js';
+import { tokenClaims } from '../helpers/token-claims.js';
 import { assertProblem } from '../helpers/problems.js';
 
 /**

@@ -2,49 +2,21 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { once } from 'node:events';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { sql } from 'drizzle-orm';
 import { readEnvelopeHeader } from '../../src/seal/envelope.js';
 import { MissingKeyError } from '../../src/seal/errors.js';
-import { StoredKeyring } from '../../src/seal/keyring.js';
-import { DataKeyRepository } from '../../src/store/repositories/data-keys.js';
 import { EncryptExistingError, encryptExisting } from '../../src/keys/encrypt-existing.js';
 import { createProgressReporter, type Progress } from '../../src/keys/progress.js';
-import { LocalKeyProvider } from '../../src/seal/providers/local.js';
 import { SealedFields } from '../../src/seal/sealed-fields.js';
 import { InMemoryKeyring, Sealer } from '../../src/seal/sealer.js';
 import { queryRows, type Db } from '../../src/store/connection.js';
 import { contactsSealed, messagesSealed, tenantsSealed } from '../../src/store/sealed-tables.js';
 import { REPO_ROOT } from '../helpers/cli.js';
-import { createTestDatabase, describeEachBackend, type Backend, type TestDatabase } from '../helpers/database.js';
-import { asBuffer, ensureConversation, insertSealedMessage, storedMessages } from '../helpers/sealing.js';
-
-interface Keys {
-  masterKey: string;
-  keyring: StoredKeyring;
-  fields: SealedFields;
-}
-
-async function openKeys(db: Db, masterKey = randomBytes(32).toString('base64')): Promise<Keys> {
-  const provider = new LocalKeyProvider({ masterKey, dataDir: tmpdir(), allowGenerate: false, warn: () => {} });
-  const keyring = await StoredKeyring.open(new DataKeyRepository(db), provider);
-  return { masterKey, keyring, fields: new SealedFields(new Sealer(keyring), keyring) };
-}
-
-/** A database, keys, and the guarantee that both are gone after the test. */
-async function withFixture(backend: Backend, body: (fixture: { testDb: TestDatabase; db: Db; keys: Keys }) => Promise<void>): Promise<void> {
-  const testDb = await createTestDatabase(backend);
-  try {
-    const keys = await openKeys(testDb.database.db);
-    await body({ testDb, db: testDb.database.db, keys });
-  } finally {
-    await testDb.cleanup();
-  }
-}
-
-const TENANT_SETTINGS = JSON.stringify({ allowIps: { twilio: [], airtable: [], podium: [] } });
+import { describeEachBackend } from '../helpers/database.js';
+import { openMaintenanceKeys, withMaintenanceKeys } from '../helpers/sealing.js';
+import { asBuffer, ensureConversation, insertSealedMessage, storedMessages, TENANT_SETTINGS } from '../helpers/stored-rows.js';
 
 /** A tenant row as an older version stored it: provider secrets in plaintext. */
 async function insertPlainTenant(db: Db, secrets: { twilio?: string | null; openai?: string | null; airtable?: string | null } = {}): Promise<string> {
@@ -116,7 +88,7 @@ test('progress: one bar redrawn in place on a terminal, a line now and then else
 
 await describeEachBackend('encrypt-existing', (backend) => {
   test('seals every plaintext value with its blind index, leaves sealed values alone, and is idempotent', async () => {
-    await withFixture(backend, async ({ db, keys }) => {
+    await withMaintenanceKeys(backend, async ({ db, ...keys }) => {
       const { fields } = keys;
       const canary = `CANARY-${randomBytes(6).toString('hex')}`;
       const tenantId = await insertPlainTenant(db, { twilio: `${canary}-twilio-token`, openai: null, airtable: '' });
@@ -246,7 +218,7 @@ await describeEachBackend('encrypt-existing', (backend) => {
   });
 
   test('a value it cannot seal faithfully stops the run with the row id; its batch stays as it was', async () => {
-    await withFixture(backend, async ({ db, keys }) => {
+    await withMaintenanceKeys(backend, async ({ db, ...keys }) => {
       const tenantId = await insertPlainTenant(db);
       const good = await insertPlainContact(db, tenantId, '+14155550100', 'Good');
       const bad = await insertPlainContact(db, tenantId, 'call me maybe', 'Bad');
@@ -270,7 +242,7 @@ await describeEachBackend('encrypt-existing', (backend) => {
   });
 
   test('stops between batches when aborted and carries on where it stopped', async () => {
-    await withFixture(backend, async ({ db, keys }) => {
+    await withMaintenanceKeys(backend, async ({ db, ...keys }) => {
       const tenantId = await insertPlainTenant(db);
       const contact = await insertPlainContact(db, tenantId, '+14155550100', null);
       const expected = new Map<string, string>();
@@ -298,7 +270,7 @@ await describeEachBackend('encrypt-existing', (backend) => {
   });
 
   test('several key ranges at once seal every row exactly once', async () => {
-    await withFixture(backend, async ({ db, keys }) => {
+    await withMaintenanceKeys(backend, async ({ db, ...keys }) => {
       const tenantId = await insertPlainTenant(db);
       const contact = await insertPlainContact(db, tenantId, '+14155550100', null);
       const conversationId = await ensureConversation(db, tenantId, contact);
@@ -315,7 +287,7 @@ await describeEachBackend('encrypt-existing', (backend) => {
   });
 
   test('works with an in-memory keyring, which cannot create keys', async () => {
-    await withFixture(backend, async ({ db }) => {
+    await withMaintenanceKeys(backend, async ({ db }) => {
       const tenantId = await insertPlainTenant(db);
       const contact = await insertPlainContact(db, tenantId, '+14155550100', null);
       const id = await insertPlainMessage(db, tenantId, contact, 'hello');
@@ -333,7 +305,7 @@ await describeEachBackend('encrypt-existing', (backend) => {
 
   if (backend === 'postgres') {
     test('a tenant that appears mid-run gets its key, and its batch is sealed after all', async () => {
-      await withFixture('postgres', async ({ db, keys }) => {
+      await withMaintenanceKeys('postgres', async ({ db, ...keys }) => {
         const tenantId = await insertPlainTenant(db);
         const contact = await insertPlainContact(db, tenantId, '+14155550100', null);
         for (let i = 0; i < 12; i += 1) await insertPlainMessage(db, tenantId, contact, `body ${i}`);
@@ -364,7 +336,7 @@ await describeEachBackend('encrypt-existing', (backend) => {
     });
 
     test('a process killed mid-run, even mid-batch, loses nothing and seals nothing twice', { timeout: 180_000 }, async () => {
-      await withFixture('postgres', async ({ testDb, db }) => {
+      await withMaintenanceKeys('postgres', async ({ testDb, db }) => {
         const masterKey = randomBytes(32).toString('base64');
         const tenantId = await insertPlainTenant(db);
         const contact = await insertPlainContact(db, tenantId, '+14155550100', null);
@@ -426,7 +398,7 @@ await describeEachBackend('encrypt-existing', (backend) => {
         assert.ok(committedBeforeKill >= afterFirst + 2 * 250, 'the two batches before it were');
 
         // 3: a run to the end picks up exactly what is left.
-        const keys = await openKeys(db, masterKey);
+        const keys = await openMaintenanceKeys(db, masterKey);
         const final = await encryptExisting({ db, fields: keys.fields, tables: [messagesSealed], batchSize: 1000 });
         assert.equal(final.complete, true);
         assert.equal(final.alreadySealed, committedBeforeKill);

@@ -12,9 +12,8 @@ import { Sealer } from '../../src/seal/sealer.js';
 import type { Db } from '../../src/store/connection.js';
 import { contactsSealed, messagesSealed, tenantsSealed } from '../../src/store/sealed-tables.js';
 import { createTestDatabase, describeEachBackend, type TestDatabase } from '../helpers/database.js';
-import { ensureConversation } from '../helpers/sealing.js';
+import { ensureConversation, TENANT_SETTINGS } from '../helpers/stored-rows.js';
 
-const TENANT_SETTINGS = JSON.stringify({ allowIps: { twilio: [], airtable: [], podium: [] } });
 
 await describeEachBackend('key status', (backend) => {
   let testDb: TestDatabase;

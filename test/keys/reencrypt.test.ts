@@ -1,41 +1,18 @@
 import assert from 'node:assert/strict';
-import { randomBytes, randomUUID } from 'node:crypto';
-import { tmpdir } from 'node:os';
+import { randomUUID } from 'node:crypto';
 import { test } from 'node:test';
 import { sql } from 'drizzle-orm';
 import { readEnvelopeHeader } from '../../src/seal/envelope.js';
-import { StoredKeyring } from '../../src/seal/keyring.js';
-import { DataKeyRepository } from '../../src/store/repositories/data-keys.js';
 import { keyStatus } from '../../src/keys/key-status.js';
 import type { Progress } from '../../src/keys/progress.js';
 import { reencrypt } from '../../src/keys/reencrypt.js';
-import { LocalKeyProvider } from '../../src/seal/providers/local.js';
-import { SealedFields } from '../../src/seal/sealed-fields.js';
-import { Sealer } from '../../src/seal/sealer.js';
 import { queryRows, type Db } from '../../src/store/connection.js';
 import { contactsSealed, messagesSealed, tenantsSealed } from '../../src/store/sealed-tables.js';
-import { createTestDatabase, describeEachBackend, type Backend } from '../helpers/database.js';
-import { asBuffer, ensureConversation, insertSealedMessage, storedMessages } from '../helpers/sealing.js';
+import { describeEachBackend } from '../helpers/database.js';
+import { withMaintenanceKeys, type MaintenanceKeys } from '../helpers/sealing.js';
+import { asBuffer, ensureConversation, insertSealedMessage, storedMessages, TENANT_SETTINGS } from '../helpers/stored-rows.js';
 
-interface Fixture {
-  db: Db;
-  keyring: StoredKeyring;
-  fields: SealedFields;
-}
-
-async function withFixture(backend: Backend, body: (fixture: Fixture) => Promise<void>): Promise<void> {
-  const testDb = await createTestDatabase(backend);
-  try {
-    const provider = new LocalKeyProvider({ masterKey: randomBytes(32).toString('base64'), dataDir: tmpdir(), allowGenerate: false, warn: () => {} });
-    const keyring = await StoredKeyring.open(new DataKeyRepository(testDb.database.db), provider);
-    await body({ db: testDb.database.db, keyring, fields: new SealedFields(new Sealer(keyring), keyring) });
-    keyring.close();
-  } finally {
-    await testDb.cleanup();
-  }
-}
-
-const TENANT_SETTINGS = JSON.stringify({ allowIps: { twilio: [], airtable: [], podium: [] } });
+type Fixture = MaintenanceKeys & { db: Db };
 
 /** What the application writes: every value sealed through SealedFields with the current key. */
 async function insertTenant(f: Fixture, secret: string): Promise<string> {
@@ -62,7 +39,7 @@ const versionOf = (value: Buffer) => readEnvelopeHeader(value)!.keyVersion;
 
 await describeEachBackend('reencrypt', (backend) => {
   test('moves every value of a rotated scope to the current version, indexes included', async () => {
-    await withFixture(backend, async (f) => {
+    await withMaintenanceKeys(backend, async (f) => {
       const { db, fields, keyring } = f;
       const a = await insertTenant(f, 'secret of a');
       const b = await insertTenant(f, 'secret of b');
@@ -155,7 +132,7 @@ await describeEachBackend('reencrypt', (backend) => {
   });
 
   test('writes made while it runs are never lost', { timeout: 120_000 }, async () => {
-    await withFixture(backend, async (f) => {
+    await withMaintenanceKeys(backend, async (f) => {
       const { db, fields, keyring } = f;
       const tenantId = await insertTenant(f, 'secret');
       const contactId = await insertContact(f, tenantId, '+14155550100', 'Zoë');
@@ -212,7 +189,7 @@ await describeEachBackend('reencrypt', (backend) => {
   });
 
   test('a damaged value is counted and left alone; the rest moves on', async () => {
-    await withFixture(backend, async (f) => {
+    await withMaintenanceKeys(backend, async (f) => {
       const { db, fields, keyring } = f;
       const tenantId = await insertTenant(f, 'secret');
       const contactId = await insertContact(f, tenantId, '+14155550100', 'Zoë');

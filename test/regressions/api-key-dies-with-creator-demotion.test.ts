@@ -1,22 +1,19 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { after, before, describe, test } from 'node:test';
+import { after, before, test } from 'node:test';
 import type { LightMyRequestResponse } from 'fastify';
 import { sql } from 'drizzle-orm';
 import { IdentityError as AuthError } from '../../src/identity/errors.js';
 import { MachineAuth } from '../../src/identity/machines/machine-auth.js';
 import type { Principal } from '../../src/identity/principal.js';
-import type { RedisRevocationBus } from '../../src/store/revocation-bus.js';
 import { queryRows } from '../../src/store/connection.js';
-import { openRedis, type RedisConnection } from '../../src/store/redis.js';
 import { auditMark, auditSince, type AuditRow } from '../helpers/audit.js';
-import { describeEachBackend, postgresUnavailableReason, tablesState } from '../helpers/database.js';
-import { openIdentityHarness, sessionIdOf, type IdentityHarness } from '../helpers/identity.js';
-import { captureLogs } from '../helpers/log-capture.js';
+import { describeEachBackend, tablesState } from '../helpers/database.js';
+import { openIdentityHarness, type IdentityHarness } from '../helpers/identity.js';
+import { sessionIdOf } from '../helpers/token-claims.js';
+import { describeInstancesOverRedis } from '../helpers/instances-over-redis.js';
 import { assertProblem } from '../helpers/problems.js';
-import { deleteKeys, redisGate, TEST_REDIS_URL, uniquePrefix } from '../helpers/redis.js';
-import { serviceGate } from '../helpers/services.js';
 
 /**
  * Guards issue 13 item 2: an API key (and so an OAuth client, whose id and secret are the
@@ -252,33 +249,10 @@ await describeEachBackend('regression: API keys die with their creator\'s privil
   });
 });
 
-const redis = await redisGate();
-const postgres = serviceGate('PostgreSQL', await postgresUnavailableReason());
-
-describe('regression: a demotion on one instance ends the creator\'s keys on another, through Redis [postgres]', { skip: redis.skip || postgres.skip }, () => {
-  const prefix = uniquePrefix('key-creator-demotion');
-  const connections: RedisConnection[] = [];
-  let a: IdentityHarness;
-  let b: IdentityHarness;
-
-  before(async () => {
-    const connect = () => {
-      const connection = openRedis(TEST_REDIS_URL, captureLogs().logger);
-      connections.push(connection);
-      return connection;
-    };
-    a = await openIdentityHarness('postgres', { redis: connect(), redisKeyPrefix: prefix });
-    b = await openIdentityHarness('postgres', { redis: connect(), redisKeyPrefix: prefix, shareWith: a });
-    await Promise.all([a, b].map((h) => (h.identity.parts.bus as RedisRevocationBus).whenSubscribed()));
-  });
-  after(async () => {
-    await b?.close();
-    await a?.close();
-    for (const connection of connections) await connection.close();
-    await deleteKeys(prefix);
-  });
+await describeInstancesOverRedis('regression: a demotion on one instance ends the creator\'s keys on another, through Redis [postgres]', 'key-creator-demotion', (instances) => {
 
   test('instance B hears of the demotion through Redis and refuses the key and its token', async () => {
+    const { a, b } = instances;
     const tenantId = await a.createTenant();
     const adminToken = (await a.signIn(await a.createUser({ role: 'admin' }))).accessToken;
     const manager = await a.createUser({ role: 'manager' });

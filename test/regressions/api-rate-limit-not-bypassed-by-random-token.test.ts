@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import { describeEachBackend } from '../helpers/database.js';
-import { freshAddresses, openIdentityHarness, type IdentityHarness } from '../helpers/identity.js';
+import { openIdentityHarness, type IdentityHarness } from '../helpers/identity.js';
+import { freshAddresses } from '../helpers/addresses.js';
 import { assertProblem, assertUnauthenticated } from '../helpers/problems.js';
 
 /**

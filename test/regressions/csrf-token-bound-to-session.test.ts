@@ -5,7 +5,8 @@ import type { LightMyRequestResponse } from 'fastify';
 import { ACCESS_COOKIE, CSRF_COOKIE } from '../../src/http/guard.js';
 import { queryRows } from '../../src/store/connection.js';
 import { describeEachBackend } from '../helpers/database.js';
-import { openIdentityHarness, totpCode, type IdentityHarness, type TestUser } from '../helpers/identity.js';
+import { openIdentityHarness, type IdentityHarness, type TestUser } from '../helpers/identity.js';
+import { totpCode } from '../helpers/totp-codes.js';
 import { assertProblem } from '../helpers/problems.js';
 
 // A CSRF token from GET /api/v1/csrf was tied only to the CSRF cookie's secret, which outlives

@@ -2,14 +2,13 @@ import assert from 'node:assert/strict';
 import { createHash, randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { sql } from 'drizzle-orm';
-import { SmtpMailer } from '../../src/providers/smtp/mailer.js';
 import { queryRows } from '../../src/store/connection.js';
 import { auditMark, auditSince } from '../helpers/audit.js';
 import { describeEachBackend } from '../helpers/database.js';
-import { PASSWORD, openIdentityHarness, verificationTokenIn, type IdentityHarness, type SignedSession } from '../helpers/identity.js';
-import { captureLogs } from '../helpers/log-capture.js';
+import { PASSWORD, type IdentityHarness, type SignedSession } from '../helpers/identity.js';
+import { openSignupHarness, type OpenSignupHarness, verificationTokenIn } from '../helpers/open-signup.js';
 import { assertProblem } from '../helpers/problems.js';
-import { startSmtpServer, type SmtpTestServer } from '../helpers/smtp.js';
+import { type SmtpTestServer } from '../helpers/smtp.js';
 
 /**
  * Guards issue #13 item 3, second half. Unverified self-registrations never expired, and one
@@ -21,21 +20,6 @@ import { startSmtpServer, type SmtpTestServer } from '../helpers/smtp.js';
  */
 
 const HOUR_MS = 3_600_000;
-
-async function openSignupHarness(backend: 'pglite' | 'postgres', env: Record<string, string> = {}) {
-  const smtp = await startSmtpServer();
-  const mailer = new SmtpMailer({ url: smtp.url, from: 'Ciphergate <no-reply@gate.example.test>', logger: captureLogs().logger });
-  const h = await openIdentityHarness(backend, { env: { CIPHERGATE_SIGNUP: 'open', CIPHERGATE_SMTP_URL: smtp.url, ...env }, mailer });
-  return {
-    h,
-    smtp,
-    async close() {
-      await h.close();
-      await mailer.close();
-      await smtp.close();
-    },
-  };
-}
 
 /**
  * Signs `email` up and returns the pending account's id and the link's token. The body carries a
@@ -59,7 +43,7 @@ const userExists = async (h: IdentityHarness, id: string) => (await queryRows(h.
 
 await describeEachBackend('regression: pending signups expire and admin invites take them over', (backend) => {
   describe('with the default 24 hours', () => {
-    let setup: Awaited<ReturnType<typeof openSignupHarness>>;
+    let setup: OpenSignupHarness;
     let h: IdentityHarness;
     let admin: SignedSession;
     let adminId: string;
@@ -161,10 +145,10 @@ await describeEachBackend('regression: pending signups expire and admin invites 
   });
 
   describe('with CIPHERGATE_SIGNUP_PENDING_HOURS=1', () => {
-    let setup: Awaited<ReturnType<typeof openSignupHarness>>;
+    let setup: OpenSignupHarness;
 
     before(async () => {
-      setup = await openSignupHarness(backend, { CIPHERGATE_SIGNUP_PENDING_HOURS: '1' });
+      setup = await openSignupHarness(backend, { env: { CIPHERGATE_SIGNUP_PENDING_HOURS: '1' } });
     });
     after(() => setup?.close());
 

@@ -6,7 +6,9 @@ import { normaliseRecoveryCode } from '../../src/identity/factors/recovery/recov
 import { SYSTEM_SCOPE } from '../../src/seal/binding.js';
 import { queryRows } from '../../src/store/connection.js';
 import { describeEachBackend } from '../helpers/database.js';
-import { freshAddresses, openIdentityHarness, totpCode, type IdentityHarness, type TestUser } from '../helpers/identity.js';
+import { openIdentityHarness, type IdentityHarness, type TestUser } from '../helpers/identity.js';
+import { freshAddresses } from '../helpers/addresses.js';
+import { totpCode } from '../helpers/totp-codes.js';
 import { assertProblem } from '../helpers/problems.js';
 
 // Recovery codes were stored as bare SHA-256 of the code: with a copy of the database (a

@@ -1,11 +1,10 @@
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { sql } from 'drizzle-orm';
 import type { TokenPair } from '../../src/identity/sign-in/auth-steps.js';
 import { queryRows } from '../../src/store/connection.js';
-import { describeEachBackend } from '../helpers/database.js';
-import { openIdentityHarness, type IdentityHarness, type TestUser } from '../helpers/identity.js';
 import { assertProblem } from '../helpers/problems.js';
+import { describeSessionsOfOneUser } from '../helpers/sessions-of-one-user.js';
 
 /**
  * Guards RFC 9700 §4.14.2 refresh-token reuse detection: presenting a refresh token that was
@@ -15,31 +14,17 @@ import { assertProblem } from '../helpers/problems.js';
  * who rotated first holding a live chain.
  */
 
-await describeEachBackend('regression: a reused refresh token revokes the whole session', (backend) => {
-  let h: IdentityHarness;
-  let user: TestUser;
-  let deviceToken: string;
-
-  before(async () => {
-    h = await openIdentityHarness(backend);
-    user = await h.createUser({ role: 'employee' });
-    ({ deviceToken } = await h.signIn(user));
-  });
-  after(() => h?.close());
-
-  let nextAddress = 10;
-  const newSession = () => h.signInOnDevice(user, deviceToken, { ip: `198.51.100.${nextAddress++}` });
+await describeSessionsOfOneUser('regression: a reused refresh token revokes the whole session', (suite) => {
+  const { newSession, refresh, listSessions: get } = suite;
 
   async function rotate(refreshToken: string): Promise<TokenPair> {
-    const response = await h.request({ method: 'POST', url: '/api/v1/auth/refresh', body: { refreshToken } });
+    const response = await refresh(refreshToken);
     assert.equal(response.statusCode, 200, response.body);
     return response.json() as TokenPair;
   }
 
-  const refresh = (refreshToken: string) => h.request({ method: 'POST', url: '/api/v1/auth/refresh', body: { refreshToken } });
-  const get = (accessToken: string) => h.request({ method: 'GET', url: '/api/v1/auth/sessions', token: accessToken });
   const tokenCount = async (sessionId: string) =>
-    (await queryRows<{ count: number }>(h.db, sql`select count(*)::int as count from refresh_tokens where session_id = ${sessionId}`))[0]!.count;
+    (await queryRows<{ count: number }>(suite.h.db, sql`select count(*)::int as count from refresh_tokens where session_id = ${sessionId}`))[0]!.count;
 
   test('reusing an old refresh token → 401 refresh-token-reused; the newest tokens stop working at once; audited', async () => {
     const first = await newSession();
@@ -64,14 +49,14 @@ await describeEachBackend('regression: a reused refresh token revokes the whole 
     assert.equal(newestRefresh.statusCode, 401, newestRefresh.body);
     assert.equal(newestRefresh.json().type, 'invalid-refresh-token');
 
-    const [row] = await queryRows<{ revoked_reason: string | null }>(h.db, sql`select revoked_reason from sessions where id = ${sessionId}`);
+    const [row] = await queryRows<{ revoked_reason: string | null }>(suite.h.db, sql`select revoked_reason from sessions where id = ${sessionId}`);
     assert.equal(row!.revoked_reason, 'refresh-reuse');
     const events = await queryRows<{ outcome: string; actor_id: string | null; target_type: string | null; target_id: string | null; details: Record<string, unknown> }>(
-      h.db,
+      suite.h.db,
       sql`select outcome, actor_id, target_type, target_id, details from audit_events where action = 'auth.refresh-reuse' and target_id = ${sessionId}`,
     );
     assert.equal(events.length, 1);
-    assert.deepEqual(events[0], { outcome: 'denied', actor_id: user.id, target_type: 'session', target_id: sessionId, details: { sessionRevoked: true } });
+    assert.deepEqual(events[0], { outcome: 'denied', actor_id: suite.user.id, target_type: 'session', target_id: sessionId, details: { sessionRevoked: true } });
   });
 
   test('the reuse of the token just rotated (the thief rotated first) ends the session too', async () => {

@@ -1,13 +1,14 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
-import { SmtpMailer } from '../../src/providers/smtp/mailer.js';
 import { openRedis, type RedisConnection } from '../../src/store/redis.js';
 import { describeEachBackend } from '../helpers/database.js';
-import { freshAddresses, openIdentityHarness, PASSWORD, type IdentityHarness } from '../helpers/identity.js';
+import { PASSWORD } from '../helpers/identity.js';
+import { freshAddresses } from '../helpers/addresses.js';
+import { openSignupHarness, type OpenSignupHarness } from '../helpers/open-signup.js';
 import { captureLogs } from '../helpers/log-capture.js';
-import { deleteKeys, eventually, redisGate, redisKeys, TEST_REDIS_URL, uniquePrefix } from '../helpers/redis.js';
-import { startSmtpServer, type SmtpTestServer } from '../helpers/smtp.js';
+import { deleteKeys, redisGate, redisKeys, TEST_REDIS_URL, uniquePrefix } from '../helpers/redis.js';
+import { eventually } from '../helpers/eventually.js';
 
 /**
  * Issue #13 item 4: 110 signups for one address in a minute sent 110 emails to it. Every email
@@ -19,29 +20,8 @@ import { startSmtpServer, type SmtpTestServer } from '../helpers/smtp.js';
 const PER_RECIPIENT_PER_HOUR = 5;
 const SIGNUPS = 12;
 
-interface Bombing {
-  harness: IdentityHarness;
-  smtp: SmtpTestServer;
-  close(): Promise<void>;
-}
-
-async function openBombing(backend: 'pglite' | 'postgres', options: { redis?: RedisConnection; redisKeyPrefix?: string } = {}): Promise<Bombing> {
-  const smtp = await startSmtpServer();
-  const mailer = new SmtpMailer({ url: smtp.url, from: 'Ciphergate <no-reply@gate.example.test>', logger: captureLogs().logger });
-  const harness = await openIdentityHarness(backend, { env: { CIPHERGATE_SIGNUP: 'open', CIPHERGATE_SMTP_URL: smtp.url }, mailer, ...options });
-  return {
-    harness,
-    smtp,
-    async close() {
-      await harness.close();
-      await mailer.close();
-      await smtp.close();
-    },
-  };
-}
-
 /** Signs `email` up SIGNUPS times, each from an address of its own (the API limit is per address), and waits until every email was sent or refused. */
-async function bomb({ harness, smtp }: Bombing, email: string, freshIp: () => string) {
+async function bomb({ h: harness, smtp }: OpenSignupHarness, email: string, freshIp: () => string) {
   const answers: Array<{ status: number; body: string }> = [];
   for (let attempt = 0; attempt < SIGNUPS; attempt++) {
     const response = await harness.request({ method: 'POST', url: '/api/v1/auth/signup', body: { email: attempt % 3 === 1 ? email.toUpperCase() : email, password: PASSWORD }, remoteAddress: freshIp() });
@@ -56,11 +36,11 @@ async function bomb({ harness, smtp }: Bombing, email: string, freshIp: () => st
 }
 
 await describeEachBackend('signup emails to one address', (backend) => {
-  let bombing: Bombing;
+  let bombing: OpenSignupHarness;
   const freshIp = freshAddresses('10.77');
 
   before(async () => {
-    bombing = await openBombing(backend);
+    bombing = await openSignupHarness(backend);
   });
   after(() => bombing.close());
 
@@ -69,12 +49,12 @@ await describeEachBackend('signup emails to one address', (backend) => {
     const { answers, received } = await bomb(bombing, victim, freshIp);
     assert.equal(received, PER_RECIPIENT_PER_HOUR);
 
-    const fresh = await bombing.harness.request({ method: 'POST', url: '/api/v1/auth/signup', body: { email: `fresh-${randomUUID()}@example.test`, password: PASSWORD }, remoteAddress: freshIp() });
+    const fresh = await bombing.h.request({ method: 'POST', url: '/api/v1/auth/signup', body: { email: `fresh-${randomUUID()}@example.test`, password: PASSWORD }, remoteAddress: freshIp() });
     for (const answer of answers) assert.deepEqual(answer, { status: fresh.statusCode, body: fresh.body });
     assert.ok(fresh.statusCode >= 200 && fresh.statusCode < 300, fresh.body);
 
     // The refusals are logged without the address.
-    const logs = bombing.harness.logs.text();
+    const logs = bombing.h.logs.text();
     assert.match(logs, /recipient-throttled/);
     assert.ok(!logs.toLowerCase().includes(victim), 'a log line holds the address');
   });
@@ -83,7 +63,7 @@ await describeEachBackend('signup emails to one address', (backend) => {
 const redis = await redisGate();
 
 describe('signup emails to one address [redis]', { skip: redis.skip }, () => {
-  let bombing: Bombing;
+  let bombing: OpenSignupHarness;
   let connection: RedisConnection;
   const keyPrefix = uniquePrefix('email-bomb');
   const freshIp = freshAddresses('10.78');
@@ -91,7 +71,7 @@ describe('signup emails to one address [redis]', { skip: redis.skip }, () => {
   before(async () => {
     connection = openRedis(TEST_REDIS_URL, captureLogs().logger, { maxReconnectDelayMs: 40 });
     assert.ok(await eventually(() => connection.isReady()));
-    bombing = await openBombing('pglite', { redis: connection, redisKeyPrefix: keyPrefix });
+    bombing = await openSignupHarness('pglite', { redis: connection, redisKeyPrefix: keyPrefix });
   });
   after(async () => {
     await bombing.close();

@@ -1,15 +1,15 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { sql } from 'drizzle-orm';
-import { SmtpMailer } from '../../src/providers/smtp/mailer.js';
 import { queryRows } from '../../src/store/connection.js';
 import { auditMark, auditSince } from '../helpers/audit.js';
 import { describeEachBackend, tablesState } from '../helpers/database.js';
-import { freshAddresses, openIdentityHarness, verificationTokenIn, type IdentityHarness } from '../helpers/identity.js';
-import { captureLogs } from '../helpers/log-capture.js';
+import { type IdentityHarness } from '../helpers/identity.js';
+import { freshAddresses } from '../helpers/addresses.js';
+import { useOpenSignupHarness, verificationTokenIn } from '../helpers/open-signup.js';
 import { assertProblem } from '../helpers/problems.js';
-import { startSmtpServer, type SmtpTestServer } from '../helpers/smtp.js';
+import { type SmtpTestServer } from '../helpers/smtp.js';
 
 /**
  * Guards issue #13 item 3 (pre-account hijacking, Sudhodanan & Paverd, USENIX Security 2022).
@@ -29,18 +29,7 @@ const VICTIM_PASSWORD = 'the victim picks this one 2026';
 await describeEachBackend('regression: open signup cannot pre-hijack an account', (backend) => {
   let h: IdentityHarness;
   let smtp: SmtpTestServer;
-  let mailer: SmtpMailer;
-
-  before(async () => {
-    smtp = await startSmtpServer();
-    mailer = new SmtpMailer({ url: smtp.url, from: 'Ciphergate <no-reply@gate.example.test>', logger: captureLogs().logger });
-    h = await openIdentityHarness(backend, { env: { CIPHERGATE_SIGNUP: 'open', CIPHERGATE_SMTP_URL: smtp.url }, mailer });
-  });
-  after(async () => {
-    await h?.close();
-    await mailer?.close();
-    await smtp?.close();
-  });
+  useOpenSignupHarness(backend, (signups) => ({ h, smtp } = signups));
 
   const freshIp = freshAddresses('10.64');
   const login = (email: string, password: string) => h.request({ method: 'POST', url: '/api/v1/auth/login', body: { email, password }, remoteAddress: freshIp() });

@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { phoneRecipientKey } from '../../src/identity/limits/recipient-keys.js';
-import { TenantRepository } from '../../src/store/repositories/tenants.js';
-import { DEFAULT_TWILIO_ACCOUNT, startTwilioFake, type TwilioFake } from '../fakes/twilio.js';
+import type { TwilioFake } from '../fakes/twilio.js';
 import { describeEachBackend } from '../helpers/database.js';
-import { freshAddresses, openIdentityHarness, type IdentityHarness } from '../helpers/identity.js';
+import { type IdentityHarness } from '../helpers/identity.js';
+import { freshAddresses } from '../helpers/addresses.js';
 import { assertProblem } from '../helpers/problems.js';
-import { randomPhone, TENANT_FROM_NUMBER } from '../helpers/relay.js';
+import { randomPhone } from '../helpers/relay.js';
+import { openSmsHarness, type SmsHarness } from '../helpers/sms-sender.js';
 
 /**
  * Issue #13 item 4: SMS codes were limited per user only (5 an hour), so every account anyone
@@ -15,26 +16,18 @@ import { randomPhone, TENANT_FROM_NUMBER } from '../helpers/relay.js';
  */
 
 const PER_PHONE_PER_HOUR = 5;
-const SENDER = 'sms-sender';
 
 await describeEachBackend('SMS codes to one phone from many accounts', (backend) => {
   let harness: IdentityHarness;
   let twilio: TwilioFake;
   const freshIp = freshAddresses('10.64');
 
+  let sms: SmsHarness;
   before(async () => {
-    twilio = await startTwilioFake();
-    harness = await openIdentityHarness(backend, { env: { CIPHERGATE_TWILIO_API_URL: twilio.url, CIPHERGATE_SMS_SENDER_TENANT: SENDER } });
-    await new TenantRepository(harness.db, harness.sealing.fields, harness.sealing.keyring).put(
-      SENDER,
-      { name: 'The agency', twilio: { accountSid: DEFAULT_TWILIO_ACCOUNT.accountSid, authToken: DEFAULT_TWILIO_ACCOUNT.authToken, fromNumber: TENANT_FROM_NUMBER } },
-      { type: 'system' },
-    );
+    sms = await openSmsHarness(backend);
+    ({ harness, twilio } = sms);
   });
-  after(async () => {
-    await harness.close();
-    await twilio.close();
-  });
+  after(() => sms?.close());
 
   test('a phone gets at most five codes an hour, however many accounts ask and however the number is written', async () => {
     const victim = randomPhone();

@@ -4,7 +4,9 @@ import { sql } from 'drizzle-orm';
 import { queryRows } from '../../src/store/connection.js';
 import { auditMark, auditSince } from '../helpers/audit.js';
 import { describeEachBackend } from '../helpers/database.js';
-import { USER_AGENT, freshAddresses, openIdentityHarness, secretFromUri, totpCode, type IdentityHarness, type TestUser } from '../helpers/identity.js';
+import { USER_AGENT, openIdentityHarness, type IdentityHarness, type TestUser } from '../helpers/identity.js';
+import { freshAddresses } from '../helpers/addresses.js';
+import { secretFromUri, totpCode } from '../helpers/totp-codes.js';
 import { assertProblem } from '../helpers/problems.js';
 
 /**

@@ -3,7 +3,8 @@ import { randomUUID } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import { auditMark, auditSince } from '../helpers/audit.js';
 import { describeEachBackend } from '../helpers/database.js';
-import { freshAddresses, openIdentityHarness, type IdentityHarness } from '../helpers/identity.js';
+import { openIdentityHarness, type IdentityHarness } from '../helpers/identity.js';
+import { freshAddresses } from '../helpers/addresses.js';
 import { assertProblem } from '../helpers/problems.js';
 
 /**

@@ -4,7 +4,8 @@ import { sql } from 'drizzle-orm';
 import { queryRows } from '../../src/store/connection.js';
 import { auditMark, auditSince } from '../helpers/audit.js';
 import { describeEachBackend } from '../helpers/database.js';
-import { openIdentityHarness, totpCode, type IdentityHarness } from '../helpers/identity.js';
+import { openIdentityHarness, type IdentityHarness } from '../helpers/identity.js';
+import { totpCode } from '../helpers/totp-codes.js';
 import { assertProblem } from '../helpers/problems.js';
 
 // better-auth and Ory Kratos accept one TOTP code as often as it is presented within its 30 s

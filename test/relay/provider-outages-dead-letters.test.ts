@@ -1,24 +1,20 @@
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
-import type { Relay } from '../../src/relay/relay.js';
+import { test } from 'node:test';
 import type { Fault } from '../fakes/fake-server.js';
-import { describeEachBackend } from '../helpers/database.js';
-import { openRelayHarness, type RelayHarness } from '../helpers/relay.js';
 import {
   assertNoPlaintext,
   completionsOf,
+  describeOutageSuite,
   jobDead,
   jobRow,
   ObservedJobs,
-  openOutageRelay,
   OUTAGE_PROVIDERS,
-  prepareOutageCase,
-  queueSettled,
-  RETRY,
   type OutageCase,
   type OutageProvider,
-  warmUpFakes,
-} from './provider-outage-scenarios.js';
+  prepareOutageCase,
+  queueSettled,
+} from '../helpers/provider-outage-scenarios.js';
+import type { RelayHarness } from '../helpers/relay.js';
 
 /**
  * An outage longer than the job's attempts ends in the dead letters, visible to an operator
@@ -66,18 +62,10 @@ async function assertOneResult(harness: RelayHarness, outage: OutageCase): Promi
   if (outage.provider === 'openai') assert.equal(completionsOf(harness, outage), 1);
 }
 
-await describeEachBackend('provider outages: dead letters and their replay', (backend) => {
-  let harness: RelayHarness;
-  let relay: Relay;
-  before(async () => {
-    harness = await openRelayHarness(backend, { retry: RETRY });
-    relay = openOutageRelay(harness);
-    await warmUpFakes(harness);
-  });
-  after(async () => harness?.close());
-
+await describeOutageSuite('provider outages: dead letters and their replay', (suite) => {
   for (const provider of OUTAGE_PROVIDERS) {
     test(`${provider}: more 503s than the job has attempts → dead, listed, no result; replayed → succeeds once`, async () => {
+      const { harness, relay } = suite;
       const observed = new ObservedJobs(harness, relay);
       const outage = await prepareOutageCase(harness, observed, provider);
       const maxAttempts = (await jobRow(harness, outage.jobId))!.max_attempts;
@@ -122,6 +110,7 @@ await describeEachBackend('provider outages: dead letters and their replay', (ba
 
   for (const provider of OUTAGE_PROVIDERS satisfies readonly OutageProvider[]) {
     test(`${provider}: a 4xx that retrying cannot fix → dead after one attempt; replayed → succeeds once`, async () => {
+      const { harness, relay } = suite;
       const observed = new ObservedJobs(harness, relay);
       const outage = await prepareOutageCase(harness, observed, provider);
       const { fault, summary } = refusal(outage);

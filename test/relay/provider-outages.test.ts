@@ -1,30 +1,25 @@
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { sql } from 'drizzle-orm';
-import type { Relay } from '../../src/relay/relay.js';
 import type { Fault } from '../fakes/fake-server.js';
-import { describeEachBackend } from '../helpers/database.js';
-import { openRelayHarness, type RelayHarness } from '../helpers/relay.js';
 import {
   AIRTABLE_RATE_LIMIT_WAIT_SECONDS,
   assertNoPlaintext,
   CLIENT_TIMEOUT_MS,
   completionsOf,
+  describeOutageSuite,
   echoingErrorBody,
   jobRow,
   jobWaitingForRetry,
   ObservedJobs,
-  openOutageRelay,
   OUTAGE_PROVIDERS,
-  prepareOutageCase,
-  queueSettled,
-  RETRY,
-  RETRY_AFTER_SECONDS,
-  SLOW_DELAY_MS,
   type OutageCase,
   type OutageProvider,
-  warmUpFakes,
-} from './provider-outage-scenarios.js';
+  prepareOutageCase,
+  queueSettled,
+  RETRY_AFTER_SECONDS,
+  SLOW_DELAY_MS,
+} from '../helpers/provider-outage-scenarios.js';
 
 /**
  * A provider that fails for a while (each fault type of test/fakes/fake-server.ts) costs retries,
@@ -91,19 +86,11 @@ const FAULT_SHAPES: FaultShape[] = [
 /** Clock granularity between the row's updated_at (JS clock) and run_at (database clock). */
 const CLOCK_TOLERANCE_MS = 100;
 
-await describeEachBackend('provider outages are retried until they succeed, once', (backend) => {
-  let harness: RelayHarness;
-  let relay: Relay;
-  before(async () => {
-    harness = await openRelayHarness(backend, { retry: RETRY });
-    relay = openOutageRelay(harness);
-    await warmUpFakes(harness);
-  });
-  after(async () => harness?.close());
-
+await describeOutageSuite('provider outages are retried until they succeed, once', (suite) => {
   for (const provider of OUTAGE_PROVIDERS) {
     for (const shape of FAULT_SHAPES) {
       test(`${provider}: ${shape.name} → the job is retried and succeeds with one result`, async () => {
+        const { harness, relay } = suite;
         const observed = new ObservedJobs(harness, relay);
         const outage = await prepareOutageCase(harness, observed, provider);
         outage.fake.failNext(shape.fault(outage), { times: shape.times(provider) });

@@ -1,21 +1,16 @@
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { sql } from 'drizzle-orm';
-import type { Relay } from '../../src/relay/relay.js';
-import { describeEachBackend } from '../helpers/database.js';
-import { openRelayHarness, type RelayHarness } from '../helpers/relay.js';
 import {
+  describeOutageSuite,
   ObservedJobs,
-  openOutageRelay,
   outboundRows,
   prepareOutageCase,
   queueSettled,
-  RETRY,
   SEND_PROVIDERS,
-  storeStaffMessage,
   type SendProvider,
-  warmUpFakes,
-} from './provider-outage-scenarios.js';
+  storeStaffMessage,
+} from '../helpers/provider-outage-scenarios.js';
 
 /**
  * Two messages with the same text to the same person within minutes are ordinary: "Thanks!",
@@ -25,21 +20,13 @@ import {
  * message's id on the second (two rows, one provider id, and status callbacks updating both) and,
  * when the second never reached the provider, never send it at all.
  */
-await describeEachBackend('an uncertain send is not confused with an earlier message of the same text', (backend) => {
-  let harness: RelayHarness;
-  let relay: Relay;
-  before(async () => {
-    harness = await openRelayHarness(backend, { retry: RETRY });
-    relay = openOutageRelay(harness);
-    await warmUpFakes(harness);
-  });
-  after(async () => harness?.close());
-
+await describeOutageSuite('an uncertain send is not confused with an earlier message of the same text', (suite) => {
   /**
    * Moves a message's creation time at the provider a minute back: the earlier message went out a
    * minute before the second, inside the look-up's window.
    */
   function sentAMinuteAgo(provider: SendProvider, providerId: string): void {
+    const { harness } = suite;
     if (provider === 'twilio') {
       const message = harness.twilio.messages.find((candidate) => candidate.sid === providerId)!;
       message.dateCreated = new Date(message.dateCreated.getTime() - 60_000);
@@ -52,6 +39,7 @@ await describeEachBackend('an uncertain send is not confused with an earlier mes
 
   /** A case whose first answer went out a minute ago, and the text of that answer. */
   async function afterFirstAnswer(provider: SendProvider) {
+    const { harness, relay } = suite;
     const observed = new ObservedJobs(harness, relay);
     const outage = await prepareOutageCase(harness, observed, provider);
     await observed.runUntil(queueSettled(harness, outage.tenant.id), { what: 'the first send' });
@@ -64,6 +52,7 @@ await describeEachBackend('an uncertain send is not confused with an earlier mes
 
   for (const provider of SEND_PROVIDERS) {
     test(`${provider}: a second message with the same text whose send died before reaching the provider is still sent`, async () => {
+      const { harness, relay } = suite;
       const { observed, outage, text } = await afterFirstAnswer(provider);
       const second = await storeStaffMessage(harness, relay, outage, text);
       // The second send's process died after marking it started, before calling the provider.
@@ -77,6 +66,7 @@ await describeEachBackend('an uncertain send is not confused with an earlier mes
     });
 
     test(`${provider}: a second message with the same text whose answer was lost is recorded with its own id`, async () => {
+      const { harness, relay } = suite;
       const { observed, outage, text } = await afterFirstAnswer(provider);
       const second = await storeStaffMessage(harness, relay, outage, text);
       outage.fake.failNext({ kind: 'drop', afterHandling: true }, { times: 1 });

@@ -1,24 +1,19 @@
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { sql } from 'drizzle-orm';
-import type { Relay } from '../../src/relay/relay.js';
-import { describeEachBackend } from '../helpers/database.js';
-import { openRelayHarness, type RelayHarness } from '../helpers/relay.js';
 import {
   abandonJob,
   assertNoPlaintext,
   createRequests,
+  describeOutageSuite,
   jobRow,
   ObservedJobs,
-  openOutageRelay,
   outboundRows,
   prepareOutageCase,
   queueSettled,
-  RETRY,
   SEND_PROVIDERS,
   sendAtProvider,
-  warmUpFakes,
-} from './provider-outage-scenarios.js';
+} from '../helpers/provider-outage-scenarios.js';
 
 /**
  * A send whose outcome is unknown must never send twice. Twilio and Podium take no idempotency
@@ -31,18 +26,10 @@ import {
  * - the process died after marking the send started and before calling the provider (here the
  *   look-up must find nothing, and the message must still go out, once).
  */
-await describeEachBackend('uncertain sends are reconciled, never sent twice', (backend) => {
-  let harness: RelayHarness;
-  let relay: Relay;
-  before(async () => {
-    harness = await openRelayHarness(backend, { retry: RETRY });
-    relay = openOutageRelay(harness);
-    await warmUpFakes(harness);
-  });
-  after(async () => harness?.close());
-
+await describeOutageSuite('uncertain sends are reconciled, never sent twice', (suite) => {
   for (const provider of SEND_PROVIDERS) {
     test(`${provider}: the connection drops after the provider created the message → the retry finds it and records it; one message`, async () => {
+      const { harness, relay } = suite;
       const observed = new ObservedJobs(harness, relay);
       const outage = await prepareOutageCase(harness, observed, provider);
       const createsBefore = createRequests(harness, provider);
@@ -69,6 +56,7 @@ await describeEachBackend('uncertain sends are reconciled, never sent twice', (b
     });
 
     test(`${provider}: the process died between the provider call and recording it → the next attempt records the message it finds; no second send`, async () => {
+      const { harness, relay } = suite;
       const observed = new ObservedJobs(harness, relay);
       const outage = await prepareOutageCase(harness, observed, provider);
       const [reply] = await outboundRows(harness, outage);
@@ -97,6 +85,7 @@ await describeEachBackend('uncertain sends are reconciled, never sent twice', (b
     });
 
     test(`${provider}: the process died after marking the send started, before calling the provider → the look-up finds nothing and it is sent once`, async () => {
+      const { harness, relay } = suite;
       const observed = new ObservedJobs(harness, relay);
       const outage = await prepareOutageCase(harness, observed, provider);
       const [reply] = await outboundRows(harness, outage);
@@ -114,6 +103,7 @@ await describeEachBackend('uncertain sends are reconciled, never sent twice', (b
     });
 
     test(`${provider}: the look-up itself fails → retried, and the message still goes out once`, async () => {
+      const { harness, relay } = suite;
       const observed = new ObservedJobs(harness, relay);
       const outage = await prepareOutageCase(harness, observed, provider);
       // The send's answer is lost, then the first look-up meets an outage too.

@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { describeRedisUrl, openRedis, REDIS_RESTORED_MESSAGE, REDIS_UNAVAILABLE_MESSAGE } from '../../src/store/redis.js';
 import { captureLogs } from '../helpers/log-capture.js';
-import { closedPortUrl, eventually, redisGate, RedisOutageProxy, TEST_REDIS_URL, uniquePrefix } from '../helpers/redis.js';
+import { closedPortUrl, redisGate, RedisOutageProxy, TEST_REDIS_URL, uniquePrefix } from '../helpers/redis.js';
+import { eventually } from '../helpers/eventually.js';
 
 /** Fast reconnects, so an outage spans many attempts within a short test. */
 const FAST = { maxReconnectDelayMs: 40 };

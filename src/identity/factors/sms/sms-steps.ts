@@ -1,10 +1,8 @@
 import type { AuditAction } from '../../../domain/audit-actions.js';
-import { IdentityError, forbidden } from '../../errors.js';
-import type { Identity } from '../../identity.js';
+import { IdentityError } from '../../errors.js';
 import type { Principal } from '../../principal.js';
 import type { RequestOrigin } from '../../request-origin.js';
-import { AuthSteps } from '../../sign-in/auth-steps.js';
-import { StepUp } from '../../sign-in/step-up.js';
+import { FactorSteps, factorOwnerOf } from '../factor-steps.js';
 import { smsNotAvailable, type SmsCodePurpose, type SmsSendOutcome } from './sms-factor.js';
 
 /**
@@ -12,19 +10,7 @@ import { smsNotAvailable, type SmsCodePurpose, type SmsSendOutcome } from './sms
  * confirmed), and a sign-in asks for a code to be texted for its challenge. Checking a sign-in
  * code is the registry's, like any factor's (SmsFactor.verify).
  */
-export class SmsSteps {
-  private readonly steps: AuthSteps;
-  private readonly stepUp: StepUp;
-
-  constructor(private readonly identity: Identity) {
-    this.steps = new AuthSteps(identity);
-    this.stepUp = new StepUp(identity);
-  }
-
-  private get parts() {
-    return this.identity.parts;
-  }
-
+export class SmsSteps extends FactorSteps {
   /**
    * Texts a sign-in code for an open second-factor challenge to the user's verified phone.
    * Allowed only where `sms` was offered; resends are throttled per user (1 per 30 s, 5 per
@@ -45,7 +31,7 @@ export class SmsSteps {
    * token must not be enough to plant a second factor of the thief's.
    */
   async startPhoneVerification(principal: Principal, input: { phone: string; currentPassword: string | undefined }, origin: RequestOrigin): Promise<void> {
-    const userId = userOf(principal);
+    const userId = factorOwnerOf(principal);
     await this.stepUp.confirmPassword(userId, input.currentPassword, { action: SMS_SENT, origin });
     const outcome = await this.parts.sms.startPhoneVerification(userId, input.phone);
     if (!outcome.sent && outcome.reason === 'not-configured') {
@@ -56,7 +42,7 @@ export class SmsSteps {
 
   /** Confirms the pending phone with the code sent to it. */
   async confirmPhone(principal: Principal, input: { code: string }, origin: RequestOrigin): Promise<void> {
-    const userId = userOf(principal);
+    const userId = factorOwnerOf(principal);
     const { sms, db, challenges } = this.parts;
     const result = await sms.confirmPhone(userId, input.code);
     if (!result.ok) {
@@ -93,8 +79,3 @@ export class SmsSteps {
 }
 
 const SMS_SENT = 'auth.sms_code_sent' satisfies AuditAction;
-
-function userOf(principal: Principal): string {
-  if (principal.kind !== 'user') throw forbidden('machines have no second factor');
-  return principal.userId;
-}

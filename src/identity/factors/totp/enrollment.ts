@@ -1,10 +1,10 @@
-import { IdentityError, forbidden } from '../../errors.js';
-import type { Identity } from '../../identity.js';
+import { IdentityError } from '../../errors.js';
 import type { Principal } from '../../principal.js';
 import type { RequestOrigin } from '../../request-origin.js';
-import { AuthSteps, type SignedIn } from '../../sign-in/auth-steps.js';
+import type { SignedIn } from '../../sign-in/auth-steps.js';
 import { invalidChallenge } from '../../sign-in/challenges.js';
-import { StepUp, type CurrentFactorProof } from '../../sign-in/step-up.js';
+import type { CurrentFactorProof } from '../../sign-in/step-up.js';
+import { FactorSteps, factorOwnerOf } from '../factor-steps.js';
 import { deviceLabelFrom } from '../../sign-in/trusted-devices.js';
 
 /**
@@ -13,19 +13,7 @@ import { deviceLabelFrom } from '../../sign-in/trusted-devices.js';
  * proves the password and the current factor again. Confirming it issues ten fresh recovery
  * codes and ends every other open challenge of the user.
  */
-export class TotpEnrollment {
-  private readonly steps: AuthSteps;
-  private readonly stepUp: StepUp;
-
-  constructor(private readonly identity: Identity) {
-    this.steps = new AuthSteps(identity);
-    this.stepUp = new StepUp(identity);
-  }
-
-  private get parts() {
-    return this.identity.parts;
-  }
-
+export class TotpEnrollment extends FactorSteps {
   /** Starts (or restarts) enrollment: a pending authenticator, shown as an otpauth URI. */
   async enroll(
     input: { challengeToken?: string | undefined; principal?: Principal | undefined; currentPassword?: string | undefined; currentFactor?: CurrentFactorProof | undefined },
@@ -106,10 +94,7 @@ export class TotpEnrollment {
   }
 
   private async enrollingUser(input: { challengeToken?: string | undefined; principal?: Principal | undefined }, origin: RequestOrigin): Promise<{ userId: string; challengeId?: string }> {
-    if (input.principal) {
-      if (input.principal.kind !== 'user') throw forbidden('machines have no second factor');
-      return { userId: input.principal.userId };
-    }
+    if (input.principal) return { userId: factorOwnerOf(input.principal) };
     const challenge = await this.steps.openChallenge(input.challengeToken, 'enrollment', { action: 'auth.totp.enroll', origin });
     return { userId: challenge.userId, challengeId: challenge.id };
   }

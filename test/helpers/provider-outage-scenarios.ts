@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
+import { after, before } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { sql } from 'drizzle-orm';
 import { createAirtableRecordsClient } from '../../src/providers/airtable/records-client.js';
@@ -17,7 +18,8 @@ import type { FakeServer } from '../fakes/fake-server.js';
 import { DEFAULT_OPENAI_KEY } from '../fakes/openai.js';
 import { DEFAULT_PODIUM_LOCATION, DEFAULT_PODIUM_TOKEN, podiumMessageEvent } from '../fakes/podium.js';
 import { DEFAULT_TWILIO_ACCOUNT } from '../fakes/twilio.js';
-import { PUBLIC_URL, randomPhone, TENANT_FROM_NUMBER, type RelayHarness } from '../helpers/relay.js';
+import { describeEachBackend } from './database.js';
+import { openRelayHarness, PUBLIC_URL, randomPhone, TENANT_FROM_NUMBER, type RelayHarness } from './relay.js';
 
 /**
  * What the provider-outage and uncertain-send suites share: a relay whose provider clients give up
@@ -82,6 +84,31 @@ export async function warmUpFakes(harness: RelayHarness): Promise<void> {
   await twilio.findSent(credentials, { from: TENANT_FROM_NUMBER, to, body: 'warm-up', sentAfter: new Date() });
   const openai = createAiReplyClient({ baseUrl: `${harness.openai.url}/v1` });
   await openai.reply(DEFAULT_OPENAI_KEY, { model: 'gpt-4o-mini', history: [{ role: 'user', content: 'warm-up' }], safetyIdentifier: 'f'.repeat(64) });
+}
+
+/** What an outage suite's tests run against; filled in by the suite's `before` hook. */
+export interface OutageSuite {
+  harness: RelayHarness;
+  /** The relay from {@link openOutageRelay}: every job of the suite runs through it. */
+  relay: Relay;
+}
+
+/**
+ * One outage suite per backend: a relay harness with quick retries, the relay of
+ * {@link openOutageRelay} over it, and the fakes warmed up, opened before the suite's tests and
+ * closed after them. `body` registers the tests; they read `suite.harness` and `suite.relay`.
+ */
+export function describeOutageSuite(title: string, body: (suite: OutageSuite) => void): Promise<void> {
+  return describeEachBackend(title, (backend) => {
+    const suite = {} as OutageSuite;
+    before(async () => {
+      suite.harness = await openRelayHarness(backend, { retry: RETRY });
+      suite.relay = openOutageRelay(suite.harness);
+      await warmUpFakes(suite.harness);
+    });
+    after(async () => suite.harness?.close());
+    body(suite);
+  });
 }
 
 /** A job row as a worker found it when it claimed the job: what the previous failure left there. */
