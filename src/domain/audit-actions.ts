@@ -32,6 +32,8 @@ export const AUDIT_ACTIONS = {
   'user.enable': 'a user re-enabled',
   'user.delete': 'a user deleted, or a refused attempt',
   'user.factors.reset': "an admin reset of a user's second factors, or a refused one",
+  'user.lock': 'a user locked by an admin or the operator (sessions and trusted devices ended), or a refused attempt',
+  'user.unlock': 'a user unlocked, failed-attempt locks cleared with it, or a refused attempt',
   'api-key.create': 'an API key created',
   'api-key.revoke': 'an API key revoked',
   'oauth.token': 'a client-credentials token issued, or a refused client',

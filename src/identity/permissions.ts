@@ -14,7 +14,7 @@ export type Role = (typeof ROLES)[number];
 export const PERMISSIONS = {
   'auth:self': 'Own sessions, sign-out, password and second factor',
   'users:read': 'List users and read their roles and status',
-  'users:write': 'Create, change, disable and delete users (within the role-assignment rules)',
+  'users:write': 'Create, change, lock, unlock, disable and delete users (within the role-assignment rules)',
   'sessions:manage': "List and revoke other users' sessions",
   'api-keys:read': 'List API keys',
   'api-keys:write': 'Create and revoke API keys',

@@ -231,3 +231,85 @@ await describeEachBackend('users reset-factors', (backend) => {
     }
   });
 });
+
+await describeEachBackend('users list, lock, unlock, sessions', (backend) => {
+  let space: CliWorkspace;
+
+  before(async () => {
+    space = await openCliWorkspace(backend, 'users-admin');
+  });
+  after(() => space?.cleanup());
+
+  test('lists users (table and --json), locks and unlocks one, lists and ends sessions; audited as the operator; bad ids are one line', async () => {
+    const [first, second] = await space.runAll([
+      { args: ['users', 'create', '--email', 'boss@example.test', '--role', 'admin', '--password-stdin'], stdin: `${PASSWORD}\n` },
+      { args: ['users', 'create', '--email', 'clerk@example.test', '--role', 'employee', '--password-stdin'], stdin: `${PASSWORD}\n` },
+    ]);
+    const [adminId, clerkId] = [first!.stdout.trim(), second!.stdout.trim()];
+    let server = await space.openServer();
+    const sessionIds: string[] = [];
+    try {
+      for (let n = 0; n < 2; n += 1) sessionIds.push((await server.identity.parts.sessions.start({ userId: clerkId, deviceId: null, deviceLabel: 'test', ip: '127.0.0.1' })).sessionId);
+    } finally {
+      await server.close();
+    }
+
+    const [table, json, sessions] = await space.runAll([['users', 'list'], ['users', 'list', '--json'], ['users', 'sessions', clerkId, '--json']]);
+    assert.equal(table!.code, 0, table!.stderr);
+    const lines = table!.stdout.trimEnd().split('\n');
+    assert.match(lines[0]!, /^ID +EMAIL +ROLE +TENANT +STATUS$/);
+    assert.equal(lines.length, 3);
+    assert.match(table!.stdout, new RegExp(`${clerkId}  clerk@example.test +employee  - +active`));
+    const listed = JSON.parse(json!.stdout) as { users: Array<{ id: string; email: string; status: string }> };
+    assert.deepEqual(listed.users.map((user) => [user.id, user.email, user.status]).sort(), [[adminId, 'boss@example.test', 'active'], [clerkId, 'clerk@example.test', 'active']].sort());
+    assert.deepEqual(new Set((JSON.parse(sessions!.stdout) as { sessions: Array<{ id: string }> }).sessions.map((s) => s.id)), new Set(sessionIds));
+
+    const endOne = await space.run(['users', 'sessions', clerkId, '--revoke', sessionIds[0]!]);
+    assert.equal(endOne.stdout, `ended session ${sessionIds[0]} of user ${clerkId}\n`, endOne.stderr);
+    const endAgain = await space.run(['users', 'sessions', clerkId, '--revoke', sessionIds[0]!]);
+    assert.equal(endAgain.code, 1);
+    assert.equal(endAgain.stderr, `ciphergate: no live session ${sessionIds[0]} of user ${clerkId}\n`);
+    const lock = await space.run(['users', 'lock', clerkId]);
+    assert.equal(lock.stdout, `locked user ${clerkId}: 1 session ended, 0 trusted devices forgotten\n`, lock.stderr);
+    const [lockAgain, lastAdmin, malformed, unknown, badSession] = await space.runAll([
+      ['users', 'lock', clerkId],
+      ['users', 'lock', adminId],
+      ['users', 'unlock', 'not-a-uuid'],
+      ['users', 'lock', '00000000-0000-4000-8000-000000000000'],
+      ['users', 'sessions', clerkId, '--revoke', 'nope'],
+    ]);
+    for (const result of [lockAgain, lastAdmin, unknown]) assert.equal(result!.code, 1, result!.stderr);
+    for (const result of [malformed, badSession]) assert.equal(result!.code, 2, result!.stderr);
+    assert.equal(lockAgain!.stderr, 'ciphergate: only an active user can be locked; this one is locked\n');
+    assert.equal(lastAdmin!.stderr, 'ciphergate: the last active admin cannot be locked: nobody could sign in to unlock them\n');
+    assert.equal(malformed!.stderr, 'ciphergate: id: expected a user id (a UUID), got "not-a-uuid"\n');
+    assert.equal(unknown!.stderr, 'ciphergate: no user 00000000-0000-4000-8000-000000000000\n');
+    assert.equal(badSession!.stderr, 'ciphergate: --revoke: expected a session id (a UUID), got "nope"\n');
+
+    server = await space.openServer();
+    try {
+      const login = await server.request('POST', '/api/v1/auth/login', { body: { email: 'clerk@example.test', password: PASSWORD } });
+      assert.equal(login.json().type, 'invalid-credentials', 'a locked user cannot sign in');
+    } finally {
+      await server.close();
+    }
+    const unlock = await space.run(['users', 'unlock', clerkId]);
+    assert.match(unlock.stdout, new RegExp(`^unlocked user ${clerkId}; \\d+ failed-attempt runs? cleared\\n$`), unlock.stderr);
+
+    server = await space.openServer();
+    try {
+      const login = await server.request('POST', '/api/v1/auth/login', { body: { email: 'clerk@example.test', password: PASSWORD } });
+      assert.equal(login.json().type, 'second-factor-enrollment-required', login.body);
+      const audit = await queryRows<{ action: string; actor_id: string; target_id: string; details: Record<string, unknown> }>(
+        server.db,
+        sql`select action, actor_id, target_id, details from audit_events where action in ('user.lock', 'user.unlock', 'auth.session.revoke') order by seq`,
+      );
+      assert.deepEqual(
+        audit.map((event) => [event.action, event.actor_id, event.details.via]),
+        [['auth.session.revoke', 'cli', 'cli'], ['user.lock', 'cli', 'cli'], ['user.unlock', 'cli', 'cli']],
+      );
+    } finally {
+      await server.close();
+    }
+  });
+});

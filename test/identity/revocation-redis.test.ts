@@ -88,6 +88,34 @@ await describeInstancesOverRedis('revocation across two instances through Redis 
     });
   });
 
+  test("the user-administration routes on instance B end sessions instance A holds as live: one session, all of them, a lock", async () => {
+    const { a, b } = instances;
+    const admin = await b.createUser({ role: 'admin' });
+    const adminSession = await b.signIn(admin);
+    const employee = await a.createUser({ role: 'employee' });
+    const one = await a.signIn(employee);
+    await assertReachesOtherInstance(a, [one.accessToken], async () => {
+      const response = await b.request({ method: 'DELETE', url: `/api/v1/users/${employee.id}/sessions/${one.sessionId}`, token: adminSession.accessToken });
+      assert.equal(response.statusCode, 204, response.body);
+    });
+
+    const first = await a.signIn(employee);
+    const second = await a.signInOnDevice(employee, first.deviceToken, { ip: '198.51.100.51' });
+    await assertReachesOtherInstance(a, [first.accessToken, second.accessToken], async () => {
+      const response = await b.request({ method: 'DELETE', url: `/api/v1/users/${employee.id}/sessions`, token: adminSession.accessToken });
+      // Two devices: the earlier sign-in's, whose session alone was ended, and this one's.
+      assert.deepEqual(response.json(), { sessions: 2, devices: 2 });
+    });
+
+    // Another user: the helper passes TOTP at most twice per 30 s window for one.
+    const colleague = await a.createUser({ role: 'employee' });
+    const last = await a.signIn(colleague);
+    await assertReachesOtherInstance(a, [last.accessToken], async () => {
+      const response = await b.request({ method: 'POST', url: `/api/v1/users/${colleague.id}/lock`, token: adminSession.accessToken });
+      assert.equal(response.statusCode, 200, response.body);
+    });
+  });
+
   test('a refresh-token reuse detected on instance A ends the session on instance B', async () => {
     const { a, b } = instances;
     const user = await a.createUser({ role: 'employee' });

@@ -1,8 +1,10 @@
 import { Option, type Command } from 'commander';
+import { AccountLocks } from '../../identity/accounts/account-locks.js';
 import { Accounts } from '../../identity/accounts/accounts.js';
 import { IdentityError } from '../../identity/errors.js';
 import { FactorReset } from '../../identity/factors/factor-reset.js';
 import { ROLES, isRole } from '../../identity/permissions.js';
+import { SessionControl } from '../../identity/sessions/session-control.js';
 import { isUuid } from '../../domain/ids.js';
 import { CliError } from '../errors.js';
 import { tenantBySlug, withIdentity } from '../identity-runtime.js';
@@ -75,6 +77,107 @@ export function registerUsers(program: Command, io: CliIo): void {
           `${reset.phone ? ', the phone' : ''} removed; ${count(reset.sessions, 'session', 'sessions')} ended\n`,
       );
     });
+
+  registerAdministration(usersCommand, io);
+}
+
+/**
+ * `users list`, `lock`, `unlock` and `sessions`: identity administration by the operator, through
+ * the same use cases as the API's routes (audited as actor `system`/`cli`, `via: cli`).
+ */
+function registerAdministration(usersCommand: Command, io: CliIo): void {
+  usersCommand
+    .command('list')
+    .description('every user: id, email, role, tenant, status (emails opened for display)')
+    .option('--tenant <slug>', 'only the users of this tenant')
+    .option('--json', 'one JSON document: {"users": [{id, email, role, tenantId, status, hasPassword, createdAt, updatedAt}]}')
+    .action(async (options: { tenant?: string; json?: boolean }) => {
+      const users = await withIdentity(io, async (identity, runtime) => {
+        const tenantId = options.tenant === undefined ? undefined : (await tenantBySlug(runtime.database.db, options.tenant)).id;
+        return new Accounts(identity).listUsersAsOperator(tenantId === undefined ? {} : { tenantId });
+      });
+      if (options.json) {
+        io.stdout.write(`${JSON.stringify({ users: users.map((user) => ({ ...user, createdAt: user.createdAt.toISOString(), updatedAt: user.updatedAt.toISOString() })) })}\n`);
+        return;
+      }
+      io.stdout.write(table(['ID', 'EMAIL', 'ROLE', 'TENANT', 'STATUS'], users.map((user) => [user.id, user.email, user.role, user.tenantId ?? '-', user.status])));
+    });
+
+  usersCommand
+    .command('lock')
+    .description("lock an active user until unlocked: sign-in refused, every session, trusted device and sign-in challenge ended; password, factors and API keys kept")
+    .argument('<id>', 'the user id')
+    .action(async (id: string) => {
+      const userId = userIdArgument(id);
+      const locked = await withIdentity(io, (identity) => knownUser(userId, () => new AccountLocks(identity).lockAsOperator(userId)));
+      io.stdout.write(`locked user ${userId}: ${count(locked.sessions, 'session', 'sessions')} ended, ${count(locked.devices, 'trusted device', 'trusted devices')} forgotten\n`);
+    });
+
+  usersCommand
+    .command('unlock')
+    .description("unlock a locked user, and clear the sign-in throttle's failed-attempt locks of a locked or active user")
+    .argument('<id>', 'the user id')
+    .action(async (id: string) => {
+      const userId = userIdArgument(id);
+      const unlocked = await withIdentity(io, (identity) => knownUser(userId, () => new AccountLocks(identity).unlockAsOperator(userId)));
+      io.stdout.write(`${unlocked.wasLocked ? 'unlocked' : 'was not locked:'} user ${userId}; ${count(unlocked.failedAttemptLocks, 'failed-attempt run', 'failed-attempt runs')} cleared\n`);
+    });
+
+  usersCommand
+    .command('sessions')
+    .description("a user's live sessions; --revoke ends them all (and forgets their trusted devices), --revoke SESSION_ID ends one")
+    .argument('<id>', 'the user id')
+    .option('--revoke [sessionId]', 'end every session of the user, or only this one')
+    .option('--json', 'the list as one JSON document: {"sessions": [{id, device, ip, createdAt, lastUsedAt}]}')
+    .action(async (id: string, options: { revoke?: string | true; json?: boolean }) => {
+      const userId = userIdArgument(id);
+      const revoke = options.revoke;
+      if (typeof revoke === 'string' && !isUuid(revoke)) throw new CliError(`--revoke: expected a session id (a UUID), got ${JSON.stringify(revoke)}`, 2);
+      if (revoke !== undefined && options.json) throw new CliError('--json: lists only; --revoke prints one line', 2);
+      await withIdentity(io, async (identity) => {
+        const sessions = new SessionControl(identity);
+        if (revoke === true) {
+          const ended = await knownUser(userId, () => sessions.revokeAllAsOperator(userId));
+          io.stdout.write(`ended ${count(ended.sessions, 'session', 'sessions')} of user ${userId}, ${count(ended.devices, 'trusted device', 'trusted devices')} forgotten\n`);
+          return;
+        }
+        if (typeof revoke === 'string') {
+          await knownUser(userId, () => sessions.revokeSessionAsOperator(userId, revoke), `no live session ${revoke} of user ${userId}`);
+          io.stdout.write(`ended session ${revoke} of user ${userId}\n`);
+          return;
+        }
+        const listed = await knownUser(userId, () => sessions.sessionsAsOperator(userId));
+        const rows = listed.map((session) => ({ id: session.id, device: session.deviceLabel, ip: session.ip, createdAt: session.createdAt.toISOString(), lastUsedAt: session.lastUsedAt.toISOString() }));
+        if (options.json) io.stdout.write(`${JSON.stringify({ sessions: rows })}\n`);
+        else io.stdout.write(table(['ID', 'DEVICE', 'IP', 'CREATED', 'LAST USED'], rows.map((row) => [row.id, row.device, row.ip ?? '-', row.createdAt, row.lastUsedAt])));
+      });
+    });
+}
+
+function userIdArgument(id: string): string {
+  if (!isUuid(id)) throw new CliError(`id: expected a user id (a UUID), got ${JSON.stringify(id)}`, 2);
+  return id;
+}
+
+/** Runs a use case on one user; its refusals become one line (exit 1): `not-found` names the user (or `absent`), others say what the use case said. */
+async function knownUser<T>(userId: string, action: () => Promise<T>, absent = `no user ${userId}`): Promise<T> {
+  try {
+    return await action();
+  } catch (error) {
+    if (error instanceof IdentityError && error.code === 'not-found') throw new CliError(absent);
+    if (error instanceof IdentityError) throw new CliError(error.detail);
+    throw error;
+  }
+}
+
+function count(n: number, one: string, many: string): string {
+  return `${n} ${n === 1 ? one : many}`;
+}
+
+/** Columns padded to their widest cell, two spaces apart; a header row first. */
+function table(header: string[], rows: string[][]): string {
+  const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column]!.length)));
+  return [header, ...rows].map((row) => row.map((cell, column) => (column === row.length - 1 ? cell : cell.padEnd(widths[column]!))).join('  ')).join('\n') + '\n';
 }
 
 /**

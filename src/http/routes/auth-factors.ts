@@ -107,9 +107,16 @@ export async function registerFactorRoutes(app: FastifyInstance, identity: Ident
       config: publicAccess('authenticated by an enrollment challenge token, or by a signed-in caller replacing a factor'),
       schema: {
         tags,
-        summary: 'Start TOTP enrollment: returns the otpauth URI (show it as a QR code)',
+        summary: 'Start TOTP enrollment: returns the otpauth URI, its secret, and the URI as a QR code (an SVG document to show as it is)',
         body: EnrollBody,
-        response: { 200: Type.Object({ otpauthUri: Type.String(), secret: Type.String() }), ...problems },
+        response: {
+          200: Type.Object({
+            otpauthUri: Type.String(),
+            secret: Type.String(),
+            qrCodeSvg: Type.String({ description: 'the otpauth URI as a QR code: an SVG document (image/svg+xml), white background and quiet zone included' }),
+          }),
+          ...problems,
+        },
       },
     },
     async (request, reply) => {

@@ -1,5 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
+import { AccountLocks } from '../../identity/accounts/account-locks.js';
 import { Accounts, type UserView } from '../../identity/accounts/accounts.js';
 import { forbidden } from '../../identity/errors.js';
 import { FactorReset } from '../../identity/factors/factor-reset.js';
@@ -34,6 +35,7 @@ const PatchBody = Type.Object(
   { additionalProperties: false, minProperties: 1 },
 );
 const IdParams = Type.Object({ id: Type.String({ format: 'uuid' }) });
+const SessionParams = Type.Object({ id: Type.String({ format: 'uuid' }), sessionId: Type.String({ format: 'uuid' }) });
 const ListQuery = Type.Object({ tenant: Type.Optional(Type.String({ format: 'uuid' })) }, { additionalProperties: false });
 const problems = { 400: ProblemSchema, 401: ProblemSchema, 403: ProblemSchema, 404: ProblemSchema, 409: ProblemSchema };
 const tags = ['users'];
@@ -43,6 +45,7 @@ export function userRoutes(identity: Identity) {
   const accounts = new Accounts(identity);
   const factorReset = new FactorReset(identity);
   const sessions = new SessionControl(identity);
+  const locks = new AccountLocks(identity);
   return async function register(app: FastifyInstance): Promise<void> {
     app.get<{ Querystring: Static<typeof ListQuery> }>(
       '/api/v1/users',
@@ -140,7 +143,7 @@ export function userRoutes(identity: Identity) {
         config: { access: { permission: 'sessions:manage' } },
         schema: {
           tags,
-          summary: "A user's live sessions (revoke one with DELETE /api/v1/auth/sessions/{id})",
+          summary: "A user's live sessions (end one with DELETE /api/v1/users/{id}/sessions/{sessionId}, all with DELETE /api/v1/users/{id}/sessions)",
           params: IdParams,
           response: { 200: Type.Object({ sessions: Type.Array(Type.Object({ id: Type.String(), device: Type.String(), ip: Type.Union([Type.String(), Type.Null()]), createdAt: Type.String(), lastUsedAt: Type.String() })) }), ...problems },
         },
@@ -148,6 +151,81 @@ export function userRoutes(identity: Identity) {
       async (request) => {
         const listed = await sessions.sessionsOf(request.principal!, request.params.id);
         return { sessions: listed.map((s) => ({ id: s.id, device: s.deviceLabel, ip: s.ip, createdAt: s.createdAt.toISOString(), lastUsedAt: s.lastUsedAt.toISOString() })) };
+      },
+    );
+
+    app.delete<{ Params: Static<typeof SessionParams> }>(
+      '/api/v1/users/:id/sessions/:sessionId',
+      {
+        config: { access: { permission: 'sessions:manage' } },
+        schema: {
+          tags,
+          summary: "End one session of a user at once, on every instance; another user's session, or one already ended, is 404",
+          params: SessionParams,
+          response: { 204: Type.Null(), ...problems },
+        },
+      },
+      async (request, reply) => {
+        await sessions.revokeSessionOf(request.principal!, request.params.id, request.params.sessionId, originOf(request));
+        return reply.code(204).send();
+      },
+    );
+
+    app.delete<{ Params: Static<typeof IdParams> }>(
+      '/api/v1/users/:id/sessions',
+      {
+        config: { access: { permission: 'sessions:manage' } },
+        schema: {
+          tags,
+          summary: 'Sign a user out everywhere: every session ends and every trusted device is forgotten, at once, on every instance',
+          params: IdParams,
+          response: { 200: Type.Object({ sessions: Type.Integer({ description: 'sessions ended' }), devices: Type.Integer({ description: 'trusted devices forgotten' }) }), ...problems },
+        },
+      },
+      async (request) => sessions.revokeAllOf(request.principal!, request.params.id, originOf(request)),
+    );
+
+    app.post<{ Params: Static<typeof IdParams> }>(
+      '/api/v1/users/:id/lock',
+      {
+        config: { access: { permission: 'users:write' } },
+        schema: {
+          tags,
+          summary: 'Lock an active user until unlocked: sign-in refused, every session, trusted device and login challenge ended; password, factors and API keys kept',
+          params: IdParams,
+          response: {
+            200: Type.Object({ user: UserSchema, sessions: Type.Integer({ description: 'sessions ended' }), devices: Type.Integer({ description: 'trusted devices forgotten' }) }),
+            ...problems,
+          },
+        },
+      },
+      async (request) => {
+        const locked = await locks.lock(request.principal!, request.params.id, originOf(request));
+        return { ...locked, user: userView(locked.user) };
+      },
+    );
+
+    app.post<{ Params: Static<typeof IdParams> }>(
+      '/api/v1/users/:id/unlock',
+      {
+        config: { access: { permission: 'users:write' } },
+        schema: {
+          tags,
+          summary: "Unlock a locked user, and clear the sign-in throttle's failed-attempt locks of an active or locked user",
+          params: IdParams,
+          response: {
+            200: Type.Object({
+              user: UserSchema,
+              wasLocked: Type.Boolean({ description: 'the user was locked by an admin' }),
+              failedAttemptLocks: Type.Integer({ description: 'runs of failed sign-in attempts cleared (per address), the locks among them included' }),
+            }),
+            ...problems,
+          },
+        },
+      },
+      async (request) => {
+        const unlocked = await locks.unlock(request.principal!, request.params.id, originOf(request));
+        return { ...unlocked, user: userView(unlocked.user) };
       },
     );
   };

@@ -260,6 +260,11 @@ export class Accounts {
     return this.parts.users.list({ ...filter, roles: visibleRolesOf(actor) });
   }
 
+  /** Every user, for the operator (`ciphergate users list`); `tenantId` narrows to one tenant. */
+  async listUsersAsOperator(filter: { tenantId?: string }): Promise<UserView[]> {
+    return this.parts.users.list(filter);
+  }
+
   /**
    * One user, if `actor` may see it: a role VISIBLE_ROLES gives the actor's, within the actor's
    * tenant when it is confined to one. A user it may not see reads as absent (404), like one

@@ -48,6 +48,8 @@ export class LoginThrottle {
   private readonly failures: RateLimiterAbstract;
   private readonly perIp: RateLimiterAbstract;
   private readonly failuresBeforeLock: number;
+  private readonly failureMemorySeconds: number;
+  private readonly lockoutSeconds: number;
 
   constructor(options: LoginThrottleOptions = {}) {
     const prefix = options.keyPrefix ?? 'cg';
@@ -57,11 +59,13 @@ export class LoginThrottle {
     }
     // rate-limiter-flexible blocks on the consume that goes *past* `points`, so the limit of
     // failures still allowed is one less than the failure that locks.
+    this.failureMemorySeconds = options.failureMemorySeconds ?? 24 * 60 * 60;
+    this.lockoutSeconds = options.lockoutSeconds ?? 15 * 60;
     this.failures = createLimiter(options.redis, {
       keyPrefix: `${prefix}:login-failures`,
       points: this.failuresBeforeLock - 1,
-      duration: options.failureMemorySeconds ?? 24 * 60 * 60,
-      blockDuration: options.lockoutSeconds ?? 15 * 60,
+      duration: this.failureMemorySeconds,
+      blockDuration: this.lockoutSeconds,
     });
     this.perIp = createLimiter(options.redis, {
       keyPrefix: `${prefix}:login-ip`,
@@ -103,6 +107,28 @@ export class LoginThrottle {
   /** A correct password and factor end the run of failures for this account and address. */
   async recordSuccess(accountKey: string, ip: string): Promise<void> {
     await this.failures.delete(pairKey(accountKey, ip));
+  }
+
+  /**
+   * Ends the runs of failures (and the locks they caused) of these accounts from these
+   * addresses: an admin's unlock. The counters are keyed by account and address and cannot be
+   * listed, so the caller names the addresses (the audit trail has them). Returns how many runs
+   * there were.
+   */
+  async clear(accountKeys: readonly string[], ips: readonly string[]): Promise<number> {
+    let cleared = 0;
+    for (const accountKey of accountKeys) {
+      for (const ip of ips) {
+        if (isIP(ip) === 0) continue;
+        if (await this.failures.delete(pairKey(accountKey, ip))) cleared += 1;
+      }
+    }
+    return cleared;
+  }
+
+  /** How far back a run of failures can still count: its memory, or a lock it caused, whichever is longer. */
+  get failureWindowSeconds(): number {
+    return this.failureMemorySeconds + this.lockoutSeconds;
   }
 
   /** Spends one attempt from this address's per-minute budget; call once per attempt. */

@@ -9,6 +9,9 @@ import { auditActorOf, confinedTenant, type Principal } from '../principal.js';
 import type { RequestOrigin } from '../request-origin.js';
 import type { ApiKeyRecord } from './api-keys.js';
 
+/** The statuses whose holder's API keys live on: a locked user's keys stay (see revokeKeysBeyondTheirCreators). */
+const KEY_KEEPING_STATUSES: readonly string[] = ['active', 'locked'];
+
 /**
  * Why a user's keys are being re-checked: their role changed (to `role`), or they were
  * disabled or deleted. Written to the audit trail as the `reason` of each revocation.
@@ -98,7 +101,8 @@ export class MachineAuth {
     const { db, apiKeys } = this.parts;
     let revoked = 0;
     for (const key of await apiKeys.liveWithCreators()) {
-      const reason = !key.creator ? 'creator-deleted' : key.creator.status !== 'active' ? 'creator-disabled' : keyScopesBeyondRole(key.creator.role, key.scopes).length > 0 ? 'creator-role-changed' : undefined;
+      // A locked creator keeps their keys (docs/identity.md, "Locking a user"): a lock holds the person, not the integrations.
+      const reason = !key.creator ? 'creator-deleted' : !KEY_KEEPING_STATUSES.includes(key.creator.status) ? 'creator-disabled' : keyScopesBeyondRole(key.creator.role, key.scopes).length > 0 ? 'creator-role-changed' : undefined;
       if (reason === undefined) continue;
       await db.transaction(async (tx) => {
         if (!(await apiKeys.revoke(key.id, tx))) return;

@@ -108,8 +108,8 @@ export function checkPasswordPolicy(plain: string, context: { email?: string } =
   if (isCommonPassword(normalised)) {
     return { ok: false, rule: 'common', message: 'This password is on a list of commonly used passwords; choose another.' };
   }
-  if (context.email !== undefined && containsEmailLocalPart(normalised, context.email)) {
-    return { ok: false, rule: 'contains-email', message: 'The password must not contain your email address.' };
+  if (context.email !== undefined && containsEmail(normalised, context.email)) {
+    return { ok: false, rule: 'contains-email', message: 'The password must not contain your email address or its name part (before the @).' };
   }
   return { ok: true };
 }
@@ -156,11 +156,18 @@ function normalisePassword(plain: string): string {
 /** A local part of 1–3 characters would forbid most passwords while protecting nothing. */
 const MIN_LOCAL_PART_FOR_CONTAINS = 4;
 
-function containsEmailLocalPart(normalisedPassword: string, email: string): boolean {
-  const at = email.lastIndexOf('@');
-  const localPart = (at === -1 ? email : email.slice(0, at)).normalize('NFKC').toLowerCase();
+/**
+ * The context-specific words of NIST SP 800-63B (§3.1.1.2 of revision 4: "the username, and
+ * derivatives thereof"): the whole address, whatever its length, and its local part, which is
+ * the username people type (alice+shop@… is still alice). A local part of under four characters
+ * counts only as the whole password: as a substring it would refuse half the dictionary.
+ */
+function containsEmail(normalisedPassword: string, email: string): boolean {
+  const address = email.normalize('NFKC').toLowerCase();
   const password = normalisedPassword.toLowerCase();
-  // alice+shop@… is still alice.
+  if (address.length > 0 && password.includes(address)) return true;
+  const at = address.lastIndexOf('@');
+  const localPart = at === -1 ? address : address.slice(0, at);
   const candidates = new Set([localPart, localPart.split('+')[0] ?? '']);
   for (const candidate of candidates) {
     if (candidate.length === 0) continue;

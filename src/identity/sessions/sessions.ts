@@ -34,7 +34,9 @@ export type RevocationReason =
   | 'user-deleted'
   | 'api-key-revoked'
   | 'token-revoked'
-  | 'session-limit';
+  | 'session-limit'
+  | 'device-session-limit'
+  | 'user-locked';
 
 export interface LiveSession {
   id: string;
@@ -59,7 +61,19 @@ export interface StartedSession {
   refreshToken?: string;
   /** Older sessions this sign-in ended under `maxPerUser`. */
   endedSessionIds: string[];
+  /** Older sessions of the same trusted device this sign-in ended (`SESSIONS_PER_DEVICE`). */
+  endedOnDevice: string[];
 }
+
+/**
+ * A trusted device keeps at most this many live sessions: signing in again through it beyond
+ * that ends its oldest. A browser that signs in again has lost (or overwritten) the cookies of
+ * its earlier session, and a script that signs in on every run never signs out, so without a
+ * bound each of them would add a session per sign-in for as long as the device stays trusted
+ * (30 days, sliding). Three, not one, so that a few clients sharing one device token (a console
+ * tab and a script, parallel workers) do not end each other's sessions on every sign-in.
+ */
+export const SESSIONS_PER_DEVICE = 3;
 
 /** One liveness check per session per this interval reads the database; the rest hit memory. */
 export const LIVENESS_CACHE_MS = 1_000;
@@ -130,13 +144,18 @@ export class Sessions {
       await this.store.insertRefreshToken({ sessionId, tokenHash: issued.hash, expiresAt: absoluteExpiresAt, createdAt: now }, db);
       refreshToken = issued.token;
     }
+    let endedOnDevice: string[] = [];
+    if (input.userId && input.deviceId) {
+      const onDevice = await this.store.liveIdsOfDevice(input.userId, input.deviceId, now, db);
+      endedOnDevice = await this.revoke(onDevice.filter((id) => id !== sessionId).slice(SESSIONS_PER_DEVICE - 1), 'device-session-limit', db);
+    }
     let endedSessionIds: string[] = [];
     if (input.userId && this.policy.maxPerUser !== undefined) {
       const live = await this.store.liveIdsOfUser(input.userId, now, db);
       const beyond = live.filter((id) => id !== sessionId).slice(this.policy.maxPerUser - 1);
       endedSessionIds = await this.revoke(beyond, 'session-limit', db);
     }
-    return { sessionId, ...(refreshToken ? { refreshToken } : {}), endedSessionIds };
+    return { sessionId, ...(refreshToken ? { refreshToken } : {}), endedSessionIds, endedOnDevice };
   }
 
   /**

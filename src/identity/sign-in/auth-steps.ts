@@ -86,6 +86,9 @@ export class AuthSteps {
   /** A new session with its first token pair; `db` is the caller's transaction when there is one. */
   async startSession(user: UserRecord, origin: RequestOrigin, options: { deviceId?: string | undefined }, db: Db = this.parts.db): Promise<SignedIn> {
     const started = await this.parts.sessions.start({ userId: user.id, deviceId: options.deviceId ?? null, deviceLabel: deviceLabelFrom(origin.userAgent), ip: origin.ip }, db);
+    if (started.endedOnDevice.length > 0) {
+      await this.record(db, { action: 'auth.session.revoke', outcome: 'success', origin, userId: user.id, details: { reason: 'device-session-limit', count: started.endedOnDevice.length } });
+    }
     if (started.endedSessionIds.length > 0) {
       await this.record(db, { action: 'auth.session.revoke', outcome: 'success', origin, userId: user.id, details: { reason: 'session-limit', count: started.endedSessionIds.length } });
     }

@@ -75,6 +75,16 @@ export class SessionsRepository {
     return rows.map((row) => row.id);
   }
 
+  /** The ids of the live sessions a user holds through one trusted device, newest first (as `liveIdsOfUser`). */
+  async liveIdsOfDevice(userId: string, deviceId: string, now: Date, db: Db = this.db): Promise<string[]> {
+    const rows = await db
+      .select({ id: sessions.id })
+      .from(sessions)
+      .where(and(eq(sessions.userId, userId), eq(sessions.deviceId, deviceId), isNull(sessions.revokedAt), gt(sessions.absoluteExpiresAt, now)))
+      .orderBy(desc(sessions.createdAt), desc(sessions.id));
+    return rows.map((row) => row.id);
+  }
+
   /** A refresh token by its hash, joined with its session. */
   async findRefreshToken(tokenHash: string, db: Db = this.db): Promise<RefreshTokenWithSession | undefined> {
     const [record] = await db

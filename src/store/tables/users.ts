@@ -8,7 +8,8 @@ import { tenants } from './tenants.js';
  * argon2id PHC string (not secret in the sealing sense: it is already one-way).
  *
  * status: `pending` (made by an admin, password not set yet), `unverified` (self-registered,
- * email not confirmed), `active`, `disabled`.
+ * email not confirmed), `active`, `locked` (held by an admin until unlocked: no sign-in, API keys
+ * kept; a text column, so adding it needed no migration), `disabled`.
  */
 export const users = pgTable(
   'users',
@@ -18,7 +19,7 @@ export const users = pgTable(
     emailIndex: blindIndexColumn('email_index').notNull(),
     role: text('role', { enum: ['admin', 'manager', 'employee', 'client', 'user'] }).notNull(),
     tenantId: uuid('tenant_id').references(() => tenants.id, { onDelete: 'cascade' }),
-    status: text('status', { enum: ['pending', 'unverified', 'active', 'disabled'] }).notNull(),
+    status: text('status', { enum: ['pending', 'unverified', 'active', 'locked', 'disabled'] }).notNull(),
     passwordHash: text('password_hash'),
     passwordChangedAt: timestamp('password_changed_at', { withTimezone: true, mode: 'date' }),
     createdAt: timestamp('created_at', { withTimezone: true, mode: 'date' }).notNull(),

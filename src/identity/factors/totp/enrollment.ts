@@ -6,6 +6,7 @@ import { invalidChallenge } from '../../sign-in/challenges.js';
 import type { CurrentFactorProof } from '../../sign-in/step-up.js';
 import { FactorSteps, factorOwnerOf } from '../factor-steps.js';
 import { deviceLabelFrom } from '../../sign-in/trusted-devices.js';
+import { otpauthQrSvg } from './qr-code.js';
 
 /**
  * Enrolling an authenticator app: at a first sign-in, with the enrollment challenge a correct
@@ -14,11 +15,11 @@ import { deviceLabelFrom } from '../../sign-in/trusted-devices.js';
  * codes and ends every other open challenge of the user.
  */
 export class TotpEnrollment extends FactorSteps {
-  /** Starts (or restarts) enrollment: a pending authenticator, shown as an otpauth URI. */
+  /** Starts (or restarts) enrollment: a pending authenticator, shown as an otpauth URI and its QR code (SVG). */
   async enroll(
     input: { challengeToken?: string | undefined; principal?: Principal | undefined; currentPassword?: string | undefined; currentFactor?: CurrentFactorProof | undefined },
     origin: RequestOrigin,
-  ): Promise<{ otpauthUri: string; secret: string }> {
+  ): Promise<{ otpauthUri: string; secret: string; qrCodeSvg: string }> {
     const { factors, users, db } = this.parts;
     await this.steps.spendIpAllowance({ action: 'auth.totp.enroll', origin });
     const { userId } = await this.enrollingUser(input, origin);
@@ -39,7 +40,7 @@ export class TotpEnrollment extends FactorSteps {
     if (!user) throw invalidChallenge();
     const enrollment = await factors.startTotpEnrollment(userId, user.email);
     await this.steps.record(db, { action: 'auth.totp.enroll', outcome: 'success', origin, userId, details: { stage: 'started' } });
-    return { otpauthUri: enrollment.otpauthUri, secret: enrollment.secretBase32 };
+    return { otpauthUri: enrollment.otpauthUri, secret: enrollment.secretBase32, qrCodeSvg: otpauthQrSvg(enrollment.otpauthUri) };
   }
 
   /**
