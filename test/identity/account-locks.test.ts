@@ -7,7 +7,8 @@ import { IdentityError } from '../../src/identity/errors.js';
 import { queryRows } from '../../src/store/connection.js';
 import { auditMark, auditSince } from '../helpers/audit.js';
 import { describeEachBackend } from '../helpers/database.js';
-import { freshAddresses, openIdentityHarness, type IdentityHarness, type SignedSession, type TestUser } from '../helpers/identity.js';
+import { openIdentityHarness, type IdentityHarness, type SignedSession, type TestUser } from '../helpers/identity.js';
+import { freshAddresses } from '../helpers/addresses.js';
 import { assertProblem, assertUnauthenticated } from '../helpers/problems.js';
 
 /**
