@@ -1,7 +1,7 @@
 import type { ConversationSummary, OpenedMessage } from '../domain/conversation.js';
 import { isUuid } from '../domain/ids.js';
 import { isStorableInstant } from '../domain/instant.js';
-import { e164OrUndefined } from '../domain/normalise.js';
+import { inboundSenderOf } from '../domain/normalise.js';
 import type { Db } from '../store/connection.js';
 import type { ConversationRepository } from '../store/repositories/conversations.js';
 import { auditDenied, auditDone, tenantFor, type Caller } from './caller.js';
@@ -21,16 +21,19 @@ export interface ConversationReadContext {
   conversations: ConversationRepository;
 }
 
-/** The conversations of the contact with this phone number. */
+/**
+ * The conversations of the contact with this phone number, or with this sender as it was received
+ * when it is no valid number (a short code `12345`, an alphanumeric id `ACME`, a 555 number).
+ */
 export async function findConversations(
   context: ConversationReadContext,
   caller: Caller,
   request: { tenant: string; phone: string },
 ): Promise<{ tenantSlug: string; conversations: ConversationSummary[] }> {
   const tenant = await tenantFor(context.db, caller, await context.tenants.bySlug(request.tenant), otherTenant);
-  const phone = e164OrUndefined(request.phone);
-  if (phone === undefined) throw new RelayError('invalid-phone', 'not a valid phone number', 'phone');
-  const found = await context.conversations.findByPhone(tenant.id, phone);
+  const sender = inboundSenderOf(request.phone);
+  if (sender === undefined) throw new RelayError('invalid-phone', 'not a phone number or sender id', 'phone');
+  const found = await context.conversations.findByPhone(tenant.id, sender.address);
   await auditDone(context.db, caller, { action: 'conversation.lookup', tenantId: tenant.id, details: { found: found.length } });
   return { tenantSlug: tenant.slug, conversations: found };
 }

@@ -1,4 +1,5 @@
 import { TENANT_SLUG_PATTERN } from '../../domain/ids.js';
+import { MAX_SENDER_LENGTH } from '../../domain/normalise.js';
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import type { ConversationSummary } from '../../domain/conversation.js';
@@ -25,7 +26,7 @@ const MessageSchema = Type.Object({
 const LookupQuery = Type.Object(
   {
     tenant: Type.String({ pattern: TENANT_SLUG_PATTERN.source, description: 'tenant slug' }),
-    phone: Type.String({ minLength: 3, maxLength: 32, description: 'the contact phone number, E.164 preferred' }),
+    phone: Type.String({ minLength: 1, maxLength: MAX_SENDER_LENGTH, description: 'the contact phone number (E.164 preferred), or the sender as received when it is no phone number (a short code, an alphanumeric id)' }),
   },
   { additionalProperties: false },
 );
