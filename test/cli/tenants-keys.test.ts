@@ -50,6 +50,7 @@ describe('tenants put and list', () => {
     assert.match(put.stdout, /twilio sms: +https:\/\/gate\.example\.com\/webhooks\/twilio\/acme-dental\/sms\n/);
     assert.match(put.stdout, /twilio status: +https:\/\/gate\.example\.com\/webhooks\/twilio\/acme-dental\/status\n/);
     assert.match(put.stdout, /airtable: +https:\/\/gate\.example\.com\/webhooks\/airtable\/acme-dental\n/);
+    assert.doesNotMatch(put.stderr, /warning/, 'a public URL gets no loopback warning');
     // No webhookId given: the webhook is made on the base, notifying this tenant's URL.
     const [webhookId] = [...airtable.webhooks.keys()];
     assert.match(put.stderr, new RegExp(`created Airtable webhook ${webhookId} on base appABCDEFGHIJKLMN`));
