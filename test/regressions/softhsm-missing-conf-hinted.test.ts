@@ -25,7 +25,8 @@ test('a missing SOFTHSM2_CONF is hinted at in the token-label error', { skip: ga
   try {
     const { SOFTHSM2_CONF: _conf, ...withoutConf } = token.env;
     const env = { ...withoutConf, CIPHERGATE_KEY_PROVIDER: 'pkcs11', CIPHERGATE_PKCS11_KEY_LABEL: 'cg-kek' };
-    const result = await runCliProcess(['keys', 'status'], { env, cwd: mkdtempSync(join(tmpdir(), 'cg-hsmconf-')) });
+    // `tenants put` opens the key provider (`keys status` reads the database only).
+    const result = await runCliProcess(['tenants', 'put', 'acme'], { env, cwd: mkdtempSync(join(tmpdir(), 'cg-hsmconf-')), stdin: JSON.stringify({ name: 'Acme' }), timeoutMs: 180_000 });
     assert.equal(result.code, 1, result.stderr);
     assert.match(result.stderr, /^ciphergate: CIPHERGATE_PKCS11_TOKEN_LABEL: no token labelled "cg-conf-hint"/);
     assert.match(result.stderr, /SOFTHSM2_CONF must be set in the environment of this process/);
