@@ -1,4 +1,5 @@
 import { loadConfig, type Config } from '../config/load.js';
+import { humanOrJson } from '../log/pretty.js';
 import { pino, type DestinationStream } from 'pino';
 import { createLogger, type Logger } from '../log/logger.js';
 import { openDatabase, type Database } from '../store/connection.js';
@@ -68,8 +69,10 @@ export async function openRuntime(io: CliIo, options: { logTo: 'stdout' | 'stder
  * batches lines written while a write is in flight, and pino flushes it when the process exits.
  */
 function logDestination(io: CliIo, to: 'stdout' | 'stderr'): DestinationStream {
-  if (to === 'stdout' && io.stdout === process.stdout) return pino.destination({ dest: 1, sync: false });
-  return (to === 'stdout' ? io.stdout : io.stderr) as unknown as DestinationStream;
+  const stream = (to === 'stdout' ? io.stdout : io.stderr) as unknown as DestinationStream & { isTTY?: boolean; fd?: number };
+  // A terminal gets pino-pretty's lines (src/log/pretty.ts); anything else the JSON lines.
+  if (to === 'stdout' && io.stdout === process.stdout) return humanOrJson(process.stdout, () => pino.destination({ dest: 1, sync: false }));
+  return humanOrJson(stream, () => stream);
 }
 
 /** A runtime whose keys are open too: every command that seals or opens data starts here. */

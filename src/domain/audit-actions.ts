@@ -45,6 +45,7 @@ export const AUDIT_ACTIONS = {
   'conversation.read': "a conversation's messages opened",
   'message.send': 'a message accepted for sending through the API',
   'webhook.rejected': 'provider webhooks that could not be verified, one entry per provider, tenant, reason and minute with a count',
+  'webhook.sender-not-e164': 'messages stored from a sender that is no valid phone number (short code, alphanumeric id, 555 number), one entry per provider, tenant, sender kind and minute with a count',
   // Keys, tenants and the running system.
   'keys.rotate': "a new data-key version of a tenant or the system",
   'keys.rewrap': 'data keys re-wrapped under the current KEK',

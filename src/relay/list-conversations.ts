@@ -1,5 +1,5 @@
 import type { ConversationFilter, ConversationListItem } from '../domain/conversation.js';
-import { e164OrUndefined } from '../domain/normalise.js';
+import { inboundSenderOf } from '../domain/normalise.js';
 import type { SealedFields } from '../seal/sealed-fields.js';
 import { auditDone, tenantFor, type Caller } from './caller.js';
 import { RelayError } from './errors.js';
@@ -41,8 +41,9 @@ export async function listConversations(
     target: { type: 'tenant', id: probed.id },
     details: { reason: 'other-tenant', deniedTenant: probed.id },
   }));
-  const phone = request.phone === undefined ? undefined : e164OrUndefined(request.phone);
-  if (request.phone !== undefined && phone === undefined) throw new RelayError('invalid-phone', 'not a valid phone number', 'phone');
+  // A phone number, or the sender as received when it is no number (a short code, an alphanumeric id).
+  const phone = request.phone === undefined ? undefined : inboundSenderOf(request.phone)?.address;
+  if (request.phone !== undefined && phone === undefined) throw new RelayError('invalid-phone', 'not a phone number or sender id', 'phone');
   const { since, until } = request.filter;
   if (since && until && since.getTime() >= until.getTime()) throw new RelayError('invalid-range', '`since` must be before `until`', 'since');
   const scope: ListCursorScope = { tenantId: tenant.id, filterKey: filterKey(request.filter, phone) };

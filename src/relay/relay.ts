@@ -15,7 +15,7 @@ import type { SealedFields } from '../seal/sealed-fields.js';
 import type { Db } from '../store/connection.js';
 import { JobQueue, type RetryPolicy } from '../store/job-queue.js';
 import { AirtableCursors } from '../store/repositories/airtable-cursors.js';
-import { ConversationRepository, type InboundMessage } from '../store/repositories/conversations.js';
+import { ConversationRepository } from '../store/repositories/conversations.js';
 import { listTenants, slugOf, TenantRepository } from '../store/repositories/tenants.js';
 import type { Caller } from './caller.js';
 import { airtableSyncHandler } from './handlers/airtable-sync.js';
@@ -23,7 +23,7 @@ import { airtableWebhookHandler } from './handlers/airtable-webhook.js';
 import { aiReplyHandler } from './handlers/ai-reply.js';
 import type { HandlerContext, RelayClients } from './handlers/context.js';
 import { sendHandler } from './handlers/send.js';
-import type { InboundRelay } from './inbound/context.js';
+import type { InboundDelivery, InboundRelay } from './inbound/context.js';
 import { InboundGate } from './inbound/gate.js';
 import { JobWorker, type JobHandler } from './job-worker.js';
 import { aiReplyJob, airtableWebhookJob, syncJobs } from './jobs.js';
@@ -70,7 +70,8 @@ export class Relay implements InboundRelay {
   /** Webhook and job counters and the queue gauges of this relay; `/metrics` serves them. */
   readonly metrics: RelayMetrics;
   /**
-   * Refused webhook deliveries, audited as one entry per provider, tenant, reason and minute.
+   * Refused webhook deliveries, audited as one entry per provider, tenant, reason and minute (and
+   * messages stored from senders that are no phone number, likewise aggregated).
    * Whoever closes the process calls `rejectionAudit.stop()` before the database closes.
    */
   readonly rejectionAudit: AuditAggregator;
@@ -117,15 +118,26 @@ export class Relay implements InboundRelay {
   /**
    * Stores an inbound message and its follow-up jobs in one transaction. Resolves after the
    * commit: the caller answers the provider 2xx only then.
+   *
+   * Every sender is stored. One that cannot receive an SMS (a short code, an alphanumeric id:
+   * no `sender.replyTo`) gets no AI reply job, since the answer could go nowhere; the
+   * message is still synced, and the log says why no reply was made.
    */
-  async receive(tenant: TenantContext, inbound: Omit<InboundMessage, 'tenantId'>): Promise<{ duplicate: boolean; messageId: string }> {
-    const answerable = tenant.settings.openai !== undefined && mayAiAnswer(inbound.body);
-    const optChange = optChangeOf(inbound.body);
-    const stored = await this.conversations.storeInbound({ ...inbound, tenantId: tenant.id, ...(optChange ? { optChange } : {}) }, ({ messageId }) => [
-      ...(answerable ? [aiReplyJob(tenant.id, messageId)] : []),
-      ...syncJobs(tenant, messageId),
-    ]);
-    if (!stored.duplicate) this.announce();
+  async receive(tenant: TenantContext, inbound: InboundDelivery): Promise<{ duplicate: boolean; messageId: string }> {
+    const { sender, ...message } = inbound;
+    const wantsAiReply = tenant.settings.openai !== undefined && mayAiAnswer(message.body);
+    const answerable = wantsAiReply && sender.replyTo !== undefined;
+    const optChange = optChangeOf(message.body);
+    const stored = await this.conversations.storeInbound(
+      { ...message, phone: sender.address, senderKind: sender.kind, tenantId: tenant.id, ...(optChange ? { optChange } : {}) },
+      ({ messageId }) => [...(answerable ? [aiReplyJob(tenant.id, messageId)] : []), ...syncJobs(tenant, messageId)],
+    );
+    if (!stored.duplicate) {
+      if (wantsAiReply && !answerable) {
+        this.options.logger.info({ tenantId: tenant.id, messageId: stored.messageId, senderKind: sender.kind }, 'no AI reply: the sender cannot receive SMS (a short code or an alphanumeric id)');
+      }
+      this.announce();
+    }
     return { duplicate: stored.duplicate, messageId: stored.messageId };
   }
 

@@ -26,6 +26,13 @@ export class RelayMetrics {
     registers: [this.registry],
   });
 
+  readonly sendersNotE164 = new Counter({
+    name: 'ciphergate_inbound_sender_not_e164_total',
+    help: 'Inbound messages stored from a sender that is no valid phone number (short code, alphanumeric id, 555 number), by provider and sender kind (digits, text)',
+    labelNames: ['provider', 'kind'] as const,
+    registers: [this.registry],
+  });
+
   readonly jobOutcomes = new Counter({
     name: 'ciphergate_jobs_total',
     help: 'Job attempts finished by a worker of this process, by kind and outcome (done, retry, dead)',

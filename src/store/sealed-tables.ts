@@ -57,8 +57,9 @@ export const contactsSealed = declareSealedTable({
   scope: { property: 'tenantId' },
   fields: {
     // 16 bytes: collisions are negligible at any realistic contact count, so an index hit
-    // is the contact; see docs/sealing.md for the leakage side of the choice.
-    phone: { blindIndex: { property: 'phoneIndex', normaliser: 'e164', lengthBytes: 16 } },
+    // is the contact; see docs/sealing.md for the leakage side of the choice. `sender`: E.164
+    // for phone numbers (the same bytes as `e164`), the raw digits or text for other senders.
+    phone: { blindIndex: { property: 'phoneIndex', normaliser: 'sender', lengthBytes: 16 } },
     name: {},
   },
 });

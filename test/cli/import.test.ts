@@ -99,7 +99,7 @@ await describeEachBackend('import through the CLI', (backend) => {
     assertOneLine(bad.stderr);
     assert.equal(
       bad.stderr,
-      'ciphergate: line 2: phone: is not a phone number; the import stopped at this line and the lines before it are imported (1 conversations with 2 new messages, 0 already present); fix the line and run the same command again (lines already imported are not imported twice)\n',
+      'ciphergate: line 2: phone: is not a phone number; the import stopped at this line and the lines before it are imported (1 conversation with 2 new messages, 0 already present); fix the line and run the same command again (lines already imported are not imported twice)\n',
     );
     assert.equal(bad.stdout, '');
 

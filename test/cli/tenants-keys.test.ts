@@ -50,6 +50,7 @@ describe('tenants put and list', () => {
     assert.match(put.stdout, /twilio sms: +https:\/\/gate\.example\.com\/webhooks\/twilio\/acme-dental\/sms\n/);
     assert.match(put.stdout, /twilio status: +https:\/\/gate\.example\.com\/webhooks\/twilio\/acme-dental\/status\n/);
     assert.match(put.stdout, /airtable: +https:\/\/gate\.example\.com\/webhooks\/airtable\/acme-dental\n/);
+    assert.doesNotMatch(put.stderr, /warning/, 'a public URL gets no loopback warning');
     // No webhookId given: the webhook is made on the base, notifying this tenant's URL.
     const [webhookId] = [...airtable.webhooks.keys()];
     assert.match(put.stderr, new RegExp(`created Airtable webhook ${webhookId} on base appABCDEFGHIJKLMN`));
@@ -153,7 +154,7 @@ describe('keys status, reencrypt and encrypt-existing', () => {
     await database.close();
     const first = await runCliProcess(['encrypt-existing'], { env: {}, cwd });
     assert.equal(first.code, 0, first.stderr);
-    assert.match(first.stdout, /^sealed 1 values \(\d+ were sealed already\)\n$/);
+    assert.match(first.stdout, /^sealed 1 value \(\d+ were sealed already\)\n$/);
     const second = await runCliProcess(['encrypt-existing'], { env: {}, cwd });
     assert.match(second.stdout, /^sealed 0 values/);
     const check = await openDatabase({ dataDir: join(cwd, '.ciphergate') });
@@ -193,6 +194,30 @@ describe('keys on an HSM (SoftHSM2)', () => {
       assert.match(wrongPin.stderr, /^ciphergate: CIPHERGATE_PKCS11_PIN: the token refused the PIN/);
       assert.equal(wrongPin.stderr.includes('999999'), false);
       assert.equal(wrongPin.stderr.split('\n').filter(Boolean).length, 1);
+    } finally {
+      token.cleanup();
+    }
+  });
+
+  // docs/keys.md, "Moving the KEK from a local key to an HSM", step by step.
+  test('moving the KEK from the generated local key to the HSM: init-hsm, rewrap, then the HSM alone opens everything', { skip: gate.skip }, async () => {
+    const token = createSoftHsmToken({ label: 'cg-move', pin: '246810', soPin: '13579111' });
+    try {
+      const { cwd } = workspace();
+      const local = await runCliProcess(['tenants', 'put', 'acme'], { env: {}, cwd, stdin: TENANT_JSON });
+      assert.equal(local.code, 0, local.stderr);
+      const hsm = { ...token.env, CIPHERGATE_KEY_PROVIDER: 'pkcs11', CIPHERGATE_PKCS11_KEY_LABEL: 'ciphergate-kek' };
+      assert.equal((await runCliProcess(['keys', 'init-hsm'], { env: hsm, cwd })).code, 0);
+      const rewrap = await runCliProcess(['keys', 'rewrap', '--from-master-key-file', '.ciphergate/master.key'], { env: hsm, cwd });
+      assert.equal(rewrap.code, 0, rewrap.stderr);
+      assert.match(rewrap.stdout, /^re-wrapped \d+ data keys? from local:[0-9a-f]{16} to pkcs11:ciphergate-kek \(0 already there\)\n$/);
+      const again = await runCliProcess(['keys', 'rewrap', '--from-master-key-file', '.ciphergate/master.key'], { env: hsm, cwd });
+      assert.match(again.stdout, /^re-wrapped 0 data keys from/);
+      const put = await runCliProcess(['tenants', 'put', 'acme'], { env: hsm, cwd, stdin: TENANT_JSON });
+      assert.equal(put.code, 0, put.stderr);
+      const status = await runCliProcess(['keys', 'status', '--json'], { env: hsm, cwd });
+      assert.equal(status.code, 0, status.stderr);
+      assert.equal(status.stdout.includes('local:'), false, 'no data key left under the local key');
     } finally {
       token.cleanup();
     }

@@ -8,6 +8,14 @@ import { queryRows } from '../../src/store/connection.js';
 import { describeEachBackend, tablesState } from '../helpers/database.js';
 import { assertProblem } from '../helpers/problems.js';
 import { openRelayHarness, randomPhone, type RelayHarness } from '../helpers/relay.js';
+import { inboundSenderOf } from '../../src/domain/normalise.js';
+
+/** The inbound sender of a test number, as the webhook parsers make it. */
+function senderOf(phone: string) {
+  const sender = inboundSenderOf(phone);
+  assert.ok(sender, phone);
+  return sender;
+}
 
 const TABLES = ['contacts', 'conversations', 'messages', 'jobs'] as const;
 
@@ -49,7 +57,7 @@ await describeEachBackend('listing conversations', (backend) => {
         channel: 'sms',
         dedupeKey: `twilio:list-${randomUUID()}`,
         providerMessageId: `SM${index}`,
-        phone,
+        sender: senderOf(phone),
         body: `Secret body number ${index}`,
         receivedAt: at(index),
         ...(index === 2 ? { optChange: 'opt-out' as const } : {}),
@@ -57,8 +65,8 @@ await describeEachBackend('listing conversations', (backend) => {
     }
     const [paused] = await queryRows<{ id: string }>(harness.db, sql`select contact_id as id from conversations where tenant_id = ${tenant.id} and last_message_at = ${at(3)}`);
     await harness.relay.conversations.setAiPaused(paused!.id, true);
-    await harness.relay.receive(tenant, { channel: 'podium', dedupeKey: `podium:${randomUUID()}`, providerMessageId: 'pod-1', phone: randomPhone(), body: 'Podium secret', providerConversationId: 'pc-1', receivedAt: at(10) });
-    await harness.relay.receive(other, { channel: 'sms', dedupeKey: `twilio:${randomUUID()}`, providerMessageId: 'SMx', phone: randomPhone(), body: 'Other tenant secret', receivedAt: at(20) });
+    await harness.relay.receive(tenant, { channel: 'podium', dedupeKey: `podium:${randomUUID()}`, providerMessageId: 'pod-1', sender: senderOf(randomPhone()), body: 'Podium secret', providerConversationId: 'pc-1', receivedAt: at(10) });
+    await harness.relay.receive(other, { channel: 'sms', dedupeKey: `twilio:${randomUUID()}`, providerMessageId: 'SMx', sender: senderOf(randomPhone()), body: 'Other tenant secret', receivedAt: at(20) });
   });
   after(async () => harness?.close());
 

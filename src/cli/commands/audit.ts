@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { auditChainContains, verifyAuditChain } from '../../store/audit-trail.js';
+import { counted } from '../counted.js';
 import { CliError } from '../errors.js';
 import { openRuntime, type CliIo } from '../runtime.js';
 
@@ -21,15 +22,15 @@ export function registerAudit(program: Command, io: CliIo): void {
         const result = await verifyAuditChain(runtime.database.db);
         if (!result.intact) {
           throw new CliError(
-            `audit chain broken at entry seq ${result.brokenAt.seq} (id ${result.brokenAt.id}): ${result.brokenAt.reason}; ${result.entries} entries before it are intact`,
+            `audit chain broken at entry seq ${result.brokenAt.seq} (id ${result.brokenAt.id}): ${result.brokenAt.reason}; ${counted(result.entries, 'entry', 'entries')} before it ${result.entries === 1 ? 'is' : 'are'} intact`,
           );
         }
         if (options.expectEntry !== undefined && !(await auditChainContains(runtime.database.db, options.expectEntry))) {
           throw new CliError(
-            `audit chain is internally intact (${result.entries} entries) but no longer contains entry ${options.expectEntry}: entries were cut off the end`,
+            `audit chain is internally intact (${counted(result.entries, 'entry', 'entries')}) but no longer contains entry ${options.expectEntry}: entries were cut off the end`,
           );
         }
-        io.stdout.write(`audit chain intact: ${result.entries} entries, head ${result.headHash}\n`);
+        io.stdout.write(`audit chain intact: ${counted(result.entries, 'entry', 'entries')}, head ${result.headHash}\n`);
       } finally {
         await runtime.close();
       }

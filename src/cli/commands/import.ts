@@ -11,6 +11,7 @@ import { TenantDirectory } from '../../relay/tenant-directory.js';
 import { ConversationRepository } from '../../store/repositories/conversations.js';
 import { TenantRepository } from '../../store/repositories/tenants.js';
 import type { Db } from '../../store/connection.js';
+import { counted } from '../counted.js';
 import { CliError } from '../errors.js';
 import { tenantBySlug, unknownTenant } from '../identity-runtime.js';
 import { openSealingRuntime, type CliIo } from '../runtime.js';
@@ -28,8 +29,8 @@ export function registerImport(program: Command, io: CliIo): void {
     .command('jsonl')
     .description('conversations exported with mongoexport, one JSON document per line on stdin')
     .requiredOption('--tenant <slug>', 'the tenant the conversations belong to')
-    .option('--default-country <code>', 'country of phone numbers written without + (default US)', parseCountry)
-    .option('--progress-every <n>', 'a progress line on stderr every n conversations (default 1000)', (value: string) => parseWhole('--progress-every', value, 1, 1_000_000), 1000)
+    .option('--default-country <code>', 'country of phone numbers written without + (default: US)', parseCountry)
+    .option('--progress-every <n>', 'a progress line on stderr every n conversations', (value: string) => parseWhole('--progress-every', value, 1, 1_000_000), 1000)
     .action(async (options: { tenant: string; defaultCountry?: CountryCode; progressEvery: number }) => {
       if ((io.stdin as NodeJS.ReadStream).isTTY) throw new CliError('the export is read from stdin; redirect it (ciphergate import jsonl --tenant T < export.jsonl)', 2);
       const runtime = await openSealingRuntime(io, { logTo: 'stderr', defaultLogLevel: 'warn' });
@@ -63,7 +64,7 @@ export function registerImport(program: Command, io: CliIo): void {
         }
         await record(counts, true);
         await audit(db, 'import.jsonl', tenant.id, 'success', { conversations: counts.conversations, messages: counts.messages, skipped: counts.skipped });
-        io.stdout.write(`imported ${counts.conversations} conversations (${counts.messages} messages), skipped ${counts.skipped} already present\n`);
+        io.stdout.write(`imported ${counted(counts.conversations, 'conversation')} (${counted(counts.messages, 'message')}), skipped ${counts.skipped} already present\n`);
       } finally {
         await runtime.close();
       }
@@ -73,8 +74,8 @@ export function registerImport(program: Command, io: CliIo): void {
     .command('airtable')
     .description("the plain-text rows of the tenant's Airtable table; stores them sealed, then rewrites them by the tenant's field policy")
     .requiredOption('--tenant <slug>', 'the tenant whose Airtable table to import')
-    .option('--default-country <code>', 'country of phone numbers written without + (default US)', parseCountry)
-    .option('--page-size <n>', 'rows per Airtable page, 1-100 (default 100)', (value: string) => parseWhole('--page-size', value, 1, 100), 100)
+    .option('--default-country <code>', 'country of phone numbers written without + (default: US)', parseCountry)
+    .option('--page-size <n>', 'rows per Airtable page, 1-100', (value: string) => parseWhole('--page-size', value, 1, 100), 100)
     .action(async (options: { tenant: string; defaultCountry?: CountryCode; pageSize: number }) => {
       const runtime = await openSealingRuntime(io, { logTo: 'stderr', defaultLogLevel: 'warn' });
       try {
@@ -104,7 +105,7 @@ export function registerImport(program: Command, io: CliIo): void {
           if (!(error instanceof AirtableImportStopped)) throw error;
           await audit(db, 'import.airtable', tenant.id, 'failure', { run: error.report.runId, pages: error.report.pages, messages: error.report.messages, skipped: error.report.skipped });
           const pages = error.report.pages;
-          const done = pages === 0 ? 'nothing was imported in this run' : `the rows read before (${pages === 1 ? '1 page' : `${pages} pages`} in this run) are imported and recorded`;
+          const done = pages === 0 ? 'nothing was imported in this run' : `the rows read before (${counted(pages, 'page')} in this run) are imported and recorded`;
           throw new CliError(`import airtable stopped: ${describeFailure(error.cause)}; ${done}; run the same command again to continue`);
         }
         await audit(db, 'import.airtable', tenant.id, report.unreadable.length === 0 ? 'success' : 'failure', {
@@ -114,9 +115,9 @@ export function registerImport(program: Command, io: CliIo): void {
           skipped: report.skipped,
           unreadable: report.unreadable.length,
         });
-        io.stdout.write(`imported ${report.conversations} conversations (${report.messages} messages), skipped ${report.skipped} rows already imported${report.empty > 0 ? ` and ${report.empty} empty rows` : ''}\n`);
+        io.stdout.write(`imported ${counted(report.conversations, 'conversation')} (${counted(report.messages, 'message')}), skipped ${counted(report.skipped, 'row')} already imported${report.empty > 0 ? ` and ${counted(report.empty, 'empty row')}` : ''}\n`);
         if (report.unreadable.length > 0) {
-          throw new CliError(`${report.unreadable.length} rows could not be read and still hold their text in Airtable (listed above); fix them and run the same command again`);
+          throw new CliError(`${counted(report.unreadable.length, 'row')} could not be read and still hold their text in Airtable (listed above); fix them and run the same command again`);
         }
       } finally {
         await runtime.close();
@@ -125,11 +126,11 @@ export function registerImport(program: Command, io: CliIo): void {
 }
 
 function jsonlCounts(counts: JsonlImportCounts): string {
-  return `${counts.conversations} conversations with ${counts.messages} new messages, ${counts.skipped} already present`;
+  return `${counted(counts.conversations, 'conversation')} with ${counted(counts.messages, 'new message')}, ${counts.skipped} already present`;
 }
 
 function airtableCounts(report: AirtableImportReport): string {
-  return `${report.rows} rows read, ${report.messages} messages imported, ${report.rewritten} rows rewritten, ${report.skipped} already imported, ${report.empty} empty, ${report.unreadable.length} unreadable`;
+  return `${counted(report.rows, 'row')} read, ${counted(report.messages, 'message')} imported, ${counted(report.rewritten, 'row')} rewritten, ${report.skipped} already imported, ${report.empty} empty, ${report.unreadable.length} unreadable`;
 }
 
 /** ProviderError messages hold a status and Airtable's error type only, never cell values (airtable-errors.ts). */

@@ -16,7 +16,7 @@ export function registerJobs(program: Command, io: CliIo): void {
     .command('list')
     .description('pending and running jobs (or, with --dead, the dead letters), oldest due first')
     .option('--dead', 'the jobs that used up their attempts or failed for good')
-    .option('--limit <n>', 'at most this many (default 100)', (value: string) => parseLimit(value), 100)
+    .option('--limit <n>', 'at most this many', (value: string) => parseLimit(value), 100)
     .option('--json', 'one JSON document instead of a table')
     .action(async (options: { dead?: boolean; limit: number; json?: boolean }) => {
       const runtime = await openRuntime(io, { logTo: 'stderr', defaultLogLevel: 'warn' });

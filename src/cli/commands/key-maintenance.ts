@@ -3,6 +3,7 @@ import { encryptExisting } from '../../keys/encrypt-existing.js';
 import { formatKeyStatus, keyStatus } from '../../keys/key-status.js';
 import { createProgressReporter } from '../../keys/progress.js';
 import { reencrypt } from '../../keys/reencrypt.js';
+import { counted } from '../counted.js';
 import { CliError } from '../errors.js';
 import { openRuntime, openSealingRuntime, type CliIo, type SealingRuntime } from '../runtime.js';
 import { scopesFor } from './keys.js';
@@ -59,7 +60,7 @@ export function registerKeyMaintenance(keys: Command, program: Command, io: CliI
           signal: stop.signal,
         });
         reporter.finish();
-        io.stdout.write(`sealed ${result.sealed} values (${result.alreadySealed} were sealed already)${result.complete ? '' : '; stopped early, run again to continue'}\n`);
+        io.stdout.write(`sealed ${counted(result.sealed, 'value')} (${result.alreadySealed} ${result.alreadySealed === 1 ? 'was' : 'were'} sealed already)${result.complete ? '' : '; stopped early, run again to continue'}\n`);
         if (!result.complete) process.exitCode = 1;
       } finally {
         stop.dispose();
@@ -95,7 +96,7 @@ export async function reencryptScopes(runtime: SealingRuntime, io: CliIo, scopes
     stop.dispose();
   }
   reporter.finish();
-  io.stdout.write(`re-encrypted ${moved} values${unreadable ? `; ${unreadable} could not be opened (see keys status)` : ''}${complete ? '' : '; stopped early, run `keys reencrypt` to continue'}\n`);
+  io.stdout.write(`re-encrypted ${counted(moved, 'value')}${unreadable ? `; ${unreadable} could not be opened (see keys status)` : ''}${complete ? '' : '; stopped early, run `keys reencrypt` to continue'}\n`);
   if (!complete || unreadable > 0) process.exitCode = 1;
 }
 

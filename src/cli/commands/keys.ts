@@ -9,6 +9,7 @@ import { createPkcs11Kek, openPkcs11KeyProvider } from '../../seal/providers/pkc
 import { listTenants } from '../../store/repositories/tenants.js';
 import { SigningKeysRepository } from '../../store/repositories/signing-keys.js';
 import { RETIRED_KEY_VERIFICATION_WINDOW_MS } from '../../identity/tokens/signing-keys.js';
+import { counted } from '../counted.js';
 import { CliError } from '../errors.js';
 import { withIdentity } from '../identity-runtime.js';
 import { openRuntime, openSealingRuntime, type CliIo, type SealingRuntime } from '../runtime.js';
@@ -64,7 +65,7 @@ export function registerKeys(program: Command, io: CliIo): void {
         source = await openSourceProvider(runtime.config, options, runtime.config.dataDir);
         const result = await rewrapDataKeys(runtime.database.db, target, source, { type: 'system', id: 'cli' });
         if (!result.ok) throw new CliError('keys rewrap: the old and the configured KEK are the same key');
-        io.stdout.write(`re-wrapped ${result.rewrapped} data keys from ${source.kekId} to ${target.kekId} (${result.alreadyCurrent} already there)\n`);
+        io.stdout.write(`re-wrapped ${counted(result.rewrapped, 'data key')} from ${source.kekId} to ${target.kekId} (${result.alreadyCurrent} already there)\n`);
       } finally {
         await source?.close();
         await target?.close();

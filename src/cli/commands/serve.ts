@@ -12,6 +12,7 @@ import { openRedis, type RedisConnection } from '../../store/redis.js';
 import type { JobWorker } from '../../relay/job-worker.js';
 import { Relay } from '../../relay/relay.js';
 import type { Config } from '../../config/load.js';
+import { CIPHERGATE_VERSION } from '../../config/version.js';
 import type { Logger } from '../../log/logger.js';
 import type { MetricsExposition } from '../../metrics/exposition.js';
 import { MetricsListenError, startMetricsListener, type MetricsListener } from '../../metrics/listener.js';
@@ -134,13 +135,17 @@ export async function startServer(runtime: SealingRuntime, options: { workers?: 
   if (database.kind === 'pglite') logger.info({ dataDir: config.dataDir }, 'using the embedded database');
   const redis: RedisConnection | undefined = config.redisUrl ? openRedis(config.redisUrl, logger) : undefined;
   const mailer = openMailer(config, logger);
+  const smsSender = identitySmsSender(config, database.db, sealing.fields, logger);
+  // Asked now rather than at the first sign-in: a CIPHERGATE_SMS_SENDER_TENANT naming no tenant
+  // with Twilio (a typo, a tenant not put yet) is logged at start, naming the setting.
+  if (config.smsSenderTenant !== undefined) await smsSender.configured();
   const identity = await openIdentity({
     config,
     db: database.db,
     fields: sealing.fields,
     logger,
     redisKeyPrefix: config.redisKeyPrefix,
-    smsSender: identitySmsSender(config, database.db, sealing.fields, logger),
+    smsSender,
     ...(redis ? { redis } : {}),
     ...(mailer ? { mailer } : {}),
   });
@@ -197,7 +202,12 @@ export async function startServer(runtime: SealingRuntime, options: { workers?: 
     outcome: 'success',
     details: { database: database.kind, pid: process.pid },
   });
-  logger.info({ host: config.host, port, publicUrl: config.publicUrl }, 'ciphergate listening');
+  // What an operator checks first: which release, which store (never its URL: it holds the
+  // password), which key provider, whether Redis is shared, and where providers must call.
+  logger.info(
+    { version: CIPHERGATE_VERSION, store: database.kind, keyProvider: config.keys.provider, redis: config.redisUrl !== undefined, host: config.host, port, publicUrl: config.publicUrl },
+    'ciphergate listening',
+  );
   // The embedded database is this process's alone: operator commands reach it through the admin socket.
   const commandHost = database.kind === 'pglite' && !config.dataDir.startsWith('memory://') ? await startCommandHost(runtime, { url: `http://${config.host}:${port}` }) : undefined;
   return {

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import type { Config } from '../../config/load.js';
+import { isLoopbackUrl } from '../../config/public-url.js';
 import { parseTenantDocument, TenantDocumentError, type TenantDocument } from '../../config/tenant-document.js';
 import { TENANT_SLUG_PATTERN } from '../../domain/ids.js';
 import { describeAirtableTable } from '../../providers/airtable/base-schema.js';
@@ -44,6 +45,7 @@ export function registerTenants(program: Command, io: CliIo): void {
         const { tenant, created } = await repository.put(slug, document, { type: 'system', id: 'cli' });
         io.stdout.write(`${created ? 'created' : 'updated'} tenant ${tenant.slug} (${tenant.id})\n`);
         io.stdout.write(webhookLines(runtime.config.publicUrl, tenant));
+        if (isLoopbackUrl(runtime.config.publicUrl)) io.stderr.write(`ciphergate: warning: ${loopbackWarning(runtime.config.publicUrl)}\n`);
       } finally {
         await runtime.close();
       }
@@ -149,6 +151,14 @@ async function airtableWebhookFor(
     }
     throw error;
   }
+}
+
+/**
+ * Said when the printed URLs point at this machine: a provider cannot call them, and the
+ * signatures are checked against the same URL, so setting CIPHERGATE_PUBLIC_URL later changes them.
+ */
+export function loopbackWarning(publicUrl: string): string {
+  return `these URLs point at this machine (CIPHERGATE_PUBLIC_URL is ${publicUrl}); providers cannot reach them. Set CIPHERGATE_PUBLIC_URL to the https origin providers call (a tunnel on a laptop: docs/providers.md) and give them the URLs printed then`;
 }
 
 /** The URLs to paste into each provider's console, built from CIPHERGATE_PUBLIC_URL (never a Host header). */

@@ -1,4 +1,5 @@
 import { TENANT_SLUG_PATTERN } from '../../domain/ids.js';
+import { MAX_SENDER_LENGTH } from '../../domain/normalise.js';
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import type { ConversationSummary } from '../../domain/conversation.js';
@@ -37,7 +38,7 @@ const MessageSchema = Type.Object({
 const ListQuery = Type.Object(
   {
     tenant: Type.String({ pattern: TENANT_SLUG_PATTERN.source, description: 'tenant slug' }),
-    phone: Type.Optional(Type.String({ minLength: 3, maxLength: 32, description: "only the contact with this phone number (E.164 preferred), found through its blind index" })),
+    phone: Type.Optional(Type.String({ minLength: 1, maxLength: MAX_SENDER_LENGTH, description: 'only this contact: its phone number (E.164 preferred), or the sender as received when it is no phone number (a short code, an alphanumeric id), found through its blind index' })),
     channel: Type.Optional(ChannelSchema),
     since: Type.Optional(Type.String({ format: 'date-time', description: 'last activity at or after this instant' })),
     until: Type.Optional(Type.String({ format: 'date-time', description: 'last activity before this instant' })),

@@ -122,7 +122,7 @@ export function webhookRoutes(options: WebhookRouteOptions) {
     }
 
     function refused(request: FastifyRequest, provider: InboundProvider | undefined, rejection: Omit<Rejection, 'ok'>): void {
-      relay.gate.refused(provider, rejection, { sourceIp: request.ip, log: request.log });
+      relay.gate.refused(provider, rejection, { sourceIp: request.ip, log: request.log, signedUrl: `${publicUrl}${request.url}` });
     }
   };
 }

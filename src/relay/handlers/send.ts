@@ -1,3 +1,4 @@
+import { inboundSenderOf } from '../../domain/normalise.js';
 import type { ClaimedJob } from '../../store/job-queue.js';
 import type { MessageForJob } from '../../store/repositories/conversations.js';
 import { PermanentJobError } from '../job-worker.js';
@@ -35,13 +36,18 @@ export function sendHandler(context: HandlerContext) {
     }
     const body = await context.conversations.openBody(message);
     const contact = await context.conversations.openContact({ id: message.contactId, tenantId: message.tenantId });
+    // A contact that is no valid phone number is stored as received: a 555 number is sent to in
+    // its E.164 shape; a short code or an alphanumeric id cannot receive anything, which the
+    // dead letter says (staff replying to one through Airtable learn it there).
+    const to = inboundSenderOf(contact.phone)?.replyTo;
+    if (to === undefined) throw new PermanentJobError('the contact is a sender that cannot receive SMS (a short code or an alphanumeric id)');
     const channel = message.channel === 'podium' ? podiumChannel(context, tenant) : twilioChannel(context, tenant, message);
 
     if (message.sendStartedAt) {
       // Messages already recorded to this contact are not candidates: the same words sent
       // minutes ago ("Thanks!") must not be taken for this one.
       const excluding = await context.conversations.providerIdsSentTo(message.contactId, message.id);
-      const found = await channel.findSent({ to: contact.phone, body, sentAfter: new Date(message.sendStartedAt.getTime() - LOOKBACK_MS), excluding });
+      const found = await channel.findSent({ to, body, sentAfter: new Date(message.sendStartedAt.getTime() - LOOKBACK_MS), excluding });
       if (found) {
         context.logger.info({ messageId: message.id, channel: message.channel }, 'an earlier attempt had sent this message; recorded it instead of sending again');
         await context.conversations.recordSent(message.id, found.id, found.status, followUps);
@@ -49,7 +55,7 @@ export function sendHandler(context: HandlerContext) {
       }
     }
     await context.conversations.markSendStarted(message.id, new Date());
-    const sent = await channel.send({ to: contact.phone, body, contactName: contact.name });
+    const sent = await channel.send({ to, body, contactName: contact.name });
     await context.conversations.recordSent(message.id, sent.id, sent.status, followUps);
   };
 }

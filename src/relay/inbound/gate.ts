@@ -1,5 +1,6 @@
 import type { AuditAggregator } from '../../audit/aggregator.js';
 import { isTenantSlug } from '../../domain/ids.js';
+import type { InboundSender } from '../../domain/normalise.js';
 import type { Logger } from '../../log/logger.js';
 import type { TenantContext, TenantDirectory } from '../tenant-directory.js';
 import type { RelayMetrics } from '../webhook-metrics.js';
@@ -63,6 +64,12 @@ export type Accepted = { ok: true; outcome: AcceptOutcome } | Rejection;
 /** Where the refusal of one request is logged: that request's logger, so the line carries its id. */
 export type RejectionLog = Pick<Logger, 'warn'>;
 
+/** A message stored from a verified delivery: whose, and from which sender. */
+export interface StoredFrom {
+  tenant: TenantContext;
+  sender: InboundSender;
+}
+
 /**
  * Checked when the tenant is unknown, so the work done (and the time it takes) matches a real
  * check that fails: the answer and its timing say nothing about which tenants exist.
@@ -95,10 +102,15 @@ export class InboundGate {
    * so a flood of forged deliveries costs a bounded number of audit rows and no database write
    * per request. `provider` is undefined when the path named none (a refusal before routing).
    */
-  refused(provider: InboundProvider | undefined, rejection: Omit<Rejection, 'ok'>, request: { sourceIp: string; log: RejectionLog }): void {
+  refused(provider: InboundProvider | undefined, rejection: Omit<Rejection, 'ok'>, request: { sourceIp: string; log: RejectionLog; signedUrl?: string }): void {
     const { reason, tenant } = rejection;
     this.metrics.webhookRejections.inc({ provider: provider ?? 'unknown', reason });
-    request.log.warn({ provider, reason, tenantId: tenant?.id }, 'webhook rejected');
+    // The commonest setup mistake is a public URL that differs from the one the provider was
+    // given (host, port, http vs https, a path prefix the proxy strips): the operator needs the
+    // URL we checked the signature against to compare. Without its query: only the origin and
+    // path can differ by configuration, and the query is the provider's to fill.
+    const checkedUrl = reason === 'bad-signature' && request.signedUrl ? urlWithoutQuery(request.signedUrl) : undefined;
+    request.log.warn({ provider, reason, tenantId: tenant?.id, ...(checkedUrl ? { checkedUrl } : {}) }, 'webhook rejected');
     this.rejectionAudit.count({ action: 'webhook.rejected', outcome: 'failure', tenantId: tenant?.id ?? null, labels: { provider: provider ?? 'unknown', reason } }, request.sourceIp);
   }
 
@@ -107,9 +119,23 @@ export class InboundGate {
     this.metrics.webhookRejections.inc({ provider: provider ?? 'unknown', reason: 'rate-limited' });
   }
 
-  /** A verified delivery was committed (or knowingly ignored). */
-  accepted(provider: InboundProvider, outcome: AcceptOutcome): Accepted {
+  /**
+   * A verified delivery was committed (or knowingly ignored). A new message from a sender that
+   * is no valid phone number (`stored`) is counted (`ciphergate_inbound_sender_not_e164_total`)
+   * and audited per minute like the refusals, one entry per provider, tenant and sender kind
+   * with its count: a flood of them costs a bounded number of audit rows.
+   */
+  accepted(provider: InboundProvider, outcome: AcceptOutcome, stored?: StoredFrom): Accepted {
     this.metrics.webhookAccepted.inc({ provider, outcome });
+    if (stored && stored.sender.kind !== 'e164') {
+      this.metrics.sendersNotE164.inc({ provider, kind: stored.sender.kind });
+      this.rejectionAudit.count({ action: 'webhook.sender-not-e164', outcome: 'success', tenantId: stored.tenant.id, labels: { provider, kind: stored.sender.kind } }, null);
+    }
     return { ok: true, outcome };
   }
+}
+
+function urlWithoutQuery(url: string): string {
+  const queryAt = url.indexOf('?');
+  return queryAt === -1 ? url : url.slice(0, queryAt);
 }

@@ -1,5 +1,5 @@
 import { normaliseStatus } from '../../domain/message-status.js';
-import { e164OrUndefined } from '../../domain/normalise.js';
+import { inboundSenderOf } from '../../domain/normalise.js';
 import { parsePodiumEvent, PodiumEventError, type PodiumEvent } from '../../providers/podium/events.js';
 import { verifyPodiumRequest } from '../../providers/podium/webhook-signature.js';
 import type { TenantContext } from '../tenant-directory.js';
@@ -48,26 +48,28 @@ export async function verify(gate: InboundGate, delivery: Delivery): Promise<Ver
 }
 
 /**
- * A message a customer wrote is stored with its follow-up jobs; one on a channel we cannot answer
- * by SMS (email, Facebook) is acknowledged so Podium stops retrying, and not stored. A sent or
- * failed event moves our message's status. Anything else is acknowledged and ignored.
+ * A message a customer wrote is stored with its follow-up jobs, whatever its channel: a sender
+ * that is no phone number (an email address, a Facebook id, a short code) is stored flagged as
+ * not E.164 and gets no AI reply (src/domain/normalise.ts, `inboundSenderOf`); one whose address
+ * names no sender is malformed and refused with 400. A sent or failed event moves our message's
+ * status. Any other event is acknowledged and ignored: it carries no message.
  */
 export async function accept(relay: InboundRelay, verified: VerifiedPodium): Promise<Accepted> {
   const { tenant, event } = verified;
   if (event.message && event.message.direction !== 'outbound' && event.eventType === 'message.received') {
     const message = event.message;
-    const phone = e164OrUndefined(message.channelType === 'phone' || message.channelType === 'sms' ? message.channelIdentifier : undefined);
-    if (phone === undefined) return relay.gate.accepted('podium', 'ignored');
+    const sender = inboundSenderOf(message.channelIdentifier);
+    if (sender === undefined) return { ok: false, reason: 'malformed-payload', tenant };
     const stored = await relay.receive(tenant, {
       channel: 'podium',
       dedupeKey: `podium:${message.uid}`,
       providerMessageId: message.uid,
-      phone,
+      sender,
       name: message.contactName ?? null,
       body: message.body,
       providerConversationId: message.conversationUid,
     });
-    return relay.gate.accepted('podium', stored.duplicate ? 'duplicate' : 'stored');
+    return relay.gate.accepted('podium', stored.duplicate ? 'duplicate' : 'stored', stored.duplicate ? undefined : { tenant, sender });
   }
   if (event.status) {
     await relay.updateStatus(tenant, { providerMessageId: event.status.messageUid }, normaliseStatus(event.status.state), null);

@@ -1,6 +1,6 @@
 import { isUuid } from '../../domain/ids.js';
 import { normaliseStatus } from '../../domain/message-status.js';
-import { e164OrUndefined } from '../../domain/normalise.js';
+import { inboundSenderOf } from '../../domain/normalise.js';
 import { parseFormBody, verifyTwilioRequest } from '../../providers/twilio/webhook-signature.js';
 import type { TenantContext } from '../tenant-directory.js';
 import type { InboundRelay } from './context.js';
@@ -60,9 +60,10 @@ export async function verify(gate: InboundGate, delivery: Delivery): Promise<Ver
 }
 
 /**
- * An inbound SMS (`sms`): stored with its follow-up jobs, committed before this resolves. A sender
- * that is no phone number (a short code, an alphanumeric sender) is genuine but nothing we can
- * answer or index: acknowledged (an error would only make Twilio log failures) and not stored.
+ * An inbound SMS (`sms`): stored with its follow-up jobs, committed before this resolves. A
+ * sender that is no valid phone number (a short code, an alphanumeric sender, a 555 number) is
+ * genuine and stored too, flagged (src/domain/normalise.ts, `inboundSenderOf`); a `From` that
+ * names no sender at all is malformed and refused with 400, which Twilio's debugger shows.
  *
  * A status callback (`status`): applied when it moves the message forward. Our status callback
  * URLs name our message (`?m=`, covered by the signature): the callback can arrive before the
@@ -74,11 +75,10 @@ export async function accept(relay: InboundRelay, verified: VerifiedTwilio, kind
   if (kind === 'sms') {
     const from = first(params.From);
     const body = first(params.Body) ?? '';
-    if (!isMessageSid(messageSid) || !from) return { ok: false, reason: 'malformed-payload', tenant };
-    const phone = e164OrUndefined(from);
-    if (phone === undefined) return relay.gate.accepted('twilio', 'ignored');
-    const stored = await relay.receive(tenant, { channel: 'sms', dedupeKey: `twilio:${messageSid}`, providerMessageId: messageSid, phone, body });
-    return relay.gate.accepted('twilio', stored.duplicate ? 'duplicate' : 'stored');
+    const sender = inboundSenderOf(from);
+    if (!isMessageSid(messageSid) || !sender) return { ok: false, reason: 'malformed-payload', tenant };
+    const stored = await relay.receive(tenant, { channel: 'sms', dedupeKey: `twilio:${messageSid}`, providerMessageId: messageSid, sender, body });
+    return relay.gate.accepted('twilio', stored.duplicate ? 'duplicate' : 'stored', stored.duplicate ? undefined : { tenant, sender });
   }
   const status = normaliseStatus(first(params.MessageStatus) ?? first(params.SmsStatus));
   const errorCode = first(params.ErrorCode);

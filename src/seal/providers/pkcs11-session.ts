@@ -91,6 +91,17 @@ export function releaseModule(module: LoadedModule): void {
   closeQuietly(entry.lib);
 }
 
+/**
+ * SoftHSM2 finds its tokens through SOFTHSM2_CONF, read from the process environment; without it
+ * the module reads /etc/softhsm/softhsm2.conf and initialises fine over another (often empty)
+ * token directory, so the first error is a missing token, not a missing setting. The commonest
+ * cause is a service unit or `sudo` that did not pass the variable on.
+ */
+function softHsmHint(modulePath: string): string {
+  if (!/softhsm/i.test(modulePath)) return '';
+  return '; for SoftHSM2, SOFTHSM2_CONF must be set in the environment of this process and name the configuration whose directories.tokendir holds the token (without it SoftHSM2 reads /etc/softhsm/softhsm2.conf)';
+}
+
 /** The slot of the one initialised token whose label is `tokenLabel` (labels compared trimmed). */
 export function findTokenSlot(module: LoadedModule, tokenLabel: string): Handle {
   const wanted = trimLabel(tokenLabel);
@@ -123,7 +134,7 @@ export function findTokenSlot(module: LoadedModule, tokenLabel: string): Handle 
   if (!slot) {
     throw new KeyProviderError(
       `CIPHERGATE_PKCS11_TOKEN_LABEL: no token labelled ${JSON.stringify(wanted)} in ${JSON.stringify(module.path)} ` +
-        `(tokens present: ${seen.length > 0 ? seen.join(', ') : 'none'})`,
+        `(tokens present: ${seen.length > 0 ? seen.join(', ') : 'none'})${softHsmHint(module.path)}`,
     );
   }
   if (others.length > 0) {

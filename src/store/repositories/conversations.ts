@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { and, asc, desc, eq, inArray, lt, or, sql } from 'drizzle-orm';
 import type { Channel, ConversationFilter, ConversationListItem, ConversationListPosition, ConversationSummary, MessageAuthor, OpenedMessage } from '../../domain/conversation.js';
 import type { OptChange } from '../../domain/keywords.js';
+import type { SenderKind } from '../../domain/normalise.js';
 import { INBOUND_STATUS, OUTBOUND_INITIAL_STATUS, statusRank } from '../../domain/message-status.js';
 import type { SealedFields } from '../../seal/sealed-fields.js';
 import type { Db } from '../connection.js';
@@ -31,8 +32,10 @@ export interface InboundMessage {
   /** `twilio:<MessageSid>`, `podium:<uid>`: the provider's id, so a redelivery is recognised. */
   dedupeKey: string;
   providerMessageId: string;
-  /** E.164. */
+  /** The sender: E.164, or as received when it is no valid number (`senderKind` says which). */
   phone: string;
+  /** Absent means `e164`; see src/domain/normalise.ts (`inboundSenderOf`). */
+  senderKind?: SenderKind;
   name?: string | null;
   body: string;
   providerConversationId?: string | null;
@@ -108,7 +111,7 @@ export class ConversationRepository {
   async storeInbound(inbound: InboundMessage, followUps: (stored: StoredMessageIds) => JobSpec[]): Promise<StoredMessageIds & { duplicate: boolean }> {
     const receivedAt = inbound.receivedAt ?? new Date();
     return this.db.transaction(async (tx) => {
-      const contactId = await contactFor(tx, this.fields, inbound.tenantId, inbound.phone, inbound.name ?? null, receivedAt);
+      const contactId = await contactFor(tx, this.fields, inbound.tenantId, inbound.phone, inbound.name ?? null, receivedAt, inbound.senderKind);
       const conversationId = await conversationFor(tx, inbound.tenantId, contactId, inbound.channel, inbound.providerConversationId ?? null, receivedAt);
       const messageId = randomUUID();
       const stored = await this.insertMessage(tx, {

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { and, eq, inArray, sql } from 'drizzle-orm';
 import type { Channel } from '../../domain/conversation.js';
+import type { SenderKind } from '../../domain/normalise.js';
 import type { SealedFields } from '../../seal/sealed-fields.js';
 import type { Db } from '../connection.js';
 import { contactsSealed } from '../sealed-tables.js';
@@ -11,8 +12,12 @@ import { contacts, conversations } from '../schema.js';
  * transaction. Shared by live ingest (conversations.ts) and imports (imported-conversations.ts).
  */
 
-/** The contact with this number, created when new. Concurrent first messages from one number meet on the unique index. */
-export async function contactFor(tx: Db, fields: SealedFields, tenantId: string, phone: string, name: string | null, now: Date): Promise<string> {
+/**
+ * The contact with this number, created when new. Concurrent first messages from one number meet
+ * on the unique index. `senderKind` is recorded when the contact is made (a number is one kind
+ * for good: the blind index already tells the kinds apart).
+ */
+export async function contactFor(tx: Db, fields: SealedFields, tenantId: string, phone: string, name: string | null, now: Date, senderKind: SenderKind = 'e164'): Promise<string> {
   const indexes = fields.lookupIndexes(contactsSealed, 'phone', tenantId, phone);
   const find = async () => {
     const [row] = await tx
@@ -27,7 +32,7 @@ export async function contactFor(tx: Db, fields: SealedFields, tenantId: string,
     const id = randomUUID();
     const inserted = await tx
       .insert(contacts)
-      .values({ id, tenantId, ...fields.sealRow(contactsSealed, { scope: tenantId, id }, { phone, name }), createdAt: now })
+      .values({ id, tenantId, ...fields.sealRow(contactsSealed, { scope: tenantId, id }, { phone, name }), senderKind, createdAt: now })
       .onConflictDoNothing()
       .returning({ id: contacts.id });
     if (inserted[0]) return inserted[0].id;

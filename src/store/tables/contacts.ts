@@ -1,10 +1,17 @@
-import { boolean, pgTable, timestamp, unique, uuid } from 'drizzle-orm/pg-core';
+import { boolean, pgTable, text, timestamp, unique, uuid } from 'drizzle-orm/pg-core';
+import { SENDER_KINDS } from '../../domain/normalise.js';
 import { blindIndexColumn, sealedColumn } from '../column-types.js';
 import { tenants } from './tenants.js';
 
 /**
  * A person who writes to a tenant. The phone number is sealed and found again through its
- * E.164 blind index; the index is unique per tenant so one number is one contact.
+ * blind index (normaliser `sender`: E.164 for a phone number); the index is unique per tenant so
+ * one number is one contact.
+ *
+ * `senderKind`: `e164` for a phone number; `digits` or `text` for a sender that is no valid
+ * number (a short code, an alphanumeric id, a 555 number), sealed as received and indexed over
+ * its digits or its text (src/domain/normalise.ts, `inboundSenderOf`): the flag that says
+ * "sender not E.164".
  *
  * `aiPaused`: staff took the conversation over (an Airtable checkbox or the API); the AI stays
  * silent until it is cleared. `optedOutAt`: the contact sent STOP (or another opt-out keyword);
@@ -20,6 +27,7 @@ export const contacts = pgTable(
     phone: sealedColumn('phone').notNull(),
     phoneIndex: blindIndexColumn('phone_index').notNull(),
     name: sealedColumn('name'),
+    senderKind: text('sender_kind', { enum: SENDER_KINDS }).notNull().default('e164'),
     aiPaused: boolean('ai_paused').notNull().default(false),
     optedOutAt: timestamp('opted_out_at', { withTimezone: true, mode: 'date' }),
     createdAt: timestamp('created_at', { withTimezone: true, mode: 'date' }).notNull(),

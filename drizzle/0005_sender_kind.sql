@@ -1,0 +1,1 @@
+ALTER TABLE "contacts" ADD COLUMN "sender_kind" text DEFAULT 'e164' NOT NULL;
