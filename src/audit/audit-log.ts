@@ -1,7 +1,7 @@
 import type { Db } from '../store/connection.js';
-import { appendAuditEvent, listAuditEvents, type AuditEventInput, type AuditQuery } from '../store/audit-trail.js';
+import { appendAuditEvent, auditChainContains, listAuditEvents, verifyAuditChain, type AuditEventInput, type AuditQuery, type AuditVerification } from '../store/audit-trail.js';
 
-export type { AuditEventInput, AuditQuery } from '../store/audit-trail.js';
+export type { AuditEventInput, AuditQuery, AuditVerification } from '../store/audit-trail.js';
 
 /**
  * The audit trail as the front ends use it: an entry appended per security event, and the
@@ -20,5 +20,15 @@ export class AuditLog {
   /** A page of entries in chain order. */
   list(query: AuditQuery): ReturnType<typeof listAuditEvents> {
     return listAuditEvents(this.db, query);
+  }
+
+  /** Walks the whole chain and reports the first broken link (`ciphergate audit verify`). */
+  verifyChain(): Promise<AuditVerification> {
+    return verifyAuditChain(this.db);
+  }
+
+  /** Whether the entry with this hash is still in the chain (a head printed by an earlier verify). */
+  chainContains(hash: string): Promise<boolean> {
+    return auditChainContains(this.db, hash);
   }
 }
