@@ -51,7 +51,7 @@ export interface JsonWebKeySet {
 }
 
 /**
- * How often a server re-reads the key store (src/cli/commands/serve.ts). Until it does, a
+ * How often a server re-reads the key store (src/runtime/server.ts). Until it does, a
  * server that did not perform a rotation keeps signing with the key another process retired.
  */
 export const SIGNING_KEY_RELOAD_INTERVAL_MS = 10_000;
