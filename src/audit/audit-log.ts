@@ -1,11 +1,11 @@
 import type { AuditAction } from '../domain/audit-actions.js';
 import type { SealedFields } from '../seal/sealed-fields.js';
-import { appendAuditEvent, listAuditEvents, type AuditEventInput, type AuditQuery } from '../store/audit-trail.js';
-import type { Db } from '../store/connection.js';
 import { findTenantBySlug } from '../store/repositories/tenants.js';
 import { tenantSlugs, userEmails } from '../store/repositories/audit-labels.js';
+import type { Db } from '../store/connection.js';
+import { appendAuditEvent, auditChainContains, listAuditEvents, verifyAuditChain, type AuditEventInput, type AuditQuery, type AuditVerification } from '../store/audit-trail.js';
 
-export type { AuditEventInput, AuditQuery } from '../store/audit-trail.js';
+export type { AuditEventInput, AuditQuery, AuditVerification } from '../store/audit-trail.js';
 
 /** Who reads the trail: the audit actor the guard established, and where from. */
 export interface AuditReader {
@@ -88,6 +88,16 @@ export class AuditLog {
       tenant: row.tenantId ? (slugs.get(row.tenantId) ?? null) : null,
       target: targetLabel(row, emails, slugs),
     }));
+  }
+
+  /** Walks the whole chain and reports the first broken link (`ciphergate audit verify`). */
+  verifyChain(): Promise<AuditVerification> {
+    return verifyAuditChain(this.db);
+  }
+
+  /** Whether the entry with this hash is still in the chain (a head printed by an earlier verify). */
+  chainContains(hash: string): Promise<boolean> {
+    return auditChainContains(this.db, hash);
   }
 }
 

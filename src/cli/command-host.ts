@@ -1,6 +1,5 @@
 import { startAdminSocket, type AdminSocket, type HostedStreams } from '../runtime/admin-socket/server.js';
-import { runCli } from './program.js';
-import type { SealingRuntime } from './runtime.js';
+import type { CliIo, SealingRuntime } from './runtime.js';
 
 /**
  * The serving side of the admin socket: runs operator commands that a CLI hands over, with the
@@ -10,7 +9,10 @@ import type { SealingRuntime } from './runtime.js';
  * `process.exitCode`, which is one per process, so it is cleared before each command and the
  * server's own value restored after it.
  */
-export async function startCommandHost(runtime: SealingRuntime, listening: { url: string }): Promise<AdminSocket | undefined> {
+/** How the CLI runs one command line (program.ts's runCli), passed in so this file does not import the program that registers serve. */
+export type CommandRunner = (argv: string[], io: CliIo) => Promise<number>;
+
+export async function startCommandHost(runCli: CommandRunner, runtime: SealingRuntime, listening: { url: string }): Promise<AdminSocket | undefined> {
   let queue: Promise<unknown> = Promise.resolve();
   const runOne = async (argv: string[], streams: HostedStreams): Promise<number> => {
     const serverExitCode = process.exitCode;

@@ -11,7 +11,7 @@ import { registerJobs } from './commands/jobs.js';
 import { registerImport } from './commands/import.js';
 import { registerWorker } from './commands/worker.js';
 import { registerStatus } from './commands/status.js';
-import { CIPHERGATE_VERSION } from '../runtime/version.js';
+import { CIPHERGATE_VERSION } from '../config/version.js';
 import { CliError, EXIT } from './errors.js';
 import { refuseMissingSubcommand, usageErrorLine } from './usage-errors.js';
 import type { CliIo } from './runtime.js';
@@ -26,7 +26,7 @@ export function buildProgram(io: CliIo): Command {
       // Commander's own usage errors in the one documented form (see usage-errors.ts).
       outputError: (text, write) => write(usageErrorLine(text)),
     });
-  registerServe(program, io);
+  registerServe(program, io, runCli);
   registerMigrate(program, io);
   registerAudit(program, io);
   registerTenants(program, io);

@@ -1,6 +1,6 @@
 import { IDENTITY_ERRORS } from '../identity/error-codes.js';
 import type { RelayErrorCode } from '../relay/errors.js';
-import type { Problem } from './problem.js';
+import type { Problem } from './problem-document.js';
 
 /**
  * The one table of every code the API answers with a problem (RFC 9457): identity's refusals

@@ -1,17 +1,8 @@
 import type { FastifyReply } from 'fastify';
 import { problemHeaders, problemOf, type ProblemCode } from './problem-codes.js';
+import type { Problem } from './problem-document.js';
 
-/**
- * RFC 9457 problem details. `type` is a short, stable slug (`validation-failed`,
- * `second-factor-required`, …) that clients switch on; docs/http.md lists them.
- */
-export interface Problem {
-  type: string;
-  title: string;
-  status: number;
-  detail: string;
-  [extension: string]: unknown;
-}
+export type { Problem } from './problem-document.js';
 
 /**
  * Thrown by handlers and plugins; the one error handler turns it into a response. Made with

@@ -18,3 +18,13 @@ export async function listTenantsFor(db: Db, caller: Caller): Promise<TenantSumm
 export async function showTenant(db: Db, caller: Caller, slug: string): Promise<TenantSummary> {
   return tenantFor(db, caller, await findTenantBySlug(db, slug), (tenant) => ({ target: { type: 'tenant', id: tenant.id }, details: { reason: 'other-tenant' } }));
 }
+
+/** The operator's view (the CLI acts for whoever holds the deployment): every tenant, no secret. */
+export async function listAllTenants(db: Db): Promise<TenantSummary[]> {
+  return listTenants(db);
+}
+
+/** One tenant by slug for the operator, or undefined. */
+export async function findTenant(db: Db, slug: string): Promise<TenantSummary | undefined> {
+  return findTenantBySlug(db, slug);
+}

@@ -6,7 +6,7 @@ import { describeRedisUrl, openRedis } from '../store/redis.js';
 import type { KeyProvider } from '../seal/providers/key-provider.js';
 import type { Config } from '../config/load.js';
 import type { Logger } from '../log/logger.js';
-import { CIPHERGATE_VERSION } from './version.js';
+import { CIPHERGATE_VERSION } from '../config/version.js';
 import { openKeyProvider } from './sealing.js';
 
 /**

@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import { connect, type Socket } from 'node:net';
 import { after, describe, test } from 'node:test';
 import { sql } from 'drizzle-orm';
-import { JOB_GRACE_MS } from '../../src/cli/commands/serve.js';
+import { JOB_GRACE_MS } from '../../src/runtime/worker.js';
 import { queryRows } from '../../src/store/connection.js';
 import { childRelayResources } from '../helpers/child-relay.js';
 import { startChildServe } from '../helpers/child-serve.js';

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import type { LightMyRequestResponse } from 'fastify';
 import { AuditLog } from '../../src/audit/audit-log.js';
-import { openRelay } from '../../src/cli/commands/serve.js';
+import { openRelay } from '../../src/runtime/worker.js';
 import { openSealingRuntime, type SealingRuntime } from '../../src/cli/runtime.js';
 import type { Config } from '../../src/config/load.js';
 import { buildApp, type App } from '../../src/http/app.js';

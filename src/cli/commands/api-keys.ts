@@ -1,15 +1,13 @@
 import type { Command } from 'commander';
 import { IdentityError } from '../../identity/errors.js';
-import { ApiKeys, isUsable, type ApiKeyRecord } from '../../identity/machines/api-keys.js';
+import { isUsable, listApiKeys, type ApiKeyRecord } from '../../identity/machines/api-keys.js';
 import { MachineAuth } from '../../identity/machines/machine-auth.js';
 import { API_KEY_SCOPES, isApiKeyScope } from '../../identity/permissions.js';
 import { isUuid } from '../../domain/ids.js';
-import type { Db } from '../../store/connection.js';
-import { ApiKeysRepository } from '../../store/repositories/api-keys.js';
-import { listTenants } from '../../store/repositories/tenants.js';
+import { listAllTenants } from '../../relay/tenant-catalogue.js';
 import { CliError } from '../errors.js';
 import { tenantBySlug, withIdentity } from '../identity-runtime.js';
-import { openRuntime, type CliIo } from '../runtime.js';
+import { openRuntime, type CliIo, type Runtime } from '../runtime.js';
 
 export function registerApiKeys(program: Command, io: CliIo): void {
   const apiKeysCommand = program.command('api-keys').description('API keys for machines (bearer keys and OAuth client credentials)');
@@ -64,7 +62,7 @@ export function registerApiKeys(program: Command, io: CliIo): void {
       try {
         const db = runtime.database.db;
         const tenantId = options.tenant === undefined ? undefined : (await tenantBySlug(db, options.tenant)).id;
-        const keys = await new ApiKeys(new ApiKeysRepository(db)).list(tenantId === undefined ? {} : { tenantId });
+        const keys = await listApiKeys(db, tenantId === undefined ? {} : { tenantId });
         const slugs = await tenantSlugs(db);
         const now = new Date();
         if (options.json) {
@@ -127,8 +125,8 @@ function isCalendarDate(date: string): boolean {
   return parsed.getUTCFullYear() === year && parsed.getUTCMonth() === month - 1 && parsed.getUTCDate() === day;
 }
 
-async function tenantSlugs(db: Db): Promise<Map<string, string>> {
-  return new Map((await listTenants(db)).map((tenant) => [tenant.id, tenant.slug]));
+async function tenantSlugs(db: Runtime['database']['db']): Promise<Map<string, string>> {
+  return new Map((await listAllTenants(db)).map((tenant) => [tenant.id, tenant.slug]));
 }
 
 function keyView(record: ApiKeyRecord, slugs: Map<string, string>, now: Date) {

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { auditChainContains, verifyAuditChain } from '../../store/audit-trail.js';
+import { AuditLog } from '../../audit/audit-log.js';
 import { counted } from '../counted.js';
 import { CliError } from '../errors.js';
 import { openRuntime, type CliIo } from '../runtime.js';
@@ -19,13 +19,14 @@ export function registerAudit(program: Command, io: CliIo): void {
       }
       const runtime = await openRuntime(io, { logTo: 'stderr', defaultLogLevel: 'warn' });
       try {
-        const result = await verifyAuditChain(runtime.database.db);
+        const trail = new AuditLog(runtime.database.db);
+        const result = await trail.verifyChain();
         if (!result.intact) {
           throw new CliError(
             `audit chain broken at entry seq ${result.brokenAt.seq} (id ${result.brokenAt.id}): ${result.brokenAt.reason}; ${counted(result.entries, 'entry', 'entries')} before it ${result.entries === 1 ? 'is' : 'are'} intact`,
           );
         }
-        if (options.expectEntry !== undefined && !(await auditChainContains(runtime.database.db, options.expectEntry))) {
+        if (options.expectEntry !== undefined && !(await trail.chainContains(options.expectEntry))) {
           throw new CliError(
             `audit chain is internally intact (${counted(result.entries, 'entry', 'entries')}) but no longer contains entry ${options.expectEntry}: entries were cut off the end`,
           );

@@ -1,7 +1,6 @@
 import type { Command } from 'commander';
-import { appendAuditEvent } from '../../store/audit-trail.js';
 import { isUuid } from '../../domain/ids.js';
-import { JobQueue, type JobSummary } from '../../store/job-queue.js';
+import { listQueue, retryDeadJob, type JobSummary } from '../../relay/queue-admin.js';
 import { CliError } from '../errors.js';
 import { openRuntime, type CliIo } from '../runtime.js';
 
@@ -21,9 +20,7 @@ export function registerJobs(program: Command, io: CliIo): void {
     .action(async (options: { dead?: boolean; limit: number; json?: boolean }) => {
       const runtime = await openRuntime(io, { logTo: 'stderr', defaultLogLevel: 'warn' });
       try {
-        const queue = new JobQueue(runtime.database.db);
-        const jobs = await queue.list({ dead: options.dead === true, limit: options.limit });
-        const depth = await queue.depth();
+        const { jobs, depth } = await listQueue(runtime.database.db, { dead: options.dead === true, limit: options.limit });
         if (options.json) {
           io.stdout.write(`${JSON.stringify({ jobs: jobs.map(jobView), depth }, null, 2)}\n`);
           return;
@@ -42,9 +39,7 @@ export function registerJobs(program: Command, io: CliIo): void {
       if (!isUuid(id)) throw new CliError(`jobs retry: ${JSON.stringify(id)} is not a job id (a UUID from \`jobs list --dead\`)`, 2);
       const runtime = await openRuntime(io, { logTo: 'stderr', defaultLogLevel: 'warn' });
       try {
-        const queue = new JobQueue(runtime.database.db);
-        if (!(await queue.retryDead(id))) throw new CliError(`jobs retry: no dead job ${id} (see \`ciphergate jobs list --dead\`)`);
-        await appendAuditEvent(runtime.database.db, { actor: { type: 'system' }, action: 'job.retry', target: { type: 'job', id }, outcome: 'success' });
+        if (!(await retryDeadJob(runtime.database.db, id))) throw new CliError(`jobs retry: no dead job ${id} (see \`ciphergate jobs list --dead\`)`);
         io.stdout.write(`${id}\n`);
       } finally {
         await runtime.close();

@@ -2,11 +2,12 @@ import type { Command } from 'commander';
 import { encryptExisting } from '../../keys/encrypt-existing.js';
 import { formatKeyStatus, keyStatus } from '../../keys/key-status.js';
 import { createProgressReporter } from '../../keys/progress.js';
+import { keyScopes, type KeyScope } from '../../keys/key-scopes.js';
 import { reencrypt } from '../../keys/reencrypt.js';
 import { counted } from '../counted.js';
 import { CliError } from '../errors.js';
-import { openRuntime, openSealingRuntime, type CliIo, type SealingRuntime } from '../runtime.js';
-import { scopesFor } from './keys.js';
+import { unknownTenant } from '../identity-runtime.js';
+import { openRuntime, openSealingRuntime, type CliIo, type Runtime, type SealingRuntime } from '../runtime.js';
 
 /** keys status, keys reencrypt and encrypt-existing: the long-running jobs of src/keys. */
 export function registerKeyMaintenance(keys: Command, program: Command, io: CliIo): void {
@@ -98,6 +99,11 @@ export async function reencryptScopes(runtime: SealingRuntime, io: CliIo, scopes
   reporter.finish();
   io.stdout.write(`re-encrypted ${counted(moved, 'value')}${unreadable ? `; ${unreadable} could not be opened (see keys status)` : ''}${complete ? '' : '; stopped early, run `keys reencrypt` to continue'}\n`);
   if (!complete || unreadable > 0) process.exitCode = 1;
+}
+
+/** `system` plus every tenant, or the one tenant named; each with the label the operator knows it by. */
+export async function scopesFor(runtime: Runtime, tenantSlug: string | undefined): Promise<KeyScope[]> {
+  return (await keyScopes(runtime.database.db, tenantSlug)) ?? unknownTenant(tenantSlug!);
 }
 
 /** Ctrl-C finishes the batch in flight (it commits or rolls back whole) and stops cleanly. */

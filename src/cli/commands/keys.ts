@@ -1,21 +1,15 @@
 import type { Command } from 'commander';
 import { readFileSync } from 'node:fs';
-import { appendAuditEvent } from '../../store/audit-trail.js';
-import { SYSTEM_SCOPE } from '../../seal/binding.js';
-import { openKeyProvider } from '../../runtime/sealing.js';
-import type { KeyProvider } from '../../seal/providers/key-provider.js';
-import { LocalKeyProvider } from '../../seal/providers/local.js';
-import { createPkcs11Kek, openPkcs11KeyProvider } from '../../seal/providers/pkcs11.js';
-import { listTenants } from '../../store/repositories/tenants.js';
-import { SigningKeysRepository } from '../../store/repositories/signing-keys.js';
+import { rotateSigningKeyAsOperator } from '../../identity/tokens/signing-key-rotation.js';
 import { RETIRED_KEY_VERIFICATION_WINDOW_MS } from '../../identity/tokens/signing-keys.js';
 import { counted } from '../counted.js';
+import { initHsmKek } from '../../keys/init-hsm.js';
+import { rotateDataKey } from '../../keys/rotate.js';
+import { rewrapUnderConfiguredKek, type FormerKek } from '../../runtime/rewrap.js';
 import { CliError } from '../errors.js';
 import { withIdentity } from '../identity-runtime.js';
-import { openRuntime, openSealingRuntime, type CliIo, type SealingRuntime } from '../runtime.js';
-import { rewrapDataKeys } from '../../keys/rewrap.js';
-import { rotateDataKey } from '../../keys/rotate.js';
-import { registerKeyMaintenance, reencryptScopes } from './key-maintenance.js';
+import { openRuntime, openSealingRuntime, type CliIo, type Runtime } from '../runtime.js';
+import { registerKeyMaintenance, reencryptScopes, scopesFor } from './key-maintenance.js';
 import { unfinishedShred } from './tenants.js';
 
 export function registerKeys(program: Command, io: CliIo): void {
@@ -58,17 +52,11 @@ export function registerKeys(program: Command, io: CliIo): void {
         throw new CliError('keys rewrap: give exactly one of --from-master-key-file or --from-pkcs11-key-label', 2);
       }
       const runtime = await openRuntime(io, { logTo: 'stderr', defaultLogLevel: 'warn' });
-      let target: KeyProvider | undefined;
-      let source: KeyProvider | undefined;
       try {
-        target = await openKeyProvider(runtime.config, runtime.logger);
-        source = await openSourceProvider(runtime.config, options, runtime.config.dataDir);
-        const result = await rewrapDataKeys(runtime.database.db, target, source, { type: 'system', id: 'cli' });
-        if (!result.ok) throw new CliError('keys rewrap: the old and the configured KEK are the same key');
-        io.stdout.write(`re-wrapped ${counted(result.rewrapped, 'data key')} from ${source.kekId} to ${target.kekId} (${result.alreadyCurrent} already there)\n`);
+        const { outcome, fromKekId, toKekId } = await rewrapUnderConfiguredKek(runtime, () => formerKek(runtime.config, options));
+        if (!outcome.ok) throw new CliError('keys rewrap: the old and the configured KEK are the same key');
+        io.stdout.write(`re-wrapped ${counted(outcome.rewrapped, 'data key')} from ${fromKekId} to ${toKekId} (${outcome.alreadyCurrent} already there)\n`);
       } finally {
-        await source?.close();
-        await target?.close();
         await runtime.close();
       }
     });
@@ -81,14 +69,7 @@ export function registerKeys(program: Command, io: CliIo): void {
       try {
         const config = runtime.config.keys;
         if (config.provider !== 'pkcs11') throw new CliError('keys init-hsm: set CIPHERGATE_KEY_PROVIDER=pkcs11 and the CIPHERGATE_PKCS11_* variables first', 2);
-        const result = await createPkcs11Kek({ modulePath: config.module, tokenLabel: config.tokenLabel, pin: config.pin, keyLabel: config.keyLabel });
-        await appendAuditEvent(runtime.database.db, {
-          actor: { type: 'system', id: 'cli' },
-          action: 'keys.init-hsm',
-          target: { type: 'kek', id: result.kekId },
-          outcome: 'success',
-          details: { created: result.created },
-        });
+        const result = await initHsmKek(runtime.database.db, config);
         io.stdout.write(`${result.kekId} in token "${result.tokenLabel}": ${result.created ? 'created' : 'already present'}\n`);
       } finally {
         await runtime.close();
@@ -102,20 +83,7 @@ export function registerKeys(program: Command, io: CliIo): void {
         'and the old key keeps verifying until the tokens it signed have expired; prints the new kid',
     )
     .action(async () => {
-      const { kid, retired } = await withIdentity(io, async (identity, runtime) => {
-        const store = new SigningKeysRepository(runtime.database.db, runtime.sealing.fields);
-        const activeBefore = (await store.list()).filter((key) => key.retiredAt === null).map((key) => key.kid);
-        const fresh = await identity.parts.signingKeys.rotate();
-        const retiredKids = activeBefore.filter((oldKid) => oldKid !== fresh.kid);
-        await appendAuditEvent(runtime.database.db, {
-          actor: { type: 'system', id: 'cli' },
-          action: 'keys.rotate-signing',
-          target: { type: 'signing_key', id: fresh.kid },
-          outcome: 'success',
-          details: { kid: fresh.kid, retired: retiredKids.join(' ') },
-        });
-        return { kid: fresh.kid, retired: retiredKids };
-      });
+      const { kid, retired } = await withIdentity(io, (identity) => rotateSigningKeyAsOperator(identity));
       io.stdout.write(`${kid}\n`);
       if (retired.length > 0) {
         io.stderr.write(`ciphergate: note: retired ${retired.join(', ')}; ${retired.length === 1 ? 'it verifies' : 'they verify'} tokens for ${RETIRED_KEY_VERIFICATION_WINDOW_MS / 1000} s more\n`);
@@ -125,11 +93,8 @@ export function registerKeys(program: Command, io: CliIo): void {
   registerKeyMaintenance(keys, program, io);
 }
 
-async function openSourceProvider(
-  config: SealingRuntime['config'],
-  options: { fromMasterKeyFile?: string; fromPkcs11KeyLabel?: string },
-  dataDir: string,
-): Promise<KeyProvider> {
+/** The former KEK named on the command line; refusals here are the operator's to fix. */
+function formerKek(config: Runtime['config'], options: { fromMasterKeyFile?: string; fromPkcs11KeyLabel?: string }): FormerKek {
   if (options.fromMasterKeyFile !== undefined) {
     let masterKey: string;
     try {
@@ -137,19 +102,8 @@ async function openSourceProvider(
     } catch (error) {
       throw new CliError(`--from-master-key-file: cannot read ${options.fromMasterKeyFile} (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
     }
-    return new LocalKeyProvider({ masterKey, dataDir, allowGenerate: false, warn: () => undefined });
+    return { masterKey };
   }
   if (config.keys.provider !== 'pkcs11') throw new CliError('--from-pkcs11-key-label needs CIPHERGATE_KEY_PROVIDER=pkcs11 (the old key lives in the same token)', 2);
-  return openPkcs11KeyProvider({ modulePath: config.keys.module, tokenLabel: config.keys.tokenLabel, pin: config.keys.pin, keyLabel: options.fromPkcs11KeyLabel! });
-}
-
-/** `system` plus every tenant, or the one tenant named; each with the label the operator knows it by. */
-export async function scopesFor(runtime: SealingRuntime, tenantSlug: string | undefined): Promise<Array<{ scope: string; label: string; slug?: string }>> {
-  const all = await listTenants(runtime.database.db);
-  if (tenantSlug !== undefined) {
-    const tenant = all.find((entry) => entry.slug === tenantSlug);
-    if (!tenant) throw new CliError(`--tenant: no tenant ${JSON.stringify(tenantSlug)}`);
-    return [{ scope: tenant.id, label: `tenant ${tenant.slug}`, slug: tenant.slug }];
-  }
-  return [{ scope: SYSTEM_SCOPE, label: 'system' }, ...all.map((tenant) => ({ scope: tenant.id, label: `tenant ${tenant.slug}`, slug: tenant.slug }))];
+  return { pkcs11KeyLabel: options.fromPkcs11KeyLabel! };
 }

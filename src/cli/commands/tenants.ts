@@ -1,15 +1,10 @@
 import type { Command } from 'commander';
-import type { Config } from '../../config/load.js';
 import { isLoopbackUrl } from '../../config/public-url.js';
-import { parseTenantDocument, TenantDocumentError, type TenantDocument } from '../../config/tenant-document.js';
+import { parseTenantDocument, TenantDocumentError } from '../../config/tenant-document.js';
 import { TENANT_SLUG_PATTERN } from '../../domain/ids.js';
-import { describeAirtableTable } from '../../providers/airtable/base-schema.js';
-import { createBasePacer } from '../../providers/airtable/base-pacer.js';
-import { createAirtableWebhooksClient } from '../../providers/airtable/webhooks-client.js';
-import { ProviderError } from '../../providers/provider-error.js';
-import { isScopeDestroyed } from '../../store/repositories/data-keys.js';
-import { shredTenant, UnknownTenantError } from '../../store/repositories/tenant-shred.js';
-import { listTenants, TenantRepository, type TenantSummary } from '../../store/repositories/tenants.js';
+import type { TenantSummary } from '../../domain/tenant.js';
+import { deleteTenant, putTenant } from '../../relay/tenant-admin.js';
+import { listAllTenants } from '../../relay/tenant-catalogue.js';
 import { CliError } from '../errors.js';
 import { openSealingRuntime, openRuntime, type CliIo } from '../runtime.js';
 import { readStdin } from '../stdin.js';
@@ -33,16 +28,18 @@ export function registerTenants(program: Command, io: CliIo): void {
       }
       const runtime = await openSealingRuntime(io, { logTo: 'stderr', defaultLogLevel: 'warn' });
       try {
-        const repository = new TenantRepository(runtime.database.db, runtime.sealing.fields, runtime.sealing.keyring);
-        const existing = await repository.findBySlug(slug);
-        if (existing && (await isScopeDestroyed(runtime.database.db, existing.id))) throw new CliError(unfinishedShred(slug));
-        if (document.airtable && document.airtable.webhookId === undefined) {
-          const webhook = await airtableWebhookFor(repository, existing, runtime.config, slug, document.airtable);
-          document.airtable.webhookId = webhook.id;
-          document.airtable.macSecretBase64 = webhook.macSecretBase64;
-          io.stderr.write(`ciphergate: note: ${webhook.created ? 'created' : 'kept'} Airtable webhook ${webhook.id} on base ${document.airtable.baseId}\n`);
-        }
-        const { tenant, created } = await repository.put(slug, document, { type: 'system', id: 'cli' });
+        const deps = {
+          db: runtime.database.db,
+          fields: runtime.sealing.fields,
+          keyring: runtime.sealing.keyring,
+          publicUrl: runtime.config.publicUrl,
+          airtableApiUrl: runtime.config.providers.airtableApiUrl,
+        };
+        const outcome = await putTenant(deps, slug, document, { type: 'system', id: 'cli' }, (webhook) =>
+          io.stderr.write(`ciphergate: note: ${webhook.created ? 'created' : 'kept'} Airtable webhook ${webhook.id} on base ${webhook.baseId}\n`),
+        );
+        if (!outcome.ok) throw new CliError(putRefusal(slug, outcome));
+        const { tenant, created } = outcome;
         io.stdout.write(`${created ? 'created' : 'updated'} tenant ${tenant.slug} (${tenant.id})\n`);
         io.stdout.write(webhookLines(runtime.config.publicUrl, tenant));
         if (isLoopbackUrl(runtime.config.publicUrl)) io.stderr.write(`ciphergate: warning: ${loopbackWarning(runtime.config.publicUrl)}\n`);
@@ -63,7 +60,8 @@ export function registerTenants(program: Command, io: CliIo): void {
       // tenant can be shredded even when the KEK is unavailable.
       const runtime = await openRuntime(io, { logTo: 'stderr', defaultLogLevel: 'warn' });
       try {
-        const result = await shredTenant(runtime.database.db, slug, { type: 'system', id: 'cli' });
+        const result = await deleteTenant(runtime.database.db, slug, { type: 'system', id: 'cli' });
+        if (!result) throw new CliError(`tenants delete: no tenant ${JSON.stringify(slug)}`);
         const keys = result.destroyedVersions.length > 0 ? `destroyed data keys v${result.destroyedVersions.join(', v')}` : 'data keys were already destroyed';
         io.stdout.write(`tenant ${slug} (${result.tenantId}): ${keys}\n`);
         if (result.removedRows === undefined) {
@@ -72,9 +70,6 @@ export function registerTenants(program: Command, io: CliIo): void {
           const removed = Object.entries(result.removedRows).filter(([, count]) => count > 0);
           io.stdout.write(`tenant ${slug}: removed ${removed.map(([table, count]) => `${count} ${table}`).join(', ')}\n`);
         }
-      } catch (error) {
-        if (error instanceof UnknownTenantError) throw new CliError(`tenants delete: no tenant ${JSON.stringify(slug)}`);
-        throw error;
       } finally {
         await runtime.close();
       }
@@ -88,7 +83,7 @@ export function registerTenants(program: Command, io: CliIo): void {
       const runtime = await openRuntime(io, { logTo: 'stderr', defaultLogLevel: 'warn' });
       try {
         // Listing needs no keys: nothing sealed is read.
-        const all = await listTenants(runtime.database.db);
+        const all = await listAllTenants(runtime.database.db);
         if (options.json) {
           io.stdout.write(`${JSON.stringify(all.map(({ id, slug, name, providers }) => ({ id, slug, name, providers })), null, 2)}\n`);
           return;
@@ -117,39 +112,15 @@ export function unfinishedShred(slug: string): string {
   return `tenant ${slug}: its data keys were destroyed; finish the deletion with \`ciphergate tenants delete ${slug} --shred\`, then the slug can be used again`;
 }
 
-/**
- * The tenant's Airtable webhook: the one already stored for the same base (a `put` that changes
- * other settings must not mint a new webhook each time), else a new one made through the
- * Airtable API, notifying the tenant's webhook URL about changes to its table. Its MAC secret is
- * shown once by Airtable and stored sealed with the tenant.
- */
-async function airtableWebhookFor(
-  repository: TenantRepository,
-  existing: TenantSummary | undefined,
-  config: Config,
-  slug: string,
-  airtable: NonNullable<TenantDocument['airtable']>,
-): Promise<{ id: string; macSecretBase64: string; created: boolean }> {
-  if (existing) {
-    const settings = await repository.settingsOf(existing.id);
-    const secrets = await repository.openSecrets(existing.id);
-    if (settings?.airtable?.webhookId && settings.airtable.baseId === airtable.baseId && secrets.airtableMacSecret) {
-      return { id: settings.airtable.webhookId, macSecretBase64: secrets.airtableMacSecret, created: false };
-    }
-  }
-  const pacer = createBasePacer();
-  const target = { apiKey: airtable.apiKey, baseId: airtable.baseId };
-  try {
-    const table = await describeAirtableTable({ ...target, table: airtable.table }, { apiUrl: config.providers.airtableApiUrl, pacer });
-    if (!table) throw new CliError(`airtable: base ${airtable.baseId} has no table ${JSON.stringify(airtable.table)}`);
-    const webhooks = createAirtableWebhooksClient({ apiUrl: config.providers.airtableApiUrl, pacer });
-    const created = await webhooks.createWebhook(target, { notificationUrl: `${config.publicUrl}/webhooks/airtable/${slug}`, tableId: table.tableId });
-    return { id: created.id, macSecretBase64: created.macSecretBase64, created: true };
-  } catch (error) {
-    if (error instanceof ProviderError) {
-      throw new CliError(`airtable: could not create the webhook (${error.message}); check the token's scopes (webhook:manage, schema.bases:read) or give webhookId and macSecretBase64`);
-    }
-    throw error;
+/** What an operator hears when `tenants put` is refused. */
+function putRefusal(slug: string, outcome: Exclude<Awaited<ReturnType<typeof putTenant>>, { ok: true }>): string {
+  switch (outcome.code) {
+    case 'scope-destroyed':
+      return unfinishedShred(slug);
+    case 'airtable-table-missing':
+      return `airtable: base ${outcome.baseId} has no table ${JSON.stringify(outcome.table)}`;
+    case 'airtable-webhook-refused':
+      return `airtable: could not create the webhook (${outcome.message}); check the token's scopes (webhook:manage, schema.bases:read) or give webhookId and macSecretBase64`;
   }
 }
 

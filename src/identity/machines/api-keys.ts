@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Db } from '../../store/connection.js';
-import type { ApiKeyRow, ApiKeysRepository, ApiKeyWithCreator } from '../../store/repositories/api-keys.js';
+import { ApiKeysRepository, type ApiKeyRow, type ApiKeyWithCreator } from '../../store/repositories/api-keys.js';
 import { OPAQUE_TOKEN_PREFIXES, hashOpaqueToken, isOpaqueToken, issueOpaqueToken } from '../tokens/opaque-tokens.js';
 import type { ApiKeyScope, Role } from '../permissions.js';
 
@@ -21,6 +21,11 @@ export interface KeyWithCreator extends Omit<ApiKeyWithCreator, 'scopes' | 'crea
 
 /** `last_used_at` is written at most this often per key: one write per request would be the cost of the whole request. */
 const LAST_USED_GRANULARITY_MS = 60_000;
+
+/** The keys, newest first, for an operator's listing: it reads nothing sealed, so it needs no identity opened. */
+export function listApiKeys(db: Db, filter: { tenantId?: string } = {}): Promise<ApiKeyRecord[]> {
+  return new ApiKeys(new ApiKeysRepository(db)).list(filter);
+}
 
 export class ApiKeys {
   constructor(

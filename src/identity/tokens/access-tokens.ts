@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { SignJWT, decodeProtectedHeader, errors, jwtVerify, type JWTPayload } from 'jose';
 import { isRole, type Role } from '../permissions.js';
 import type { SigningKeys } from './signing-keys.js';
+import { ACCESS_TOKEN_TTL_SECONDS, CLOCK_TOLERANCE_SECONDS } from './token-lifetimes.js';
 
 /**
  * Access tokens: short-lived JWTs (RFC 9068 profile) that say who is calling and in which
@@ -9,10 +10,7 @@ import type { SigningKeys } from './signing-keys.js';
  * proxies and logs, and anyone can base64-decode them.
  */
 
-/** Short, because a token cannot be recalled; session checks cover the gap (issue 5, point 5). */
-export const ACCESS_TOKEN_TTL_SECONDS = 600;
-/** Covers clock drift between instances without meaningfully stretching a token's life. */
-export const CLOCK_TOLERANCE_SECONDS = 5;
+export { ACCESS_TOKEN_TTL_SECONDS, CLOCK_TOLERANCE_SECONDS };
 /** RFC 9068 §2.1: a distinct `typ` so an ID token or another JWT of ours is never taken for an access token. */
 export const ACCESS_TOKEN_TYPE = 'at+jwt';
 /** The only algorithm accepted. Everything else, `none` and HMAC included, is refused before a key is chosen. */

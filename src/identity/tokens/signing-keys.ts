@@ -1,7 +1,7 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync, type JsonWebKey } from 'node:crypto';
 import { calculateJwkThumbprint, importJWK, type CryptoKey, type JWK } from 'jose';
 import type { StoredSigningKey } from '../../store/repositories/signing-keys.js';
-import { ACCESS_TOKEN_TTL_SECONDS, CLOCK_TOLERANCE_SECONDS } from './access-tokens.js';
+import { ACCESS_TOKEN_TTL_SECONDS, CLOCK_TOLERANCE_SECONDS } from './token-lifetimes.js';
 
 /**
  * Ed25519 keys that sign access tokens, their rotation, and the public JWKS other services
@@ -51,7 +51,7 @@ export interface JsonWebKeySet {
 }
 
 /**
- * How often a server re-reads the key store (src/cli/commands/serve.ts). Until it does, a
+ * How often a server re-reads the key store (src/runtime/server.ts). Until it does, a
  * server that did not perform a rotation keeps signing with the key another process retired.
  */
 export const SIGNING_KEY_RELOAD_INTERVAL_MS = 10_000;

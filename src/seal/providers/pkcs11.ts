@@ -17,6 +17,10 @@
  * The scope is length-prefixed so that no two different contexts encode to the same bytes.
  * The "v1" in the AAD ties the authenticated context to format 0x01, so a later format
  * cannot be confused with this one even if its bytes happened to parse.
+ *
+ * Over 400 lines on purpose: it is one KeyProvider whose wrap, unwrap, reconnect-after-a-lost-
+ * session and the wrapped layout above must be read together; the token session
+ * (pkcs11-session.ts) and finding or making the KEK (pkcs11-kek.ts) are already their own modules.
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import pkcs11js from 'pkcs11js';
