@@ -14,9 +14,12 @@ import type { Relay } from '../relay/relay.js';
 import { respondToError } from '../http/error-handler.js';
 import { originOf } from '../http/guard.js';
 import { HttpProblem } from '../http/problem.js';
+import { problemOf } from '../http/problem-codes.js';
+import { RelayError } from '../relay/errors.js';
 import { endSession, refreshTokenOf, startSession } from './console-session.js';
 import { installPageSecurity } from './page-security.js';
 import { accountPage } from './pages/account.js';
+import { conversationPages } from './pages/conversations.js';
 import { dashboardPage } from './pages/dashboard.js';
 import { signInPages } from './pages/sign-in.js';
 import { usersPage } from './pages/users.js';
@@ -41,7 +44,7 @@ export function consoleRoutes(services: { identity: Identity; relay: Relay }) {
 
     app.get<{ Params: Static<typeof AssetParams> }>(
       '/console/assets/:name',
-      { config: { access: { public: true, reason: 'the console stylesheet and scripts, the same for everyone' } }, schema: { params: AssetParams } },
+      { config: { access: { public: true, reason: 'the console stylesheet and scripts, the same for everyone' } }, schema: { hide: true, params: AssetParams } },
       async (request, reply) => {
         const asset = ASSETS[request.params.name as AssetName];
         return reply.sendFile(asset.file, asset.root, { maxAge: 60 * 60 * 1000 });
@@ -61,6 +64,7 @@ export function consoleRoutes(services: { identity: Identity; relay: Relay }) {
     await app.register(signInPages(services.identity));
     await app.register(dashboardPage(services));
     await app.register(accountPage(services.identity));
+    await app.register(conversationPages(services.relay));
     await app.register(usersPage(services.identity));
   };
 
@@ -100,12 +104,14 @@ const AssetParams = Type.Object({ name: Type.Union(Object.keys(ASSETS).map((name
 
 function statusOf(error: FastifyError): number {
   if (error instanceof IdentityError || error instanceof HttpProblem) return error.status;
+  if (error instanceof RelayError) return problemOf(error.code, error.detail).status;
   if (error.validation) return 400;
   return typeof error.statusCode === 'number' ? error.statusCode : 500;
 }
 
 function describe(error: FastifyError): { title: string; detail: string } {
   if (error instanceof IdentityError || error instanceof HttpProblem) return { title: error.title, detail: error.detail };
+  if (error instanceof RelayError) return { title: problemOf(error.code, error.detail).title, detail: error.detail };
   if (error.validation) {
     const issue = error.validation[0];
     const field = issue ? [issue.instancePath.replace(/^\//, ''), (issue.params as { missingProperty?: string }).missingProperty].filter(Boolean).join('.') : '';

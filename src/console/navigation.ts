@@ -9,7 +9,7 @@ import { principalHas, type Principal } from '../identity/principal.js';
  */
 export const NAVIGATION: ReadonlyArray<{ label: string; href?: string; permission: Permission }> = [
   { label: 'Dashboard', href: '/console/dashboard', permission: 'auth:self' },
-  { label: 'Conversations', permission: 'conversations:read' },
+  { label: 'Conversations', href: '/console/conversations', permission: 'conversations:read' },
   { label: 'Users', href: '/console/users', permission: 'users:read' },
   { label: 'API keys', permission: 'api-keys:read' },
   { label: 'Tenants', permission: 'tenants:read' },

@@ -4,6 +4,9 @@ import type { Principal } from '../identity/principal.js';
 import { ACCESS_COOKIE, authenticateRequest, csrfTokenFor } from '../http/guard.js';
 import { navigationFor, type NavLink } from './navigation.js';
 
+/** A page's route schema: pages are HTML for people, so they stay out of the OpenAPI document of /docs. */
+export const PAGE = { hide: true } as const;
+
 /** The principal of a request whose access cookie is live, or null: for public pages that change with it. */
 export async function signedInPrincipal(identity: Identity, request: FastifyRequest): Promise<Principal | null> {
   if (!request.cookies[ACCESS_COOKIE]) return null;

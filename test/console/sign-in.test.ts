@@ -43,7 +43,7 @@ test('password then TOTP signs in to the dashboard; the nav holds only what an a
   await watched.page.getByRole('button', { name: 'Continue' }).click();
   await watched.page.waitForURL(`${cb.baseUrl}/console/dashboard`);
   assert.deepEqual(await watched.page.locator('h1').allTextContents(), ['Dashboard']);
-  assert.deepEqual(await watched.page.locator('nav a').allTextContents(), ['Dashboard', 'Users', 'My account']);
+  assert.deepEqual(await watched.page.locator('nav a').allTextContents(), ['Dashboard', 'Conversations', 'Users', 'My account']);
   await watched.check('dashboard');
 
   const cookies = await watched.context.cookies();
@@ -158,11 +158,11 @@ test('a cross-site form post is refused before it is read', async () => {
   assert.equal(response.status, 403);
 });
 
-test('an employee sees no Users link and gets 403 on /console/users; personal pages are no-store', async () => {
+test('an employee sees no Users link (Conversations, yes) and gets 403 on /console/users; personal pages are no-store', async () => {
   const employee = await cb.harness.createUser({ role: 'employee' });
   const watched = await cb.newPage();
   await signInThroughConsole(watched, cb.baseUrl, employee);
-  assert.deepEqual(await watched.page.locator('nav a').allTextContents(), ['Dashboard', 'My account']);
+  assert.deepEqual(await watched.page.locator('nav a').allTextContents(), ['Dashboard', 'Conversations', 'My account']);
   const account = await watched.page.goto(`${cb.baseUrl}/console/account`);
   assert.equal(account?.headers()['cache-control'], 'no-store');
   assert.equal(account?.headers()['content-security-policy'], CONSOLE_CSP);

@@ -4,10 +4,11 @@ import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
-import { openIdentityHarness, totpCode, type IdentityHarness, type TestUser } from './identity.js';
+import { totpCode, type TestUser } from './identity.js';
+import { openRelayHarness, type RelayHarness } from './relay.js';
 
 /**
- * The console in a real browser: the app of an identity harness listening on a loopback port,
+ * The console in a real browser: the app of a relay harness (identity, relay, fake providers) listening on a loopback port,
  * Debian's Chromium driven headless by playwright-core. Every page a test opens fails the test
  * on a CSP violation, a console error or an uncaught exception (`assertClean`), and `check`
  * runs axe-core on it (no serious or critical finding) and saves a screenshot into
@@ -19,7 +20,7 @@ export const SCREENSHOT_DIR = path.resolve('test-output/console');
 const AXE_SOURCE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
 
 export interface ConsoleBrowser {
-  harness: IdentityHarness;
+  harness: RelayHarness;
   /** http://127.0.0.1:PORT — loopback, where Chromium accepts the Secure `__Host-` cookies over http. */
   baseUrl: string;
   browser: Browser;
@@ -40,7 +41,7 @@ export interface WatchedPage {
 }
 
 export async function openConsoleBrowser(): Promise<ConsoleBrowser> {
-  const harness = await openIdentityHarness('pglite');
+  const harness = await openRelayHarness('pglite');
   await harness.app.listen({ host: '127.0.0.1', port: 0 });
   const { port } = harness.app.server.address() as AddressInfo;
   const baseUrl = `http://127.0.0.1:${port}`;

@@ -6,7 +6,7 @@ import type { Identity } from '../../identity/identity.js';
 import { SessionControl } from '../../identity/sessions/session-control.js';
 import { CSRF_FORM_FIELD, originOf } from '../../http/guard.js';
 import { Password } from '../../http/routes/auth-tokens.js';
-import { pageFrame } from '../signed-in.js';
+import { PAGE, pageFrame } from '../signed-in.js';
 
 /**
  * `/console/account`: the caller's sessions (where and when, the current one marked; end one or
@@ -26,11 +26,11 @@ export function accountPage(identity: Identity) {
   const passwords = new PasswordChange(identity);
 
   return async function register(app: FastifyInstance): Promise<void> {
-    app.get('/console/account', { config: { access: { permission: 'auth:self' } } }, async (request, reply) => render(request, reply, 200, {}));
+    app.get('/console/account', { config: { access: { permission: 'auth:self' } }, schema: PAGE }, async (request, reply) => render(request, reply, 200, {}));
 
     app.post<{ Body: Static<typeof AccountForm> }>(
       '/console/account',
-      { config: { access: { permission: 'auth:self', csrfToken: 'form-field' as const } }, schema: { body: AccountForm } },
+      { config: { access: { permission: 'auth:self', csrfToken: 'form-field' as const } }, schema: { hide: true, body: AccountForm } },
       async (request, reply) => {
         const principal = request.principal!;
         const body = request.body;

@@ -4,7 +4,7 @@ import { principalHas } from '../../identity/principal.js';
 import { SessionControl } from '../../identity/sessions/session-control.js';
 import type { Relay } from '../../relay/relay.js';
 import { callerOf } from '../../http/caller.js';
-import { pageFrame } from '../signed-in.js';
+import { PAGE, pageFrame } from '../signed-in.js';
 
 /**
  * `GET /console/dashboard`: for now the counts a signed-in person can already see elsewhere
@@ -13,7 +13,7 @@ import { pageFrame } from '../signed-in.js';
 export function dashboardPage(services: { identity: Identity; relay: Relay }) {
   const sessions = new SessionControl(services.identity);
   return async function register(app: FastifyInstance): Promise<void> {
-    app.get('/console/dashboard', { config: { access: { permission: 'auth:self' } } }, async (request, reply) => {
+    app.get('/console/dashboard', { config: { access: { permission: 'auth:self' } }, schema: PAGE }, async (request, reply) => {
       const principal = request.principal!;
       const tenants = principalHas(principal, 'tenants:read') ? await services.relay.listTenants(callerOf(request)) : null;
       const ownSessions = await sessions.ownSessions(principal);

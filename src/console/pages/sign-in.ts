@@ -9,7 +9,7 @@ import { SignIn } from '../../identity/sign-in/sign-in.js';
 import { CSRF_FORM_FIELD, originOf } from '../../http/guard.js';
 import { Email, Password } from '../../http/routes/auth-tokens.js';
 import { challengeOf, deviceTokenOf, endSession, holdChallenge, startSession } from '../console-session.js';
-import { signedInPrincipal } from '../signed-in.js';
+import { PAGE, signedInPrincipal } from '../signed-in.js';
 
 /**
  * Signing in and out of the console: `GET /console` (the password form, or the dashboard when
@@ -43,14 +43,14 @@ export function signInPages(identity: Identity) {
   return async function register(app: FastifyInstance): Promise<void> {
     const publicPage = (reason: string) => ({ access: { public: true as const, reason } });
 
-    app.get('/console', { config: publicPage('the sign-in page; a signed-in visitor is sent to the dashboard') }, async (request, reply) => {
+    app.get('/console', { config: publicPage('the sign-in page; a signed-in visitor is sent to the dashboard'), schema: PAGE }, async (request, reply) => {
       if (await signedInPrincipal(identity, request)) return reply.redirect('/console/dashboard', 303);
       return renderSignIn(reply, 200, {});
     });
 
     app.post<{ Body: Static<typeof SignInForm> }>(
       '/console',
-      { config: publicPage('sign-in itself; throttled per address and per account+address as the API is'), schema: { body: SignInForm } },
+      { config: publicPage('sign-in itself; throttled per address and per account+address as the API is'), schema: { hide: true, body: SignInForm } },
       async (request, reply) => {
         try {
           const outcome = await signIn.login({ ...request.body, deviceToken: deviceTokenOf(request) }, originOf(request));
@@ -72,14 +72,14 @@ export function signInPages(identity: Identity) {
       },
     );
 
-    app.get('/console/second-factor', { config: publicPage('the second step of a sign-in; needs the challenge cookie of a correct password') }, async (request, reply) => {
+    app.get('/console/second-factor', { config: publicPage('the second step of a sign-in; needs the challenge cookie of a correct password'), schema: PAGE }, async (request, reply) => {
       if (!challengeOf(request)) return reply.redirect('/console', 303);
       return renderSecondFactor(reply, 200, {});
     });
 
     app.post<{ Body: Static<typeof SecondFactorForm> }>(
       '/console/second-factor',
-      { config: publicPage('authenticated by the challenge cookie of a correct password'), schema: { body: SecondFactorForm } },
+      { config: publicPage('authenticated by the challenge cookie of a correct password'), schema: { hide: true, body: SecondFactorForm } },
       async (request, reply) => {
         const challengeToken = challengeOf(request);
         if (!challengeToken) return reply.redirect('/console', 303);
@@ -108,7 +108,7 @@ export function signInPages(identity: Identity) {
 
     app.post(
       '/console/sign-out',
-      { config: { access: { permission: 'auth:self', csrfToken: 'form-field' as const } }, schema: { body: SignOutForm } },
+      { config: { access: { permission: 'auth:self', csrfToken: 'form-field' as const } }, schema: { hide: true, body: SignOutForm } },
       async (request, reply) => {
         await sessions.logout(request.principal!, originOf(request));
         endSession(reply);
