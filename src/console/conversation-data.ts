@@ -39,6 +39,15 @@ export class ConversationData {
   }
 
   /**
+   * A reply through the same use case as POST /api/v1/messages. The key is the form's own
+   * (made when the page was rendered), so a double click or a resubmitted form sends one message.
+   */
+  async reply(request: FastifyRequest, message: { tenant: string; to: string; body: string; idempotencyKey: string }): Promise<{ duplicate: boolean }> {
+    const sent = await this.relay.sendMessage(callerOf(request), message);
+    return { duplicate: sent.duplicate };
+  }
+
+  /**
    * Opening a conversation is a reveal: the relay opens the sealed bodies and records one
    * `conversation.read` audit entry (actor, tenant, conversation) before anything is returned.
    */

@@ -45,8 +45,10 @@ test('a lookup lists the conversation masked and without bodies; opening it is o
   await signInThroughConsole(watched, cb.baseUrl, employee);
   await lookUp(watched, `Tenant ${acme}`, phone);
   const listHtml = await watched.page.content();
-  assert.ok(!listHtml.includes(phone.slice(2)), 'the full number is not on the list page');
-  assert.ok(listHtml.includes(phone.slice(-4)), 'its last digits are');
+  // The reply form keeps the number the person typed (a hidden field of this no-store page); the list shows it masked.
+  const list = await watched.page.locator('table').innerText();
+  assert.ok(!list.includes(phone.slice(2)), 'the full number is not in the list');
+  assert.ok(list.includes(phone.slice(-4)), 'its last digits are');
   for (const body of HOSTILE_BODIES) assert.ok(!listHtml.includes('onerror') && !listHtml.includes(body), 'no body on the list page');
   await watched.check('conversations');
 
@@ -90,6 +92,35 @@ test('a client user sees only their tenant: the picker lists it alone, and anoth
   const forged = await watched.context.request.post(`${cb.baseUrl}/console/conversations`, { form: { _csrf: csrf, tenant: acme, phone }, maxRedirects: 0 });
   assert.ok(forged.status() === 403 || forged.status() === 404, `status ${forged.status()}`);
   assert.doesNotMatch(await forged.text(), /Open the conversation/);
+});
+
+test('a reply goes through the messages use case once, however often its form is sent', async () => {
+  const employee = await cb.harness.createUser({ role: 'employee' });
+  const watched = await cb.newPage();
+  await signInThroughConsole(watched, cb.baseUrl, employee);
+  await lookUp(watched, `Tenant ${acme}`, phone);
+  const form = watched.page.locator('form', { has: watched.page.getByRole('button', { name: 'Send reply' }) });
+  const fields = Object.fromEntries(
+    await Promise.all(['_csrf', 'action', 'tenant', 'phone', 'idempotencyKey'].map(async (name) => [name, await form.locator(`input[name="${name}"]`).inputValue()] as const)),
+  );
+  const body = 'See you at 3 <b>pm</b>';
+  await watched.page.getByLabel('Message').fill(body);
+  await watched.check('conversations-reply');
+  await watched.page.getByRole('button', { name: 'Send reply' }).click();
+  await watched.page.waitForLoadState();
+  assert.equal(await watched.page.getByRole('status').textContent(), 'Reply queued for sending.');
+
+  // The same form again (a double click, a resubmission): one message, and the page says so.
+  const again = await watched.context.request.post(`${cb.baseUrl}/console/conversations`, { form: { ...fields, body }, maxRedirects: 0 });
+  assert.equal(again.status(), 200);
+  assert.match(await again.text(), /This reply was already sent\./);
+
+  await watched.page.getByRole('link', { name: /Open the conversation/ }).click();
+  await watched.page.waitForURL(/\/console\/conversations\/[0-9a-f-]{36}$/);
+  const outbound = await watched.page.locator('.message.outbound .body').allTextContents();
+  assert.deepEqual(outbound, [body]);
+  assert.equal(await watched.page.locator('.message b').count(), 0);
+  watched.assertClean();
 });
 
 async function auditReads(actorId: string): Promise<Array<{ target_id: string }>> {
