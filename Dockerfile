@@ -17,7 +17,8 @@ COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts --no-audit --no-fund && npm rebuild pkcs11js
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
-RUN npx tsc -p tsconfig.build.json
+COPY scripts/copy-console-files.mjs ./scripts/
+RUN npm run build
 
 # 2. Runtime dependencies only. pkcs11js compiles a native addon, so this stage keeps the
 #    full image's compiler; the runtime stage below gets the result without the toolchain.

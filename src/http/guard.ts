@@ -17,6 +17,8 @@ export const ACCESS_COOKIE = '__Host-cg_access';
 export const REFRESH_COOKIE = '__Host-cg_refresh';
 export const CSRF_COOKIE = '__Host-cg_csrf';
 export const CSRF_HEADER = 'x-csrf-token';
+/** The form field that carries the CSRF token on routes declaring `csrfToken: 'form-field'` (the console's forms). */
+export const CSRF_FORM_FIELD = '_csrf';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -52,7 +54,7 @@ export async function installGuard(app: FastifyInstance, authority: { identity: 
   await app.register(fastifyCsrf, {
     cookieKey: CSRF_COOKIE,
     cookieOpts: { path: '/', secure: true, httpOnly: true, sameSite: 'strict' },
-    getToken: (request) => request.headers[CSRF_HEADER] as string | undefined,
+    getToken: (request) => (request.headers[CSRF_HEADER] as string | undefined) ?? formFieldToken(request),
     // A token carries a MAC of the session it was issued in (GET /api/v1/csrf) and is checked
     // against the session of the request, so a token from another session (another user of
     // this browser, a sign-in before a logout) is refused although the CSRF cookie is the same.
@@ -69,7 +71,7 @@ export async function installGuard(app: FastifyInstance, authority: { identity: 
     if (!authority) throw unauthenticated();
     const principal = await authenticateRequest(authority.identity, request);
     await rateLimit?.chargePrincipal(request, principal);
-    if (principal.via === 'cookie' && !SAFE_METHODS.has(request.method)) await verifyCsrf(app, request, reply, principal);
+    if (principal.via === 'cookie' && !SAFE_METHODS.has(request.method) && access.csrfToken !== 'form-field') await verifyCsrf(app, request, reply, principal);
     if (!principalHas(principal, access.permission as Permission)) {
       await authority.audit.record({
         actor: auditActorOf(principal),
@@ -83,6 +85,23 @@ export async function installGuard(app: FastifyInstance, authority: { identity: 
     }
     request.principal = principal;
   });
+
+  // A form's token is in its body, which exists only after parsing: checked here, before the
+  // body is validated or any handler runs, so a forged form changes nothing either way.
+  app.addHook('preValidation', async (request, reply) => {
+    const access = request.routeOptions.config?.access as RouteAccess | undefined;
+    if (!access || 'public' in access || access.csrfToken !== 'form-field') return;
+    const principal = request.principal;
+    if (principal?.via === 'cookie' && !SAFE_METHODS.has(request.method)) await verifyCsrf(app, request, reply, principal);
+  });
+}
+
+/** The `_csrf` field of a parsed form body, on routes that take their token from the form. */
+function formFieldToken(request: FastifyRequest): string | undefined {
+  const access = request.routeOptions.config?.access as RouteAccess | undefined;
+  if (!access || 'public' in access || access.csrfToken !== 'form-field') return undefined;
+  const field = (request.body as Record<string, unknown> | undefined)?.[CSRF_FORM_FIELD];
+  return typeof field === 'string' ? field : undefined;
 }
 
 /** The principal of a request that carries a credential, or throws `unauthenticated`. */
@@ -119,7 +138,7 @@ export function originOf(request: FastifyRequest): RequestOrigin {
 function verifyCsrf(app: FastifyInstance, request: FastifyRequest, reply: FastifyReply, principal: Principal): Promise<void> {
   if (principal.sessionId !== null) csrfSessions.set(request, principal.sessionId);
   return new Promise((resolve, reject) => {
-    const refuse = () => reject(new HttpProblem(403, 'csrf-token-invalid', 'CSRF token missing or invalid', `a cookie-authenticated ${request.method} needs the ${CSRF_HEADER} header from GET /api/v1/csrf`));
+    const refuse = () => reject(new HttpProblem(403, 'csrf-token-invalid', 'CSRF token missing or invalid', `a cookie-authenticated ${request.method} needs the ${CSRF_HEADER} header from GET /api/v1/csrf (console forms: the ${CSRF_FORM_FIELD} field of the page)`));
     const refusingReply = Object.create(reply, { send: { value: refuse } }) as FastifyReply;
     app.csrfProtection.call(app, request, refusingReply, () => resolve());
   });

@@ -5,7 +5,17 @@ import type { RouteOptions } from 'fastify';
  * registered without a declaration is refused at start-up, so a forgotten guard is a boot
  * failure, never an open endpoint. The identity layer enforces `permission` before the handler.
  */
-export type RouteAccess = { public: true; reason: string } | { permission: string };
+export type RouteAccess =
+  | { public: true; reason: string }
+  | {
+      permission: string;
+      /**
+       * Where a cookie-authenticated state change carries its CSRF token: the `x-csrf-token`
+       * header (the API, the default), or the `_csrf` field of a form body (the console's HTML
+       * forms, which work without script); the field is checked once the body is parsed.
+       */
+      csrfToken?: 'header' | 'form-field';
+    };
 
 declare module 'fastify' {
   interface FastifyContextConfig {

@@ -35,6 +35,12 @@ describe('every route of the full app declares its access (deny by default)', ()
     for (const route of guarded) {
       const url = route.url.replace(':id', '00000000-0000-4000-8000-000000000000').replace(':slug', 'acme');
       const response = await harness.request({ method: String(route.method), url, ...(route.method === 'GET' || route.method === 'DELETE' ? {} : { body: { anything: 'x' } }) });
+      if (route.url.startsWith('/console')) {
+        // A console page is read by a person: the refusal is the sign-in page, not a problem document.
+        assert.equal(response.statusCode, 303, `${String(route.method)} ${route.url}`);
+        assert.equal(response.headers.location, '/console');
+        continue;
+      }
       assert.equal(response.statusCode, 401, `${String(route.method)} ${route.url}`);
       assert.match(String(response.headers['content-type']), /^application\/problem\+json/);
       assert.equal(response.json().type, 'unauthenticated');

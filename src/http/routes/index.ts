@@ -5,6 +5,7 @@ import type { Identity } from '../../identity/identity.js';
 import type { MetricsExposition } from '../../metrics/exposition.js';
 import type { Relay } from '../../relay/relay.js';
 import type { SharedLimitBackend } from '../rate-limit.js';
+import { consoleRoutes } from '../../console/console.js';
 import { apiKeyRoutes } from './api-keys.js';
 import { auditRoutes } from './audit.js';
 import { authRoutes } from './auth.js';
@@ -42,6 +43,8 @@ export const ROUTE_TABLE: readonly RouteModule[] = [
   },
   { needs: ['identity', 'relay'], routes: ({ relay }) => conversationRoutes({ relay }) },
   { needs: ['identity', 'relay'], routes: ({ relay }) => messageRoutes({ relay }) },
+  // The staff console's pages (src/console): a front end over the same use cases.
+  { needs: ['identity', 'relay'], routes: ({ identity, relay }) => consoleRoutes({ identity, relay }) },
 ];
 
 /** The use cases a route module may need; the routes that declare a permission need `identity` for the guard. */
