@@ -47,7 +47,7 @@ export async function createCopyMarker(db: Db, sourceIdentity: string): Promise<
 
 /** Records a page as copied; call it in the transaction that inserted the page. */
 export async function recordCopyProgress(tx: Db, table: string, progress: { lastKey: string[] | undefined; copied: number; done: boolean }): Promise<void> {
-  const lastKey = progress.lastKey ? sql`${sql`array[${sql.join(progress.lastKey.map((part) => sql`${part}`), sql`, `)}]::text[]`}` : sql`null`;
+  const lastKey = progress.lastKey ? sql`array[${sql.join(progress.lastKey.map((part) => sql`${part}`), sql`, `)}]::text[]` : sql`null`;
   await tx.execute(
     sql`insert into ${sql.identifier(MARKER_SCHEMA)}.progress (table_name, last_key, copied, done) values (${table}, ${lastKey}, ${progress.copied}, ${progress.done})
         on conflict (table_name) do update set last_key = excluded.last_key, copied = excluded.copied, done = excluded.done`,

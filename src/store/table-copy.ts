@@ -148,11 +148,11 @@ export async function sequenceStates(db: Db): Promise<SequenceState[]> {
 /** Sets each sequence where the source's stood, so the next id the target hands out is the source's next. */
 export async function applySequenceStates(db: Db, states: readonly SequenceState[]): Promise<void> {
   for (const state of states) {
-    const qualified = `${SCHEMA}.${state.name}`;
+    const sequence = sql`format('%I.%I', ${SCHEMA}::text, ${state.name}::text)::regclass`;
     if (state.lastValue === null) {
-      await db.execute(sql`select setval(${qualified}::regclass, (select start_value from pg_sequences where schemaname = ${SCHEMA} and sequencename = ${state.name}), false)`);
+      await db.execute(sql`select setval(${sequence}, (select start_value from pg_sequences where schemaname = ${SCHEMA} and sequencename = ${state.name}), false)`);
     } else {
-      await db.execute(sql`select setval(${qualified}::regclass, ${state.lastValue}::bigint, true)`);
+      await db.execute(sql`select setval(${sequence}, ${state.lastValue}::bigint, true)`);
     }
   }
 }

@@ -18,6 +18,7 @@ import { freePort } from '../helpers/ports.js';
 import { PUBLIC_URL, randomPhone, TENANT_FROM_NUMBER } from '../helpers/relay.js';
 import { serviceGate } from '../helpers/services.js';
 import { deliverTwilioSms } from '../helpers/twilio-delivery.js';
+import { readMessagesOf } from '../helpers/read-messages.js';
 
 /**
  * `ciphergate store copy --to postgres://…` the way docs/operations.md tells an operator to
@@ -77,7 +78,7 @@ describe('ciphergate store copy: the embedded store into an empty PostgreSQL', {
         const delivered = await deliverTwilioSms(server.url, { slug: SLUG, accountSid: ACCOUNT_SID, authToken: AUTH_TOKEN }, phones[index]!, body);
         assert.equal(delivered.status, 200, delivered.text);
       }
-      for (const phone of phones) sourceMessages.set(phone, await readMessages(server, phone));
+      for (const phone of phones) sourceMessages.set(phone, await readMessagesOf(server.url, apiKey, SLUG, phone));
       // A copy needs a still store: with the server running it is refused before the target is touched.
       busyTarget = await newTarget();
       const refused = await copy(busyTarget);
@@ -110,23 +111,7 @@ describe('ciphergate store copy: the embedded store into an empty PostgreSQL', {
     rmSync(root, { recursive: true, force: true });
   });
 
-  /** Every message of `phone`'s conversations through the API, as `id|direction|body`, sorted. */
-  async function readMessages(server: ChildServe, phone: string): Promise<string[]> {
-    const get = async (url: string) => {
-      const response = await fetch(`${server.url}${url}`, { headers: { authorization: `Bearer ${apiKey}` } });
-      assert.equal(response.status, 200, await response.clone().text());
-      return response.json() as Promise<Record<string, unknown>>;
-    };
-    const { conversations } = (await get(`/api/v1/conversations?tenant=${SLUG}&phone=${encodeURIComponent(phone)}`)) as { conversations: Array<{ id: string }> };
-    assert.ok(conversations.length > 0, `no conversation for ${phone}`);
-    const lines: string[] = [];
-    for (const conversation of conversations) {
-      const { messages } = (await get(`/api/v1/conversations/${conversation.id}/messages?limit=200`)) as { messages: Array<{ id: string; direction: string; body: string }> };
-      lines.push(...messages.map((message) => `${message.id}|${message.direction}|${message.body}`));
-    }
-    return lines.sort();
-  }
-
+  
   /** Row counts of every table of the schema, source and target side by side. */
   async function assertSameCounts(targetUrl: string): Promise<void> {
     const source = await openDatabase({ dataDir: liveData });
@@ -184,7 +169,7 @@ describe('ciphergate store copy: the embedded store into an empty PostgreSQL', {
       env: { CIPHERGATE_DATA_DIR: serverData, CIPHERGATE_DATABASE_URL: to, CIPHERGATE_MASTER_KEY_FILE: join(liveData, 'master.key'), CIPHERGATE_PUBLIC_URL: PUBLIC_URL },
     });
     try {
-      for (const phone of phones) assert.deepEqual(await readMessages(server, phone), sourceMessages.get(phone), `messages of ${phone} on PostgreSQL`);
+      for (const phone of phones) assert.deepEqual(await readMessagesOf(server.url, apiKey, SLUG, phone), sourceMessages.get(phone), `messages of ${phone} on PostgreSQL`);
       const signedIn = await signInOverHttp(server.url, ADMIN_EMAIL, ADMIN_PASSWORD);
       assert.ok(signedIn.accessToken.length > 20);
     } finally {
@@ -272,10 +257,14 @@ describe('ciphergate store copy: the embedded store into an empty PostgreSQL', {
       assert.match(refused.stderr, /^ciphergate: cannot open the target postgres:\/\/[^:]+:\*\*\*@/);
       assert.ok(!refused.stderr.includes(new URL(to).password), `password shown: ${refused.stderr}`);
     }
-    const notPostgres = await copy('mysql://root:hunter2-secret@127.0.0.1/x');
+    const mysql = new URL('mysql://127.0.0.1/x');
+    mysql.username = 'root';
+    mysql.password = `not-postgres-${randomBytes(4).toString('hex')}`;
+    const notPostgres = await copy(mysql.toString());
     assert.equal(notPostgres.code, 2, notPostgres.stderr);
     assertOneLine(notPostgres.stderr);
-    assert.ok(!notPostgres.stderr.includes('hunter2-secret'), notPostgres.stderr);
+    assert.match(notPostgres.stderr, /^ciphergate: --to: expected a postgres:\/\/… URL, got mysql:\/\/root:\*\*\*@127\.0\.0\.1\/x\n$/);
+    assert.ok(!notPostgres.stderr.includes(mysql.password), notPostgres.stderr);
   });
 
   test('a data dir without an embedded store is one line, and nothing is created there', async () => {
