@@ -9,6 +9,9 @@ import pg from 'pg';
 import { appendAuditEvent, verifyAuditChain } from '../../src/store/audit-trail.js';
 import { openDatabase, queryRows, type Database } from '../../src/store/connection.js';
 import { countRows, tablesInDependencyOrder, tablesWithRows } from '../../src/store/table-copy.js';
+import { migrate } from '../../src/store/migrate.js';
+import { loadConfig } from '../../src/config/load.js';
+import { copyStore, StoreCopyError } from '../../src/runtime/store-copy.js';
 import { assertNoLeaks, canary, dumpTables, findLeakingLines, needlesFor, phoneNeedles, type Needle } from '../helpers/canaries.js';
 import { startChildServe, type ChildServe } from '../helpers/child-serve.js';
 import { assertOneLine, runCliProcess, spawnCli, stopChildren } from '../helpers/cli.js';
@@ -274,6 +277,74 @@ describe('ciphergate store copy: the embedded store into an empty PostgreSQL', {
     assertOneLine(refused.stderr);
     assert.equal(refused.stderr, `ciphergate: no embedded store in ${missing} (set CIPHERGATE_DATA_DIR to the data dir to copy)\n`);
     assert.equal(existsSync(missing), false);
+  });
+});
+
+describe('store copy refuses a store at another migration level than this version', { skip: gate.skip, timeout: 300_000 }, () => {
+  const root = mkdtempSync(join(tmpdir(), 'cg-store-copy-level-'));
+  const dataDir = join(root, 'data');
+  let target: string;
+  const name = `cg_copy_${randomBytes(6).toString('hex')}`;
+
+  before(async () => {
+    const store = await openDatabase({ dataDir });
+    try {
+      await migrate(store);
+    } finally {
+      await store.close();
+    }
+    target = await createPostgresDatabase(name);
+  });
+  after(async () => {
+    await dropPostgresDatabase(name);
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  /** Runs `change` on the store's migration journal, copies, and puts the journal back. */
+  async function copyWithJournal(change: string[], undo: string[]): Promise<unknown> {
+    const store = await openDatabase({ dataDir });
+    for (const statement of change) await store.db.execute(sql.raw(statement));
+    await store.close();
+    try {
+      return await copyStore({ config: loadConfig({ CIPHERGATE_DATA_DIR: dataDir }, root), targetUrl: target }).then(
+        () => assert.fail('the copy should be refused'),
+        (error: unknown) => error,
+      );
+    } finally {
+      const again = await openDatabase({ dataDir });
+      for (const statement of undo) await again.db.execute(sql.raw(statement));
+      await again.close();
+    }
+  }
+
+  test('behind: one line that says to migrate first', async () => {
+    const refused = await copyWithJournal(
+      [
+        'create table drizzle.journal_aside as select * from drizzle.__drizzle_migrations where created_at = (select max(created_at) from drizzle.__drizzle_migrations)',
+        'delete from drizzle.__drizzle_migrations where created_at = (select max(created_at) from drizzle.__drizzle_migrations)',
+      ],
+      ['insert into drizzle.__drizzle_migrations select * from drizzle.journal_aside', 'drop table drizzle.journal_aside'],
+    );
+    assert.ok(refused instanceof StoreCopyError);
+    assert.equal(refused.code, 'migration-level');
+    assert.match(refused.message, /^the embedded store is at migration (\d+) of (\d+); run ciphergate migrate first$/);
+  });
+
+  test('ahead: one line that says to copy with the version that migrated it; the target is not touched', async () => {
+    const refused = await copyWithJournal(
+      [`insert into drizzle.__drizzle_migrations (hash, created_at) values ('from-a-newer-version', 9999999999999)`],
+      [`delete from drizzle.__drizzle_migrations where hash = 'from-a-newer-version'`],
+    );
+    assert.ok(refused instanceof StoreCopyError);
+    assert.match(refused.message, /^the embedded store is at migration \d+, ahead of this Ciphergate's \d+; copy it with the version that migrated it$/);
+    const client = new pg.Client({ connectionString: target });
+    await client.connect();
+    try {
+      const { rows } = await client.query<{ n: number }>(`select count(*)::int as n from pg_tables where schemaname not in ('pg_catalog', 'information_schema')`);
+      assert.equal(rows[0]!.n, 0, 'nothing was written to the target');
+    } finally {
+      await client.end();
+    }
   });
 });
 
