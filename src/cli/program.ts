@@ -11,6 +11,7 @@ import { registerJobs } from './commands/jobs.js';
 import { registerImport } from './commands/import.js';
 import { registerWorker } from './commands/worker.js';
 import { registerStatus } from './commands/status.js';
+import { registerStore } from './commands/store.js';
 import { CIPHERGATE_VERSION } from '../config/version.js';
 import { CliError, EXIT } from './errors.js';
 import { refuseMissingSubcommand, usageErrorLine } from './usage-errors.js';
@@ -37,6 +38,7 @@ export function buildProgram(io: CliIo): Command {
   registerWorker(program, io);
   registerImport(program, io);
   registerStatus(program, io);
+  registerStore(program, io);
   // Every subcommand reports usage errors instead of exiting the process itself, so the one
   // place below decides the exit code.
   const exitOverride = (command: Command) => {

@@ -3,6 +3,14 @@ import { join } from 'node:path';
 
 export class DataDirLockedError extends Error {
   override readonly name = 'DataDirLockedError';
+
+  /** The process that holds the folder, when one does. */
+  constructor(
+    message: string,
+    readonly holder?: number,
+  ) {
+    super(message);
+  }
 }
 
 /**
@@ -28,6 +36,7 @@ export class DataDirLock {
         if (Number.isInteger(holder) && holder > 0 && holder !== process.pid && isAlive(holder)) {
           throw new DataDirLockedError(
             `database: ${dataDir} is in use by process ${holder}; the embedded database takes one process (use CIPHERGATE_DATABASE_URL for several)`,
+            holder,
           );
         }
         unlinkSync(path);

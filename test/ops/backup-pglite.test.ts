@@ -9,6 +9,7 @@ import { startChildServe, type ChildServe } from '../helpers/child-serve.js';
 import { assertOneLine, runCliProcess, stopChildren } from '../helpers/cli.js';
 import { PUBLIC_URL, randomPhone, TENANT_FROM_NUMBER } from '../helpers/relay.js';
 import { deliverTwilioSms } from '../helpers/twilio-delivery.js';
+import { readMessagesOf } from '../helpers/read-messages.js';
 
 /**
  * Issue 7, backups of the embedded default (PGlite), the way docs/operations.md describes
@@ -31,23 +32,6 @@ function serve(cwd: string, dataDir: string): Promise<ChildServe> {
 async function sendSms(server: ChildServe, from: string, body: string): Promise<void> {
   const delivered = await deliverTwilioSms(server.url, { slug: SLUG, accountSid: ACCOUNT_SID, authToken: AUTH_TOKEN }, from, body);
   assert.equal(delivered.status, 200, delivered.text);
-}
-
-/** Every message of `phone`'s conversations through the API, as `id|direction|body`, sorted. */
-async function readMessages(server: ChildServe, apiKey: string, phone: string): Promise<string[]> {
-  const get = async (url: string) => {
-    const response = await fetch(`${server.url}${url}`, { headers: { authorization: `Bearer ${apiKey}` } });
-    assert.equal(response.status, 200, await response.clone().text());
-    return response.json() as Promise<Record<string, unknown>>;
-  };
-  const { conversations } = (await get(`/api/v1/conversations?tenant=${SLUG}&phone=${encodeURIComponent(phone)}`)) as { conversations: Array<{ id: string }> };
-  assert.ok(conversations.length > 0, `no conversation for ${phone}`);
-  const lines: string[] = [];
-  for (const conversation of conversations) {
-    const { messages } = (await get(`/api/v1/conversations/${conversation.id}/messages?limit=200`)) as { messages: Array<{ id: string; direction: string; body: string }> };
-    lines.push(...messages.map((message) => `${message.id}|${message.direction}|${message.body}`));
-  }
-  return lines.sort();
 }
 
 async function stopCleanly(server: ChildServe): Promise<string> {
@@ -83,7 +67,7 @@ describe('backup and restore of the embedded database (PGlite data dir copied wh
     const server = await serve(live, liveData);
     try {
       for (const [index, body] of bodies.entries()) await sendSms(server, phones[index]!, body);
-      for (const phone of phones) sourceMessages.set(phone, await readMessages(server, apiKey, phone));
+      for (const phone of phones) sourceMessages.set(phone, await readMessagesOf(server.url, apiKey, SLUG, phone));
     } finally {
       logs.push(await stopCleanly(server));
     }
@@ -128,7 +112,7 @@ describe('backup and restore of the embedded database (PGlite data dir copied wh
     cpSync(join(backupKey, 'master.key'), join(restoredData, 'master.key'));
     const server = await serve(restored, restoredData);
     try {
-      for (const phone of phones) assert.deepEqual(await readMessages(server, apiKey, phone), sourceMessages.get(phone), `messages of ${phone} after the restore`);
+      for (const phone of phones) assert.deepEqual(await readMessagesOf(server.url, apiKey, SLUG, phone), sourceMessages.get(phone), `messages of ${phone} after the restore`);
     } finally {
       assertNoLeaks(findLeakingLines(await stopCleanly(server), needles), 'the restored server\u2019s logs');
     }

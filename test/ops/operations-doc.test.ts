@@ -113,7 +113,7 @@ describe('docs/operations.md', () => {
     const invocations = codeOf(markdown).flatMap(({ line, code }) => invocationsIn(code).map((tokens) => ({ line, tokens })));
     // The runbooks and backups name at least these; fewer means the parser stopped seeing them.
     assert.ok(invocations.length >= 20, `only ${invocations.length} commands found`);
-    for (const expected of ['keys rewrap', 'keys rotate', 'api-keys revoke', 'audit verify', 'serve']) {
+    for (const expected of ['keys rewrap', 'keys rotate', 'api-keys revoke', 'audit verify', 'serve', 'store copy']) {
       assert.ok(invocations.some(({ tokens }) => tokens.join(' ').startsWith(expected)), `the page should name \`ciphergate ${expected}\``);
     }
     const problems = invocations.flatMap(({ line, tokens }) => {

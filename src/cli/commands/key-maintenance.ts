@@ -127,7 +127,7 @@ function parseConcurrency(value: string): number {
   return count;
 }
 
-function parseBatchSize(value: string): number {
+export function parseBatchSize(value: string): number {
   const size = Number(value);
   if (!Number.isInteger(size) || size < 1 || size > 100_000) throw new CliError(`--batch-size: expected an integer 1-100000, got ${JSON.stringify(value)}`, 2);
   return size;
