@@ -66,7 +66,7 @@ async function openPostgres(url: string, options: OpenDatabaseOptions): Promise<
     await pool.end().catch(() => undefined);
     throw error;
   });
-  const db = drizzleNodePg({ client: pool, schema }) as unknown as Db;
+  const db: Db = drizzleNodePg({ client: pool, schema });
   let closed = false;
   return {
     kind: 'postgres',
@@ -76,7 +76,7 @@ async function openPostgres(url: string, options: OpenDatabaseOptions): Promise<
       try {
         await client.query('select pg_advisory_lock($1)', [lockKey.toString()]);
         try {
-          return await fn(drizzleNodePg({ client, schema }) as unknown as Db);
+          return await fn(drizzleNodePg({ client, schema }));
         } finally {
           await client.query('select pg_advisory_unlock($1)', [lockKey.toString()]);
         }
@@ -135,7 +135,7 @@ async function openPglite(dataDir: string): Promise<Database> {
       throw error;
     }
   }
-  const db = drizzlePglite({ client, schema }) as unknown as Db;
+  const db: Db = drizzlePglite({ client, schema });
   const sessionLocks = new Map<bigint, Promise<void>>();
   let closed = false;
   return {
