@@ -39,8 +39,8 @@ const MISUSES: Array<{ kind: string; argv: string[]; line: string }> = [
   { kind: 'missing required option', argv: ['users', 'create', '--email', 'a@example.com'], line: "ciphergate: required option '--role <role>' not specified" },
   { kind: 'option without its value', argv: ['api-keys', 'list', '--tenant'], line: "ciphergate: option '--tenant <slug>' argument missing" },
   { kind: 'too many arguments', argv: ['jobs', 'list', 'extra'], line: "ciphergate: too many arguments for 'list'. Expected 0 arguments but got 1: extra." },
-  { kind: 'a group without its subcommand', argv: ['users'], line: 'ciphergate: users: name a subcommand: create, reset-factors' },
-  { kind: 'an unknown subcommand', argv: ['users', 'delete'], line: "ciphergate: users: unknown subcommand 'delete'; one of create, reset-factors" },
+  { kind: 'a group without its subcommand', argv: ['users'], line: 'ciphergate: users: name a subcommand: create, reset-factors, list, lock, unlock, sessions' },
+  { kind: 'an unknown subcommand', argv: ['users', 'delete'], line: "ciphergate: users: unknown subcommand 'delete'; one of create, reset-factors, list, lock, unlock, sessions" },
   {
     kind: 'invalid choice',
     argv: ['users', 'create', '--email', 'a@example.com', '--role', 'owner', '--password-stdin'],
