@@ -235,4 +235,20 @@ describe('tenants test with a wrong public URL (the CLI on PostgreSQL beside the
     const jobs = await queryRows<{ count: number }>(database.db, sql`select count(*)::int as count from jobs`);
     assert.equal(jobs[0]!.count, 0);
   });
+
+  test('every run is audited as tenant.setup-test with its result, ids and hop names only', async () => {
+    const entries = await queryRows<{ outcome: string; details: Record<string, unknown> }>(
+      database.db,
+      sql`select outcome, details from audit_events where action = 'tenant.setup-test' order by seq`,
+    );
+    assert.deepEqual(
+      entries.map((entry) => [entry.outcome, entry.details]),
+      [
+        ['failure', { providers: 'twilio,podium', failedHops: 'twilio:reachable,podium:reachable' }],
+        ['failure', { providers: 'twilio,podium', failedHops: 'twilio:reachable,podium:reachable' }],
+        ['failure', { providers: 'twilio,podium', failedHops: 'twilio:signature' }],
+        ['success', { providers: 'twilio,podium', failedHops: 'none' }],
+      ],
+    );
+  });
 });
