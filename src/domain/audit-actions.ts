@@ -57,6 +57,7 @@ export const AUDIT_ACTIONS = {
   'tenant.create': 'a tenant created',
   'tenant.update': "a tenant's settings changed",
   'tenant.shredded': "a shredded tenant's rows removed",
+  'tenant.setup-test': 'signed test deliveries sent to a tenant\'s public webhook URLs (`tenants test`), with the result',
   'import.jsonl': 'a JSON-lines import, finished or failed',
   'import.airtable': 'an Airtable import, finished or failed',
   'job.retry': 'a dead-lettered job put back in the queue',

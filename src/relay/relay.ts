@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import { AuditAggregator } from '../audit/aggregator.js';
 import { JOB } from '../domain/job-kinds.js';
 import { mayAiAnswer, optChangeOf } from '../domain/keywords.js';
+import { isSetupTestMessage } from '../domain/setup-test.js';
 import type { TenantSummary } from '../domain/tenant.js';
 import type { Logger } from '../log/logger.js';
 import { createBasePacer } from '../providers/airtable/base-pacer.js';
@@ -125,14 +126,19 @@ export class Relay implements InboundRelay {
    */
   async receive(tenant: TenantContext, inbound: InboundDelivery): Promise<{ duplicate: boolean; messageId: string }> {
     const { sender, ...message } = inbound;
-    const wantsAiReply = tenant.settings.openai !== undefined && mayAiAnswer(message.body);
+    // A setup test (`ciphergate tenants test`, src/relay/setup-test.ts; only ever asked after the
+    // signature was verified) is stored, so "stored" is real, but gets no follow-up job: it must
+    // never reach OpenAI, Twilio or Airtable.
+    const setupTest = isSetupTestMessage(message.providerMessageId, message.body);
+    const wantsAiReply = !setupTest && tenant.settings.openai !== undefined && mayAiAnswer(message.body);
     const answerable = wantsAiReply && sender.replyTo !== undefined;
     const optChange = optChangeOf(message.body);
     const stored = await this.conversations.storeInbound(
       { ...message, phone: sender.address, senderKind: sender.kind, tenantId: tenant.id, ...(optChange ? { optChange } : {}) },
-      ({ messageId }) => [...(answerable ? [aiReplyJob(tenant.id, messageId)] : []), ...syncJobs(tenant, messageId)],
+      ({ messageId }) => (setupTest ? [] : [...(answerable ? [aiReplyJob(tenant.id, messageId)] : []), ...syncJobs(tenant, messageId)]),
     );
     if (!stored.duplicate) {
+      if (setupTest) this.options.logger.info({ tenantId: tenant.id, messageId: stored.messageId }, 'AI skipped: setup test');
       if (wantsAiReply && !answerable) {
         this.options.logger.info({ tenantId: tenant.id, messageId: stored.messageId, senderKind: sender.kind }, 'no AI reply: the sender cannot receive SMS (a short code or an alphanumeric id)');
       }

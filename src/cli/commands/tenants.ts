@@ -4,6 +4,7 @@ import { parseTenantDocument, TenantDocumentError } from '../../config/tenant-do
 import { TENANT_SLUG_PATTERN } from '../../domain/ids.js';
 import type { TenantSummary } from '../../domain/tenant.js';
 import { deleteTenant, putTenant } from '../../relay/tenant-admin.js';
+import { runSetupTest, type SetupTestDelivery } from '../../relay/setup-test.js';
 import { listAllTenants } from '../../relay/tenant-catalogue.js';
 import { CliError } from '../errors.js';
 import { openSealingRuntime, openRuntime, type CliIo } from '../runtime.js';
@@ -101,6 +102,45 @@ export function registerTenants(program: Command, io: CliIo): void {
         await runtime.close();
       }
     });
+
+  tenantsCommand
+    .command('test')
+    .description("sends correctly signed test deliveries to the tenant's public webhook URLs and reports each hop; exit 0 when all pass")
+    .argument('<slug>', 'the tenant')
+    .option('--json', 'one JSON document instead of lines')
+    .action(async (slug: string, options: { json?: boolean }) => {
+      checkSlug(slug);
+      const runtime = await openSealingRuntime(io, { logTo: 'stderr', defaultLogLevel: 'warn' });
+      let passed: boolean;
+      let tested: boolean;
+      try {
+        const deps = { db: runtime.database.db, fields: runtime.sealing.fields, keyring: runtime.sealing.keyring, publicUrl: runtime.config.publicUrl };
+        const outcome = await runSetupTest(deps, slug, { type: 'system', id: 'cli' });
+        if (!outcome.ok) throw new CliError(`tenants test: no tenant ${JSON.stringify(slug)}`);
+        passed = outcome.passed;
+        tested = outcome.deliveries.some((delivery) => delivery.provider !== 'airtable');
+        if (options.json) io.stdout.write(`${JSON.stringify({ tenant: outcome.tenant.slug, passed, deliveries: outcome.deliveries }, null, 2)}\n`);
+        else io.stdout.write(setupTestLines(outcome.tenant.slug, outcome.deliveries, passed));
+      } finally {
+        await runtime.close();
+      }
+      if (!passed) throw new CliError(`tenants test: ${slug}: ${tested ? 'a hop failed (see the hints above)' : 'nothing to test (no twilio or podium block)'}`);
+    });
+}
+
+/** The setup test's report: one line per hop, its hint indented below a failed one. */
+function setupTestLines(slug: string, deliveries: SetupTestDelivery[], passed: boolean): string {
+  if (deliveries.length === 0) return `tenant ${slug}: no provider to test (no twilio or podium block)\n`;
+  const lines: string[] = [];
+  for (const delivery of deliveries) {
+    lines.push(`${delivery.provider} ${delivery.url}`);
+    for (const hop of delivery.hops) {
+      lines.push(`  ${hop.result.padEnd(7)} ${hop.hop.padEnd(9)} ${hop.detail}`);
+      if (hop.hint) lines.push(`          hint: ${hop.hint}`);
+    }
+  }
+  lines.push(passed ? `tenant ${slug}: every hop passed` : `tenant ${slug}: FAILED`);
+  return `${lines.join('\n')}\n`;
 }
 
 function checkSlug(slug: string): void {

@@ -59,3 +59,11 @@ function decodeDigest(text: string): Buffer | undefined {
   if (/^[A-Za-z0-9_-]{43}=?$/.test(text)) return Buffer.from(text, 'base64url');
   return undefined;
 }
+
+/**
+ * The `podium-signature` of a delivery as verifyPodiumRequest checks it (lowercase hex of the
+ * HMAC over `timestamp.body`): the setup test signs its deliveries with it.
+ */
+export function signPodiumRequest(secret: string, timestampMs: number, rawBody: string): string {
+  return createHmac('sha256', secret).update(`${timestampMs}.`).update(rawBody).digest('hex');
+}

@@ -66,6 +66,14 @@ export function verifyTwilioRequest(input: {
   return false;
 }
 
+/**
+ * X-Twilio-Signature for form parameters posted to `url`, as Twilio computes it (the official
+ * SDK's `getExpectedTwilioSignature`): the setup test signs its deliveries with it.
+ */
+export function signTwilioRequest(authToken: string, url: string, params: Record<string, string>): string {
+  return twilio.getExpectedTwilioSignature(authToken, url, params);
+}
+
 /** `application/x-www-form-urlencoded` as Twilio sends it: `+` is a space, repeated keys become arrays. */
 export function parseFormBody(rawBody: Buffer): Record<string, string | string[]> {
   // No prototype: a parameter named `__proto__` or `constructor` is just a parameter.
