@@ -68,7 +68,7 @@ export function registerImport(program: Command, io: CliIo): void {
         } catch (error) {
           if (!(error instanceof AirtableImportStopped)) throw error;
           const pages = error.report.pages;
-          const done = pages === 0 ? 'nothing was imported in this run' : `the rows read before (${pages === 1 ? '1 page' : `${pages} pages`} in this run) are imported and recorded`;
+          const done = pages === 0 ? 'nothing was imported in this run' : `the rows read before (${counted(pages, 'page')} in this run) are imported and recorded`;
           throw new CliError(`import airtable stopped: ${describeImportFailure(error.cause)}; ${done}; run the same command again to continue`);
         }
         if (!outcome.ok && outcome.code === 'tenant-not-found') unknownTenant(options.tenant);
