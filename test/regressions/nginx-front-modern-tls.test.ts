@@ -91,7 +91,10 @@ async function waitForTls(port: number, deadlineMs: number): Promise<void> {
   for (;;) {
     const connected = await new Promise<boolean>((resolve) => {
       const socket = tlsConnect({ host: '127.0.0.1', port, servername: HOST, rejectUnauthorized: false }, () => {
-        socket.end();
+        // Closed outright, not ended: `openssl s_server` serves one connection at a time, and a
+        // half-closed probe (Node 24 waits for the peer's close_notify) held the control server
+        // busy, so the first control handshake timed out.
+        socket.destroy();
         resolve(true);
       });
       socket.on('error', () => resolve(false));
