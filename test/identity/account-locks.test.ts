@@ -6,8 +6,9 @@ import { AccountLocks } from '../../src/identity/accounts/account-locks.js';
 import { IdentityError } from '../../src/identity/errors.js';
 import { queryRows } from '../../src/store/connection.js';
 import { auditMark, auditSince } from '../helpers/audit.js';
+import { openAdminAndManager } from '../helpers/admin-and-manager.js';
 import { describeEachBackend } from '../helpers/database.js';
-import { openIdentityHarness, type IdentityHarness, type SignedSession, type TestUser } from '../helpers/identity.js';
+import { type IdentityHarness, type SignedSession, type TestUser } from '../helpers/identity.js';
 import { freshAddresses } from '../helpers/addresses.js';
 import { assertProblem, assertUnauthenticated } from '../helpers/problems.js';
 
@@ -27,11 +28,7 @@ await describeEachBackend('locking and unlocking users', (backend) => {
   const freshIp = freshAddresses('10.66');
 
   before(async () => {
-    h = await openIdentityHarness(backend);
-    admin = await h.createUser({ role: 'admin' });
-    adminSession = await h.signIn(admin);
-    manager = await h.createUser({ role: 'manager' });
-    managerSession = await h.signIn(manager);
+    ({ h, admin, adminSession, manager, managerSession } = await openAdminAndManager(backend));
   });
   after(() => h?.close());
 

@@ -4,8 +4,9 @@ import { after, before, test } from 'node:test';
 import { sql } from 'drizzle-orm';
 import { queryRows } from '../../src/store/connection.js';
 import { auditMark, auditSince } from '../helpers/audit.js';
+import { openAdminAndManager } from '../helpers/admin-and-manager.js';
 import { describeEachBackend } from '../helpers/database.js';
-import { openIdentityHarness, type IdentityHarness, type SignedSession, type TestUser } from '../helpers/identity.js';
+import { type IdentityHarness, type SignedSession, type TestUser } from '../helpers/identity.js';
 import { freshAddresses } from '../helpers/addresses.js';
 import { totpCode } from '../helpers/totp-codes.js';
 import { assertProblem, assertUnauthenticated } from '../helpers/problems.js';
@@ -26,11 +27,7 @@ await describeEachBackend('admin reset of second factors', (backend) => {
   const freshIp = freshAddresses('10.63');
 
   before(async () => {
-    h = await openIdentityHarness(backend);
-    admin = await h.createUser({ role: 'admin' });
-    adminSession = await h.signIn(admin);
-    manager = await h.createUser({ role: 'manager' });
-    managerSession = await h.signIn(manager);
+    ({ h, admin, adminSession, manager, managerSession } = await openAdminAndManager(backend));
   });
   after(() => h?.close());
 

@@ -2,8 +2,9 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import { auditMark, auditSince } from '../helpers/audit.js';
+import { openAdminAndManager } from '../helpers/admin-and-manager.js';
 import { describeEachBackend } from '../helpers/database.js';
-import { openIdentityHarness, type IdentityHarness, type SignedSession, type TestUser } from '../helpers/identity.js';
+import { type IdentityHarness, type SignedSession, type TestUser } from '../helpers/identity.js';
 import { freshAddresses } from '../helpers/addresses.js';
 import { assertProblem, assertUnauthenticated } from '../helpers/problems.js';
 
@@ -23,11 +24,7 @@ await describeEachBackend('user administration: sessions', (backend) => {
   const freshIp = freshAddresses('10.67');
 
   before(async () => {
-    h = await openIdentityHarness(backend);
-    admin = await h.createUser({ role: 'admin' });
-    adminSession = await h.signIn(admin);
-    manager = await h.createUser({ role: 'manager' });
-    managerSession = await h.signIn(manager);
+    ({ h, admin, adminSession, manager, managerSession } = await openAdminAndManager(backend));
   });
   after(() => h?.close());
 
